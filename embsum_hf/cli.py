@@ -1,0 +1,31 @@
+"""`embsum` command line: one thin module per subcommand in `embsum_hf.commands`.
+
+Each command module exposes `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Only the command modules and `examples/` parse argv and print; the library returns data and logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand module names, in the order `embsum --help` lists them
+COMMANDS = ("train", "evaluate", "predict", "summarize", "encode")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embsum", description="EmbSum: train, evaluate, summarise, encode, rank.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"embsum_hf.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `embsum` CLI (see `embsum_hf.cli`)."""
