@@ -1,0 +1,113 @@
+"""EmbSum configuration.
+
+Hub-facing file: it is copied next to saved weights for `trust_remote_code`, so it imports only transformers.
+"""
+
+from transformers import PreTrainedConfig, T5Config
+
+SUMMARY_MODES = ("generate", "start")
+
+
+class EmbSumConfig(PreTrainedConfig):
+    r"""
+    Configuration of an [`EmbSumModel`]: a T5 backbone plus the poly-attention heads of EmbSum (Zhang et al., RecSys
+    2024) and SPAR (arXiv 2402.10555). `EmbSumConfig()` with no arguments describes the paper's model: a
+    t5-small-shaped backbone, K = 16 user codes, M = 4 item codes.
+
+    Args:
+        t5_config (`T5Config` or `dict`, *optional*):
+            The backbone. Defaults to the t5-small shape (d_model 512, 6 + 6 layers, vocab 32128).
+        num_user_codes (`int`, defaults to 16):
+            K, the number of learned context codes of the User Poly-Embedding (UPE).
+        num_item_codes (`int`, defaults to 4):
+            M, the number of learned context codes of the Content Poly-Embedding (CPE).
+        poly_projection_size (`int`, *optional*):
+            Width of the poly-attention key projection `W_u` / `W_c`; defaults to `d_model`.
+        max_history_items (`int`, defaults to 60):
+            Latest history items kept per user; older ones are dropped by the processor.
+        session_max_tokens (`int`, defaults to 512):
+            Token budget of one session (one T5 encoder pass over several history items).
+        item_max_tokens (`int`, defaults to 64):
+            Token budget of one item's text, its item-start token included.
+        summary_max_tokens (`int`, defaults to 64):
+            Longest user-interest summary, end-of-sequence token included (teacher targets and generation).
+        summary_loss_weight (`float`, defaults to 1.0):
+            lambda in `L = L_NCE + lambda * L_sum`.
+        num_negatives (`int`, defaults to 4):
+            Non-clicked items sampled per clicked item for the NCE loss (MIND 4, Goodreads 2).
+        summary_mode (`str`, defaults to `"generate"`):
+            How `h_sum` is taken for a user without a teacher summary (always the case at inference):
+            `"generate"` lets the decoder greedily write its summary and reads the state at its end (the paper's
+            reading, our choice); `"start"` feeds the decoder start token only (cheaper, no generation).
+        item_start_token_id (`int`, defaults to 32100):
+            Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
+            UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.
+    """
+
+    model_type = "embsum"
+    sub_configs_defaults = {"t5_config": T5Config}
+
+    t5_config: dict | T5Config | None = None
+    num_user_codes: int = 16
+    num_item_codes: int = 4
+    poly_projection_size: int | None = None
+    max_history_items: int = 60
+    session_max_tokens: int = 512
+    item_max_tokens: int = 64
+    summary_max_tokens: int = 64
+    summary_loss_weight: float | int = 1.0
+    num_negatives: int = 4
+    summary_mode: str = "generate"
+    item_start_token_id: int = 32100
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # A T5Config built in code has no decoder start token; T5 starts decoding with the pad token.
+        if getattr(self.t5_config, "decoder_start_token_id", None) is None:
+            self.t5_config.decoder_start_token_id = self.t5_config.pad_token_id
+        if self.poly_projection_size is None:
+            self.poly_projection_size = self.t5_config.d_model
+        self._check_values()
+
+    def _check_values(self) -> None:
+        positive = (
+            "num_user_codes",
+            "num_item_codes",
+            "poly_projection_size",
+            "max_history_items",
+            "session_max_tokens",
+            "item_max_tokens",
+            "summary_max_tokens",
+            "num_negatives",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"EmbSumConfig.{name} must be a positive integer, got {value!r}")
+        if self.item_max_tokens + 1 > self.session_max_tokens:
+            raise ValueError(
+                f"EmbSumConfig.item_max_tokens ({self.item_max_tokens}) must leave room for the end-of-sequence token "
+                f"within session_max_tokens ({self.session_max_tokens})"
+            )
+        if self.summary_loss_weight < 0:
+            raise ValueError(f"EmbSumConfig.summary_loss_weight must be >= 0, got {self.summary_loss_weight!r}")
+        if self.summary_mode not in SUMMARY_MODES:
+            raise ValueError(f"EmbSumConfig.summary_mode must be one of {SUMMARY_MODES}, got {self.summary_mode!r}")
+        if not 0 <= self.item_start_token_id < self.t5_config.vocab_size:
+            raise ValueError(
+                f"EmbSumConfig.item_start_token_id ({self.item_start_token_id}) must be a token id below the "
+                f"backbone's vocab_size ({self.t5_config.vocab_size})"
+            )
+        if self.item_start_token_id in (self.t5_config.pad_token_id, self.t5_config.eos_token_id):
+            raise ValueError(
+                f"EmbSumConfig.item_start_token_id ({self.item_start_token_id}) must differ from the pad and "
+                "end-of-sequence ids"
+            )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.t5_config.d_model
+
+
+__all__ = ["EmbSumConfig"]

@@ -1,0 +1,205 @@
+"""MIND (Microsoft News Dataset) loader: news.tsv + behaviors.tsv -> `RecommendationData`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+
+from ._io import ItemTable, iter_lines
+from .impressions import clean_history
+from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData, impressions_dataset
+from .splits import split_dev_test
+
+
+__all__ = ["MIND_URL", "download_mind", "load_mind", "split_dev_test"]
+
+logger = logging.getLogger(__name__)
+
+MIND_URL = "https://recodatasets.z20.web.core.windows.net/newsrec/{name}.zip"
+_MIND_NAME = re.compile(r"MIND(demo|small|large)_(train|dev|test)")
+_NEWS_COLUMNS = ("item_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
+_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # 11/15/2019 8:55:22 AM
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("EMBSUM_HF_CACHE", Path.home() / ".cache" / "embsum_hf")) / "mind"
+
+
+def download_mind(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Download and unzip an official MIND split (e.g. "MINDsmall_train") once; return the folder with the TSVs.
+
+    Files go to `cache_dir/<name>` (default `~/.cache/embsum_hf/mind/<name>`, root overridable with the
+    `EMBSUM_HF_CACHE` environment variable). Offline machines get an `OSError` explaining how to pass a local folder.
+    """
+    if not _MIND_NAME.fullmatch(name):
+        raise ValueError(f"Unknown MIND split {name!r}; expected e.g. MINDsmall_train, MINDsmall_dev, MINDlarge_test")
+    target = Path(cache_dir) if cache_dir is not None else _cache_root()
+    target = target / name
+    if (target / "behaviors.tsv").is_file() and (target / "news.tsv").is_file():
+        return target
+    url = MIND_URL.format(name=name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("Downloading %s to %s", url, target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = Path(tmp) / f"{name}.zip"
+        try:
+            urllib.request.urlretrieve(url, archive)
+        except (urllib.error.URLError, OSError) as error:
+            raise OSError(
+                f"Could not download {url} ({error}). If this machine is offline, download and unzip it elsewhere "
+                f"and pass the folder holding news.tsv and behaviors.tsv to load_mind instead of {name!r}."
+            ) from error
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(Path(tmp) / name)
+        shutil.rmtree(target, ignore_errors=True)
+        (Path(tmp) / name).rename(target)  # atomic: a half-extracted folder never looks complete
+    return target
+
+
+def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) -> tuple[Path, str]:
+    """Find the folder holding news.tsv/behaviors.tsv and the split's display name."""
+    folder = Path(path)
+    if folder.is_dir():
+        if split is not None and (folder / split / "behaviors.tsv").is_file():
+            return folder / split, f"{folder.name}_{split}"
+        if (folder / "behaviors.tsv").is_file():
+            return folder, folder.name
+        raise FileNotFoundError(f"{folder} holds neither behaviors.tsv nor {split or '<split>'}/behaviors.tsv")
+    name = str(path)
+    if split is not None and not name.endswith(f"_{split}"):
+        name = f"{name}_{split}"
+    if not _MIND_NAME.fullmatch(name):
+        raise FileNotFoundError(f"{path!r} is neither a folder nor a MIND split name such as 'MINDsmall_train'")
+    return download_mind(name, cache_dir), name
+
+
+def _read_news(path: Path, stats: Counter) -> ItemTable:
+    table = ItemTable(DOMAIN_TEXT_FIELDS["mind"], stats)
+    for number, line in iter_lines(path, desc="Reading news.tsv"):
+        fields = line.split("\t")
+        if len(fields) != len(_NEWS_COLUMNS):
+            raise DataFormatError(path, number, f"expected {len(_NEWS_COLUMNS)} tab-separated columns, got {len(fields)}")
+        record = dict(zip(_NEWS_COLUMNS, fields))
+        if not record["item_id"]:
+            raise DataFormatError(path, number, "empty news id")
+        table.add(record["item_id"], record, path, number)
+    return table
+
+
+def _parse_impressions(text: str, path: Path, number: int) -> tuple[list[str], list[int]]:
+    """`N1-1 N2-0` -> ids and labels; `N1 N2` (MIND-large test) -> ids and -1 labels. Mixing both is an error."""
+    candidates, labels = [], []
+    for token in text.split():
+        item_id, dash, label = token.rpartition("-")
+        if not dash:
+            item_id, label = token, None
+        elif label not in ("0", "1"):
+            raise DataFormatError(path, number, f"bad impression token {token!r}: label must be 0 or 1")
+        candidates.append(item_id)
+        labels.append(UNLABELED if label is None else int(label))
+    if len({label == UNLABELED for label in labels}) > 1:
+        raise DataFormatError(path, number, "impressions mix labeled (N-1) and unlabeled (N) tokens")
+    return candidates, labels
+
+
+def load_mind(
+    path: str | Path,
+    split: str | None = None,
+    *,
+    history_from_impressions: bool = False,
+    max_history: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> RecommendationData:
+    """Load one MIND split.
+
+    Args:
+        path: a folder holding `news.tsv` and `behaviors.tsv`; a folder with one such subfolder per split (then
+            `split` picks it, e.g. the output of `make_synthetic_mind`); or an official split name
+            ("MINDsmall_train", "MINDdemo_dev", "MINDlarge_test", or "MINDsmall" together with `split`), which is
+            downloaded once (see `download_mind`).
+        split: "train", "dev" or "test" when `path` does not name the split itself.
+        history_from_impressions: also put the clicks of the same user's earlier impressions (strictly earlier
+            time) in front of the behaviors file's history. Off by default: the file's history is MIND's own
+            definition of "clicks before the impression".
+        max_history: keep only the most recent items of each history (None keeps all).
+        cache_dir: download folder for official split names.
+
+    MIND lists history oldest first; it is reversed to most recent first. A candidate clicked in an impression is
+    removed from that impression's history (`history_leak_removed`). Unknown news ids are dropped from histories
+    (`unknown_history_item`) and candidates (`unknown_candidate_item`); impressions left without candidates are
+    skipped (`skipped_no_candidates`). Impressions without `-label` suffixes (MIND-large test) get labels -1.
+    Malformed lines raise `DataFormatError` naming file and line.
+    """
+    folder, split_name = _resolve(path, split, cache_dir)
+    stats: Counter = Counter()
+    news = _read_news(folder / "news.tsv", stats)
+
+    behaviors_path = folder / "behaviors.tsv"
+    records = []
+    for number, line in iter_lines(behaviors_path, desc="Reading behaviors.tsv"):
+        fields = line.split("\t")
+        if len(fields) != 5:
+            raise DataFormatError(behaviors_path, number, f"expected 5 tab-separated columns, got {len(fields)}")
+        impression_id, user_id, time_text, history_text, impressions_text = fields
+        try:
+            time = datetime.strptime(time_text.strip(), _TIME_FORMAT)
+        except ValueError:
+            raise DataFormatError(behaviors_path, number, f"bad time {time_text!r}, expected like '11/15/2019 8:55:22 AM'") from None
+        candidates, labels = _parse_impressions(impressions_text, behaviors_path, number)
+        records.append((impression_id, user_id, time, history_text.split(), candidates, labels))
+
+    earlier_clicks = _earlier_clicks(records) if history_from_impressions else None
+    rows = []
+    for index, (impression_id, user_id, time, history, candidates, labels) in enumerate(records):
+        history = history[::-1]  # MIND lists oldest first
+        if earlier_clicks is not None:
+            history = earlier_clicks[index] + history
+        known_history = [item_id for item_id in history if item_id in news]
+        stats["unknown_history_item"] += len(history) - len(known_history)
+        kept = [(c, y) for c, y in zip(candidates, labels) if c in news]
+        stats["unknown_candidate_item"] += len(candidates) - len(kept)
+        if not kept:
+            stats["skipped_no_candidates"] += 1
+            continue
+        clicked = {c for c, y in kept if y == 1}
+        rows.append(
+            {
+                "impression_id": impression_id,
+                "user_id": user_id,
+                "time": time.isoformat(),
+                "history": clean_history(known_history, clicked, stats, max_history),
+                "candidates": [c for c, _ in kept],
+                "labels": [y for _, y in kept],
+            }
+        )
+    data = RecommendationData(
+        items=news.to_dataset(), impressions=impressions_dataset(rows), domain="mind", split=split_name,
+        stats={key: value for key, value in stats.items() if value},
+    )
+    logger.info("Loaded %s: %d news, %d impressions; %s", split_name, len(data.items), len(data.impressions), data.stats)
+    return data
+
+
+def _earlier_clicks(records: list[tuple]) -> list[list[str]]:
+    """For each record, the clicks of the same user's strictly earlier impressions, most recent first."""
+    order = sorted(range(len(records)), key=lambda i: records[i][2])  # stable: file order breaks time ties
+    clicks: dict[str, list[str]] = defaultdict(list)  # per user, oldest first
+    result: list[list[str]] = [[] for _ in records]
+    pending: list[int] = []  # impressions at the current timestamp, whose clicks are not "earlier" for each other
+    for index in order:
+        if pending and records[pending[0]][2] != records[index][2]:
+            for done in pending:
+                clicks[records[done][1]] += [c for c, y in zip(records[done][4], records[done][5]) if y == 1]
+            pending = []
+        result[index] = clicks[records[index][1]][::-1]
+        pending.append(index)
+    return result

@@ -1,0 +1,133 @@
+"""The one in-memory format every loader returns: an items table plus an impressions table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+
+# Text columns of the items table per known domain; the processor formats them with the domain's template.
+DOMAIN_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "mind": ("title", "abstract", "category", "subcategory"),
+    "goodreads": ("title", "author", "description", "genre"),
+    "movielens": ("title", "year", "genres"),
+}
+
+UNLABELED = -1
+"""Label of every candidate of an unlabeled split (e.g. MIND-large test)."""
+
+IMPRESSION_FEATURES = datasets.Features(
+    {
+        "impression_id": datasets.Value("string"),
+        "user_id": datasets.Value("string"),
+        "time": datasets.Value("string"),
+        "history": datasets.List(datasets.Value("string")),
+        "candidates": datasets.List(datasets.Value("string")),
+        "labels": datasets.List(datasets.Value("int8")),
+    }
+)
+
+
+class DataFormatError(ValueError):
+    """A malformed input record; the message starts with `path:line` so the user can open the exact spot."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        location = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{location}: {message}")
+
+
+def items_dataset(columns: dict[str, list[str]]) -> datasets.Dataset:
+    """Build the items table from column lists (`item_id` first, every column a string)."""
+    features = datasets.Features({name: datasets.Value("string") for name in columns})
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def impressions_dataset(rows: list[dict]) -> datasets.Dataset:
+    """Build the impressions table from row dicts with the keys of `IMPRESSION_FEATURES`."""
+    columns = {name: [row[name] for row in rows] for name in IMPRESSION_FEATURES}
+    return datasets.Dataset.from_dict(columns, features=IMPRESSION_FEATURES)
+
+
+@dataclass
+class RecommendationData:
+    """Items and impressions of one split of one source.
+
+    Attributes:
+        items: column `item_id` (unique strings) plus the domain's text columns (strings).
+        impressions: columns `impression_id`, `user_id`, `time` (ISO-8601, "" when the source has no time),
+            `history` (item ids, most recent first, only ids present in `items`, never a clicked candidate of the
+            same impression), `candidates` and `labels` (1 click, 0 no click, -1 for every candidate of an
+            unlabeled split).
+        domain: "mind", "goodreads", "movielens" or "custom"; picks the item text template downstream.
+        split: human-readable name of the split, reported with every number (e.g. "MINDsmall_dev:test(90%)").
+        stats: counts of what the loader skipped, dropped or noticed (e.g. `{"skipped_unknown_item": 3}`).
+    """
+
+    items: datasets.Dataset
+    impressions: datasets.Dataset
+    domain: str
+    split: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def text_fields(self) -> list[str]:
+        """The item text columns (every items column except `item_id`)."""
+        return [name for name in self.items.column_names if name != "item_id"]
+
+    def item_lookup(self) -> dict[str, dict[str, str]]:
+        """Map item_id -> {text field: value}, for prompt building and serving."""
+        return {row.pop("item_id"): row for row in self.items.to_list()}
+
+    def validate(self) -> RecommendationData:
+        """Check the invariants every consumer relies on; raise `ValueError` listing the first violations.
+
+        Checked: unique item and impression ids, the expected columns, non-empty candidates with one label each,
+        labels in {0, 1} or all -1, every history/candidate id present in `items`, and no clicked candidate in its
+        own impression's history (leakage). Returns `self` so calls can be chained.
+        """
+        problems: list[str] = []
+        if "item_id" not in self.items.column_names:
+            problems.append("items table has no 'item_id' column")
+        expected = DOMAIN_TEXT_FIELDS.get(self.domain, ())
+        missing = [name for name in expected if name not in self.items.column_names]
+        if missing:
+            problems.append(f"items table lacks the {self.domain} text columns {missing}")
+        if set(self.impressions.column_names) != set(IMPRESSION_FEATURES):
+            problems.append(
+                f"impressions columns {sorted(self.impressions.column_names)} != {sorted(IMPRESSION_FEATURES)}"
+            )
+        if problems:
+            raise ValueError(f"Invalid RecommendationData ({self.split}): " + "; ".join(problems))
+
+        item_ids = list(self.items["item_id"])
+        known = set(item_ids)
+        if len(known) != len(item_ids):
+            problems.append(f"{len(item_ids) - len(known)} duplicate item ids")
+        seen_impressions: set[str] = set()
+        for row in self.impressions:
+            if len(problems) >= 10:
+                break
+            imp = row["impression_id"]
+            if imp in seen_impressions:
+                problems.append(f"duplicate impression id {imp!r}")
+            seen_impressions.add(imp)
+            candidates, labels, history = row["candidates"], row["labels"], row["history"]
+            if not candidates:
+                problems.append(f"impression {imp!r} has no candidates")
+            if len(labels) != len(candidates):
+                problems.append(f"impression {imp!r} has {len(candidates)} candidates but {len(labels)} labels")
+            if not (set(labels) <= {0, 1} or set(labels) == {UNLABELED}):
+                problems.append(f"impression {imp!r} has labels {sorted(set(labels))}, expected 0/1 or all -1")
+            unknown = [i for i in history + candidates if i not in known]
+            if unknown:
+                problems.append(f"impression {imp!r} references unknown items {unknown[:3]}")
+            leaked = {c for c, y in zip(candidates, labels) if y == 1} & set(history)
+            if leaked:
+                problems.append(f"impression {imp!r} has its own clicks {sorted(leaked)[:3]} in its history")
+        if problems:
+            raise ValueError(f"Invalid RecommendationData ({self.split}): " + "; ".join(problems))
+        return self

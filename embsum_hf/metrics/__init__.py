@@ -1,0 +1,30 @@
+"""Evaluation metrics: the official MIND ranking metrics (plain function and local `evaluate` module) and ROUGE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .mind import candidate_ranks, compute_mind_metrics, read_prediction_file, write_prediction_file
+from .summary import rouge_scores
+
+
+MIND_METRIC_PATH = Path(__file__).parent / "mind_metrics"
+"""Folder of the local `evaluate` module (shipped as package data)."""
+
+
+def load_mind_metric(**kwargs):
+    """`evaluate.load` of the local MIND metrics module; needs no network. `kwargs` go to `evaluate.load`."""
+    import evaluate  # imported here: evaluate is slow to import and only this loader needs it
+
+    return evaluate.load(str(MIND_METRIC_PATH), **kwargs)
+
+
+__all__ = [
+    "MIND_METRIC_PATH",
+    "candidate_ranks",
+    "compute_mind_metrics",
+    "load_mind_metric",
+    "read_prediction_file",
+    "rouge_scores",
+    "write_prediction_file",
+]

@@ -1,0 +1,439 @@
+"""EmbSum model: T5 session encoder, fusion-in-decoder summariser and poly-attention user/item embeddings.
+
+Hub-facing file: it is copied next to saved weights for `trust_remote_code`, so it imports only torch, transformers
+and the configuration file. Equations follow EmbSum (Zhang et al., RecSys 2024) and SPAR (arXiv 2402.10555).
+
+Shapes: B users, G sessions per user, L tokens per session, N items (or C candidates per user), Li tokens per item,
+n history items per user, K user codes, M item codes, d = d_model, T summary tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput
+
+from .configuration_embsum import EmbSumConfig
+
+
+@dataclass
+class EmbSumUserOutput(ModelOutput):
+    """
+    User side of EmbSum.
+
+    Args:
+        user_embeddings (`torch.FloatTensor` of shape `(B, K, d)`): the User Poly-Embedding (UPE).
+        summary_state (`torch.FloatTensor` of shape `(B, d)`): `h_sum`, the decoder state at the summary's end.
+        item_states (`(B, n, d)`, with `output_details`): encoder states at each history item's `<sos>` token, in
+            session order (the processor's packing order).
+        item_mask (`(B, n)` bool, with `output_details`): which rows of `item_states` are real items.
+        session_states (`(B, G, L, d)`, with `output_details`): per-session encoder states (incremental updates).
+        attention_weights (`(B, K, n + 1)`, with `output_details`): poly-attention weights of each user code over the
+            history items and, last, `h_sum`.
+        summary_ids (`(B, T)`, with `output_details`): the decoder inputs `h_sum` was read from (start token first).
+    """
+
+    user_embeddings: torch.FloatTensor | None = None
+    summary_state: torch.FloatTensor | None = None
+    item_states: torch.FloatTensor | None = None
+    item_mask: torch.BoolTensor | None = None
+    session_states: torch.FloatTensor | None = None
+    attention_weights: torch.FloatTensor | None = None
+    summary_ids: torch.LongTensor | None = None
+
+
+@dataclass
+class EmbSumOutput(ModelOutput):
+    """
+    Output of [`EmbSumModel.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): `ctr_loss + summary_loss_weight * summary_loss`.
+        ctr_loss (`()`): NCE loss, the positive is candidate 0 of every user.
+        summary_loss (`()`, when summary labels are given): token-mean NLL of the teacher summaries.
+        logits (`(B, C)`): relevance scores of every candidate; padded candidates are `-inf`.
+        user_embeddings (`(B, K, d)`), item_embeddings (`(B, C, M, d)`): the two poly-embeddings scored.
+    """
+
+    loss: torch.FloatTensor | None = None
+    ctr_loss: torch.FloatTensor | None = None
+    summary_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    user_embeddings: torch.FloatTensor | None = None
+    item_embeddings: torch.FloatTensor | None = None
+
+
+class PolyAttention(nn.Module):
+    """
+    `K` learned codes attend over a set of states: `alpha_a = softmax(c_a . tanh(Z W)^T)`, `e_a = alpha_a Z`.
+
+    Masked rows get `-inf` before the softmax (not a small constant, which leaks weight onto padding). A set with no
+    row at all yields zeros and zero weights rather than NaN.
+    """
+
+    def __init__(self, num_codes: int, hidden_size: int, projection_size: int):
+        super().__init__()
+        self.codes = nn.Parameter(torch.empty(num_codes, projection_size))
+        self.projection = nn.Linear(hidden_size, projection_size, bias=False)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # states (B, n, d), mask (B, n) bool -> embeddings (B, K, d), weights (B, K, n)
+        keys = torch.tanh(self.projection(states))  # (B, n, p)
+        logits = torch.einsum("kp,bnp->bkn", self.codes.to(keys.dtype), keys)
+        logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
+        empty = ~mask.any(dim=-1)  # (B,)
+        if empty.any():  # a fully masked row would softmax to NaN
+            logits = logits.masked_fill(empty[:, None, None], 0.0)
+        weights = torch.softmax(logits.float(), dim=-1).to(states.dtype)
+        weights = weights.masked_fill(empty[:, None, None], 0.0)
+        return torch.bmm(weights, states), weights
+
+
+def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, item_keys: torch.Tensor) -> torch.Tensor:
+    """
+    SPAR's score (eqs. 5-6, kept by EmbSum): `S = flatten(UPE CPE^T)`, `w = softmax(flatten(UPE keys^T))`,
+    `score = w . S`, where `keys = gelu(CPE W_s)` depends on the item alone (so stores can keep it).
+
+    Args:
+        user_embeddings: `(B, K, d)`.
+        item_embeddings, item_keys: `(N, M, d)` shared by all users -> scores `(B, N)`; or `(B, C, M, d)`, each user
+            with its own candidates -> scores `(B, C)`.
+    """
+    if user_embeddings.dim() != 3:
+        raise ValueError(f"user_embeddings must have shape (B, K, d), got {tuple(user_embeddings.shape)}")
+    if item_embeddings.shape != item_keys.shape:
+        raise ValueError(f"item_keys {tuple(item_keys.shape)} must match item_embeddings {tuple(item_embeddings.shape)}")
+    d = user_embeddings.shape[-1]
+    if item_embeddings.shape[-1] != d:
+        raise ValueError(f"item_embeddings have width {item_embeddings.shape[-1]}, user_embeddings {d}")
+    if item_embeddings.dim() == 3:
+        pattern = "bkd,nmd->bnkm"
+    elif item_embeddings.dim() == 4:
+        if item_embeddings.shape[0] != user_embeddings.shape[0]:
+            raise ValueError(
+                f"per-user candidates (B, C, M, d) need B = {user_embeddings.shape[0]} users, "
+                f"got {item_embeddings.shape[0]}"
+            )
+        pattern = "bkd,bnmd->bnkm"
+    else:
+        raise ValueError(f"item_embeddings must be (N, M, d) or (B, C, M, d), got {tuple(item_embeddings.shape)}")
+    similarity = torch.einsum(pattern, user_embeddings, item_embeddings).flatten(2)  # (B, N, K*M)
+    weights = torch.softmax(torch.einsum(pattern, user_embeddings, item_keys).flatten(2).float(), dim=-1)
+    return (weights * similarity.float()).sum(-1)  # (B, N)
+
+
+class EmbSumPreTrainedModel(PreTrainedModel):
+    config: EmbSumConfig
+    config_class = EmbSumConfig
+    base_model_prefix = "embsum"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["T5Block"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, PolyAttention):
+            # unit-variance logits at initialisation for unit-scale keys
+            nn.init.normal_(module.codes, std=module.codes.shape[-1] ** -0.5)
+            nn.init.xavier_uniform_(module.projection.weight)
+        elif isinstance(module, EmbSumModel):
+            nn.init.xavier_uniform_(module.score_projection.weight)
+
+
+class EmbSumModel(EmbSumPreTrainedModel):
+    """
+    EmbSum: content-based recommendation with offline-computable user and item poly-embeddings.
+
+    A user's history, packed into sessions by [`EmbSumProcessor`], goes through the T5 encoder one session per row;
+    the T5 decoder reads all sessions at once and writes (or is taught) a user-interest summary, whose final state
+    `h_sum` joins the history items' `<sos>` states in the User Poly-Embedding (K x d). A candidate's text gives the
+    Content Poly-Embedding (M x d). Relevance is [`poly_relevance`] of the two, so both sides can be pre-computed.
+    """
+
+    # the new layers on top of T5 (they get a higher learning rate in training)
+    new_layer_prefixes = ("user_poly", "item_poly", "score_projection")
+
+    def __init__(self, config: EmbSumConfig):
+        super().__init__(config)
+        d, p = config.t5_config.d_model, config.poly_projection_size
+        self.t5 = T5ForConditionalGeneration(config.t5_config)
+        self.user_poly = PolyAttention(config.num_user_codes, d, p)
+        self.item_poly = PolyAttention(config.num_item_codes, d, p)
+        self.score_projection = nn.Linear(d, d, bias=False)  # W_s
+        self.post_init()
+
+    @classmethod
+    def from_backbone(cls, t5_name_or_path: str, *, vocab_size: int | None = None, **config_overrides) -> "EmbSumModel":
+        """
+        Build EmbSum on a pretrained T5 (Hub id or local folder), keeping its weights; the poly-attention layers are
+        new. Pass `vocab_size=len(processor.tokenizer)` when the processor added tokens beyond the checkpoint's
+        embedding matrix (the `<sos>` token fits within t5-small's padded 32128 rows).
+        """
+        t5 = T5ForConditionalGeneration.from_pretrained(t5_name_or_path)
+        if vocab_size is not None and vocab_size > t5.config.vocab_size:
+            t5.resize_token_embeddings(vocab_size)
+        config = EmbSumConfig(t5_config=t5.config.to_dict(), **config_overrides)
+        config.name_or_path = str(t5_name_or_path)
+        model = cls(config)
+        model.t5.load_state_dict(t5.state_dict())
+        return model
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.t5.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.t5.set_input_embeddings(value)
+
+    # ----------------------------------------------------------------------------------------------- encoder side
+    @staticmethod
+    def _check_ids(name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, dims: tuple[int, ...]) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"{name}_input_ids must be an integer tensor, got {getattr(input_ids, 'dtype', type(input_ids))}")
+        if input_ids.dim() not in dims:
+            raise ValueError(f"{name}_input_ids must have {' or '.join(map(str, dims))} dimensions, got {tuple(input_ids.shape)}")
+        if attention_mask is None or attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"{name}_attention_mask must have the shape of {name}_input_ids {tuple(input_ids.shape)}, "
+                f"got {None if attention_mask is None else tuple(attention_mask.shape)}"
+            )
+
+    def _encode_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # input_ids (R, L) -> states (R, L, d); fully padded rows (absent sessions/candidates) are skipped, left zero
+        present = attention_mask.bool().any(-1)
+        if bool(present.all()):
+            return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        encoded = self.t5.encoder(input_ids=input_ids[present], attention_mask=attention_mask[present]).last_hidden_state
+        states = encoded.new_zeros(*input_ids.shape, encoded.shape[-1])
+        states[present] = encoded
+        return states
+
+    def encode_item(self, item_input_ids: torch.LongTensor, item_attention_mask: torch.Tensor) -> torch.Tensor:
+        """
+        Content Poly-Embeddings of items: `(N, Li) -> (N, M, d)`, or per-user candidates `(B, C, Li) -> (B, C, M, d)`.
+        Fully padded rows (absent candidates) give zeros.
+        """
+        self._check_ids("item", item_input_ids, item_attention_mask, (2, 3))
+        lead = item_input_ids.shape[:-1]
+        ids = item_input_ids.reshape(-1, item_input_ids.shape[-1])  # (R, Li)
+        mask = item_attention_mask.reshape(ids.shape).bool()
+        states = self._encode_rows(ids, mask.long())  # (R, Li, d)
+        embeddings, _ = self.item_poly(states, mask)  # (R, M, d)
+        return embeddings.reshape(*lead, *embeddings.shape[1:])
+
+    def item_score_keys(self, item_embeddings: torch.Tensor) -> torch.Tensor:
+        """`gelu(CPE W_s)`, the item half of the score weights; depends on the item alone, so stores keep it."""
+        return F.gelu(self.score_projection(item_embeddings))
+
+    def score(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+        """
+        Relevance of users to items: `(B, K, d)` x `(N, M, d)` -> `(B, N)` (every user against the same items) or
+        `(B, K, d)` x `(B, C, M, d)` -> `(B, C)` (each user against its own candidates).
+        """
+        return poly_relevance(user_embeddings, item_embeddings, self.item_score_keys(item_embeddings))
+
+    # ----------------------------------------------------------------------------------------------- user side
+    def _summary_targets(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, summary_labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """
+        Decoder targets `(B, T)` (-100 padded) from which `h_sum` is read: the teacher summary where one is given,
+        else per `summary_mode` the decoder's own greedy summary (`"generate"`) or nothing (`"start"`).
+        """
+        batch = memory.shape[0]
+        if summary_labels is None:
+            summary_labels = memory_mask.new_full((batch, 1), -100, dtype=torch.long)
+        targets = summary_labels.clone()
+        missing = (targets == -100).all(-1)  # (B,)
+        if self.config.summary_mode == "generate" and bool(missing.any()):
+            generated = self._generate(memory[missing], memory_mask[missing], do_sample=False, num_beams=1)[:, 1:]
+            eos = self.config.t5_config.eos_token_id
+            # keep each summary up to and including its first EOS
+            after_eos = (generated == eos).long().cumsum(-1) - (generated == eos).long() > 0
+            generated = generated.masked_fill(after_eos, -100)
+            width = max(targets.shape[1], generated.shape[1])
+            targets = F.pad(targets, (0, width - targets.shape[1]), value=-100)
+            targets[missing] = F.pad(generated, (0, width - generated.shape[1]), value=-100)
+        return targets
+
+    def _decode_summary(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # teacher-forced decoder pass; returns states (B, T, d), h_sum (B, d), decoder inputs (B, T)
+        decoder_input_ids = self.t5._shift_right(targets)
+        states = self.t5.decoder(
+            input_ids=decoder_input_ids, encoder_hidden_states=memory, encoder_attention_mask=memory_mask
+        ).last_hidden_state
+        # the state at the last target position: it has read the whole summary and predicts its EOS
+        lengths = (targets != -100).long().sum(-1)
+        last = (lengths - 1).clamp(min=0)
+        summary_state = states[torch.arange(states.shape[0], device=states.device), last]
+        return states, summary_state, decoder_input_ids
+
+    def _lm_logits(self, decoder_states: torch.Tensor) -> torch.Tensor:
+        if self.t5.config.scale_decoder_outputs:  # as T5ForConditionalGeneration does with tied embeddings
+            decoder_states = decoder_states * (self.t5.model_dim**-0.5)
+        return self.t5.lm_head(decoder_states)
+
+    def _encode_sessions(
+        self, session_input_ids: torch.LongTensor, session_attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_ids("session", session_input_ids, session_attention_mask, (3,))
+        batch, sessions, length = session_input_ids.shape
+        mask = session_attention_mask.bool()
+        if not bool(mask.flatten(1).any(-1).all()):
+            raise ValueError(
+                "every user needs at least one session token; EmbSumProcessor encodes an empty history as one "
+                "end-of-sequence session"
+            )
+        states = self._encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
+        return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
+
+    def _user_from_sessions(
+        self,
+        session_input_ids: torch.LongTensor,
+        session_states: torch.Tensor,
+        session_mask: torch.Tensor,
+        summary_labels: torch.LongTensor | None,
+        output_details: bool,
+    ) -> tuple[EmbSumUserOutput, torch.Tensor]:
+        batch, sessions, length, d = session_states.shape
+        memory = session_states.reshape(batch, sessions * length, d)  # fusion-in-decoder: [H_1; ...; H_g]
+        memory_mask = session_mask.reshape(batch, sessions * length)
+        targets = self._summary_targets(memory, memory_mask.long(), summary_labels)
+        decoder_states, summary_state, decoder_input_ids = self._decode_summary(memory, memory_mask.long(), targets)
+
+        # history rows of Z_u: encoder states at every <sos>, gathered to the front in session order
+        is_item = (session_input_ids.reshape(batch, -1) == self.config.item_start_token_id) & memory_mask
+        counts = is_item.sum(-1)  # (B,)
+        n = int(counts.max())
+        order = torch.argsort((~is_item).to(torch.int8), dim=-1, stable=True)[:, :n]  # (B, n)
+        item_states = torch.gather(memory, 1, order[..., None].expand(-1, -1, d))  # (B, n, d)
+        item_mask = torch.arange(n, device=counts.device)[None, :] < counts[:, None]  # (B, n)
+
+        z = torch.cat([item_states, summary_state[:, None, :].to(item_states.dtype)], dim=1)  # (B, n + 1, d)
+        z_mask = torch.cat([item_mask, item_mask.new_ones(batch, 1)], dim=1)
+        user_embeddings, weights = self.user_poly(z, z_mask)  # (B, K, d), (B, K, n + 1)
+        output = EmbSumUserOutput(user_embeddings=user_embeddings, summary_state=summary_state)
+        if output_details:
+            output.item_states, output.item_mask = item_states, item_mask
+            output.session_states, output.attention_weights = session_states, weights
+            output.summary_ids = decoder_input_ids
+        return output, decoder_states
+
+    def encode_user(
+        self,
+        session_input_ids: torch.LongTensor,
+        session_attention_mask: torch.Tensor,
+        summary_labels: torch.LongTensor | None = None,
+        *,
+        session_states: torch.Tensor | None = None,
+        output_details: bool = False,
+    ) -> EmbSumUserOutput:
+        """
+        User Poly-Embeddings from sessions `(B, G, L)` -> `(B, K, d)`.
+
+        All sessions of the batch go through the encoder as one `(B*G, L)` batch (absent sessions skipped); the
+        decoder cross-attends over each user's concatenated sessions. `summary_labels` `(B, T)` (-100 padded) make
+        `h_sum` the teacher-forced state; users without them follow `config.summary_mode`. Pass `session_states`
+        `(B, G, L, d)` from an earlier call (`output_details=True`) to skip the encoder, e.g. when only the newest
+        session changed and the others are reused.
+        """
+        if session_states is None:
+            session_states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
+        else:
+            self._check_ids("session", session_input_ids, session_attention_mask, (3,))
+            if session_states.shape[:3] != session_input_ids.shape:
+                raise ValueError(
+                    f"session_states {tuple(session_states.shape)} do not match session_input_ids "
+                    f"{tuple(session_input_ids.shape)}"
+                )
+            mask = session_attention_mask.bool()
+        output, _ = self._user_from_sessions(session_input_ids, session_states, mask, summary_labels, output_details)
+        return output
+
+    def forward(
+        self,
+        session_input_ids: torch.LongTensor,
+        session_attention_mask: torch.Tensor,
+        candidate_input_ids: torch.LongTensor,
+        candidate_attention_mask: torch.Tensor,
+        summary_labels: torch.LongTensor | None = None,
+    ) -> EmbSumOutput:
+        """
+        Joint training step: `L = L_NCE + lambda * L_sum`.
+
+        Args:
+            session_input_ids, session_attention_mask: `(B, G, L)` user histories packed into sessions.
+            candidate_input_ids, candidate_attention_mask: `(B, C, Li)`; candidate 0 of each user is the clicked
+                item, the others are its sampled negatives; fully padded candidates are ignored.
+            summary_labels: `(B, T)` teacher summaries, -100 padded; a row of -100 means "no teacher summary".
+        """
+        self._check_ids("candidate", candidate_input_ids, candidate_attention_mask, (3,))
+        if candidate_input_ids.shape[0] != session_input_ids.shape[0]:
+            raise ValueError(
+                f"candidate_input_ids has {candidate_input_ids.shape[0]} users, session_input_ids "
+                f"{session_input_ids.shape[0]}"
+            )
+        session_states, session_mask = self._encode_sessions(session_input_ids, session_attention_mask)
+        user, decoder_states = self._user_from_sessions(
+            session_input_ids, session_states, session_mask, summary_labels, output_details=False
+        )
+        item_embeddings = self.encode_item(candidate_input_ids, candidate_attention_mask)  # (B, C, M, d)
+        logits = self.score(user.user_embeddings, item_embeddings)  # (B, C)
+        present = candidate_attention_mask.bool().any(-1)
+        if not bool(present[:, 0].all()):
+            raise ValueError("candidate 0 of every user must be its clicked item, but some are empty")
+        logits = logits.masked_fill(~present, float("-inf"))
+        ctr_loss = -torch.log_softmax(logits, dim=-1)[:, 0].mean()
+
+        summary_loss = None
+        loss = ctr_loss
+        if summary_labels is not None and bool((summary_labels != -100).any()):
+            taught = (summary_labels != -100).any(-1)
+            width = summary_labels.shape[1]
+            lm_logits = self._lm_logits(decoder_states[taught, :width])  # (B', T, V)
+            summary_loss = F.cross_entropy(
+                lm_logits.reshape(-1, lm_logits.shape[-1]).float(), summary_labels[taught].reshape(-1), ignore_index=-100
+            )
+            if self.config.summary_loss_weight > 0:
+                loss = ctr_loss + self.config.summary_loss_weight * summary_loss
+        return EmbSumOutput(
+            loss=loss,
+            ctr_loss=ctr_loss,
+            summary_loss=summary_loss,
+            logits=logits,
+            user_embeddings=user.user_embeddings,
+            item_embeddings=item_embeddings,
+        )
+
+    # ----------------------------------------------------------------------------------------------- summaries
+    def _generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, **generate_kwargs) -> torch.LongTensor:
+        generate_kwargs.setdefault("max_new_tokens", self.config.summary_max_tokens)
+        with torch.no_grad():
+            return self.t5.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=memory_mask, **generate_kwargs
+            )
+
+    def generate_summary(
+        self,
+        session_input_ids: torch.LongTensor,
+        session_attention_mask: torch.Tensor,
+        *,
+        processor=None,
+        **generate_kwargs,
+    ) -> torch.LongTensor | list[str]:
+        """
+        The decoder writes each user's interest summary from the concatenated session states (greedy unless
+        `generate_kwargs` say otherwise). Returns token ids `(B, T)`, or decoded texts when `processor` is given.
+        """
+        states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
+        batch, sessions, length, d = states.shape
+        ids = self._generate(states.reshape(batch, -1, d), mask.reshape(batch, -1).long(), **generate_kwargs)
+        return processor.decode_summaries(ids) if processor is not None else ids
+
+
+__all__ = ["EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]
