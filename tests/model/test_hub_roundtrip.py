@@ -1,0 +1,69 @@
+"""Backbone loading, save/load, and the trust_remote_code load in a process that never imports embsum_hf."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
+
+from embsum_hf import EmbSumModel, EmbSumProcessor
+
+
+def test_from_backbone_keeps_t5_weights(tmp_path, tokenizer):
+    torch.manual_seed(3)
+    t5 = T5ForConditionalGeneration(
+        T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2, decoder_start_token_id=0)
+    )
+    t5.save_pretrained(tmp_path / "t5")
+    model = EmbSumModel.from_backbone(
+        str(tmp_path / "t5"), item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"), num_user_codes=5
+    )
+    assert model.config.num_user_codes == 5 and model.config.t5_config.d_model == 32
+    reference = t5.state_dict()
+    for name, value in model.t5.state_dict().items():
+        torch.testing.assert_close(value, reference[name], msg=name)
+    # a larger tokenizer grows the embedding matrix and keeps the old rows
+    grown = EmbSumModel.from_backbone(str(tmp_path / "t5"), vocab_size=len(tokenizer) + 8, item_start_token_id=3)
+    assert grown.t5.shared.weight.shape[0] == len(tokenizer) + 8
+    torch.testing.assert_close(grown.t5.shared.weight[: len(tokenizer)], reference["shared.weight"])
+
+
+def test_save_load_and_fresh_process_remote_code(tmp_path, model, processor, items):
+    folder = tmp_path / "embsum"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    saved = set(os.listdir(folder))
+    assert {"model.safetensors", "config.json", "configuration_embsum.py", "modeling_embsum.py",
+            "processor_config.json", "tokenizer.json"} <= saved
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_embsum.EmbSumConfig", "AutoModel": "modeling_embsum.EmbSumModel"}
+    for name in ("configuration_embsum.py", "modeling_embsum.py"):  # the Hub-facing files stay flat
+        imports = [line for line in (folder / name).read_text().splitlines() if line.startswith(("import ", "from "))]
+        assert all(line.split()[1].split(".")[0] in {"torch", "transformers", "__future__", "dataclasses", ""} for line in imports), imports
+
+    batch = {
+        **processor.encode_users([items[:6], items[10:12]]),
+        **processor.pad_candidates([processor.tokenize_items(items[20:24])] * 2),
+    }
+    with torch.no_grad():
+        expected = model(**batch).logits
+        loaded = EmbSumModel.from_pretrained(folder).eval()
+        torch.testing.assert_close(loaded(**batch).logits, expected, atol=0, rtol=0)
+    assert EmbSumProcessor.from_pretrained(folder).item_template == processor.item_template
+
+    torch.save(batch, tmp_path / "batch.pt")
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModel\n"
+        f"model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()\n"
+        "assert 'embsum_hf' not in sys.modules, 'the package must not be needed'\n"
+        f"batch = torch.load({str(tmp_path / 'batch.pt')!r})\n"
+        "with torch.no_grad():\n"
+        f"    torch.save(model(**batch).logits, {str(tmp_path / 'logits.pt')!r})\n"
+    )
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=0, rtol=0)
