@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow.parquet as pq
 from datasets.utils import tqdm as hf_tqdm
 
 from .schema import DataFormatError, items_dataset
 
 
-def progress(iterable, desc: str, total: int | None = None):
+def progress(iterable, desc: str):
     """A tqdm bar that honours `datasets.disable_progress_bars()` / `HF_DATASETS_DISABLE_PROGRESS_BARS`."""
-    return hf_tqdm(iterable, desc=desc, total=total, unit=" rows", leave=False)
+    return hf_tqdm(iterable, desc=desc, unit=" rows", leave=False)
 
 
 def _open_binary(path: Path):
@@ -33,7 +34,9 @@ def _decoded_lines(path: Path, encoding: str, desc: str | None) -> Iterator[tupl
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as error:
-                raise DataFormatError(path, number, f"not valid {encoding} ({error.reason} at byte {error.start})")
+                raise DataFormatError(
+                    path, number, f"not valid {encoding} ({error.reason} at byte {error.start})"
+                ) from None
             yield number, (line.removeprefix("\ufeff") if number == 1 else line)
 
 
@@ -53,8 +56,8 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
     """Yield `(line or row number, record, source name)` from a CSV/TSV/JSON-lines/parquet file or a Dataset.
 
     Formats follow the file suffix (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, each text format
-    optionally `.gz`). CSV numbers are the file's line numbers (the header is line 1); parquet and Dataset numbers
-    are 1-based row numbers.
+    optionally `.gz`; `.json` is read as JSON lines, like the UCSD Goodreads dumps). CSV numbers are the file's
+    line numbers (the header is line 1); parquet and Dataset numbers are 1-based row numbers.
     """
     if isinstance(source, datasets.Dataset):
         name = f"<Dataset {source.info.dataset_name or 'in memory'}>"
@@ -64,8 +67,10 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
     path = Path(source)
     suffixes = [s for s in path.suffixes if s != ".gz"]
     kind = suffixes[-1] if suffixes else ""
-    if kind == ".parquet":
-        for number, row in enumerate(progress(datasets.Dataset.from_parquet(str(path)), f"Reading {path.name}"), 1):
+    if kind == ".parquet":  # read directly with pyarrow: no copy into the datasets cache
+        batches = pq.ParquetFile(path).iter_batches()
+        rows = (row for batch in batches for row in batch.to_pylist())
+        for number, row in enumerate(progress(rows, f"Reading {path.name}"), start=1):
             yield number, row, str(path)
     elif kind in (".json", ".jsonl", ".ndjson"):
         for number, line in iter_lines(path):
@@ -144,10 +149,15 @@ class ItemTable:
         self.fields = list(fields)
         self.stats = stats
         self._rows: dict[str, tuple[str, ...]] = {}
+        self._ids: dict[str, str] = {}
         self._origin: dict[str, str] = {}
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._rows
+
+    def canonical(self, item_id: str) -> str | None:
+        """The stored id object equal to `item_id` (None if unknown), so repeated ids share one string."""
+        return self._ids.get(item_id)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -158,11 +168,14 @@ class ItemTable:
         if item_id in self._rows:
             if self._rows[item_id] != row:
                 raise DataFormatError(
-                    source, number, f"item id {item_id!r} already defined with different content at {self._origin[item_id]}"
+                    source,
+                    number,
+                    f"item id {item_id!r} already defined with different content at {self._origin[item_id]}",
                 )
             self.stats["duplicate_item_skipped"] += 1
             return
         self._rows[item_id] = row
+        self._ids[item_id] = item_id
         self._origin[item_id] = f"{source}:{number}"
 
     def to_dataset(self, keep: set[str] | None = None) -> datasets.Dataset:

@@ -17,7 +17,6 @@ from typing import Literal
 
 from ._io import sort_key
 
-
 Grouping = Literal["window", "day", "time", "impression"]
 GROUPINGS: tuple[str, ...] = ("window", "day", "time", "impression")
 
@@ -64,6 +63,13 @@ def clean_history(history: Iterable[str], clicked: set[str], stats: Counter, max
     return kept
 
 
+def _latest_per_item(events: list[Interaction], stats: Counter) -> list[Interaction]:
+    """Keep only the last (latest) event per item, counting the others as `duplicate_interaction_dropped`."""
+    last = {event.item_id: position for position, event in enumerate(events)}
+    stats["duplicate_interaction_dropped"] += len(events) - len(last)
+    return [event for position, event in enumerate(events) if last[event.item_id] == position]
+
+
 def _group(events: list[Interaction], grouping: str, window_size: int) -> list[list[Interaction]]:
     """Split one user's time-sorted events into impressions, returned in order of their first event."""
     if grouping == "window":
@@ -95,11 +101,11 @@ def build_impressions(
         - "time": events with exactly the same timestamp (a logged impression without an id);
         - "impression": events sharing `Interaction.impression_id`.
     Candidates are the group's items with their labels; the history is every positive of the user strictly
-    before the group's first event, most recent first, without the group's own clicks. Repeated (user, item)
-    events keep only the latest (`duplicate_interaction_dropped`); with "impression" grouping the key is
-    (impression, item) instead, since an item may legitimately be shown again later. Impression ids are the
-    explicit ids, else `"{user_id}_{k}"` with k the user's 0-based impression index. Rows are returned in
-    chronological order of their first event.
+    before the group's first event, most recent first, without the group's own clicks. Repeated events
+    for one item keep only the latest (`duplicate_interaction_dropped`): per user for "window" (a rating log
+    holds one opinion per item), per impression otherwise (an exposure log may show an item again later).
+    Impression ids are the explicit ids, else `"{user_id}_{k}"` with k the user's 0-based impression index.
+    Rows are returned in chronological order of their first event.
     """
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
@@ -111,25 +117,23 @@ def build_impressions(
 
     rows: list[tuple[float, int, dict]] = []
     for user_id, indexed in by_user.items():
-        indexed.sort(key=lambda pair: (sort_key(pair[1].time), pair[0]))
-        latest = {}
-        for order, event in indexed:  # later events overwrite earlier ones with the same key
-            latest[(event.impression_id if grouping == "impression" else None, event.item_id)] = (order, event)
-        stats["duplicate_interaction_dropped"] += len(indexed) - len(latest)
-        events = [event for _, event in sorted(latest.values(), key=lambda p: (sort_key(p[1].time), p[0]))]
-
-        positives = [event for event in events if event.label == 1]
+        events = [event for _, event in sorted(indexed, key=lambda pair: (sort_key(pair[1].time), pair[0]))]
+        if grouping == "window":
+            groups = _group(_latest_per_item(events, stats), grouping, window_size)
+        else:
+            groups = [_latest_per_item(group, stats) for group in _group(events, grouping, window_size)]
+        # Explicit impressions may overlap in time, so the positives are re-sorted (stable) after grouping.
+        positives = sorted((e for group in groups for e in group if e.label == 1), key=lambda e: sort_key(e.time))
         positive_times = [sort_key(event.time) for event in positives]
-        for index, group in enumerate(_group(events, grouping, window_size)):
-            start = min(sort_key(event.time) for event in group)
+        for index, group in enumerate(groups):
+            start = sort_key(group[0].time)  # groups are time-sorted subsequences
             before = positives[: bisect.bisect_left(positive_times, start)]
             clicked = {event.item_id for event in group if event.label == 1}
             history = clean_history((e.item_id for e in reversed(before)), clicked, stats, max_history)
-            first = min(group, key=lambda event: sort_key(event.time))
             row = {
                 "impression_id": group[0].impression_id if grouping == "impression" else f"{user_id}_{index}",
                 "user_id": user_id,
-                "time": first.time.isoformat(),
+                "time": group[0].time.isoformat(),
                 "history": history,
                 "candidates": [event.item_id for event in group],
                 "labels": [event.label for event in group],

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from ._io import ItemTable, iter_lines
 from .impressions import clean_history
-from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData, impressions_dataset
+from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 from .splits import split_dev_test
-
 
 __all__ = ["MIND_URL", "download_mind", "load_mind", "split_dev_test"]
 
@@ -26,7 +25,16 @@ logger = logging.getLogger(__name__)
 
 MIND_URL = "https://recodatasets.z20.web.core.windows.net/newsrec/{name}.zip"
 _MIND_NAME = re.compile(r"MIND(demo|small|large)_(train|dev|test)")
-_NEWS_COLUMNS = ("item_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
+_NEWS_COLUMNS = (
+    "item_id",
+    "category",
+    "subcategory",
+    "title",
+    "abstract",
+    "url",
+    "title_entities",
+    "abstract_entities",
+)
 _TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # 11/15/2019 8:55:22 AM
 
 
@@ -87,7 +95,9 @@ def _read_news(path: Path, stats: Counter) -> ItemTable:
     for number, line in iter_lines(path, desc="Reading news.tsv"):
         fields = line.split("\t")
         if len(fields) != len(_NEWS_COLUMNS):
-            raise DataFormatError(path, number, f"expected {len(_NEWS_COLUMNS)} tab-separated columns, got {len(fields)}")
+            raise DataFormatError(
+                path, number, f"expected {len(_NEWS_COLUMNS)} tab-separated columns, got {len(fields)}"
+            )
         record = dict(zip(_NEWS_COLUMNS, fields))
         if not record["item_id"]:
             raise DataFormatError(path, number, "empty news id")
@@ -144,7 +154,7 @@ def load_mind(
     news = _read_news(folder / "news.tsv", stats)
 
     behaviors_path = folder / "behaviors.tsv"
-    records = []
+    rows = []
     for number, line in iter_lines(behaviors_path, desc="Reading behaviors.tsv"):
         fields = line.split("\t")
         if len(fields) != 5:
@@ -153,53 +163,53 @@ def load_mind(
         try:
             time = datetime.strptime(time_text.strip(), _TIME_FORMAT)
         except ValueError:
-            raise DataFormatError(behaviors_path, number, f"bad time {time_text!r}, expected like '11/15/2019 8:55:22 AM'") from None
+            raise DataFormatError(
+                behaviors_path, number, f"bad time {time_text!r}, expected like '11/15/2019 8:55:22 AM'"
+            ) from None
         candidates, labels = _parse_impressions(impressions_text, behaviors_path, number)
-        records.append((impression_id, user_id, time, history_text.split(), candidates, labels))
-
-    earlier_clicks = _earlier_clicks(records) if history_from_impressions else None
-    rows = []
-    for index, (impression_id, user_id, time, history, candidates, labels) in enumerate(records):
-        history = history[::-1]  # MIND lists oldest first
-        if earlier_clicks is not None:
-            history = earlier_clicks[index] + history
-        known_history = [item_id for item_id in history if item_id in news]
+        # `news.canonical` maps every id to one shared string object: MIND-large repeats ids millions of times.
+        history = [news.canonical(item_id) for item_id in reversed(history_text.split())]  # MIND: oldest first
+        known_history = [item_id for item_id in history if item_id is not None]
         stats["unknown_history_item"] += len(history) - len(known_history)
-        kept = [(c, y) for c, y in zip(candidates, labels) if c in news]
+        kept = [(news.canonical(c), y) for c, y in zip(candidates, labels)]
+        kept = [(c, y) for c, y in kept if c is not None]
         stats["unknown_candidate_item"] += len(candidates) - len(kept)
         if not kept:
             stats["skipped_no_candidates"] += 1
             continue
-        clicked = {c for c, y in kept if y == 1}
         rows.append(
             {
                 "impression_id": impression_id,
                 "user_id": user_id,
-                "time": time.isoformat(),
-                "history": clean_history(known_history, clicked, stats, max_history),
+                "time": time,
+                "history": known_history,
                 "candidates": [c for c, _ in kept],
                 "labels": [y for _, y in kept],
             }
         )
-    data = RecommendationData(
-        items=news.to_dataset(), impressions=impressions_dataset(rows), domain="mind", split=split_name,
-        stats={key: value for key, value in stats.items() if value},
-    )
-    logger.info("Loaded %s: %d news, %d impressions; %s", split_name, len(data.items), len(data.impressions), data.stats)
-    return data
+
+    if history_from_impressions:
+        for row, clicks in zip(rows, _earlier_clicks(rows)):
+            row["history"] = clicks + row["history"]
+    for row in rows:
+        clicked = {c for c, y in zip(row["candidates"], row["labels"]) if y == 1}
+        row["history"] = clean_history(row["history"], clicked, stats, max_history)
+        row["time"] = row["time"].isoformat()
+    return RecommendationData.from_rows(news.to_dataset(), rows, "mind", split_name, stats)
 
 
-def _earlier_clicks(records: list[tuple]) -> list[list[str]]:
-    """For each record, the clicks of the same user's strictly earlier impressions, most recent first."""
-    order = sorted(range(len(records)), key=lambda i: records[i][2])  # stable: file order breaks time ties
+def _earlier_clicks(rows: list[dict]) -> list[list[str]]:
+    """For each row, the clicks of the same user's strictly earlier impressions, most recent first."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["time"])  # stable: file order breaks time ties
     clicks: dict[str, list[str]] = defaultdict(list)  # per user, oldest first
-    result: list[list[str]] = [[] for _ in records]
-    pending: list[int] = []  # impressions at the current timestamp, whose clicks are not "earlier" for each other
+    result: list[list[str]] = [[] for _ in rows]
+    pending: list[dict] = []  # impressions at the current timestamp, whose clicks are not "earlier" for each other
     for index in order:
-        if pending and records[pending[0]][2] != records[index][2]:
+        row = rows[index]
+        if pending and pending[0]["time"] != row["time"]:
             for done in pending:
-                clicks[records[done][1]] += [c for c, y in zip(records[done][4], records[done][5]) if y == 1]
+                clicks[done["user_id"]] += [c for c, y in zip(done["candidates"], done["labels"]) if y == 1]
             pending = []
-        result[index] = clicks[records[index][1]][::-1]
-        pending.append(index)
+        result[index] = clicks[row["user_id"]][::-1]
+        pending.append(row)
     return result

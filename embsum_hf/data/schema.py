@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+logger = logging.getLogger(__name__)
 
 # Text columns of the items table per known domain; the processor formats them with the domain's template.
 DOMAIN_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -72,6 +75,15 @@ class RecommendationData:
     domain: str
     split: str
     stats: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(
+        cls, items: datasets.Dataset, rows: list[dict], domain: str, split: str, stats: Mapping[str, int]
+    ) -> RecommendationData:
+        """Assemble a loader's result from impression row dicts; zero counts are dropped and the rest logged."""
+        data = cls(items, impressions_dataset(rows), domain, split, {key: int(n) for key, n in stats.items() if n})
+        logger.info("Loaded %s (%s): %d items, %d impressions; %s", split, domain, len(items), len(rows), data.stats)
+        return data
 
     @property
     def text_fields(self) -> list[str]:

@@ -1,0 +1,45 @@
+"""Data layer: raw files in, `datasets.Dataset` out (no tensors, no tokenizers).
+
+Every loader returns a `RecommendationData` (an items table and an impressions table with most-recent-first,
+leak-free histories); `build_training_rows` and `sample_negatives` turn impressions into training examples.
+"""
+
+from .custom import load_custom
+from .examples import TRAINING_FEATURES, build_training_rows, load_summaries, sample_negatives
+from .goodreads import GENERIC_SHELVES, load_goodreads
+from .impressions import Interaction, build_impressions, rating_to_label
+from .mind import download_mind, load_mind
+from .movielens import load_movielens
+from .schema import (
+    DOMAIN_TEXT_FIELDS,
+    IMPRESSION_FEATURES,
+    UNLABELED,
+    DataFormatError,
+    RecommendationData,
+)
+from .splits import split_by_time, split_dev_test
+from .synthetic import make_synthetic_mind
+
+__all__ = [
+    "DOMAIN_TEXT_FIELDS",
+    "GENERIC_SHELVES",
+    "IMPRESSION_FEATURES",
+    "TRAINING_FEATURES",
+    "UNLABELED",
+    "DataFormatError",
+    "Interaction",
+    "RecommendationData",
+    "build_impressions",
+    "build_training_rows",
+    "download_mind",
+    "load_custom",
+    "load_goodreads",
+    "load_mind",
+    "load_movielens",
+    "load_summaries",
+    "make_synthetic_mind",
+    "rating_to_label",
+    "sample_negatives",
+    "split_by_time",
+    "split_dev_test",
+]

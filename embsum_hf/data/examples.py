@@ -1,0 +1,107 @@
+"""Impressions -> training rows, negative sampling and teacher summaries: the one definition used by training."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+import datasets
+
+from ._io import iter_records, require_columns
+from .schema import UNLABELED, DataFormatError
+
+__all__ = ["TRAINING_FEATURES", "build_training_rows", "load_summaries", "sample_negatives"]
+
+logger = logging.getLogger(__name__)
+
+TRAINING_FEATURES = datasets.Features(
+    {
+        "user_id": datasets.Value("string"),
+        "impression_id": datasets.Value("string"),
+        "history": datasets.List(datasets.Value("string")),
+        "positive": datasets.Value("string"),
+        "negative_pool": datasets.List(datasets.Value("string")),
+        "summary": datasets.Value("string"),
+    }
+)
+
+
+def build_training_rows(impressions: datasets.Dataset, *, summaries: dict[str, str] | None = None) -> datasets.Dataset:
+    """One training row per clicked candidate: the impression's history, the click, and its non-clicked items.
+
+    Columns: `user_id`, `impression_id`, `history`, `positive`, `negative_pool` (the impression's non-clicked
+    candidates, from which `sample_negatives` draws each epoch) and `summary` (the user's teacher summary, None
+    when `summaries` has none). Clicks of impressions without any non-clicked candidate are skipped and logged
+    (`skipped_no_negative`), as are impressions without clicks (`impression_without_click`). Unlabeled impressions
+    (labels -1) raise `ValueError`: they cannot be trained on.
+    """
+    summaries = summaries or {}
+    stats: Counter = Counter()
+    rows: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
+    for row in impressions:
+        labels = row["labels"]
+        if UNLABELED in labels:
+            raise ValueError(
+                f"impression {row['impression_id']!r} is unlabeled (labels -1); cannot build training rows"
+            )
+        positives = [c for c, y in zip(row["candidates"], labels) if y == 1]
+        negatives = [c for c, y in zip(row["candidates"], labels) if y == 0]
+        if not positives:
+            stats["impression_without_click"] += 1
+            continue
+        if not negatives:
+            stats["skipped_no_negative"] += len(positives)
+            continue
+        for positive in positives:
+            rows["user_id"].append(row["user_id"])
+            rows["impression_id"].append(row["impression_id"])
+            rows["history"].append(row["history"])
+            rows["positive"].append(positive)
+            rows["negative_pool"].append(negatives)
+            rows["summary"].append(summaries.get(row["user_id"]))
+    stats["with_summary"] = sum(summary is not None for summary in rows["summary"])
+    logger.info("Built %d training rows from %d impressions; %s", len(rows["positive"]), len(impressions), dict(stats))
+    return datasets.Dataset.from_dict(rows, features=TRAINING_FEATURES)
+
+
+def sample_negatives(pool: list[str], k: int, *, seed: int, epoch: int, index: int) -> list[str]:
+    """Draw `k` negatives from `pool`, deterministically in (seed, epoch, index) and differently across epochs.
+
+    Without replacement when `len(pool) >= k`. When the pool is smaller, every pool item is used once and the
+    remaining `k - len(pool)` are drawn with replacement, so the loss always sees `k` negatives (and as many
+    distinct ones as exist). The order is shuffled. An empty pool with `k > 0` raises `ValueError`.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if k and not pool:
+        raise ValueError("cannot sample negatives from an empty pool")
+    # A string seed is hashed with SHA-512 by `random`, so it is stable across processes (unlike hash()).
+    rng = random.Random(f"{seed}/{epoch}/{index}")
+    if len(pool) >= k:
+        return rng.sample(pool, k)
+    drawn = list(pool) + rng.choices(pool, k=k - len(pool))
+    rng.shuffle(drawn)
+    return drawn
+
+
+def load_summaries(path_or_dataset: str | Path | datasets.Dataset) -> dict[str, str]:
+    """Read teacher summaries (JSON lines or any `iter_records` format with `user_id` and `summary`) into a dict.
+
+    Exact repeats of a user's line are ignored; two different summaries for one user raise `DataFormatError`
+    naming the file and line.
+    """
+    summaries: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for number, record, source in iter_records(path_or_dataset):
+        require_columns(record, ["user_id", "summary"], source, number)
+        user_id, summary = str(record["user_id"]), record["summary"]
+        if not isinstance(summary, str):
+            raise DataFormatError(source, number, f"summary must be a string, got {type(summary).__name__}")
+        if summaries.setdefault(user_id, summary) != summary:
+            raise DataFormatError(
+                source, number, f"second, different summary for user {user_id!r} (first at {where[user_id]})"
+            )
+        where.setdefault(user_id, f"{source}:{number}")
+    return summaries

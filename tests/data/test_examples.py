@@ -1,0 +1,108 @@
+"""Training rows, negative sampling, teacher summaries."""
+
+import logging
+
+import datasets
+import pytest
+
+from embsum_hf.data import DataFormatError, build_training_rows, load_summaries, sample_negatives
+from embsum_hf.data.schema import impressions_dataset
+
+
+def imp(impression_id, user_id, candidates, labels, history=("h1",)):
+    return {
+        "impression_id": impression_id,
+        "user_id": user_id,
+        "time": "",
+        "history": list(history),
+        "candidates": candidates,
+        "labels": labels,
+    }
+
+
+def test_build_training_rows_one_row_per_click(caplog):
+    impressions = impressions_dataset(
+        [
+            imp("1", "u1", ["a", "b", "c", "d"], [1, 0, 1, 0]),
+            imp("2", "u2", ["e", "f"], [1, 1]),  # no negative: both clicks skipped
+            imp("3", "u2", ["g", "h"], [0, 0]),  # no click
+            imp("4", "u2", ["i", "j"], [0, 1], history=()),
+        ]
+    )
+    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
+        rows = build_training_rows(impressions, summaries={"u1": "Likes a."})
+    assert rows.column_names == ["user_id", "impression_id", "history", "positive", "negative_pool", "summary"]
+    assert rows.to_list() == [
+        {
+            "user_id": "u1",
+            "impression_id": "1",
+            "history": ["h1"],
+            "positive": "a",
+            "negative_pool": ["b", "d"],
+            "summary": "Likes a.",
+        },
+        {
+            "user_id": "u1",
+            "impression_id": "1",
+            "history": ["h1"],
+            "positive": "c",
+            "negative_pool": ["b", "d"],
+            "summary": "Likes a.",
+        },
+        {
+            "user_id": "u2",
+            "impression_id": "4",
+            "history": [],
+            "positive": "j",
+            "negative_pool": ["i"],
+            "summary": None,
+        },
+    ]
+    assert "'skipped_no_negative': 2" in caplog.text and "'impression_without_click': 1" in caplog.text
+
+
+def test_build_training_rows_rejects_unlabeled():
+    with pytest.raises(ValueError, match="unlabeled"):
+        build_training_rows(impressions_dataset([imp("1", "u1", ["a", "b"], [-1, -1])]))
+
+
+def test_sample_negatives_deterministic_varies_and_replacement_rule():
+    pool = [f"n{i}" for i in range(20)]
+    first = sample_negatives(pool, 4, seed=0, epoch=0, index=5)
+    assert first == sample_negatives(pool, 4, seed=0, epoch=0, index=5)
+    assert len(set(first)) == 4 and set(first) <= set(pool)  # without replacement
+    assert first != sample_negatives(pool, 4, seed=0, epoch=1, index=5)
+    assert first != sample_negatives(pool, 4, seed=0, epoch=0, index=6)
+    assert first != sample_negatives(pool, 4, seed=1, epoch=0, index=5)
+    assert len({tuple(sample_negatives(pool, 4, seed=0, epoch=e, index=5)) for e in range(10)}) > 5
+
+    small = sample_negatives(["x", "y"], 5, seed=0, epoch=0, index=0)  # with replacement, every item used
+    assert len(small) == 5 and set(small) == {"x", "y"}
+    assert sample_negatives(["x", "y"], 2, seed=0, epoch=0, index=0) in (["x", "y"], ["y", "x"])
+    assert sample_negatives([], 0, seed=0, epoch=0, index=0) == []
+    with pytest.raises(ValueError, match="empty pool"):
+        sample_negatives([], 1, seed=0, epoch=0, index=0)
+
+
+def test_load_summaries(tmp_path):
+    path = tmp_path / "summaries.jsonl"
+    path.write_text(
+        '{"user_id": "u1", "summary": "Likes space."}\n\n{"user_id": "u2", "summary": "Likes food."}\n'
+        '{"user_id": "u1", "summary": "Likes space."}\n',
+        encoding="utf-8",
+    )
+    assert load_summaries(path) == {"u1": "Likes space.", "u2": "Likes food."}
+    dataset = datasets.Dataset.from_dict({"user_id": ["u3"], "summary": ["Likes jazz."]})
+    assert load_summaries(dataset) == {"u3": "Likes jazz."}
+
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"user_id": "u2", "summary": "Likes tennis."}\n')
+    with pytest.raises(
+        DataFormatError, match=r"summaries\.jsonl:5: second, different summary for user 'u2' \(first at .*:3\)"
+    ):
+        load_summaries(path)
+
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"user_id": "u1", "text": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"missing\.jsonl:1: missing required column 'summary'"):
+        load_summaries(missing)
