@@ -5,9 +5,11 @@ Importing the package registers `EmbSumConfig` / `EmbSumModel` with `AutoConfig`
 """
 
 from transformers import AutoConfig, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_embsum import EmbSumConfig
 from .modeling_embsum import EmbSumModel, EmbSumOutput, EmbSumUserOutput, PolyAttention, poly_relevance
+from .pipeline_embsum import EmbSumRecommendationPipeline
 from .processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
 
 __version__ = "0.1.0"
@@ -21,6 +23,7 @@ __all__ = [
     "EmbSumOutput",
     "EmbSumUserOutput",
     "EmbSumProcessor",
+    "EmbSumRecommendationPipeline",
     "ITEM_TEMPLATES",
     "PolyAttention",
     "add_item_start_token",
@@ -32,3 +35,7 @@ __all__ = [
 # in a process that never imports embsum_hf
 EmbSumConfig.register_for_auto_class()
 EmbSumModel.register_for_auto_class("AutoModel")
+
+# `pipeline("embsum-recommendation", model=..., processor=...)` in-process; saving the pipeline records it under
+# `custom_pipelines` (with AutoModel as its model class) so saved folders load it with trust_remote_code
+PIPELINE_REGISTRY.register_pipeline("embsum-recommendation", pipeline_class=EmbSumRecommendationPipeline, pt_model=AutoModel)

@@ -228,8 +228,9 @@ class EmbSumProcessor:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "EmbSumProcessor":
         """Load from a folder or Hub id written by `save_pretrained` (or by `EmbSumModel.save_pretrained` + this)."""
         path = str(pretrained_model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         config = EmbSumConfig.from_pretrained(path, **kwargs)
+        # passing the config keeps AutoTokenizer from resolving the folder's remote-code config (and prompting)
+        tokenizer = AutoTokenizer.from_pretrained(path, config=config, **kwargs)
         with open(cached_file(path, PROCESSOR_CONFIG_NAME, **kwargs)) as handle:
             payload = json.load(handle)
         return cls(tokenizer, config, item_template=payload["item_template"])

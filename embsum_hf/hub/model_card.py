@@ -1,0 +1,250 @@
+"""Model cards for EmbSum repos, rendered from the saved folder with `huggingface_hub.ModelCard`.
+
+The card's metadata carries a `model-index` whose every result names its dataset *and split*, and the card inputs
+(`embsum:` key: teacher, training recipe, dataset, ...) so that a later regeneration can update one part, e.g. add the
+metrics of a new evaluation, without restating the rest. The body's generated part sits between
+`<!-- embsum:auto:start -->` and `<!-- embsum:auto:end -->`; regeneration replaces only that part and keeps whatever
+the user wrote around it (a README without markers is kept below a new generated part).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from safetensors import safe_open
+
+from ..processing_embsum import EmbSumProcessor
+
+AUTO_START = "<!-- embsum:auto:start -->"
+AUTO_END = "<!-- embsum:auto:end -->"
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "embsum_card_template.md"
+
+TAGS = ["recommendation", "content-based-recommendation", "embsum", "t5", "poly-attention", "text-ranking"]
+RANKING_TASK = {"task_type": "text-ranking", "task_name": "Recommendation (click prediction)"}
+SUMMARY_TASK = {"task_type": "summarization", "task_name": "User-interest summarisation"}
+RANKING_METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
+SUMMARY_METRICS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+# card inputs kept in the metadata so that a regeneration that omits them keeps them
+STORED_INPUTS = ("repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args")
+
+
+def write_model_card(
+    folder: str | os.PathLike,
+    *,
+    metrics: dict[str, float] | None = None,
+    dataset_name: str | None = None,
+    dataset_split: str | None = None,
+    base_model: str | None = None,
+    training_args: dict[str, Any] | None = None,
+    teacher: str | None = None,
+    summary_rouge: dict[str, float] | None = None,
+    repo_id: str | None = None,
+    description: str | None = None,
+    datasets: list[str] | None = None,
+    widget: list[dict[str, Any]] | None = None,
+    language: str | list[str] | None = None,
+    license: str | None = None,
+    tags: list[str] | None = None,
+) -> ModelCard:
+    """
+    Write (or update) `folder/README.md` for the EmbSum model saved in `folder` and return the card.
+
+    Args:
+        folder: a folder holding the model's `config.json` and `processor_config.json` (what
+            [`prepare_hub_folder`] writes); the architecture details, item template and parameter count come from it.
+        metrics: ranking metrics as fractions in [0, 1], as `compute_mind_metrics` returns them (`auc`, `mrr`,
+            `ndcg@5`, `ndcg@10`; `num_*` counts are ignored). Shown x100, like the papers.
+        dataset_name, dataset_split: what `metrics` and `summary_rouge` were measured on, e.g. `"MIND-small"` and
+            `"MINDsmall_dev:test(90%)"`; required with either. `dataset_name` also names the training data.
+        base_model: the pretrained backbone (Hub id), or `None` for a T5 trained from scratch.
+        training_args: the training recipe (hyper-parameter name -> value), shown as a table.
+        teacher: the LLM that wrote the training summaries, or `"heuristic"`.
+        summary_rouge: ROUGE of the model's summaries against the teacher's (`rouge1`, `rouge2`, `rougeL`).
+        repo_id: the Hub repo, used in the usage snippets (defaults to the folder name).
+        description: a first paragraph about this model.
+        datasets: Hub dataset ids for the `datasets` metadata; the first one is the model-index dataset id.
+        widget: examples `{"example_title": ..., "inputs": {"history": [...], "candidates": [...]}}`; the first
+            also serves as the usage example.
+        language, license, tags: metadata (defaults "en" and "apache-2.0"); `tags` are added to the EmbSum tags.
+
+    Inputs left `None` keep the values of an existing card; new metrics replace the results for the same dataset,
+    split and metric and keep the others.
+    """
+    folder = Path(folder)
+    readme = folder / "README.md"
+    existing = ModelCard.load(readme) if readme.is_file() else None
+    old = existing.data.to_dict() if existing is not None else {}
+    old_results = (existing.data.eval_results or []) if existing is not None else []
+    old.pop("model-index", None)
+    stored = old.pop("embsum", None) or {}
+
+    given = {
+        "repo_id": repo_id,
+        "description": description,
+        "dataset_name": dataset_name,
+        "dataset_split": dataset_split,
+        "teacher": teacher,
+        "training_args": training_args,
+    }
+    inputs = {name: given[name] if given[name] is not None else stored.get(name) for name in STORED_INPUTS}
+    inputs["repo_id"] = inputs["repo_id"] or folder.resolve().name
+    datasets = _union(old.get("datasets"), datasets)
+
+    new_results = []
+    for values, task, names in (
+        (metrics, RANKING_TASK, RANKING_METRICS),
+        (summary_rouge, SUMMARY_TASK, SUMMARY_METRICS),
+    ):
+        if values:
+            if not (dataset_name and dataset_split):
+                raise ValueError("metrics need dataset_name and dataset_split: every reported number names its split")
+            dataset_type = datasets[0] if datasets else re.sub(r"[^a-z0-9]+", "-", dataset_name.lower()).strip("-")
+            new_results += _eval_results(values, names, task, dataset_type, dataset_name, dataset_split)
+    results = _merge_results(old_results, new_results)
+
+    title = inputs["repo_id"].split("/")[-1]
+    old.update(
+        language=language or old.get("language") or "en",
+        license=license or old.get("license") or "apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-ranking",
+        tags=_union(old.get("tags"), TAGS, tags),
+        base_model=base_model or old.get("base_model"),
+        datasets=datasets or None,
+        metrics=_union(old.get("metrics"), [result.metric_type for result in results]) or None,
+        widget=[_widget_entry(example) for example in widget] if widget else old.get("widget"),
+        embsum={name: value for name, value in inputs.items() if value is not None},
+    )
+    card_data = ModelCardData(**old, model_name=title, eval_results=results or None)
+
+    trained_on = inputs["dataset_name"] or "unrecorded data"
+    context = {
+        **_folder_details(folder),
+        **inputs,
+        "description": inputs["description"] or f"An EmbSum recommender trained on {trained_on}.",
+        "title": title,
+        "ranking_results": [result for result in results if result.task_type == RANKING_TASK["task_type"]],
+        "summary_results": [result for result in results if result.task_type == SUMMARY_TASK["task_type"]],
+    }
+    # JSON of strings and dicts reads as Python too
+    context["example_inputs"] = json.dumps(_usage_example(card_data.widget, context["item_fields"]), indent=4)
+    text = ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **context).text
+    if existing is not None:
+        text = _keep_user_text(existing.text, text)
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{text}")
+    card.save(readme)
+    return card
+
+
+def load_card_inputs(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ready-made card inputs (a YAML file of `write_model_card` keyword arguments, e.g. `model_cards/*.yaml`)."""
+    inputs = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    accepted = set(inspect.signature(write_model_card).parameters) - {"folder"}
+    unknown = sorted(set(inputs) - accepted)
+    if unknown:
+        raise ValueError(f"{path}: unknown card input(s) {unknown}; accepted: {sorted(accepted)}")
+    return inputs
+
+
+def _keep_user_text(old_text: str, new_text: str) -> str:
+    """`old_text` with its generated part replaced by the one of `new_text` (or put on top when it has none)."""
+    auto = new_text[new_text.index(AUTO_START) : new_text.index(AUTO_END) + len(AUTO_END)]
+    if AUTO_START in old_text and AUTO_END in old_text:
+        before, rest = old_text.split(AUTO_START, 1)
+        return before + auto + rest.split(AUTO_END, 1)[1]
+    return f"\n{auto}\n\n{old_text.lstrip()}"
+
+
+def _eval_results(
+    values: dict[str, float],
+    names: dict[str, str],
+    task: dict[str, str],
+    dataset_type: str,
+    dataset_name: str,
+    split: str,
+) -> list[EvalResult]:
+    results = []
+    for key, value in values.items():
+        if key.startswith("num_"):  # impression / summary counts, not metrics
+            continue
+        if key not in names:
+            raise ValueError(f"unknown metric {key!r}; expected some of {sorted(names)}")
+        if not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
+            raise ValueError(f"metric {key!r} must be a fraction in [0, 1] (not x100, not NaN), got {value!r}")
+        results.append(
+            EvalResult(**task, dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
+                       metric_type=key, metric_name=names[key], metric_value=round(100 * float(value), 2))  # fmt: skip
+        )
+    return results
+
+
+def _merge_results(old: list[EvalResult], new: list[EvalResult]) -> list[EvalResult]:
+    """Old results updated in place by new ones for the same task, dataset, split and metric; others appended."""
+    def key(result: EvalResult) -> tuple:
+        return result.task_type, result.dataset_type, result.dataset_split, result.metric_type
+
+    merged = {key(result): result for result in old}
+    merged.update({key(result): result for result in new})
+    return list(merged.values())
+
+
+def _union(*lists: list | str | None) -> list:
+    """Ordered union of metadata lists (a bare string counts as a one-item list)."""
+    seen: list = []
+    for values in lists:
+        for value in [values] if isinstance(values, str) else values or []:
+            if value not in seen:
+                seen.append(value)
+    return seen
+
+
+def _widget_entry(example: dict[str, Any]) -> dict[str, str]:
+    # the Hub widget sends `text` as `inputs`; the endpoint handler accepts that JSON string
+    return {"example_title": example["example_title"], "text": json.dumps(example["inputs"], ensure_ascii=False)}
+
+
+def _usage_example(widget: list[dict] | None, item_fields: list[str]) -> dict[str, list]:
+    if widget:
+        return json.loads(widget[0]["text"])
+    first = item_fields[0]
+    return {
+        "history": [{field: f"<{field}>" for field in item_fields}],
+        "candidates": [f"<{first} of candidate 1>", f"<{first} of candidate 2>"],
+    }
+
+
+def _folder_details(folder: Path) -> dict[str, Any]:
+    """Architecture, item template and parameter count of the model saved in `folder`, for the card body."""
+    processor = EmbSumProcessor.from_pretrained(folder)
+    config, t5 = processor.config, processor.config.t5_config
+    details = {name: getattr(config, name) for name in (
+        "num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
+        "summary_max_tokens", "summary_mode", "summary_loss_weight", "num_negatives")}  # fmt: skip
+    details.update(
+        d_model=t5.d_model,
+        num_layers=t5.num_layers,
+        num_decoder_layers=t5.num_decoder_layers,
+        item_template=processor.item_template,
+        item_fields=processor.item_fields,
+        num_parameters=_parameter_count(folder / "model.safetensors"),
+    )
+    return details
+
+
+def _parameter_count(weights: Path) -> str | None:
+    if not weights.is_file():
+        return None
+    with safe_open(str(weights), framework="pt") as handle:
+        total = sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
+    return f"{total / 1e6:.1f}M" if total >= 1e5 else f"{total / 1e3:.1f}K"
+
+
+__all__ = ["AUTO_END", "AUTO_START", "TEMPLATE_PATH", "load_card_inputs", "write_model_card"]

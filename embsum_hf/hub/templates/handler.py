@@ -1,0 +1,167 @@
+"""Inference Endpoints handler for an EmbSum model repo (`embsum_hf.hub.prepare_hub_folder` copies it to the root).
+
+Request:
+    {"inputs": {"history": [item, ...], "candidates": [item, ...]},
+     "parameters": {"top_k": 10, "return_summary": false, "return_explanations": false, "num_explanations": 3}}
+
+`inputs` may also be a list of such objects (a batch of users) or a JSON string of either (what the Hub widget
+sends). `history` is most recent first. An item is a string (the text of the item template's first field) or an
+object holding every template field (string, number or null) plus optional scalar metadata such as `item_id`.
+
+Response: the `embsum-recommendation` pipeline's result, `{"ranking": [{"index", "score", "item"}, ...], ...}`, or a
+list of them for a batch. An invalid payload is *answered*, not raised: `{"error": "<message>"}`, where the message
+names the offending field (e.g. `inputs.candidates[3].title must be a string, number or null, got array`); failures
+of the model itself propagate (the server answers 500).
+
+Limits (environment variables): EMBSUM_MAX_BATCH_USERS (32), EMBSUM_MAX_HISTORY_ITEMS (1000; the model reads the
+latest `max_history_items` of them), EMBSUM_MAX_CANDIDATES (1000), EMBSUM_MAX_FIELD_CHARS (10000), EMBSUM_MAX_ITEM_KEYS
+(32). The file is self-contained: it needs transformers, torch and the repo's remote code, not embsum_hf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from transformers import pipeline
+
+# allowed request parameters and their JSON types; integers must be positive
+PARAMETERS = {"top_k": int, "return_summary": bool, "return_explanations": bool, "num_explanations": int}
+JSON_TYPES = {
+    dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"
+}
+
+
+class PayloadError(ValueError):
+    """An invalid request; the message names the offending field."""
+
+
+def _json_type(value: Any) -> str:
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
+class PayloadValidator:
+    """
+    Checks a request against the item template and the size limits; returns `(inputs, parameters)` for the pipeline
+    or raises [`PayloadError`].
+    """
+
+    def __init__(
+        self,
+        item_fields: list[str],
+        *,
+        max_batch_users: int = 32,
+        max_history_items: int = 1000,
+        max_candidates: int = 1000,
+        max_field_chars: int = 10_000,
+        max_item_keys: int = 32,
+    ):
+        self.item_fields = list(item_fields)
+        self.max_batch_users = max_batch_users
+        self.max_history_items = max_history_items
+        self.max_candidates = max_candidates
+        self.max_field_chars = max_field_chars
+        self.max_item_keys = max_item_keys
+
+    @classmethod
+    def from_env(cls, item_fields: list[str]) -> "PayloadValidator":
+        """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults."""
+        limits = ("max_batch_users", "max_history_items", "max_candidates", "max_field_chars", "max_item_keys")
+        variables = {name: f"EMBSUM_{name.upper()}" for name in limits}
+        return cls(item_fields, **{name: int(os.environ[var]) for name, var in variables.items() if var in os.environ})
+
+    def __call__(self, data: Any) -> tuple[dict | list[dict], dict[str, Any]]:
+        if not isinstance(data, dict):
+            raise PayloadError(f"the payload must be an object, got {_json_type(data)}")
+        unknown = sorted(set(data) - {"inputs", "parameters"})
+        if unknown:
+            raise PayloadError(f"payload.{unknown[0]} is not allowed (expected inputs and optional parameters)")
+        if "inputs" not in data:
+            raise PayloadError("inputs is required")
+        inputs = data["inputs"]
+        if isinstance(inputs, str):
+            try:
+                inputs = json.loads(inputs)
+            except json.JSONDecodeError as error:
+                raise PayloadError(f"inputs is a string but not valid JSON: {error}") from None
+        if isinstance(inputs, list):
+            if not 1 <= len(inputs) <= self.max_batch_users:
+                raise PayloadError(f"inputs must hold 1 to {self.max_batch_users} users, got {len(inputs)}")
+            inputs = [self._user(user, f"inputs[{i}]") for i, user in enumerate(inputs)]
+        else:
+            inputs = self._user(inputs, "inputs")
+        return inputs, self._parameters(data.get("parameters"))
+
+    def _user(self, user: Any, where: str) -> dict:
+        if not isinstance(user, dict):
+            raise PayloadError(f"{where} must be an object with history and candidates, got {_json_type(user)}")
+        unknown = sorted(set(user) - {"history", "candidates"})
+        if unknown:
+            raise PayloadError(f"{where}.{unknown[0]} is not allowed (expected history and candidates)")
+        for key, low, high in (("history", 0, self.max_history_items), ("candidates", 1, self.max_candidates)):
+            if key not in user:
+                raise PayloadError(f"{where}.{key} is required")
+            items = user[key]
+            if not isinstance(items, list):
+                raise PayloadError(f"{where}.{key} must be an array of items, got {_json_type(items)}")
+            if not low <= len(items) <= high:
+                raise PayloadError(f"{where}.{key} must hold {low} to {high} items, got {len(items)}")
+            for i, item in enumerate(items):
+                self._item(item, f"{where}.{key}[{i}]")
+        return user
+
+    def _item(self, item: Any, where: str) -> None:
+        if isinstance(item, str):
+            self._text(item, where)
+            return
+        if not isinstance(item, dict):
+            fields = ", ".join(self.item_fields)
+            raise PayloadError(f"{where} must be a string or an object with fields {fields}, got {_json_type(item)}")
+        if len(item) > self.max_item_keys:
+            raise PayloadError(f"{where} has {len(item)} fields, more than the limit of {self.max_item_keys}")
+        for field in self.item_fields:
+            if field not in item:
+                raise PayloadError(f"{where}.{field} is required (item template fields: {', '.join(self.item_fields)})")
+        for key, value in item.items():
+            in_template = key in self.item_fields  # template fields become text; a boolean there is a mistake
+            if not isinstance(value, (str, int, float, type(None))) or (in_template and isinstance(value, bool)):
+                kinds = "a string, number or null" if in_template else "a string, number, boolean or null"
+                raise PayloadError(f"{where}.{key} must be {kinds}, got {_json_type(value)}")
+            if isinstance(value, str):
+                self._text(value, f"{where}.{key}")
+
+    def _text(self, text: str, where: str) -> None:
+        if len(text) > self.max_field_chars:
+            raise PayloadError(f"{where} is longer than {self.max_field_chars} characters ({len(text)})")
+
+    @staticmethod
+    def _parameters(parameters: Any) -> dict[str, Any]:
+        if parameters is None:
+            return {}
+        if not isinstance(parameters, dict):
+            raise PayloadError(f"parameters must be an object, got {_json_type(parameters)}")
+        for name, value in parameters.items():
+            if name not in PARAMETERS:
+                raise PayloadError(f"parameters.{name} is not supported (allowed: {', '.join(PARAMETERS)})")
+            expected = PARAMETERS[name]
+            if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise PayloadError(f"parameters.{name} must be a positive integer, got {value!r}")
+            if expected is bool and not isinstance(value, bool):
+                raise PayloadError(f"parameters.{name} must be a boolean, got {_json_type(value)}")
+        return dict(parameters)
+
+
+class EndpointHandler:
+    """Serves `{"inputs": ..., "parameters": ...}` requests with the repo's `embsum-recommendation` pipeline."""
+
+    def __init__(self, path: str = ""):
+        self.pipeline = pipeline(model=path or ".", trust_remote_code=True)
+        self.validator = PayloadValidator.from_env(self.pipeline.processor.item_fields)
+
+    def __call__(self, data: dict[str, Any]) -> dict | list[dict]:
+        try:
+            inputs, parameters = self.validator(data)
+        except PayloadError as error:
+            return {"error": str(error)}
+        return self.pipeline(inputs, **parameters)

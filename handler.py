@@ -1,0 +1,1 @@
+embsum_hf/hub/templates/handler.py

@@ -1,0 +1,126 @@
+"""Model cards: metadata that parses, a model-index naming dataset and split, and regeneration that updates in place."""
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from embsum_hf.hub import AUTO_END, AUTO_START, load_card_inputs, write_model_card
+
+MODEL_CARDS = Path(__file__).resolve().parents[2] / "model_cards"
+METRICS = {"auc": 0.6321, "mrr": 0.3012, "ndcg@5": 0.2899, "ndcg@10": 0.3555, "num_impressions": 120, "num_skipped_one_class": 3}
+
+
+@pytest.fixture()
+def folder(tmp_path, model, processor) -> Path:
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def results_by_key(card: ModelCard) -> dict:
+    return {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+
+
+def test_card_metadata_parses_and_names_dataset_and_split(folder):
+    card = write_model_card(
+        folder,
+        metrics=METRICS,
+        summary_rouge={"rouge1": 0.41, "rouge2": 0.2, "rougeL": 0.38, "num_summaries": 50},
+        dataset_name="MIND-small",
+        dataset_split="MINDsmall_dev:test(90%)",
+        base_model="google-t5/t5-small",
+        training_args={"learning_rate": 1e-4, "num_train_epochs": 3},
+        teacher="mistralai/Mixtral-8x22B-Instruct-v0.1",
+        repo_id="org/embsum-mind",
+    )
+    loaded = ModelCard.load(folder / "README.md")
+    assert loaded.data.to_dict() == card.data.to_dict()
+    assert loaded.text == card.text
+
+    data = loaded.data
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-ranking"
+    assert {"recommendation", "embsum", "t5"} <= set(data.tags)
+    assert data.base_model == "google-t5/t5-small"
+    assert data.model_name == "embsum-mind"
+    results = results_by_key(loaded)
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "auc")] == 63.21
+    assert results[("summarization", "MIND-small", "MINDsmall_dev:test(90%)", "rougeL")] == 38.0
+    assert len(results) == 7  # num_* counts are not metrics
+    assert data.metrics == ["auc", "mrr", "ndcg@5", "ndcg@10", "rouge1", "rouge2", "rougeL"]
+    index = data.to_dict()["model-index"][0]["results"][0]
+    assert index["dataset"]["name"] == "MIND-small" and index["dataset"]["split"] == "MINDsmall_dev:test(90%)"
+
+    text = loaded.text
+    assert AUTO_START in text and AUTO_END in text
+    for snippet in (
+        'pipeline(model="org/embsum-mind", trust_remote_code=True)',
+        'EmbSumModel.from_pretrained("org/embsum-mind")',
+        "embsum train",
+        "embsum evaluate",
+        "embsum encode-items",
+        "mistralai/Mixtral-8x22B-Instruct-v0.1",
+        "| learning_rate | 0.0001 |",
+        "| MIND-small | MINDsmall_dev:test(90%) | AUC | 63.21 |",
+        "## Limitations",
+    ):
+        assert snippet in text, snippet
+
+
+def test_regeneration_keeps_user_text_and_merges_metrics(folder):
+    write_model_card(folder, metrics=METRICS, dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)",
+                     teacher="heuristic", training_args={"learning_rate": 1e-4})  # fmt: skip
+    readme = folder / "README.md"
+    note = "## Notes from the authors\n\nTrained on two CPU cores; do not expect miracles.\n"
+    readme.write_text(readme.read_text() + "\n" + note)
+    card = ModelCard.load(readme)
+    card.data.tags.append("my-own-tag")
+    card.save(readme)
+
+    # a new evaluation: the dev split, plus an improved test AUC; nothing else restated
+    write_model_card(folder, metrics={"auc": 0.65}, dataset_name="MIND-small", dataset_split="MINDsmall_dev:dev(10%)")
+    write_model_card(folder, metrics={"auc": 0.6412}, dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)")
+    updated = ModelCard.load(readme)
+    assert note in updated.text
+    assert updated.text.count(AUTO_START) == 1
+    assert "my-own-tag" in updated.data.tags
+    results = results_by_key(updated)
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "auc")] == 64.12
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "mrr")] == 30.12
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:dev(10%)", "auc")] == 65.0
+    assert "| MIND-small | MINDsmall_dev:test(90%) | AUC | 64.12 |" in updated.text
+    assert "| MIND-small | MINDsmall_dev:dev(10%) | AUC | 65.0 |" in updated.text
+    assert "| learning_rate | 0.0001 |" in updated.text and "| Summary teacher | heuristic |" in updated.text
+
+
+def test_a_hand_written_readme_is_kept_below_the_generated_part(folder):
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# My recommender\n\nHand-written.\n")
+    card = write_model_card(folder)
+    assert card.data.license == "mit"
+    assert card.text.index(AUTO_END) < card.text.index("# My recommender\n\nHand-written.")
+
+
+def test_metrics_must_name_their_split_and_be_fractions(folder):
+    with pytest.raises(ValueError, match="dataset_split"):
+        write_model_card(folder, metrics={"auc": 0.6}, dataset_name="MIND-small")
+    with pytest.raises(ValueError, match="fraction"):
+        write_model_card(folder, metrics={"auc": 63.2}, dataset_name="MIND-small", dataset_split="test")
+    with pytest.raises(ValueError, match="unknown metric 'accuracy'"):
+        write_model_card(folder, metrics={"accuracy": 0.6}, dataset_name="MIND-small", dataset_split="test")
+
+
+@pytest.mark.parametrize("name", ["embsum-mind", "embsum-goodreads"])
+def test_ready_made_card_inputs_render(folder, name):
+    inputs = load_card_inputs(MODEL_CARDS / f"{name}.yaml")
+    card = write_model_card(folder, **inputs, metrics={"auc": 0.6, "mrr": 0.3}, teacher="heuristic")
+    assert card.data.model_name == name
+    assert all(result.dataset_split == inputs["dataset_split"] for result in card.data.eval_results)
+    assert [entry["example_title"] for entry in card.data.widget] == [e["example_title"] for e in inputs["widget"]]
+    assert ModelCard.load(folder / "README.md").data.to_dict() == card.data.to_dict()
+
+
+def test_unknown_card_inputs_are_named(tmp_path):
+    path = tmp_path / "card.yaml"
+    path.write_text("repo_id: org/x\ndataset: MIND\n")
+    with pytest.raises(ValueError, match=r"unknown card input\(s\) \['dataset'\]"):
+        load_card_inputs(path)

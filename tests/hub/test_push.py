@@ -1,0 +1,161 @@
+"""The folder `push_to_hub` sends: self-contained, loading and ranking in a fresh process that never imports
+embsum_hf (AutoModel, the pipeline and the endpoint handler), and what the upload puts on a (local) Hub."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import huggingface_hub
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+
+from embsum_hf import EmbSumModel
+from embsum_hf.hub import prepare_hub_folder, push_to_hub
+
+CARD = {"dataset_name": "MIND-small", "dataset_split": "MINDsmall_dev:test(90%)", "teacher": "heuristic",
+        "metrics": {"auc": 0.55, "mrr": 0.25, "ndcg@5": 0.24, "ndcg@10": 0.3}}  # fmt: skip
+REMOTE_CODE = ("configuration_embsum.py", "modeling_embsum.py", "processing_embsum.py", "pipeline_embsum.py")
+
+
+@pytest.fixture(scope="module")
+def hub_model(config) -> EmbSumModel:
+    torch.manual_seed(0)
+    return EmbSumModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory, hub_model, processor):
+    folder = tmp_path_factory.mktemp("hub") / "embsum-tiny"
+    assert prepare_hub_folder(hub_model, processor, folder, card_kwargs={**CARD, "repo_id": "org/embsum-tiny"}) == folder
+    return folder
+
+
+def test_folder_is_self_contained(hub_folder):
+    files = set(os.listdir(hub_folder))
+    assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json", "README.md", "handler.py",
+            "requirements.txt", *REMOTE_CODE} <= files  # fmt: skip
+    assert not any(name.endswith(".bin") for name in files)
+    config = json.loads((hub_folder / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_embsum.EmbSumConfig", "AutoModel": "modeling_embsum.EmbSumModel"}
+    assert config["custom_pipelines"] == {
+        "embsum-recommendation": {"impl": "pipeline_embsum.EmbSumRecommendationPipeline", "pt": ["AutoModel"]}
+    }
+    for name in (*REMOTE_CODE, "handler.py"):  # flat: no embsum_hf import anywhere
+        assert "embsum_hf" not in "\n".join(
+            line for line in (hub_folder / name).read_text().splitlines() if line.lstrip().startswith(("import ", "from "))
+        ), name
+    lines = (hub_folder / "requirements.txt").read_text().splitlines()
+    requirements = {line.split(">")[0].split("=")[0] for line in lines if line and not line.startswith("#")}
+    assert requirements == {"torch", "transformers", "safetensors", "tokenizers"}
+    assert ModelCard.load(hub_folder / "README.md").data.eval_results[0].dataset_split == "MINDsmall_dev:test(90%)"
+
+
+FRESH_PROCESS = """
+import json, sys, torch
+from transformers import AutoModel, pipeline
+folder, payload = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+recommender = pipeline(model=folder, trust_remote_code=True)
+sys.path.insert(0, folder)  # Inference Endpoints import handler.py from the repo root
+from handler import EndpointHandler
+endpoint = EndpointHandler(folder)
+assert "embsum_hf" not in sys.modules, "the repo must not need embsum_hf"
+answers = {
+    "model_class": type(model).__name__,
+    "pipeline_class": type(recommender).__name__,
+    "pipeline": recommender(payload["inputs"], **payload["parameters"]),
+    "endpoint": endpoint(payload),
+    "endpoint_batch": endpoint({"inputs": [payload["inputs"]] * 2}),
+    "endpoint_error": endpoint({"inputs": {"history": [], "candidates": [{"title": 5.0, "abstract": [], "category": None}]}}),
+}
+print("ANSWERS" + json.dumps(answers))
+"""
+
+
+def test_fresh_process_loads_the_folder_and_ranks(tmp_path, hub_folder, hub_model, processor, items):
+    from transformers import pipeline
+
+    payload = {
+        "inputs": {"history": items[:5], "candidates": [*items[20:25], "moon rocket launch"]},
+        "parameters": {"top_k": 4, "return_summary": True, "return_explanations": True},
+    }
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(hub_folder), json.dumps(payload)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.split("ANSWERS", 1)[1])
+    assert answers["model_class"] == "EmbSumModel"
+    assert answers["pipeline_class"] == "EmbSumRecommendationPipeline"
+
+    local = pipeline("embsum-recommendation", model=hub_model, processor=processor, device="cpu")
+    expected = local(payload["inputs"], **payload["parameters"])
+    for answer in (answers["pipeline"], answers["endpoint"], *answers["endpoint_batch"]):
+        assert [entry["index"] for entry in answer["ranking"]][: len(expected["ranking"])] == [
+            entry["index"] for entry in expected["ranking"]
+        ]
+        assert answer["ranking"][0]["score"] == pytest.approx(expected["ranking"][0]["score"], abs=1e-5)
+    assert len(answers["endpoint_batch"][0]["ranking"]) == 6  # no parameters: every candidate
+    assert answers["endpoint"]["summary"] == expected["summary"]
+    assert [e["index"] for e in answers["endpoint"]["explanations"]] == [e["index"] for e in expected["explanations"]]
+    assert answers["endpoint_error"] == {"error": "inputs.candidates[0].abstract must be a string, number or null, got array"}
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """The three Hub routes `create_repo` + `upload_folder` use; every file is committed inline ("regular")."""
+
+    commits: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/api/repos/create":
+            request = json.loads(body)
+            answer = {"url": f"http://{self.headers['Host']}/{request['organization']}/{request['name']}"}
+        elif self.path == "/api/validate-yaml":
+            answer = {}
+        elif "/preupload/" in self.path:
+            files = json.loads(body)["files"]
+            answer = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+        elif "/commit/" in self.path:
+            lines = [json.loads(line) for line in body.splitlines()]
+            files = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines if line["key"] == "file"}
+            FakeHub.commits.append({"path": self.path, "header": lines[0]["value"], "files": files})
+            answer = {"commitUrl": f"http://{self.headers['Host']}/org/embsum-tiny/commit/abc", "commitOid": "abc"}
+        else:
+            self.send_error(404, self.path)
+            return
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the Hub here is a local server
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = HfApi(endpoint=f"http://127.0.0.1:{server.server_port}", token="hf_local_test")
+        url = push_to_hub(hub_model, processor, "org/embsum-tiny", token="hf_local_test", card_kwargs=CARD,
+                          commit_message="Release", api=api)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert url.endswith("/org/embsum-tiny/commit/abc")
+    (commit,) = FakeHub.commits
+    assert commit["path"] == "/api/models/org/embsum-tiny/commit/main" and commit["header"]["summary"] == "Release"
+    assert set(commit["files"]) == set(os.listdir(hub_folder))
+    for name in ("model.safetensors", "config.json", "handler.py", "pipeline_embsum.py", "processor_config.json"):
+        assert commit["files"][name] == (hub_folder / name).read_bytes(), name
+    assert 'pipeline(model="org/embsum-tiny", trust_remote_code=True)' in commit["files"]["README.md"].decode()
