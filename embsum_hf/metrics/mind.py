@@ -12,15 +12,16 @@ impression and then averaged over impressions, with
 Choices where the scorer is silent or implementation-defined:
 
 - One-class impressions (no click, or only clicks) have no AUC: `roc_auc_score` raises on them, so the official
-  scorer can only be run on data without them (every labelled MIND impression has both classes). We skip such
-  impressions for ALL metrics, so the four averages are over the same impressions, and report how many were skipped
-  (`num_skipped_one_class`). The no-click case would also make MRR and nDCG 0/0.
+  scorer cannot score them at all. We skip such impressions for ALL metrics, so the four averages are over the same
+  impressions, and report how many were skipped (`num_skipped_one_class`). Without a click MRR and nDCG would be
+  0/0 as well.
 - Ties: ranks come from a stable sort by descending score, so tied candidates keep their original order (earlier
   candidate ranked first). The official `np.argsort(score)[::-1]` leaves the order of ties to numpy's unstable
   default sort; a stable order makes MRR, nDCG and the prediction file reproducible. AUC does not depend on it.
 
 All metrics are computed on the flattened candidates of every impression at once (segmented numpy operations), so
-millions of impressions take seconds; AUC uses the Mann-Whitney rank-sum identity with mid-ranks for ties, which is
+200,000 impressions (6M candidates) take about 6 s on 2 busy cores where per-impression `roc_auc_score` alone
+would take about 4 minutes; AUC uses the Mann-Whitney rank-sum identity with mid-ranks for ties, which is
 exactly `roc_auc_score` (the tests check this against `roc_auc_score` per impression).
 """
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rouge_score import rouge_scorer
-
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -18,6 +16,8 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str], *, use_s
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    from rouge_score import rouge_scorer  # imports nltk (seconds): only when ROUGE is computed
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for prediction, reference in zip(predictions, references):

@@ -167,9 +167,18 @@ class SummaryRequest:
     messages: Messages = field(repr=False)
 
     @classmethod
-    def build(cls, user_id: Any, history: Sequence[Mapping[str, Any]], domain: str, **kwargs) -> "SummaryRequest":
-        """The request for `user_id`; `kwargs` (`max_items`, `max_words`) go to `build_messages`."""
-        return cls(user_id, domain, history, build_messages(history, domain, **kwargs))
+    def build(
+        cls,
+        user_id: Any,
+        history: Sequence[Mapping[str, Any]],
+        domain: str,
+        *,
+        max_items: int = MAX_HISTORY_ITEMS,
+        max_words: int = MAX_TEXT_WORDS,
+    ) -> "SummaryRequest":
+        """The request for `user_id`; `history` keeps only the `max_items` items the prompt shows."""
+        messages = build_messages(history, domain, max_items=max_items, max_words=max_words)
+        return cls(user_id, domain, list(history[:max_items]), messages)
 
     @property
     def prompt(self) -> str:

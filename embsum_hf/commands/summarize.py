@@ -1,0 +1,92 @@
+"""`embsum summarize`: write (or complete) the teacher summaries of a dataset's users."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `summarize` subcommand."""
+    parser = subparsers.add_parser(
+        "summarize",
+        help="generate teacher (LLM) user-interest summaries; reruns only generate what is missing",
+        description="Generate the teacher's user-interest summaries into an append-only JSONL store. Rerunning the "
+        "same command skips users already summarised and regenerates users whose history changed.",
+    )
+    parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+    parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+    parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
+    parser.add_argument("--backend", required=True, choices=("transformers", "openai", "heuristic"))
+    parser.add_argument("--model", help="transformers: Hub id or folder; openai: the served model name")
+    parser.add_argument("--gguf-file", help="transformers: GGUF file inside --model (needs the gguf package)")
+    parser.add_argument("--base-url", help="openai: API root with version, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--output", required=True, help="summary store (JSONL, appended to)")
+    parser.add_argument("--export", help="also write {user_id, summary} JSONL here (the training loader's format)")
+    parser.add_argument("--batch-size", type=int, default=8, help="users per generate call and per durable write")
+    parser.add_argument("--max-users", type=int, default=None, help="only the first N users (for trials)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--device", default=None, help="transformers: cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="transformers: e.g. bfloat16")
+    parser.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+    parser.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def _backend_kwargs(args: argparse.Namespace) -> dict:
+    if args.backend == "transformers":
+        if not args.model:
+            raise SystemExit("--backend transformers needs --model")
+        return {
+            "model_name_or_path": args.model,
+            "gguf_file": args.gguf_file,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "device": args.device,
+            "dtype": args.dtype,
+        }
+    if args.backend == "openai":
+        if not (args.base_url and args.model):
+            raise SystemExit("--backend openai needs --base-url and --model (API key: OPENAI_API_KEY)")
+        return {
+            "base_url": args.base_url,
+            "model": args.model,
+            "concurrency": args.concurrency,
+            "timeout": args.timeout,
+            "max_tokens": args.max_new_tokens,
+        }
+    return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""
+    # imported here: `embsum --help` should not pay for datasets/torch, and the data package is optional to the CLI
+    from embsum_hf.data.mind import load_mind
+    from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    data = load_mind(args.data, args.split)
+    backend = get_backend(args.backend, **_backend_kwargs(args))
+    users = itertools.islice(user_histories(data), args.max_users)
+    with SummaryStore(args.output) as store:
+        stats = summarize_users(
+            users,
+            backend,
+            store,
+            domain=args.domain or data.domain,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+        if args.export:
+            store.write_jsonl(args.export)
+    print(f"done {stats.done}, skipped {stats.skipped}, failed {stats.failed}, empty history {stats.empty}")
+    print(f"backend {stats.backend}" + (" (heuristic: not LLM summaries)" if stats.backend == "heuristic" else ""))
+    for user_id, error in stats.failures[:20]:
+        print(f"failed {user_id}: {error}")
+    if stats.failed > 20:
+        print(f"... and {stats.failed - 20} more failures")
+    if args.export:
+        print(f"exported {args.export}")
+    return 1 if stats.failed else 0

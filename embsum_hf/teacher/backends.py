@@ -1,0 +1,48 @@
+"""The interface every teacher backend implements, and a factory from CLI-style names."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from .prompts import SummaryRequest
+
+
+class TeacherError(RuntimeError):
+    """A summary could not be generated for one user (the driver records it as a failure and stores nothing)."""
+
+
+class TeacherBackend(ABC):
+    """Writes user-interest summaries.
+
+    `name` is recorded with every stored summary (e.g. `transformers:HuggingFaceTB/SmolLM2-135M-Instruct`,
+    `openai:mixtral-8x22b`, `heuristic`), so summaries of different teachers are never confused.
+    """
+
+    name: str
+
+    @abstractmethod
+    def generate(self, requests: Sequence[SummaryRequest]) -> list[str | Exception]:
+        """One summary per request, in order.
+
+        A request that failed on its own (a bad HTTP reply, say) gets its exception in its slot instead of a string,
+        like `asyncio.gather(..., return_exceptions=True)`; the others still succeed. An exception raised out of
+        `generate` means the backend itself is broken and stops the run (finished batches are already stored).
+        """
+
+
+def get_backend(name: str, **kwargs) -> TeacherBackend:
+    """Build a backend by name: `transformers`, `openai` or `heuristic`; `kwargs` go to its constructor."""
+    if name == "transformers":
+        from .backend_transformers import TransformersBackend  # imports torch: only when asked for
+
+        return TransformersBackend(**kwargs)
+    if name == "openai":
+        from .backend_http import OpenAIChatBackend
+
+        return OpenAIChatBackend(**kwargs)
+    if name == "heuristic":
+        from .backend_heuristic import HeuristicBackend
+
+        return HeuristicBackend(**kwargs)
+    raise ValueError(f"unknown teacher backend {name!r}; expected transformers, openai or heuristic")
