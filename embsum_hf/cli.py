@@ -23,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `embsum train` forwards its flags to transformers.HfArgumentParser; other commands take only their own
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "forwards_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return int(args.func(args) or 0)
 
 

@@ -44,7 +44,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer
     """
     Train a T5-style tokenizer (Unigram, `<pad>`=0, `</s>`=1, `<unk>`=2, Metaspace pre-tokenisation) on `texts` with
     the `tokenizers` library, for offline and custom domains; `<sos>` is added. The vocabulary can come out smaller
-    than `vocab_size` on a small corpus.
+    than `vocab_size` on a small corpus. Training is not bit-reproducible across processes (the Rust trainer breaks
+    ties in hash order), so save the tokenizer with the model: a resumed run must reuse it.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -1,0 +1,41 @@
+"""`embsum evaluate`: the official MIND metrics of a saved model on a labelled split, printed as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a MIND split")
+    parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
+    parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+    parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+    parser.add_argument("--paper-split", choices=("dev", "test"), default=None,
+                        help="evaluate on the paper's 10%% Dev or 90%% Test part of the split (by impression, seed 42)")
+    parser.add_argument("--output", default=None, help="also write the metrics JSON here")
+    parser.set_defaults(func=run)
+
+
+def load_model(path: str):
+    from embsum_hf import EmbSumModel, EmbSumProcessor
+
+    return EmbSumModel.from_pretrained(path).eval(), EmbSumProcessor.from_pretrained(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from embsum_hf.data import load_mind, split_dev_test
+    from embsum_hf.training import ImpressionEvaluator
+
+    model, processor = load_model(args.model)
+    data = load_mind(args.data, args.split)
+    if args.paper_split:
+        data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_split]
+    metrics = {"split": data.split, **ImpressionEvaluator(data, processor).evaluate(model)}
+    text = json.dumps(metrics, indent=2)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0

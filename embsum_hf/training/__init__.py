@@ -1,0 +1,19 @@
+"""Joint training (click NCE + summary NLL) and whole-impression evaluation of EmbSum."""
+
+from .arguments import EmbSumTrainingArguments
+from .collator import EmbSumDataCollator, TrainingExamples, tokenize_item_table
+from .evaluation import ImpressionEvaluator, ImpressionPredictions, baseline_scores, impression_metrics, summary_rouge
+from .trainer import EmbSumTrainer
+
+__all__ = [
+    "EmbSumDataCollator",
+    "EmbSumTrainer",
+    "EmbSumTrainingArguments",
+    "ImpressionEvaluator",
+    "ImpressionPredictions",
+    "TrainingExamples",
+    "baseline_scores",
+    "impression_metrics",
+    "summary_rouge",
+    "tokenize_item_table",
+]

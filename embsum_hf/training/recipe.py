@@ -1,0 +1,177 @@
+"""The end-to-end recipe behind `embsum train` and `make demo`: data -> tokenizer -> model -> joint training -> card.
+
+`EmbSumRunArguments` holds what is not a `TrainingArguments` field; both dataclasses are filled by
+`transformers.HfArgumentParser` from flags or a YAML/JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..configuration_embsum import EmbSumConfig
+from ..data import load_mind, load_movielens, load_summaries, split_by_time, split_dev_test
+from ..data.schema import RecommendationData
+from ..modeling_embsum import EmbSumModel
+from ..processing_embsum import EmbSumProcessor, add_item_start_token, train_tokenizer
+from .arguments import EmbSumTrainingArguments
+from .evaluation import summary_rouge
+from .trainer import EmbSumTrainer
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("mind", "movielens")
+
+
+@dataclass
+class EmbSumRunArguments:
+    """Data, backbone and model-shape choices of a training run (everything that is not a TrainingArguments field)."""
+
+    dataset: str = field(default="mind", metadata={"help": f"Data format: one of {DATASETS}."})
+    train_data: str | None = field(
+        default=None, metadata={"help": "MIND: a folder with news.tsv/behaviors.tsv or an official name (MINDsmall_train). "
+                                        "MovieLens: the ml-100k folder (split by time into train/dev/test)."}
+    )
+    eval_data: str | None = field(default=None, metadata={"help": "MIND dev split (folder or name)."})
+    paper_split: bool = field(
+        default=False, metadata={"help": "Split eval_data by impression into 10% Dev (model selection) / 90% Test (report)."}
+    )
+    summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
+    teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."})
+    rouge_users: int = field(default=100, metadata={"help": "Held-out users whose generated summaries get ROUGE."})
+    backbone: str | None = field(default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."})
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained on the data."})
+    item_template: str | None = field(default=None, metadata={"help": "Item template name or format string; default by dataset."})
+    d_model: int = field(default=512, metadata={"help": "From-scratch backbone width (t5-small: 512)."})
+    num_layers: int = field(default=6, metadata={"help": "From-scratch encoder and decoder layers."})
+    num_heads: int = field(default=8, metadata={"help": "From-scratch attention heads."})
+    d_ff: int = field(default=2048, metadata={"help": "From-scratch feed-forward width."})
+    dropout_rate: float = field(default=0.1, metadata={"help": "From-scratch dropout."})
+    num_user_codes: int = 16
+    num_item_codes: int = 4
+    max_history_items: int = 60
+    session_max_tokens: int = 512
+    item_max_tokens: int = 64
+    summary_max_tokens: int = 64
+    summary_loss_weight: float = 1.0
+    num_negatives: int = 4
+    summary_mode: str = "generate"
+
+    def config_overrides(self) -> dict:
+        names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
+                 "summary_max_tokens", "summary_loss_weight", "num_negatives", "summary_mode")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass
+class Splits:
+    train: RecommendationData
+    dev: RecommendationData | None
+    test: RecommendationData | None
+
+
+def load_splits(args: EmbSumRunArguments) -> Splits:
+    """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
+    if args.train_data is None:
+        raise ValueError("train_data is required")
+    if args.dataset == "mind":
+        train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
+        if args.eval_data is None:
+            return Splits(train, None, None)
+        dev = load_mind(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
+        if args.paper_split:
+            dev, test = split_dev_test(dev)
+            return Splits(train, dev, test)
+        return Splits(train, dev, None)
+    if args.dataset == "movielens":
+        return Splits(*split_by_time(load_movielens(args.train_data)))
+    raise ValueError(f"dataset must be one of {DATASETS}, got {args.dataset!r}")
+
+
+def build_model_and_processor(
+    args: EmbSumRunArguments, train: RecommendationData, summaries: dict[str, str]
+) -> tuple[EmbSumModel, EmbSumProcessor]:
+    """EmbSum on the given backbone, or from scratch with a tokenizer trained on the training items and summaries."""
+    template = args.item_template or train.domain
+    if args.backbone is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.backbone)
+        start_id = add_item_start_token(tokenizer)
+        model = EmbSumModel.from_backbone(
+            args.backbone, vocab_size=len(tokenizer), item_start_token_id=start_id, **args.config_overrides()
+        )
+    else:
+        if args.tokenizer is not None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+            add_item_start_token(tokenizer)
+        else:
+            fields = train.text_fields
+            corpus = (" ".join(str(row[f]) for f in fields) for row in train.items)
+            tokenizer = train_tokenizer([*corpus, *summaries.values(), template], vocab_size=args.vocab_size)
+        config = EmbSumConfig(
+            t5_config=dict(
+                vocab_size=len(tokenizer),
+                d_model=args.d_model,
+                d_kv=args.d_model // args.num_heads,
+                num_heads=args.num_heads,
+                d_ff=args.d_ff,
+                num_layers=args.num_layers,
+                dropout_rate=args.dropout_rate,
+            ),
+            item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
+            **args.config_overrides(),
+        )
+        model = EmbSumModel(config)
+    return model, EmbSumProcessor(tokenizer, model.config, item_template=template)
+
+
+def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArguments) -> dict:
+    """
+    Load the data, build the model, train it jointly, keep the best dev checkpoint, and save model + processor +
+    `results.json` to `training_args.output_dir`. Resumes from the last checkpoint there when
+    `training_args.resume_from_checkpoint` is set (`True` or a path). Returns the results written.
+    """
+    torch.manual_seed(training_args.seed)
+    splits = load_splits(args)
+    summaries = load_summaries(args.summaries) if args.summaries else {}
+    resume = training_args.resume_from_checkpoint
+    if resume in ("True", "true", True):
+        resume = get_last_checkpoint(training_args.output_dir)
+        if resume is None:
+            raise ValueError(f"resume_from_checkpoint: no checkpoint in {training_args.output_dir}")
+    if resume:
+        # the checkpoint's own tokenizer and config: a tokenizer retrained now need not assign the same ids
+        model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)
+    else:
+        model, processor = build_model_and_processor(args, splits.train, summaries)
+    trainer = EmbSumTrainer(model, training_args, processor, train_data=splits.train, eval_data=splits.dev, summaries=summaries)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    results: dict = {"train_split": splits.train.split, "run_args": asdict(args)}
+    for name, split in (("dev", splits.dev), ("test", splits.test)):
+        if split is not None:
+            results[name] = {"split": split.split, **trainer.evaluate(split, metric_key_prefix=name)}
+    reported = splits.test or splits.dev
+    rouge = None
+    if reported is not None and summaries and trainer.is_world_process_zero():
+        rouge, examples = summary_rouge(trainer.model, processor, reported, summaries, max_users=args.rouge_users)
+        results["summary_rouge"] = {"split": reported.split, **rouge}
+        results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
+    if trainer.is_world_process_zero():
+        Path(training_args.output_dir, "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        trainer.create_model_card(
+            dataset_name=args.dataset_name or args.dataset,
+            teacher=args.teacher,
+            summary_rouge=rouge,
+        )
+    return results

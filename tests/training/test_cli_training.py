@@ -1,0 +1,121 @@
+"""`embsum train / evaluate / predict` as real subprocesses: crash + resume, two Accelerate ranks, the leaderboard file."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from embsum_hf.data import make_synthetic_mind
+from embsum_hf.metrics import read_prediction_file
+
+TINY = [
+    "--dataset", "mind", "--vocab_size", "300", "--d_model", "32", "--num_layers", "1", "--num_heads", "2",
+    "--d_ff", "64", "--dropout_rate", "0", "--num_user_codes", "4", "--num_item_codes", "2",
+    "--max_history_items", "8", "--session_max_tokens", "64", "--item_max_tokens", "16", "--summary_max_tokens", "8",
+    "--summary_mode", "start", "--rouge_users", "4", "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
+    "--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--seed", "3",
+]
+
+
+def env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+
+
+def embsum(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", *args], capture_output=True, text=True, env=env(), timeout=600, **kwargs
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, tokenizer) -> Path:
+    root = make_synthetic_mind(
+        tmp_path_factory.mktemp("mind"), num_users=30, num_news=100, num_train_impressions=40, num_dev_impressions=16
+    )
+    # one saved tokenizer for every run: a retrained one may assign other ids (see train_tokenizer)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root
+
+
+def train_args(data: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer", str(data / "tokenizer"),
+        "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY, *extra,
+    ]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
+    schedule = ["--max_steps", "8", "--save_steps", "3", "--save_strategy", "steps", "--logging_steps", "1"]
+    embsum(*train_args(data, tmp_path / "straight", *schedule))
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+
+    # a real crash: SIGKILL once the step-3 checkpoint is complete (trainer_state.json is written last)
+    crashed = tmp_path / "crashed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "embsum_hf.cli", *train_args(data, crashed, *schedule)],
+        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (crashed / "checkpoint-3" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (crashed / "model.safetensors").exists()  # it really did not finish
+
+    embsum(*train_args(data, crashed, *schedule, "--resume_from_checkpoint", "true"))
+    resumed = load_file(crashed / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert (straight[name] - resumed[name]).abs().max() < 1e-5, name
+    final = json.loads((crashed / "results.json").read_text())
+    assert final["dev"]["dev_auc"] == pytest.approx(json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"], abs=1e-5)
+
+
+def test_two_accelerate_ranks_match_one_process(tmp_path, data):
+    common = ["--max_steps", "4", "--save_strategy", "no", "--eval_strategy", "no", "--summary_loss_weight", "0"]
+    single = embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embsum_hf.cli",
+        *train_args(data, tmp_path / "two", *common, "--per_device_train_batch_size", "4"),
+    ]
+    result = subprocess.run(launch, capture_output=True, text=True, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["dev"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["dev"]
+    for metric in ("dev_auc", "dev_mrr", "dev_ndcg@5", "dev_ndcg@10"):
+        assert two[metric] == pytest.approx(one[metric], abs=1e-4), metric
+    assert single.returncode == 0
+
+
+def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
+    model = tmp_path / "model"
+    embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
+    metrics = json.loads(embsum("evaluate", "--model", str(model), "--data", str(data / "dev")).stdout)
+    results = json.loads((model / "results.json").read_text())
+    assert metrics["auc"] == pytest.approx(results["dev"]["dev_auc"], abs=1e-6)
+    assert (model / "README.md").read_text().count("model-index") >= 1
+
+    # a MIND-large-test-like copy of dev: impressions without labels
+    unlabelled = tmp_path / "test"
+    unlabelled.mkdir()
+    (unlabelled / "news.tsv").write_text((data / "dev" / "news.tsv").read_text())
+    lines = []
+    for line in (data / "dev" / "behaviors.tsv").read_text().splitlines():
+        *head, impressions = line.split("\t")
+        lines.append("\t".join([*head, " ".join(entry.split("-")[0] for entry in impressions.split())]))
+    (unlabelled / "behaviors.tsv").write_text("\n".join(lines) + "\n")
+    embsum("predict", "--model", str(model), "--data", str(unlabelled), "--output", str(tmp_path / "prediction.txt"))
+    ids, ranks = read_prediction_file(tmp_path / "prediction.txt")
+    assert ids == [line.split("\t")[0] for line in lines]
+    for row, line in zip(ranks, lines):
+        assert sorted(row) == list(range(1, len(line.split("\t")[-1].split()) + 1))

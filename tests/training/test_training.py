@@ -1,0 +1,125 @@
+"""Training rows, collator, whole-impression evaluation and the EmbSumTrainer, in process, on tiny synthetic data."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf.data import build_training_rows, load_mind, load_summaries, make_synthetic_mind
+from embsum_hf.metrics import compute_mind_metrics
+from embsum_hf.training import (
+    EmbSumDataCollator,
+    EmbSumTrainer,
+    EmbSumTrainingArguments,
+    ImpressionEvaluator,
+    TrainingExamples,
+    tokenize_item_table,
+)
+
+from ..conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return make_synthetic_mind(
+        tmp_path_factory.mktemp("synthetic"), num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20
+    )
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic):
+    return load_mind(synthetic, "train"), load_mind(synthetic, "dev"), load_summaries(synthetic / "summaries.jsonl")
+
+
+@pytest.fixture(scope="module")
+def data_processor(tokenizer):
+    # the shared tiny tokenizer covers few synthetic words; unknown words still tokenise (to <unk> pieces)
+    return EmbSumProcessor(tokenizer, tiny_config(tokenizer, summary_mode="start"), item_template="mind")
+
+
+def test_negatives_are_resampled_each_epoch_and_deterministic(splits):
+    train, _, _ = splits
+    rows = build_training_rows(train.impressions)
+    examples = TrainingExamples(rows, num_negatives=3, seed=7)
+    first = [examples[i]["candidates"] for i in range(len(rows))]
+    assert first == [TrainingExamples(rows, 3, seed=7)[i]["candidates"] for i in range(len(rows))]
+    examples.set_epoch(1)
+    second = [examples[i]["candidates"] for i in range(len(rows))]
+    assert first != second
+    for i, (a, b) in enumerate(zip(first, second)):
+        assert a[0] == b[0] == rows[i]["positive"] and len(a) == 4
+        assert set(a[1:]) <= set(rows[i]["negative_pool"])
+
+
+def test_collator_puts_the_click_first_and_pads(splits, data_processor):
+    train, _, summaries = splits
+    rows = build_training_rows(train.impressions, summaries=summaries)
+    examples = TrainingExamples(rows, num_negatives=2)
+    tokens = tokenize_item_table(data_processor, train.items)
+    collator = EmbSumDataCollator(data_processor, tokens)
+    batch = collator([examples[i] for i in range(4)])
+    assert batch["candidate_input_ids"].shape[:2] == (4, 3)
+    first = examples[0]["candidates"][0]
+    assert batch["candidate_input_ids"][0, 0, : len(tokens[first])].tolist() == tokens[first]
+    assert (batch["summary_labels"] != -100).any(-1).all()  # every synthetic user has a summary
+    with pytest.raises(KeyError, match="not in the items table"):
+        collator([{"history": ["N-missing"], "candidates": [first], "summary": None}])
+
+
+def test_evaluator_scores_equal_forward_logits(splits, data_processor):
+    _, dev, _ = splits
+    torch.manual_seed(0)
+    model = EmbSumModel(data_processor.config).eval()
+    evaluator = ImpressionEvaluator(dev, data_processor, item_batch_size=7, user_batch_size=3)
+    predictions = evaluator.predict(model)
+    lookup = dev.item_lookup()
+    for row, scores in list(zip(dev.impressions, predictions.scores))[:5]:
+        users = data_processor.encode_users([[{"item_id": i, **lookup[i]} for i in row["history"]]])
+        items = data_processor.pad_candidates([data_processor.tokenize_items([lookup[i] for i in row["candidates"]])])
+        with torch.no_grad():
+            logits = model(**users, **items).logits[0]
+        torch.testing.assert_close(torch.tensor(scores), logits, atol=1e-4, rtol=1e-4)
+    metrics = evaluator.evaluate(model)
+    assert metrics == compute_mind_metrics(predictions.scores, predictions.labels)
+    assert len(evaluator.histories) <= len(dev.impressions)  # each (user, history) encoded once
+
+
+def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, splits, data_processor):
+    train, dev, summaries = splits
+    torch.manual_seed(0)
+    model = EmbSumModel(data_processor.config)
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=12,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        logging_steps=4,
+        eval_strategy="steps",
+        eval_steps=6,
+        save_strategy="steps",
+        save_steps=6,
+        load_best_model_at_end=True,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = EmbSumTrainer(model, args, data_processor, train_data=train, eval_data=dev, summaries=summaries)
+    # new layers learn 5x faster than the backbone
+    rates = {group["lr"] for group in trainer.create_optimizer().param_groups}
+    assert rates == {3e-3, 3e-3 * 5}
+    new_params = {id(p) for n, p in model.named_parameters() if n.startswith(EmbSumModel.new_layer_prefixes)}
+    for group in trainer.optimizer.param_groups:
+        assert all((id(p) in new_params) == (group["lr"] == 3e-3 * 5) for p in group["params"])
+
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert all("ctr_loss" in entry and "summary_loss" in entry for entry in logs)
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    evals = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
+    assert len(evals) == 2 and trainer.state.best_metric == max(e["eval_auc"] for e in evals)
+    checkpoint = Path(trainer.state.best_model_checkpoint)
+    assert {"processor_config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+    reloaded = EmbSumModel.from_pretrained(checkpoint)
+    assert EmbSumProcessor.from_pretrained(checkpoint).item_template == data_processor.item_template
+    assert reloaded.config.num_user_codes == model.config.num_user_codes
