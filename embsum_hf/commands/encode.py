@@ -1,0 +1,66 @@
+"""`embsum encode-items` / `embsum encode-users`: pre-compute a dataset's item or user poly-embeddings into a store.
+
+Both are resumable (rerun the same command after a crash) and run on several processes when launched with e.g.
+`torchrun --nproc_per_node 2 -m embsum_hf.cli encode-items ...` (on CPU with `ACCELERATE_USE_CPU=1`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+KINDS = {"encode-items": "items", "encode-users": "users"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `encode-items` and `encode-users` subcommands."""
+    for command, kind in KINDS.items():
+        parser = subparsers.add_parser(
+            command,
+            help=f"pre-compute the {kind}' poly-embeddings of a dataset into an embedding store (resumable)",
+            description=f"Encode every {kind[:-1]} of a MIND-format dataset with a trained EmbSum model into a sharded "
+            "safetensors store. Rerunning the same command skips the shards already written.",
+        )
+        parser.add_argument(
+            "--model", required=True, help="folder written by EmbSumModel/EmbSumProcessor.save_pretrained"
+        )
+        parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+        parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+        parser.add_argument("--output", required=True, help="store folder (created; resumed when it exists)")
+        parser.add_argument("--batch-size", type=int, default=64 if kind == "items" else 16)
+        parser.add_argument(
+            "--dtype", default="float32", choices=("float32", "float16", "bfloat16"), help="storage dtype"
+        )
+        parser.add_argument(
+            "--shard-size", type=int, default=4096 if kind == "items" else 1024, help=f"{kind} per shard file"
+        )
+        parser.add_argument("--no-progress", action="store_true")
+        parser.set_defaults(func=run, kind=kind)
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here: `embsum --help` should not pay for torch/transformers/datasets
+    from accelerate import PartialState
+
+    from embsum_hf import EmbSumModel, EmbSumProcessor
+    from embsum_hf.data import load_mind
+    from embsum_hf.serving import encode_items, encode_users
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model = EmbSumModel.from_pretrained(args.model)
+    processor = EmbSumProcessor.from_pretrained(args.model)
+    data = load_mind(args.data, args.split)
+    options = dict(
+        batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress
+    )
+    if args.kind == "items":
+        store = encode_items(model, processor, data.items, args.output, **options)
+    else:
+        from embsum_hf.teacher import user_histories  # each user's latest (longest) history
+
+        store = encode_users(model, processor, user_histories(data), args.output, **options)
+    if PartialState().is_main_process:  # initialised by the job
+        shape = "x".join(map(str, store.manifest["shapes"]["embeddings"]))
+        print(f"wrote {len(store)} {store.kind} ({shape}, {store.manifest['dtype']}) to {store.path}")
+        print(f"model fingerprint {store.fingerprint}")
+    return 0

@@ -1,0 +1,231 @@
+"""Ranking stored items for users: exact `poly_relevance` top-k over any number of items, optionally after a FAISS
+candidate prefilter.
+
+Exact ranking walks the items in chunks with a running top-k, so its working memory is bounded by `chunk_size`
+whatever the number of items (the stored tensors themselves are `N x M x d`). The prefilter trades a little recall
+for speed on large catalogues: an inner-product IVF index over the items' mean CPE codes, queried with the users'
+mean UPE codes; the hits are re-ranked exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import NamedTuple
+
+import torch
+
+from ..modeling_embsum import poly_relevance
+from .store import EmbeddingStore, StoreMismatchError
+
+logger = logging.getLogger(__name__)
+
+# elements of one chunk's (B, chunk, K*M) score tensors: 1 MiB in float32 stays in cache (4096 items for one user)
+_CHUNK_ELEMENTS = 1 << 18
+# elements of the candidates' CPEs gathered for one batch of users in `rerank` (64 MiB in float32)
+_GATHER_ELEMENTS = 1 << 24
+
+
+class Recommendations(NamedTuple):
+    """Top-k items per user, best first: `scores` `(B, k)` and the matching `item_ids` (B lists of k ids)."""
+
+    scores: torch.Tensor
+    item_ids: list[list[str | None]]
+
+
+def top_k_scores(
+    user_embeddings: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    item_keys: torch.Tensor,
+    k: int,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Exact top-k of `poly_relevance` over all items, chunked over items with a running top-k.
+
+    Args:
+        user_embeddings: `(B, K, d)` UPEs.
+        item_embeddings, item_keys: `(N, M, d)` CPEs and `gelu(CPE W_s)`; any float dtype (upcast per chunk).
+        k: items to return per user (at most `N`).
+        chunk_size: items scored at once; by default as many as keep one chunk's `(B, chunk, K*M)` scores at 256K
+            elements. Any value gives the same result.
+
+    Returns:
+        scores `(B, k)` float32, best first, and item row indices `(B, k)`.
+    """
+    users = user_embeddings.float()
+    batch, num_codes, _ = users.shape
+    total, item_codes, _ = item_embeddings.shape
+    k = min(k, total)
+    chunk = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * num_codes * item_codes))
+    best_scores = users.new_empty((batch, 0))
+    best_indices = torch.empty((batch, 0), dtype=torch.long, device=users.device)
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        # chunks move to the users' device and float32 one at a time: a CPU store can serve a GPU ranker
+        chunk_items = item_embeddings[start:stop].to(users.device, torch.float32)
+        chunk_keys = item_keys[start:stop].to(users.device, torch.float32)
+        scores = poly_relevance(users, chunk_items, chunk_keys)  # (B, c)
+        indices = torch.arange(start, stop, device=users.device).expand(batch, -1)
+        scores, indices = torch.cat([best_scores, scores], 1), torch.cat([best_indices, indices], 1)
+        top = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_scores, best_indices = top.values, indices.gather(1, top.indices)
+    return best_scores, best_indices
+
+
+def rerank(
+    user_embeddings: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    item_keys: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Exact `poly_relevance` top-k among each user's candidates.
+
+    Args:
+        user_embeddings: `(B, K, d)`.
+        item_embeddings, item_keys: `(N, M, d)`.
+        candidates: `(B, C)` item row indices, `-1` padded.
+
+    Returns:
+        scores `(B, k)` and item indices `(B, k)`; where a user has fewer than `k` candidates the tail is `-inf`/`-1`.
+    """
+    users = user_embeddings.float()
+    batch, num_candidates = candidates.shape
+    k = min(k, num_candidates)
+    per_user = num_candidates * item_embeddings.shape[1] * item_embeddings.shape[2]  # gathered elements
+    step = max(1, _GATHER_ELEMENTS // max(1, per_user))
+    all_scores, all_indices = [], []
+    for start in range(0, batch, step):
+        rows = candidates[start : start + step]  # (b, C)
+        safe = rows.clamp(min=0).to(item_embeddings.device)
+        gathered = item_embeddings[safe].to(users.device, torch.float32)  # (b, C, M, d)
+        gathered_keys = item_keys[safe].to(users.device, torch.float32)
+        rows = rows.to(users.device)
+        scores = poly_relevance(users[start : start + step], gathered, gathered_keys)
+        scores = scores.masked_fill(rows < 0, float("-inf"))  # (b, C)
+        top = scores.topk(k, dim=1)
+        all_scores.append(top.values)
+        all_indices.append(rows.gather(1, top.indices))
+    return torch.cat(all_scores), torch.cat(all_indices)
+
+
+def _require_faiss():
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError(
+            "FaissPrefilter needs FAISS: `pip install faiss-cpu` (or `pip install embsum_hf[faiss]`)"
+        ) from error
+    return faiss
+
+
+class FaissPrefilter:
+    """
+    Candidate retrieval for [`recommend`]: an inner-product IVF index over each item's mean CPE code
+    `v_bar = mean_m v_m` (centred over the catalogue), searched with each user's mean UPE code `u_bar`; the hits
+    are re-ranked exactly.
+
+    Why the means: with uniform pair weights the score `sum_am w_am u_a . v_m` is exactly `u_bar . v_bar`, so this
+    search ranks by the score's weight-free part; the softmax weights only reorder items it already retrieves,
+    which `num_candidates` (many more than `k`) leaves room for. Very peaked weights make the proxy weaker: check
+    `recall_at_k` against exact ranking on your own embeddings.
+
+    Args:
+        item_embeddings: `(N, M, d)` stored CPEs (any float dtype).
+        nlist: IVF lists; default `sqrt(N)` rounded.
+        nprobe: lists visited per query; default `max(16, nlist // 16)`.
+        num_candidates: items retrieved per user; default `max(400, 40 * k)` at query time.
+        seed: sampling seed of the k-means training set.
+    """
+
+    def __init__(
+        self,
+        item_embeddings: torch.Tensor,
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        num_candidates: int | None = None,
+        seed: int = 0,
+    ):
+        faiss = _require_faiss()
+        num_items, _, dim = item_embeddings.shape
+        self.nlist = nlist or max(1, round(math.sqrt(num_items)))
+        self.nprobe = min(self.nlist, nprobe or max(16, self.nlist // 16))
+        self.num_candidates = num_candidates
+        step = 1 << 16
+        means = torch.cat([item_embeddings[i : i + step].float().mean(1) for i in range(0, num_items, step)])  # (N, d)
+        # Centring changes every score of a query by the same constant (q . mean), so rankings are unchanged; it
+        # removes the large direction all CPEs share, which otherwise makes the IP k-means lists useless.
+        means = means - means.mean(0)
+        self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        # 40 points per list is enough for k-means here and keeps training to seconds at 100k items
+        sample = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))[: 40 * self.nlist]
+        self.index.train(means[sample].contiguous().numpy())
+        self.index.add(means.contiguous().numpy())
+        self.index.nprobe = self.nprobe
+        logger.info("FAISS IVF index over %d items: nlist %d, nprobe %d", num_items, self.nlist, self.nprobe)
+
+    @classmethod
+    def from_store(cls, store: EmbeddingStore, **kwargs) -> "FaissPrefilter":
+        """Index an item store's CPEs."""
+        if store.kind != "items":
+            raise StoreMismatchError(f"{store.path} holds {store.kind}, a prefilter indexes items")
+        return cls(store.embeddings, **kwargs)
+
+    def candidates(self, user_embeddings: torch.Tensor, k: int) -> torch.Tensor:
+        """Candidate item rows `(B, C)` (`-1` where the index found fewer) for users `(B, K, d)` wanting `k` items."""
+        queries = user_embeddings.detach().float().mean(1).cpu().contiguous().numpy()  # (B, d)
+        _, hits = self.index.search(queries, self.num_candidates or max(400, 40 * k))
+        return torch.from_numpy(hits).long()
+
+
+def recall_at_k(approximate: torch.Tensor, exact: torch.Tensor) -> float:
+    """Mean fraction of the exact top-k indices `(B, k)` that the approximate top-k `(B, k)` also returns."""
+    hits = (approximate[:, :, None] == exact[:, None, :]).any(1).float()  # (B, k)
+    return float(hits.mean())
+
+
+def recommend(
+    users: torch.Tensor | EmbeddingStore,
+    items: EmbeddingStore,
+    k: int = 10,
+    *,
+    user_ids: list[str] | None = None,
+    chunk_size: int | None = None,
+    prefilter: FaissPrefilter | None = None,
+) -> Recommendations:
+    """
+    The `k` best items of an item store for each user, by exact `poly_relevance`.
+
+    Args:
+        users: UPEs `(B, K, d)`, or a user store (all its users, or those named by `user_ids`); a user store must
+            come from the same model as `items` (same fingerprint).
+        items: an item store (`embeddings` and `keys`).
+        chunk_size: see [`top_k_scores`]; ignored with a prefilter (only candidates are scored).
+        prefilter: rank only the candidates it retrieves (approximate: see `recall_at_k`).
+    """
+    if items.kind != "items":
+        raise StoreMismatchError(f"{items.path} holds {items.kind}, expected an item store")
+    if isinstance(users, EmbeddingStore):
+        if users.kind != "users":
+            raise StoreMismatchError(f"{users.path} holds {users.kind}, expected a user store")
+        if users.fingerprint != items.fingerprint:
+            raise StoreMismatchError(
+                f"user store {users.path} (model {users.fingerprint}) and item store {items.path} "
+                f"(model {items.fingerprint}) come from different models"
+            )
+        upe = users.embeddings if user_ids is None else users.embeddings[users.positions(user_ids)]
+    else:
+        upe = users
+    if prefilter is None:
+        scores, indices = top_k_scores(upe, items.embeddings, items.keys, k, chunk_size=chunk_size)
+    else:
+        scores, indices = rerank(upe, items.embeddings, items.keys, prefilter.candidates(upe, k), k)
+    item_ids = [[items.ids[i] if i >= 0 else None for i in row] for row in indices.tolist()]
+    return Recommendations(scores, item_ids)
+
+
+__all__ = ["FaissPrefilter", "Recommendations", "recall_at_k", "recommend", "rerank", "top_k_scores"]

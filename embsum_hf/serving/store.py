@@ -1,0 +1,294 @@
+"""One on-disk format for pre-computed user and item poly-embeddings: sharded safetensors plus a JSON manifest.
+
+Layout of a store folder::
+
+    store.json                  manifest: kind, model fingerprint, dtype, tensor shapes, shards, complete
+    ids.json                    entry ids (item or user ids), in row order
+    shard-00000.safetensors     rows [0, shard_size): tensors `embeddings` (+ `keys` for items); its metadata holds
+    shard-00001.safetensors     the shard's ids and a content key (model fingerprint + dtype + input token ids)
+
+Shards are written atomically (temporary file + rename), so a shard file on disk is always complete; a rerun of the
+same job skips every shard whose content key still matches, which makes the encoding jobs resumable after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "store.json"
+IDS_NAME = "ids.json"
+FORMAT_VERSION = 1
+STORE_KINDS = ("items", "users")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# config keys that change with saving/loading, not with what the model computes
+_VOLATILE_CONFIG_KEYS = frozenset(
+    {"_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype"}
+)
+
+
+class StoreMismatchError(ValueError):
+    """A store was written by another model (fingerprint), or is of the wrong kind, or is incomplete."""
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """
+    sha256 over the model's config (without save/load bookkeeping such as `_name_or_path`) and every tensor of its
+    state dict (name, dtype, shape, bytes), in name order. Deterministic across processes and save/load round trips;
+    about 0.3 s for a t5-small-sized model.
+    """
+
+    def stable(value):
+        if isinstance(value, Mapping):
+            return {key: stable(item) for key, item in value.items() if key not in _VOLATILE_CONFIG_KEYS}
+        return value
+
+    digest = hashlib.sha256()
+    config = stable(model.config.to_dict()) if hasattr(model, "config") else {}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.safetensors"
+
+
+def content_key(fingerprint: str, kind: str, dtype: str, ids: Sequence[str], token_ids: Sequence) -> str:
+    """What a shard was computed from: rerunning a job reuses a shard only when this key is unchanged."""
+    payload = json.dumps([fingerprint, kind, dtype, list(ids), token_ids], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class ShardedStoreWriter:
+    """
+    Writes one store, shard by shard, from any number of processes (each writes its own shards; the main process
+    writes the manifest). Used by the encoding jobs in `embsum_hf.serving.encode`.
+    """
+
+    path: Path
+    kind: str
+    ids: list[str]
+    fingerprint: str
+    dtype: str
+    entry_shapes: dict[str, tuple[int, ...]]  # tensor name -> shape of one entry, e.g. {"embeddings": (M, d)}
+    shard_size: int
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if self.kind not in STORE_KINDS:
+            raise ValueError(f"kind must be one of {STORE_KINDS}, got {self.kind!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be positive, got {self.shard_size}")
+        seen: set[str] = set()
+        duplicates = [i for i in self.ids if i in seen or seen.add(i)]
+        if duplicates:
+            raise ValueError(f"{len(duplicates)} duplicate {self.kind} ids, e.g. {duplicates[:5]}; ids must be unique")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.ids) // self.shard_size)
+
+    def shard_range(self, index: int) -> tuple[int, int]:
+        start = index * self.shard_size
+        return start, min(start + self.shard_size, len(self.ids))
+
+    def is_done(self, index: int, key: str) -> bool:
+        """Whether shard `index` exists on disk and was computed from the same inputs (content key)."""
+        path = self.path / shard_name(index)
+        if not path.is_file():
+            return False
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return (handle.metadata() or {}).get("content_key") == key
+        except Exception as error:  # a foreign or damaged file is recomputed, not trusted
+            logger.warning("recomputing unreadable shard %s (%s)", path, error)
+            return False
+
+    def write(self, index: int, tensors: dict[str, torch.Tensor], key: str) -> None:
+        """Write shard `index` atomically: a crash leaves either the old file or the complete new one."""
+        start, stop = self.shard_range(index)
+        for name, shape in self.entry_shapes.items():
+            expected = (stop - start, *shape)
+            if tuple(tensors[name].shape) != expected:
+                raise ValueError(
+                    f"shard {index} tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {expected}"
+                )
+        path = self.path / shard_name(index)
+        tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+        data = {name: tensors[name].to("cpu", DTYPES[self.dtype]).contiguous() for name in self.entry_shapes}
+        metadata = {"content_key": key, "ids": json.dumps(self.ids[start:stop]), "fingerprint": self.fingerprint}
+        save_file(data, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as handle:  # durable before it becomes visible
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def manifest(self, complete: bool) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "dtype": self.dtype,
+            "num_entries": len(self.ids),
+            "shapes": {name: [len(self.ids), *shape] for name, shape in self.entry_shapes.items()},
+            "shard_size": self.shard_size,
+            "num_shards": self.num_shards,
+            "shards": [shard_name(i) for i in range(self.num_shards)],
+            "complete": complete,
+        }
+
+    def begin(self) -> None:
+        """Main process, before encoding: mark the store incomplete so nothing loads it half-written."""
+        _atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=False), indent=2) + "\n")
+
+    def finalize(self) -> None:
+        """Main process, after every rank finished: drop leftovers of earlier runs, write ids and the manifest."""
+        missing = [shard_name(i) for i in range(self.num_shards) if not (self.path / shard_name(i)).is_file()]
+        if missing:
+            raise RuntimeError(f"{self.path}: shards {missing[:5]} are missing; did a process fail?")
+        expected = {shard_name(i) for i in range(self.num_shards)}
+        for leftover in self.path.glob("*shard-*.safetensors*"):
+            if leftover.name not in expected:  # temporary files of killed runs, shards of a larger earlier store
+                leftover.unlink()
+        _atomic_write_text(self.path / IDS_NAME, json.dumps(self.ids) + "\n")
+        _atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=True), indent=2) + "\n")
+
+
+@dataclass
+class EmbeddingStore:
+    """
+    A complete store of user or item poly-embeddings (see the module docstring for the layout).
+
+    Tensors load lazily on first access and stay in memory: `embeddings` `(n, M, d)` and `keys` `(n, M, d)`
+    (`gelu(CPE W_s)`) for items, `embeddings` `(n, K, d)` for users, in the stored dtype. Row `i` is entry `ids[i]`.
+    """
+
+    path: Path
+    manifest: dict
+    ids: list[str]
+    _tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _positions: dict[str, int] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, expected_fingerprint: str | None = None, kind: str | None = None
+    ) -> "EmbeddingStore":
+        """
+        Open a store. With `expected_fingerprint` (`model_fingerprint(model)`), a store written by another model is
+        refused with `StoreMismatchError`; so is an incomplete store (a job still running or interrupted) and, with
+        `kind`, a store of the other kind.
+        """
+        path = Path(path)
+        manifest_path = path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{path} is not an embedding store (no {MANIFEST_NAME})")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise StoreMismatchError(
+                f"{path}: store format {manifest.get('format_version')}, this code reads {FORMAT_VERSION}"
+            )
+        if not manifest["complete"]:
+            raise StoreMismatchError(
+                f"{path} is incomplete (its encoding job is running or was interrupted); rerun the job to finish it"
+            )
+        if kind is not None and manifest["kind"] != kind:
+            raise StoreMismatchError(f"{path} holds {manifest['kind']} embeddings, expected {kind}")
+        if expected_fingerprint is not None and manifest["fingerprint"] != expected_fingerprint:
+            raise StoreMismatchError(
+                f"{path} was written by model {manifest['fingerprint']}, but the model in use is "
+                f"{expected_fingerprint}; "
+                "re-encode the store with this model"
+            )
+        ids = json.loads((path / IDS_NAME).read_text())
+        if len(ids) != manifest["num_entries"]:
+            raise StoreMismatchError(f"{path}: {IDS_NAME} lists {len(ids)} ids, the manifest {manifest['num_entries']}")
+        return cls(path=path, manifest=manifest, ids=ids)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.manifest["dtype"]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """Stored tensor `name` of all rows, `(n, codes, d)`, loaded from the shards once."""
+        if name not in self.manifest["shapes"]:
+            raise KeyError(f"{self.path} ({self.kind}) stores {sorted(self.manifest['shapes'])}, not {name!r}")
+        if name not in self._tensors:
+            parts = [load_file(str(self.path / shard))[name] for shard in self.manifest["shards"]]
+            shape = tuple(self.manifest["shapes"][name])
+            loaded = torch.cat(parts) if parts else torch.empty(shape, dtype=self.dtype)
+            if tuple(loaded.shape) != shape:
+                raise StoreMismatchError(
+                    f"{self.path}: {name} has shape {tuple(loaded.shape)}, the manifest says {shape}"
+                )
+            self._tensors[name] = loaded
+        return self._tensors[name]
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """`(n, M, d)` item CPEs or `(n, K, d)` user UPEs."""
+        return self.tensor("embeddings")
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """`(n, M, d)` item score keys `gelu(CPE W_s)` (item stores only)."""
+        return self.tensor("keys")
+
+    def positions(self, ids: Sequence[str]) -> torch.Tensor:
+        """Row numbers `(len(ids),)` of the given entry ids; an unknown id is a `KeyError` naming it."""
+        if self._positions is None:
+            self._positions = {entry: row for row, entry in enumerate(self.ids)}
+        missing = [entry for entry in ids if entry not in self._positions]
+        if missing:
+            raise KeyError(f"{len(missing)} ids not in {self.path}, e.g. {missing[:5]}")
+        return torch.tensor([self._positions[entry] for entry in ids], dtype=torch.long)
+
+    def disk_bytes(self) -> int:
+        """Bytes of the shard files (tensors plus their small headers)."""
+        return sum((self.path / shard).stat().st_size for shard in self.manifest["shards"])
+
+
+__all__ = [
+    "DTYPES",
+    "EmbeddingStore",
+    "ShardedStoreWriter",
+    "StoreMismatchError",
+    "content_key",
+    "model_fingerprint",
+    "shard_name",
+]
