@@ -38,7 +38,8 @@ class EmbSumConfig(PreTrainedConfig):
         summary_mode (`str`, defaults to `"generate"`):
             How `h_sum` is taken for a user without a teacher summary (always the case at inference):
             `"generate"` lets the decoder greedily write its summary and reads the state at its end (the paper's
-            reading, our choice); `"start"` feeds the decoder start token only (cheaper, no generation).
+            reading, our choice); `"start"` reads the decoder start-token state (no generation; cheaper), in training
+            as well, so training and serving read the same state (the summary loss is unchanged).
         item_start_token_id (`int`, defaults to 32100):
             Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
             UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.

@@ -267,9 +267,12 @@ class EmbSumModel(EmbSumPreTrainedModel):
         states = self.t5.decoder(
             input_ids=decoder_input_ids, encoder_hidden_states=memory, encoder_attention_mask=memory_mask
         ).last_hidden_state
-        # the state at the last target position: it has read the whole summary and predicts its EOS
-        lengths = (targets != -100).long().sum(-1)
-        last = (lengths - 1).clamp(min=0)
+        # "generate": the state at the last target position, which has read the whole summary and predicts its EOS;
+        # "start": the start-token state, in training too, so that training and serving read the same state
+        if self.config.summary_mode == "start":
+            last = torch.zeros(states.shape[0], dtype=torch.long, device=states.device)
+        else:
+            last = ((targets != -100).long().sum(-1) - 1).clamp(min=0)
         summary_state = states[torch.arange(states.shape[0], device=states.device), last]
         return states, summary_state, decoder_input_ids
 

@@ -117,7 +117,7 @@ class EmbSumProcessor:
             return []
         texts = [self.format_item(item) for item in items]
         encoded = self.tokenizer(
-            texts, add_special_tokens=False, truncation=True, max_length=self.config.item_max_tokens - 1
+            texts, add_special_tokens=False, split_special_tokens=True, truncation=True, max_length=self.config.item_max_tokens - 1
         )["input_ids"]
         return [[self.item_start_token_id, *ids] for ids in encoded]
 

@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from embsum_hf.data import load_mind, make_synthetic_mind, split_dev_test
 from embsum_hf.training import EmbSumTrainingArguments, baseline_scores, impression_metrics
-from embsum_hf.training.recipe import EmbSumRunArguments, train_embsum
+from embsum_hf.training.recipe import demo_run_arguments, train_embsum
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
@@ -27,7 +27,7 @@ METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="outputs/demo")
-    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -35,27 +35,7 @@ def main() -> None:
 
     output = Path(options.output_dir)
     data_dir = make_synthetic_mind(output / "data", seed=options.seed)
-    run_args = EmbSumRunArguments(
-        dataset="mind",
-        train_data=str(data_dir / "train"),
-        eval_data=str(data_dir / "dev"),
-        paper_split=True,
-        summaries=str(data_dir / "summaries.jsonl"),
-        teacher="synthetic ground-truth summaries",
-        dataset_name="synthetic-MIND (embsum_hf demo)",
-        vocab_size=2000,
-        d_model=64,
-        num_layers=2,
-        num_heads=4,
-        d_ff=256,
-        dropout_rate=0.0,
-        max_history_items=20,
-        session_max_tokens=128,
-        item_max_tokens=24,
-        summary_max_tokens=24,
-        summary_mode="start",
-        rouge_users=50,
-    )
+    run_args = demo_run_arguments(data_dir)
     training_args = EmbSumTrainingArguments(
         output_dir=str(output / "model"),
         max_steps=options.max_steps,
@@ -64,9 +44,9 @@ def main() -> None:
         warmup_steps=20,
         logging_steps=25,
         eval_strategy="steps",
-        eval_steps=options.max_steps // 3,
+        eval_steps=options.max_steps // 2,
         save_strategy="steps",
-        save_steps=options.max_steps // 3,
+        save_steps=options.max_steps // 2,
         save_total_limit=1,
         load_best_model_at_end=True,
         seed=options.seed,

@@ -18,7 +18,7 @@ from ..configuration_embsum import EmbSumConfig
 from ..data import load_mind, load_movielens, load_summaries, split_by_time, split_dev_test
 from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
-from ..processing_embsum import EmbSumProcessor, add_item_start_token, train_tokenizer
+from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
 from .arguments import EmbSumTrainingArguments
 from .evaluation import summary_rouge
 from .trainer import EmbSumTrainer
@@ -115,9 +115,10 @@ def build_model_and_processor(
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
             add_item_start_token(tokenizer)
         else:
-            fields = train.text_fields
-            corpus = (" ".join(str(row[f]) for f in fields) for row in train.items)
-            tokenizer = train_tokenizer([*corpus, *summaries.values(), template], vocab_size=args.vocab_size)
+            # the texts exactly as the processor will format them, so template words become whole tokens
+            item_format = ITEM_TEMPLATES.get(template, template)
+            corpus = (item_format.format(**row) for row in train.items)
+            tokenizer = train_tokenizer([*corpus, *summaries.values()], vocab_size=args.vocab_size)
         config = EmbSumConfig(
             t5_config=dict(
                 vocab_size=len(tokenizer),
@@ -163,7 +164,7 @@ def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArgument
             results[name] = {"split": split.split, **trainer.evaluate(split, metric_key_prefix=name)}
     reported = splits.test or splits.dev
     rouge = None
-    if reported is not None and summaries and trainer.is_world_process_zero():
+    if reported is not None and summaries and args.rouge_users > 0 and trainer.is_world_process_zero():
         rouge, examples = summary_rouge(trainer.model, processor, reported, summaries, max_users=args.rouge_users)
         results["summary_rouge"] = {"split": reported.split, **rouge}
         results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
@@ -175,3 +176,37 @@ def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArgument
             summary_rouge=rouge,
         )
     return results
+
+
+def demo_run_arguments(data_dir: str | Path, **overrides) -> EmbSumRunArguments:
+    """
+    The tiny from-scratch recipe of `make demo` (d_model 64, 2 + 2 layers, a 2k tokenizer trained on the data) on
+    the output of `make_synthetic_mind`: train on `train/`, select on 10% of `dev/`, report on the other 90%.
+    `summary_loss_weight` 0.2: with a tiny backbone trained from scratch, lambda = 1 lets the summary task dominate
+    the shared encoder early on and the click loss plateaus far longer (benchmarks/objective_ablation.py).
+    """
+    data_dir = Path(data_dir)
+    values = dict(
+        dataset="mind",
+        train_data=str(data_dir / "train"),
+        eval_data=str(data_dir / "dev"),
+        paper_split=True,
+        summaries=str(data_dir / "summaries.jsonl"),
+        teacher="synthetic ground-truth summaries",
+        dataset_name="synthetic-MIND (embsum_hf demo)",
+        vocab_size=2000,
+        d_model=64,
+        num_layers=2,
+        num_heads=4,
+        d_ff=256,
+        dropout_rate=0.0,
+        max_history_items=16,
+        session_max_tokens=160,
+        item_max_tokens=40,  # the synthetic items' full text, category included (about 35 tokens)
+        summary_max_tokens=24,
+        summary_mode="start",
+        summary_loss_weight=0.2,
+        rouge_users=50,
+    )
+    values.update(overrides)
+    return EmbSumRunArguments(**values)

@@ -61,16 +61,7 @@ class EmbSumTrainer(Trainer):
             rows = build_training_rows(train_data.impressions, summaries=self.summaries)
             train_dataset = TrainingExamples(rows, num_negatives=model.config.num_negatives, seed=args.seed)
             collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train_data.items))
-        self.evaluator = (
-            ImpressionEvaluator(
-                eval_data,
-                processor,
-                item_batch_size=args.eval_item_batch_size,
-                user_batch_size=args.eval_user_batch_size,
-            )
-            if eval_data is not None
-            else None
-        )
+        self.evaluator = self._evaluator(eval_data, args) if eval_data is not None else None
         self._loss_parts: dict[str, list[torch.Tensor]] = {"ctr_loss": [], "summary_loss": []}
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
         super().__init__(
@@ -81,6 +72,11 @@ class EmbSumTrainer(Trainer):
             data_collator=collator,
             processing_class=processor,
             **kwargs,
+        )
+
+    def _evaluator(self, data: RecommendationData, args: EmbSumTrainingArguments) -> ImpressionEvaluator:
+        return ImpressionEvaluator(
+            data, self.processor, item_batch_size=args.eval_item_batch_size, user_batch_size=args.eval_user_batch_size
         )
 
     # the model returns a per-batch mean; the Trainer must divide it for gradient accumulation
@@ -133,14 +129,7 @@ class EmbSumTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """MIND metrics of the model on `eval_dataset` (a `RecommendationData`; default: the trainer's `eval_data`)."""
-        evaluator = self.evaluator
-        if eval_dataset is not None:
-            evaluator = ImpressionEvaluator(
-                eval_dataset,
-                self.processor,
-                item_batch_size=self.args.eval_item_batch_size,
-                user_batch_size=self.args.eval_user_batch_size,
-            )
+        evaluator = self.evaluator if eval_dataset is None else self._evaluator(eval_dataset, self.args)
         if evaluator is None:
             raise ValueError("EmbSumTrainer.evaluate needs eval_data (a RecommendationData split)")
         start = time.time()

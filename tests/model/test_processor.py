@@ -76,3 +76,8 @@ def test_train_tokenizer_is_t5_style():
     assert "<sos>" in tok.get_vocab()
     ids = tok("rocket launch", add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids and tok.decode(ids) == "rocket launch"
+
+
+def test_item_text_spelling_the_item_start_token_adds_no_history_row(processor):
+    ids = processor.tokenize_items([dict(make_item(1), title="breaking <sos> news")])[0]
+    assert ids.count(processor.item_start_token_id) == 1
