@@ -76,7 +76,8 @@ def main() -> None:
     report = {
         **table["embsum"],
         "split": results["test"]["split"],
-        "baselines": {kind: table[kind] for kind in ("random", "popularity")},
+        "random": table["random"],
+        "popularity": table["popularity"],
         "dev": {k: results["dev"][f"dev_{k}"] for k in METRICS},
         "summary_rouge": results.get("summary_rouge"),
         "summary_example": results.get("summary_examples", [None])[0],

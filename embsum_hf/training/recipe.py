@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
 from ..data import load_mind, load_movielens, load_summaries, split_by_time, split_dev_test
@@ -136,20 +136,35 @@ def build_model_and_processor(
     return model, EmbSumProcessor(tokenizer, model.config, item_template=template)
 
 
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """
+    The newest `checkpoint-N` in `output_dir` that was fully written. The Trainer writes `trainer_state.json` last and
+    not atomically, so a crash while saving leaves a newer folder without it, which must not be resumed from.
+    """
+    folder = Path(output_dir)
+    steps = sorted(
+        (int(path.name.split("-")[1]), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.split("-")[1].isdigit() and path.is_dir()
+    ) if folder.is_dir() else []
+    complete = [path for _, path in steps if (path / TRAINER_STATE_NAME).is_file()]
+    return str(complete[-1]) if complete else None
+
+
 def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArguments) -> dict:
     """
     Load the data, build the model, train it jointly, keep the best dev checkpoint, and save model + processor +
-    `results.json` to `training_args.output_dir`. Resumes from the last checkpoint there when
-    `training_args.resume_from_checkpoint` is set (`True` or a path). Returns the results written.
+    `results.json` to `training_args.output_dir`. Resumes from the last complete checkpoint there when
+    `training_args.resume_from_checkpoint` is `True` (or from the given path). Returns the results written.
     """
     torch.manual_seed(training_args.seed)
     splits = load_splits(args)
     summaries = load_summaries(args.summaries) if args.summaries else {}
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", True):
-        resume = get_last_checkpoint(training_args.output_dir)
+        resume = last_complete_checkpoint(training_args.output_dir)
         if resume is None:
-            raise ValueError(f"resume_from_checkpoint: no checkpoint in {training_args.output_dir}")
+            raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {training_args.output_dir}")
     if resume:
         # the checkpoint's own tokenizer and config: a tokenizer retrained now need not assign the same ids
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)

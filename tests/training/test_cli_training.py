@@ -53,7 +53,7 @@ def train_args(data: Path, output: Path, *extra: str) -> list[str]:
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
-    schedule = ["--max_steps", "8", "--save_steps", "3", "--save_strategy", "steps", "--logging_steps", "1"]
+    schedule = ["--max_steps", "40", "--save_steps", "3", "--save_strategy", "steps", "--logging_steps", "1"]
     embsum(*train_args(data, tmp_path / "straight", *schedule))
     straight = load_file(tmp_path / "straight" / "model.safetensors")
 
@@ -71,6 +71,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
     process.wait()
     assert not (crashed / "model.safetensors").exists()  # it really did not finish
 
+    # what a crash in the middle of saving leaves: a newer checkpoint folder without trainer_state.json
+    (crashed / "checkpoint-39").mkdir(exist_ok=True)
+    (crashed / "checkpoint-39" / "config.json").write_text("{")
     embsum(*train_args(data, crashed, *schedule, "--resume_from_checkpoint", "true"))
     resumed = load_file(crashed / "model.safetensors")
     assert straight.keys() == resumed.keys()
