@@ -123,3 +123,20 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
     reloaded = EmbSumModel.from_pretrained(checkpoint)
     assert EmbSumProcessor.from_pretrained(checkpoint).item_template == data_processor.item_template
     assert reloaded.config.num_user_codes == model.config.num_user_codes
+
+
+def test_train_command_reads_yaml_json_and_flags(tmp_path):
+    from embsum_hf.commands.train import parse
+
+    (tmp_path / "run.yaml").write_text(
+        f"train_data: data/train\nsummary_loss_weight: 0.3\noutput_dir: {tmp_path / 'out'}\nlearning_rate: 0.001\n"
+        "new_layers_lr_multiplier: 4\n"
+    )
+    run_args, training_args = parse([str(tmp_path / "run.yaml")])
+    assert (run_args.train_data, run_args.summary_loss_weight) == ("data/train", 0.3)
+    assert (training_args.learning_rate, training_args.new_layers_lr_multiplier) == (0.001, 4)
+    assert training_args.metric_for_best_model == "auc" and training_args.remove_unused_columns is False
+    run_args, training_args = parse(["--train_data", "x", "--output_dir", str(tmp_path), "--num_user_codes", "8"])
+    assert run_args.num_user_codes == 8 and run_args.config_overrides()["num_user_codes"] == 8
+    with pytest.raises(ValueError, match="new_layers_lr_multiplier"):
+        parse(["--output_dir", str(tmp_path), "--new_layers_lr_multiplier", "0"])
