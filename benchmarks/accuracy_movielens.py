@@ -1,0 +1,413 @@
+"""Ranking accuracy of EmbSum-tiny against popularity, TF-IDF and NRMS on MovieLens 100K (real data, CPU).
+
+Protocol
+  Data: `load_movielens` (ratings > 3 clicked, < 3 not clicked, 3 dropped; each user's ratings grouped by time into
+  impressions of 10) and `split_by_time` (each user's last impression -> test, the one before -> dev, the rest ->
+  train). Every system is scored on the same test impressions with `impression_metrics`; impressions whose
+  candidates are all clicked or all not clicked have no ranking and are skipped by the metrics (the count is
+  printed). Dev is not used: no system does model selection, each learned model is evaluated with its final weights.
+
+Systems
+  random, popularity  `baseline_scores` (popularity = clicks per item in train).
+  tfidf               sklearn TF-IDF (fit on the whole items table: text only, no labels) over each item's text
+                      formatted exactly as EmbSum reads it (the processor's movielens template); user profile = mean
+                      TF-IDF vector of the history window; score = cosine.
+  nrms                NRMS (Wu et al., 2019), small (d 64, 4 heads): word embeddings -> multi-head self-attention ->
+                      additive attention = item vector; history item vectors -> multi-head self-attention ->
+                      additive attention = user vector (plus one learned slot, so an empty history has a vector too,
+                      as EmbSum's h_sum does); score = dot product.
+  embsum              EmbSum-tiny from scratch with the package recipe (`build_model_and_processor` with the demo's
+                      tiny shape, `EmbSumTrainer`), no summaries (lambda 0, h_sum from the decoder start token).
+  embsum+heuristic    the same, plus `HeuristicBackend` teacher summaries of the train histories (template
+                      sentences naming top genres and title words, not LLM text) with lambda 0.2.
+
+Fairness
+  Same split and test impressions. Same tokenizer: trained once on the item texts by the EmbSum recipe, then reused
+  by NRMS and both EmbSum variants, so every model reads the same token ids, item budget and history window (the
+  latest `max_history_items` = 16 items; TF-IDF uses that window too). Same training rows and negatives
+  (`build_training_rows` + `TrainingExamples` with the same seed) and the same NCE loss over one click and
+  `num_negatives` non-clicks. Same batch size, learning rate, warm-up, constant schedule and gradient clipping
+  (EmbSum's new layers keep the recipe's learning-rate multiplier). Same CPU-time budget per learned model: process
+  CPU time of the training loop with torch pinned to `--threads` threads; a `TrainerCallback` stops EmbSum and the
+  NRMS loop checks the same clock. Tokenizer training, item tokenisation and evaluation are outside the budget.
+  Everything is seeded, but the tokenizer's training is not bit-reproducible across processes and a time budget
+  ends at a load-dependent step, so reruns differ slightly.
+
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_movielens.py [--data ../shared/data/ml-100k] [--budget-seconds 150]
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_movielens.py --quick    # 30 s per learned model, smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import TrainerCallback, get_constant_schedule_with_warmup, set_seed
+from transformers.utils import logging as hf_logging
+
+from embsum_hf.data import build_training_rows, load_movielens, split_by_time
+from embsum_hf.data.schema import RecommendationData
+from embsum_hf.processing_embsum import EmbSumProcessor
+from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
+from embsum_hf.training import (
+    EmbSumTrainer,
+    EmbSumTrainingArguments,
+    ImpressionEvaluator,
+    TrainingExamples,
+    baseline_scores,
+    impression_metrics,
+    tokenize_item_table,
+)
+from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, demo_run_arguments
+
+logger = logging.getLogger("accuracy_movielens")
+
+METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ml-100k"
+# the full movielens item text: "<sos>" + at most 45-47 tokens under the recipe's tokenizer (its training is not
+# bit-reproducible, so the lengths are logged with the number of truncated items on every run); padding is per batch
+ITEM_MAX_TOKENS = 64
+
+
+class TimeBudget(TrainerCallback):
+    """
+    A CPU-time budget (seconds of this process) for one training loop: `step()` after every optimiser step says
+    whether it is spent, and as a Trainer callback it stops training then. `cpu_seconds` / `wall_seconds` / `steps`
+    hold the training time and steps up to the last step.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._cpu_start = self._wall_start = 0.0
+        self.cpu_seconds = self.wall_seconds = 0.0
+        self.steps = 0
+
+    def start(self) -> None:
+        self._cpu_start, self._wall_start = time.process_time(), time.perf_counter()
+        self.cpu_seconds = self.wall_seconds = 0.0
+        self.steps = 0
+
+    def step(self) -> bool:
+        self.steps += 1
+        self.cpu_seconds = time.process_time() - self._cpu_start
+        self.wall_seconds = time.perf_counter() - self._wall_start
+        return self.cpu_seconds >= self.seconds
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.step():
+            control.should_training_stop = True
+
+
+@dataclasses.dataclass
+class Result:
+    metrics: dict[str, float]
+    budget: TimeBudget | None = None  # None: nothing learned
+
+
+@dataclasses.dataclass
+class Optimisation:
+    """The optimiser settings every learned model shares."""
+
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 20
+    max_grad_norm: float = 1.0
+
+
+# ---------------------------------------------------------------------------------------------------- TF-IDF
+def tfidf_scores(test: RecommendationData, processor: EmbSumProcessor) -> list[list[float]]:
+    """Cosine between each candidate's TF-IDF vector and the mean TF-IDF vector of the user's history window."""
+    item_ids = list(test.items["item_id"])
+    matrix = TfidfVectorizer().fit_transform([processor.format_item(row) for row in test.items])
+    index = {item: i for i, item in enumerate(item_ids)}
+    window = processor.config.max_history_items
+    scores = []
+    for history, candidates in zip(test.impressions["history"], test.impressions["candidates"]):
+        items = matrix[[index[c] for c in candidates]]
+        if not history:
+            scores.append([0.0] * len(candidates))
+            continue
+        profile = np.asarray(matrix[[index[h] for h in history[:window]]].mean(axis=0))
+        profile /= max(np.linalg.norm(profile), 1e-12)
+        scores.append((items @ profile.T).ravel().tolist())  # rows are L2-normalised: dot = cosine
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------------- NRMS
+class AdditiveAttention(nn.Module):
+    """Softmax-weighted sum of a sequence, weights from `q^T tanh(W x + b)` (padding masked out)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = self.score(states).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return torch.einsum("nl,nld->nd", logits.softmax(-1), states)
+
+
+class NRMS(nn.Module):
+    def __init__(self, vocab_size: int, pad_token_id: int, dim: int = 64, heads: int = 4, dropout: float = 0.2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_token_id)
+        self.word_attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.word_pool = AdditiveAttention(dim)
+        self.item_attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.item_pool = AdditiveAttention(dim)
+        self.user_slot = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+
+    def encode_items(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids -> (N, d) item vectors."""
+        words = self.dropout(self.embed(input_ids))
+        words, _ = self.word_attention(words, words, words, key_padding_mask=~mask, need_weights=False)
+        return self.word_pool(self.dropout(words), mask)
+
+    def encode_users(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, H, d) history item vectors (H may be 0) -> (B, d) user vectors."""
+        history = torch.cat([self.user_slot.expand(len(history), 1, -1), history], dim=1)
+        mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+        history, _ = self.item_attention(history, history, history, key_padding_mask=~mask, need_weights=False)
+        return self.item_pool(history, mask)
+
+
+class ItemTokens:
+    """Every item's token ids (the EmbSum processor's, `<sos>` included) as one padded tensor, looked up by item id."""
+
+    def __init__(self, processor: EmbSumProcessor, items):
+        token_ids = tokenize_item_table(processor, items)
+        self.index = {item: i for i, item in enumerate(token_ids)}
+        padded = processor.pad_items(list(token_ids.values()))
+        self.input_ids, self.mask = padded["item_input_ids"], padded["item_attention_mask"].bool()
+
+    def encode(self, model: NRMS, item_ids: Sequence[str]) -> torch.Tensor:
+        """(N, d) vectors of the given items, padded only to their own longest text."""
+        rows = torch.tensor([self.index[item] for item in item_ids], dtype=torch.long)
+        mask = self.mask[rows]
+        width = int(mask.sum(1).max())
+        return model.encode_items(self.input_ids[rows, :width], mask[:, :width])
+
+
+def nrms_users(model: NRMS, vectors: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(B, d) user vectors from histories given as rows of `vectors` (item vectors)."""
+    length = max([len(history) for history in histories] + [1])
+    rows = torch.zeros(len(histories), length, dtype=torch.long)
+    mask = torch.zeros(len(histories), length, dtype=torch.bool)
+    for b, history in enumerate(histories):
+        rows[b, : len(history)] = torch.tensor(history, dtype=torch.long)
+        mask[b, : len(history)] = True
+    return model.encode_users(vectors[rows], mask)
+
+
+def nrms_training_scores(model: NRMS, tokens: ItemTokens, batch: Sequence[dict], window: int) -> torch.Tensor:
+    """(B, C) scores of a batch of `TrainingExamples` (clicked item first); each distinct item is encoded once."""
+    histories = [example["history"][:window] for example in batch]
+    unique = sorted({item for example, history in zip(batch, histories) for item in (*history, *example["candidates"])})
+    row = {item: r for r, item in enumerate(unique)}
+    vectors = tokens.encode(model, unique)
+    users = nrms_users(model, vectors, [[row[item] for item in history] for history in histories])
+    candidates = torch.tensor([[row[item] for item in example["candidates"]] for example in batch])
+    return torch.einsum("bd,bcd->bc", users, vectors[candidates])
+
+
+@torch.no_grad()
+def nrms_test_scores(model: NRMS, tokens: ItemTokens, test: RecommendationData, window: int, batch_size: int = 256) -> list[list[float]]:
+    """Scores of every test impression: all items encoded once, users in batches."""
+    model.eval()
+    item_ids = list(tokens.index)
+    vectors = torch.cat([tokens.encode(model, item_ids[i : i + batch_size]) for i in range(0, len(item_ids), batch_size)])
+    histories = [[tokens.index[item] for item in history[:window]] for history in test.impressions["history"]]
+    users = torch.cat([nrms_users(model, vectors, histories[i : i + batch_size]) for i in range(0, len(histories), batch_size)])
+    candidates = test.impressions["candidates"]
+    return [(vectors[[tokens.index[item] for item in row]] @ user).tolist() for user, row in zip(users, candidates)]
+
+
+def train_nrms(
+    train: RecommendationData,
+    test: RecommendationData,
+    processor: EmbSumProcessor,
+    optimisation: Optimisation,
+    budget_seconds: float,
+    seed: int,
+) -> Result:
+    """Train NRMS on EmbSum's training rows and negatives under the CPU-time budget; score the test impressions."""
+    set_seed(seed)
+    config = processor.config
+    tokens = ItemTokens(processor, train.items)
+    model = NRMS(len(processor.tokenizer), processor.pad_token_id)
+    examples = TrainingExamples(build_training_rows(train.impressions), num_negatives=config.num_negatives, seed=seed)
+    loader = torch.utils.data.DataLoader(
+        examples, batch_size=optimisation.batch_size, shuffle=True, collate_fn=list,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optimisation.learning_rate, weight_decay=0.0)
+    schedule = get_constant_schedule_with_warmup(optimizer, optimisation.warmup_steps)  # the Trainer's own
+    budget = TimeBudget(budget_seconds)
+    model.train()
+    budget.start()
+    spent, epoch = False, 0
+    with tqdm(desc="NRMS training", unit="step") as bar:
+        while not spent:
+            examples.set_epoch(epoch)
+            for batch in loader:
+                scores = nrms_training_scores(model, tokens, batch, config.max_history_items)
+                loss = nn.functional.cross_entropy(scores, scores.new_zeros(len(batch), dtype=torch.long))  # NCE: click first
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), optimisation.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                bar.update()
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+                if spent := budget.step():
+                    break
+            epoch += 1
+    scores = nrms_test_scores(model, tokens, test, config.max_history_items)
+    return Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
+
+
+# ---------------------------------------------------------------------------------------------------- EmbSum
+def heuristic_summaries(train: RecommendationData, folder: Path) -> dict[str, str]:
+    """`HeuristicBackend` summaries of every train user's longest train history (user id -> text)."""
+    with SummaryStore(folder / "heuristic_summaries.jsonl") as store:
+        logger.info("teacher: %s", summarize_users(user_histories(train), HeuristicBackend(), store, domain=train.domain))
+        return store.as_dict()
+
+
+def train_embsum(
+    run_args: EmbSumRunArguments,
+    train: RecommendationData,
+    test: RecommendationData,
+    summaries: dict[str, str],
+    optimisation: Optimisation,
+    budget_seconds: float,
+    seed: int,
+    output_dir: Path,
+) -> Result:
+    """EmbSum from the package recipe, trained with `EmbSumTrainer` until the CPU-time budget is spent."""
+    set_seed(seed)
+    model, processor = build_model_and_processor(run_args, train, summaries)
+    training_args = EmbSumTrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=10**7,  # the time budget ends training
+        per_device_train_batch_size=optimisation.batch_size,
+        learning_rate=optimisation.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=optimisation.warmup_steps,
+        max_grad_norm=optimisation.max_grad_norm,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=100,
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=seed,
+    )
+    budget = TimeBudget(budget_seconds)
+    trainer = EmbSumTrainer(model, training_args, processor, train_data=train, summaries=summaries, callbacks=[budget])
+    trainer.train()
+    scores = ImpressionEvaluator(test, processor).predict(trainer.model).scores
+    return Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
+
+
+def item_length_report(processor: EmbSumProcessor, items) -> str:
+    """Token lengths of the items (with `<sos>`) under the trained tokenizer, against the item budget."""
+    texts = [processor.format_item(row) for row in items]
+    lengths = [1 + len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    budget = processor.config.item_max_tokens
+    return (
+        f"item tokens (with <sos>): median {statistics.median(lengths):.0f}, p99 {np.percentile(lengths, 99):.0f}, "
+        f"max {max(lengths)}; budget {budget}, {sum(n > budget for n in lengths)} items truncated"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def print_table(results: dict[str, Result], split: str) -> None:
+    reference = results["popularity"].metrics["auc"]
+    counts = results["popularity"].metrics
+    print(
+        f"\nTest split: {split} | {counts['num_impressions']} impressions scored "
+        f"({counts['num_skipped_one_class']} one-class impressions skipped)"
+    )
+    header = f"{'system':<18}" + "".join(f"{m:>9}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
+    print(header + f"{'train CPU s':>13}{'wall s':>9}{'steps':>8}{'AUC/pop':>9}")
+    for name, result in results.items():
+        row = f"{name:<18}" + "".join(f"{100 * result.metrics[m]:>9.2f}" for m in METRICS)
+        if result.budget is None:
+            row += f"{'-':>13}{'-':>9}{'-':>8}"
+        else:
+            row += f"{result.budget.cpu_seconds:>13.1f}{result.budget.wall_seconds:>9.1f}{result.budget.steps:>8}"
+        print(row + f"{result.metrics['auc'] / reference:>9.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder (u.data, u.item, u.genre)")
+    parser.add_argument("--budget-seconds", type=float, default=None, help="CPU seconds of training per learned model (default 150, --quick 30)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 30 s per learned model")
+    parser.add_argument("--no-summaries", action="store_true", help="skip the heuristic-summary EmbSum variant")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)")
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args()
+    budget = options.budget_seconds if options.budget_seconds is not None else (30.0 if options.quick else 150.0)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hf_logging.set_verbosity_warning()
+    if not (options.data / "u.data").is_file():
+        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
+        sys.exit(2)
+    torch.set_num_threads(options.threads)
+    set_seed(options.seed)
+
+    train, _, test = split_by_time(load_movielens(options.data))
+    logger.info("train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items))
+    optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
+    run_args = demo_run_arguments(
+        options.data,  # the demo's tiny shape; the data fields are MovieLens's
+        dataset="movielens", train_data=str(options.data), eval_data=None, paper_split=False, summaries=None,
+        teacher=None, dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
+        summary_mode="start", summary_loss_weight=0.0,
+    )
+
+    results: dict[str, Result] = {
+        kind: Result(impression_metrics(baseline_scores(test, train, kind, seed=options.seed), test.impressions["labels"]))
+        for kind in ("random", "popularity")
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        # the one tokenizer: trained on the item texts by the recipe, then reused by every model
+        set_seed(options.seed)
+        _, processor = build_model_and_processor(run_args, train, {})
+        logger.info(item_length_report(processor, train.items))
+        processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
+        run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+
+        results["tfidf"] = Result(impression_metrics(tfidf_scores(test, processor), test.impressions["labels"]))
+        results["nrms"] = train_nrms(train, test, processor, optimisation, budget, options.seed)
+        results["embsum"] = train_embsum(run_args, train, test, {}, optimisation, budget, options.seed, Path(tmp, "embsum"))
+        if not options.no_summaries:
+            results["embsum+heuristic"] = train_embsum(
+                dataclasses.replace(run_args, summary_loss_weight=0.2, teacher="heuristic"), train, test,
+                heuristic_summaries(train, Path(tmp)), optimisation, budget, options.seed, Path(tmp, "embsum_heuristic"),
+            )
+    print_table(results, test.split)
+
+
+if __name__ == "__main__":
+    main()
