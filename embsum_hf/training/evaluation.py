@@ -189,28 +189,24 @@ def summary_rouge(
     batch_size: int = 16,
 ) -> tuple[dict[str, float], list[tuple[str, str, str]]]:
     """
-    ROUGE of the model's own summaries against the teacher's for the users of `data` that have one (the latest,
-    longest history of each, at most `max_users`). Returns the scores and `(user_id, generated, teacher)` triples.
+    ROUGE of the model's own summaries against the teacher's for the users of `data` that have one (each from the
+    history the teacher saw, at most `max_users`). Returns the scores and `(user_id, generated, teacher)` triples.
     """
     from ..metrics import rouge_scores
+    from ..teacher import user_histories  # the teacher's own choice of history: each user's longest
 
-    latest: dict[str, list[str]] = {}
-    for user_id, history in zip(data.impressions["user_id"], data.impressions["history"]):
-        if user_id in summaries and len(history) >= len(latest.get(user_id, [])):
-            latest[user_id] = list(history)
-    users = sorted(latest)[:max_users]
+    histories = {user: history for user, history in user_histories(data) if user in summaries}
+    users = sorted(histories)[:max_users]
     if not users:
         return {}, []
-    lookup = data.item_lookup()
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     generated: list[str] = []
     try:
         for start in tqdm(range(0, len(users), batch_size), desc="Generating summaries"):
             chunk = users[start : start + batch_size]
-            histories = [[{"item_id": i, **lookup[i]} for i in latest[user]] for user in chunk]
-            batch = processor.encode_users(histories)
-            device = next(model.parameters()).device
+            batch = processor.encode_users([histories[user] for user in chunk])
             generated += model.generate_summary(
                 batch["session_input_ids"].to(device), batch["session_attention_mask"].to(device), processor=processor
             )
