@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "items":
         store = encode_items(model, processor, data.items, args.output, **options)
     else:
-        from embsum_hf.teacher import user_histories  # each user's latest (longest) history
+        from embsum_hf.data import user_histories  # each user's latest (longest) history
 
         store = encode_users(model, processor, user_histories(data), args.output, **options)
     if PartialState().is_main_process:  # initialised by the job

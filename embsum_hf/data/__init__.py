@@ -19,6 +19,7 @@ from .schema import (
 )
 from .splits import split_by_time, split_dev_test
 from .synthetic import make_synthetic_mind
+from .users import user_histories
 
 __all__ = [
     "DOMAIN_TEXT_FIELDS",
@@ -42,4 +43,5 @@ __all__ = [
     "sample_negatives",
     "split_by_time",
     "split_dev_test",
+    "user_histories",
 ]

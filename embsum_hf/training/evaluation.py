@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data.schema import UNLABELED, RecommendationData
+from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
@@ -193,7 +194,6 @@ def summary_rouge(
     history the teacher saw, at most `max_users`). Returns the scores and `(user_id, generated, teacher)` triples.
     """
     from ..metrics import rouge_scores
-    from ..teacher import user_histories  # the teacher's own choice of history: each user's longest
 
     histories = {user: history for user, history in user_histories(data) if user in summaries}
     users = sorted(histories)[:max_users]
