@@ -173,7 +173,7 @@ def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArgument
     trainer = EmbSumTrainer(model, training_args, processor, train_data=splits.train, eval_data=splits.dev, summaries=summaries)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
-    results: dict = {"train_split": splits.train.split, "run_args": asdict(args)}
+    results: dict = {"train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)}
     for name, split in (("dev", splits.dev), ("test", splits.test)):
         if split is not None:
             results[name] = {"split": split.split, **trainer.evaluate(split, metric_key_prefix=name)}

@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
 
 def test_two_accelerate_ranks_match_one_process(tmp_path, data):
     common = ["--max_steps", "4", "--save_strategy", "no", "--eval_strategy", "no", "--summary_loss_weight", "0"]
-    single = embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
+    embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embsum_hf.cli",
@@ -93,11 +93,11 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
     ]
     result = subprocess.run(launch, capture_output=True, text=True, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    one = json.loads((tmp_path / "one" / "results.json").read_text())["dev"]
-    two = json.loads((tmp_path / "two" / "results.json").read_text())["dev"]
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert (one["world_size"], two["world_size"]) == (1, 2)  # two real ranks, each with half of every batch
+    one, two = one["dev"], two["dev"]
     for metric in ("dev_auc", "dev_mrr", "dev_ndcg@5", "dev_ndcg@10"):
         assert two[metric] == pytest.approx(one[metric], abs=1e-4), metric
-    assert single.returncode == 0
 
 
 def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
