@@ -201,8 +201,11 @@ class EmbSumModel(EmbSumPreTrainedModel):
                 f"got {None if attention_mask is None else tuple(attention_mask.shape)}"
             )
 
-    def _encode_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # input_ids (R, L) -> states (R, L, d); fully padded rows (absent sessions/candidates) are skipped, left zero
+    def encode_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """
+        T5 encoder states of token rows `(R, L) -> (R, L, d)`: sessions, items, or the one session an incremental
+        user update re-encodes. Fully padded rows (absent sessions or candidates) are skipped and left zero.
+        """
         present = attention_mask.bool().any(-1)
         if bool(present.all()):
             return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -220,7 +223,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         lead = item_input_ids.shape[:-1]
         ids = item_input_ids.reshape(-1, item_input_ids.shape[-1])  # (R, Li)
         mask = item_attention_mask.reshape(ids.shape).bool()
-        states = self._encode_rows(ids, mask.long())  # (R, Li, d)
+        states = self.encode_rows(ids, mask.long())  # (R, Li, d)
         embeddings, _ = self.item_poly(states, mask)  # (R, M, d)
         return embeddings.reshape(*lead, *embeddings.shape[1:])
 
@@ -292,7 +295,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
                 "every user needs at least one session token; EmbSumProcessor encodes an empty history as one "
                 "end-of-sequence session"
             )
-        states = self._encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
+        states = self.encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
         return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
 
     def _user_from_sessions(

@@ -170,11 +170,6 @@ class EmbSumRecommendationPipeline(Pipeline):
 
     def _explanations(self, weights: torch.Tensor, history: list, num_explanations: int) -> list[dict]:
         kept = self.processor.session_item_count(len(history))
-        if weights.shape[0] != kept:  # an item text that spells the item-start token adds rows
-            raise ValueError(
-                f"the user embedding has {weights.shape[0]} history rows for {kept} kept history items; an item text "
-                "probably contains the item-start token"
-            )
         # the processor packs the latest `kept` items oldest first: row j is history[kept - 1 - j]
         top = torch.argsort(weights, descending=True, stable=True)[:num_explanations].tolist()
         return [{"index": kept - 1 - j, "weight": float(weights[j]), "item": history[kept - 1 - j]} for j in top]

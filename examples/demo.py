@@ -17,9 +17,10 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
-from embsum_hf.data import load_mind, make_synthetic_mind, split_dev_test
+from embsum_hf.data import make_synthetic_mind
 from embsum_hf.training import EmbSumTrainingArguments, baseline_scores, impression_metrics
-from embsum_hf.training.recipe import demo_run_arguments, train_embsum
+from embsum_hf.training.recipe import demo_run_arguments, load_splits, train_embsum
+from embsum_hf.utils import atomic_write_text
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
@@ -54,11 +55,11 @@ def main() -> None:
         use_cpu=True,
         dataloader_num_workers=0,
     )
-    results = train_embsum(run_args, training_args)
+    splits = load_splits(run_args)
+    results = train_embsum(run_args, training_args, splits)
 
     # the same held-out impressions, scored by the baselines
-    train = load_mind(data_dir / "train")
-    _, test = split_dev_test(load_mind(data_dir / "dev"))
+    train, test = splits.train, splits.test
     labels = test.impressions["labels"]
     table = {"embsum": {k: results["test"][f"test_{k}"] for k in METRICS}}
     for kind in ("random", "popularity"):
@@ -83,7 +84,7 @@ def main() -> None:
         "summary_example": results.get("summary_examples", [None])[0],
         "model_dir": training_args.output_dir,
     }
-    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(output / "metrics.json", json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {output / 'metrics.json'} and the model to {training_args.output_dir}")
 
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..utils import atomic_write_text
 
 
 NDCG_CUTOFFS = (5, 10)
@@ -190,18 +191,3 @@ def read_prediction_file(path: str | os.PathLike) -> tuple[list[str], list[list[
             impression_ids.append(impression_id)
             ranks.append([int(r) for r in ranking[1:-1].split(",") if r])
     return impression_ids, ranks
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Replace `path` with `text` atomically: write a temporary sibling, fsync it, rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,10 +8,9 @@ with e.g. `torchrun --nproc_per_node 2` or `accelerate launch` (on CPU set `ACCE
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,13 @@ from tqdm.auto import tqdm
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
+from ..utils import evaluating
 from .store import EmbeddingStore, ShardedStoreWriter, content_key, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
 Item = Mapping[str, Any]
 User = tuple[str, Sequence[Item]]  # (user_id, history item dicts, most recent first)
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd inside; the model's train/eval mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _item_ids(items: Any) -> list[str]:
@@ -205,4 +193,4 @@ def encode_users(
     return _run_job(model, writer, prepare, padded_size, encode, batch_size, progress)
 
 
-__all__ = ["encode_items", "encode_users", "evaluating"]
+__all__ = ["encode_items", "encode_users"]

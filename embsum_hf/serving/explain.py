@@ -15,7 +15,7 @@ import torch
 
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
-from .encode import evaluating
+from ..utils import evaluating
 
 SUMMARY_LABEL = "your interest summary"
 

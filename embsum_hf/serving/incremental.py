@@ -19,7 +19,7 @@ import torch
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from .encode import evaluating
+from ..utils import evaluating
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def update_user(
             if g not in changed:
                 states[0, g, : len(session)] = state.session_states[g, : len(session)]
         if changed:
-            states[0, changed] = model._encode_rows(ids[0, changed], mask[0, changed])  # (C, L, d)
+            states[0, changed] = model.encode_rows(ids[0, changed], mask[0, changed])  # (C, L, d)
         output = model.encode_user(ids, mask, session_states=states, output_details=True)
     logger.debug("user update: %d of %d sessions re-encoded", len(changed), len(sessions))
     new_state = UserState(

@@ -26,6 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..utils import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "store.json"
@@ -73,12 +75,6 @@ def content_key(fingerprint: str, kind: str, dtype: str, ids: Sequence[str], tok
     """What a shard was computed from: rerunning a job reuses a shard only when this key is unchanged."""
     payload = json.dumps([fingerprint, kind, dtype, list(ids), token_ids], separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -164,7 +160,7 @@ class ShardedStoreWriter:
 
     def begin(self) -> None:
         """Main process, before encoding: mark the store incomplete so nothing loads it half-written."""
-        _atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=False), indent=2) + "\n")
+        atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=False), indent=2) + "\n")
 
     def finalize(self) -> None:
         """Main process, after every rank finished: drop leftovers of earlier runs, write ids and the manifest."""
@@ -175,8 +171,8 @@ class ShardedStoreWriter:
         for leftover in self.path.glob("*shard-*.safetensors*"):
             if leftover.name not in expected:  # temporary files of killed runs, shards of a larger earlier store
                 leftover.unlink()
-        _atomic_write_text(self.path / IDS_NAME, json.dumps(self.ids) + "\n")
-        _atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=True), indent=2) + "\n")
+        atomic_write_text(self.path / IDS_NAME, json.dumps(self.ids) + "\n")
+        atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=True), indent=2) + "\n")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import datasets
 
-from embsum_hf.metrics.mind import atomic_write_text
+from ..utils import atomic_write_text
 
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
+from ..utils import evaluating
 from .collator import tokenize_item_table
 
 logger = logging.getLogger(__name__)
@@ -105,36 +106,30 @@ class ImpressionEvaluator:
             self._item_token_ids = tokenize_item_table(self.processor, items)
         return self._item_token_ids
 
-    @torch.no_grad()
     def predict(self, model: EmbSumModel, accelerator: Accelerator | None = None) -> ImpressionPredictions:
         """Scores of every impression's candidates (no metrics)."""
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
         tokens = self.item_token_ids
         autocast = accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)
-        try:
-            with autocast:
-                # items sorted by length so batches carry little padding
-                by_length = sorted(range(len(self.item_ids)), key=lambda i: len(tokens[self.item_ids[i]]))
+        with evaluating(model), autocast:
+            # items sorted by length so batches carry little padding
+            by_length = sorted(range(len(self.item_ids)), key=lambda i: len(tokens[self.item_ids[i]]))
 
-                def encode_items(indices: list[int]) -> torch.Tensor:
-                    ids = [tokens[self.item_ids[by_length[i]]] for i in indices]
-                    cpe = model.encode_item(**{k: v.to(device) for k, v in self.processor.pad_items(ids).items()})
-                    return torch.stack([cpe, model.item_score_keys(cpe)], dim=1)  # (n, 2, M, d)
+            def encode_items(indices: list[int]) -> torch.Tensor:
+                ids = [tokens[self.item_ids[by_length[i]]] for i in indices]
+                cpe = model.encode_item(**{k: v.to(device) for k, v in self.processor.pad_items(ids).items()})
+                return torch.stack([cpe, model.item_score_keys(cpe)], dim=1)  # (n, 2, M, d)
 
-                table = _sharded(accelerator, len(by_length), self.item_batch_size, encode_items, "Encoding items")
-                table[torch.tensor(by_length)] = table.clone()  # back to item_ids order
-                cpe, keys = table[:, 0], table[:, 1]  # (I, M, d) each
+            table = _sharded(accelerator, len(by_length), self.item_batch_size, encode_items, "Encoding items")
+            table[torch.tensor(by_length)] = table.clone()  # back to item_ids order
+            cpe, keys = table[:, 0], table[:, 1]  # (I, M, d) each
 
-                def encode_users(indices: list[int]) -> torch.Tensor:
-                    sessions = [self.processor.pack_sessions([tokens[i] for i in self.histories[j]]) for j in indices]
-                    batch = {k: v.to(device) for k, v in self.processor.pad_users(sessions).items()}
-                    return model.encode_user(**batch).user_embeddings  # (n, K, d)
+            def encode_users(indices: list[int]) -> torch.Tensor:
+                sessions = [self.processor.pack_sessions([tokens[i] for i in self.histories[j]]) for j in indices]
+                batch = {k: v.to(device) for k, v in self.processor.pad_users(sessions).items()}
+                return model.encode_user(**batch).user_embeddings  # (n, K, d)
 
-                upe = _sharded(accelerator, len(self.histories), self.user_batch_size, encode_users, "Encoding users")
-        finally:
-            model.train(was_training)
+            upe = _sharded(accelerator, len(self.histories), self.user_batch_size, encode_users, "Encoding users")
 
         scores: list[list[float]] = []
         for start in range(0, len(self.candidate_index), self.impression_batch_size):
@@ -179,7 +174,6 @@ def baseline_scores(data: RecommendationData, train: RecommendationData, kind: s
     raise ValueError(f"unknown baseline {kind!r}; expected 'random' or 'popularity'")
 
 
-@torch.no_grad()
 def summary_rouge(
     model: EmbSumModel,
     processor: EmbSumProcessor,
@@ -199,18 +193,13 @@ def summary_rouge(
     users = sorted(histories)[:max_users]
     if not users:
         return {}, []
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     generated: list[str] = []
-    try:
+    with evaluating(model):
         for start in tqdm(range(0, len(users), batch_size), desc="Generating summaries"):
-            chunk = users[start : start + batch_size]
-            batch = processor.encode_users([histories[user] for user in chunk])
+            batch = processor.encode_users([histories[user] for user in users[start : start + batch_size]])
             generated += model.generate_summary(
                 batch["session_input_ids"].to(device), batch["session_attention_mask"].to(device), processor=processor
             )
-    finally:
-        model.train(was_training)
     teacher = [summaries[user] for user in users]
     return rouge_scores(generated, teacher), list(zip(users, generated, teacher))

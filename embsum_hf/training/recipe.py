@@ -19,6 +19,7 @@ from ..data import load_mind, load_movielens, load_summaries, split_by_time, spl
 from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
+from ..utils import atomic_write_text
 from .arguments import EmbSumTrainingArguments
 from .evaluation import summary_rouge
 from .trainer import EmbSumTrainer
@@ -151,14 +152,17 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArguments) -> dict:
+def train_embsum(
+    args: EmbSumRunArguments, training_args: EmbSumTrainingArguments, splits: Splits | None = None
+) -> dict:
     """
-    Load the data, build the model, train it jointly, keep the best dev checkpoint, and save model + processor +
-    `results.json` to `training_args.output_dir`. Resumes from the last complete checkpoint there when
-    `training_args.resume_from_checkpoint` is `True` (or from the given path). Returns the results written.
+    Load the data (or take `splits` from [`load_splits`]), build the model, train it jointly, keep the best dev
+    checkpoint, and save model + processor + `results.json` to `training_args.output_dir`. Resumes from the last
+    complete checkpoint there when `training_args.resume_from_checkpoint` is `True` (or from the given path).
+    Returns the results written.
     """
     torch.manual_seed(training_args.seed)
-    splits = load_splits(args)
+    splits = splits or load_splits(args)
     summaries = load_summaries(args.summaries) if args.summaries else {}
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", True):
@@ -184,7 +188,7 @@ def train_embsum(args: EmbSumRunArguments, training_args: EmbSumTrainingArgument
         results["summary_rouge"] = {"split": reported.split, **rouge}
         results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
     if trainer.is_world_process_zero():
-        Path(training_args.output_dir, "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        atomic_write_text(Path(training_args.output_dir, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
         trainer.create_model_card(
             dataset_name=args.dataset_name or args.dataset,
             teacher=args.teacher,

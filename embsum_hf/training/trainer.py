@@ -129,7 +129,9 @@ class EmbSumTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """MIND metrics of the model on `eval_dataset` (a `RecommendationData`; default: the trainer's `eval_data`)."""
-        evaluator = self.evaluator if eval_dataset is None else self._evaluator(eval_dataset, self.args)
+        # the trainer's own split keeps its evaluator (and its tokenised items)
+        own = eval_dataset is None or eval_dataset is self.eval_dataset
+        evaluator = self.evaluator if own else self._evaluator(eval_dataset, self.args)
         if evaluator is None:
             raise ValueError("EmbSumTrainer.evaluate needs eval_data (a RecommendationData split)")
         start = time.time()
