@@ -29,7 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "forwards_flags", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    return int(args.func(args) or 0)
+    status = int(args.func(args) or 0)
+    end_distributed()
+    return status
+
+
+def end_distributed() -> None:
+    """
+    Destroy the process group that a command under `accelerate launch` opened: a rank that exits with it alive can
+    abort (SIGABRT, "terminate called without an active exception") while gloo/NCCL threads still hold work.
+    """
+    torch = sys.modules.get("torch")  # never imported by `embsum --help`
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -194,6 +194,8 @@ def train_embsum(
             teacher=args.teacher,
             summary_rouge=rouge,
         )
+    # the other ranks wait for rank 0's ROUGE pass and files: a rank that exits alone aborts its gloo/NCCL threads
+    trainer.accelerator.wait_for_everyone()
     return results
 
 
