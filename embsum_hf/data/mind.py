@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
@@ -13,6 +14,8 @@ import zipfile
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from ._io import ItemTable, iter_lines
 from .impressions import clean_history
@@ -42,11 +45,13 @@ def _cache_root() -> Path:
     return Path(os.environ.get("EMBSUM_HF_CACHE", Path.home() / ".cache" / "embsum_hf")) / "mind"
 
 
-def download_mind(name: str, cache_dir: str | Path | None = None) -> Path:
+def download_mind(name: str, cache_dir: str | Path | None = None, url: str | None = None) -> Path:
     """Download and unzip an official MIND split (e.g. "MINDsmall_train") once; return the folder with the TSVs.
 
     Files go to `cache_dir/<name>` (default `~/.cache/embsum_hf/mind/<name>`, root overridable with the
-    `EMBSUM_HF_CACHE` environment variable). Offline machines get an `OSError` explaining how to pass a local folder.
+    `EMBSUM_HF_CACHE` environment variable). `url` (default: the `EMBSUM_HF_MIND_URL` environment variable, else
+    `MIND_URL`) is a template with `{name}`, for mirrors. An interrupted download continues where it stopped (HTTP
+    range request) on the next call. Offline machines get an `OSError` explaining how to pass a local folder.
     """
     if not _MIND_NAME.fullmatch(name):
         raise ValueError(f"Unknown MIND split {name!r}; expected e.g. MINDsmall_train, MINDsmall_dev, MINDlarge_test")
@@ -54,23 +59,57 @@ def download_mind(name: str, cache_dir: str | Path | None = None) -> Path:
     target = target / name
     if (target / "behaviors.tsv").is_file() and (target / "news.tsv").is_file():
         return target
-    url = MIND_URL.format(name=name)
+    url = (url or os.environ.get("EMBSUM_HF_MIND_URL") or MIND_URL).format(name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / f"{name}.zip.part"  # kept across calls: the next one resumes it
     logger.info("Downloading %s to %s", url, target)
+    try:
+        _fetch(url, archive, desc=f"Downloading {name}")
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        raise OSError(
+            f"Could not download {url} ({error}). If this machine is offline, download and unzip it elsewhere "
+            f"and pass the folder holding news.tsv and behaviors.tsv to load_mind instead of {name!r}."
+        ) from error
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        archive = Path(tmp) / f"{name}.zip"
         try:
-            urllib.request.urlretrieve(url, archive)
-        except (urllib.error.URLError, OSError) as error:
-            raise OSError(
-                f"Could not download {url} ({error}). If this machine is offline, download and unzip it elsewhere "
-                f"and pass the folder holding news.tsv and behaviors.tsv to load_mind instead of {name!r}."
-            ) from error
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(Path(tmp) / name)
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(Path(tmp) / name)
+        except zipfile.BadZipFile as error:
+            problem = str(error)
+        else:
+            problem = None if (Path(tmp) / name / "behaviors.tsv").is_file() else "no behaviors.tsv at its root"
+        if problem:
+            archive.unlink()  # unusable: the next call downloads afresh
+            raise OSError(f"{url} did not give a MIND zip archive ({problem}); deleted {archive}")
         shutil.rmtree(target, ignore_errors=True)
         (Path(tmp) / name).rename(target)  # atomic: a half-extracted folder never looks complete
+    archive.unlink()
     return target
+
+
+def _fetch(url: str, path: Path, desc: str) -> None:
+    """Stream `url` into `path` with a progress bar, continuing the bytes already in `path` when the server honours
+    an HTTP range request (and starting over when it does not)."""
+    done = path.stat().st_size if path.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and done:  # nothing after byte `done`: the earlier call got it all
+            return
+        raise
+    with response:
+        if response.status != 206:
+            done = 0
+        total = None if response.length is None else done + response.length
+        with open(path, "ab" if done else "wb") as file, tqdm(
+            total=total, initial=done, unit="B", unit_scale=True, desc=desc
+        ) as bar:
+            while chunk := response.read(1 << 20):
+                file.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and path.stat().st_size != total:
+        raise OSError(f"the connection closed after {path.stat().st_size} of {total} bytes; call again to resume")
 
 
 def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) -> tuple[Path, str]:
