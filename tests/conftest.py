@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+from socketserver import BaseServer
 
 import pytest
 import torch
@@ -84,3 +86,19 @@ def model(config) -> EmbSumModel:
 @pytest.fixture(scope="session")
 def items() -> list[dict]:
     return [make_item(i) for i in range(40)]
+
+
+@pytest.fixture
+def serve():
+    """`serve(server)` runs a real HTTP server (bound to 127.0.0.1) in a thread until the test ends; returns it."""
+    servers: list[BaseServer] = []
+
+    def start(server: BaseServer) -> BaseServer:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -2,7 +2,6 @@
 resume after a cut connection, servers that ignore ranges, the cache, and bad archives."""
 
 import io
-import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +13,8 @@ from embsum_hf.data import download_mind, load_mind, make_synthetic_mind
 class MirrorServer(ThreadingHTTPServer):
     """Serves `files` (path -> bytes); honours `Range: bytes=N-` unless `ranges` is False; `cut_after` bytes, the
     next response announces the full length but stops there (a dropped connection)."""
+
+    daemon_threads = True
 
     def __init__(self, files: dict[str, bytes]):
         super().__init__(("127.0.0.1", 0), MirrorHandler)
@@ -56,19 +57,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def mirror():
-    servers = []
-
-    def start(files):
-        server = MirrorServer(files)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def mirror(serve):
+    return lambda files: serve(MirrorServer(files))
 
 
 @pytest.fixture(scope="module")

@@ -77,19 +77,8 @@ class ChatHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server_factory():
-    servers = []
-
-    def start(delay=0.0):
-        server = ChatServer(delay)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def server_factory(serve):
+    return lambda delay=0.0: serve(ChatServer(delay))
 
 
 def users(*titles):
