@@ -167,7 +167,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_backbone(cls, t5_name_or_path: str, *, vocab_size: int | None = None, **config_overrides) -> "EmbSumModel":
+    def from_backbone(cls, t5_name_or_path: str, *, vocab_size: int | None = None, **config_overrides) -> EmbSumModel:
         """
         Build EmbSum on a pretrained T5 (Hub id or local folder), keeping its weights; the poly-attention layers are
         new. Pass `vocab_size=len(processor.tokenizer)` when the processor added tokens beyond the checkpoint's

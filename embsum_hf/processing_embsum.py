@@ -226,7 +226,7 @@ class EmbSumProcessor:
         (save_directory / PROCESSOR_CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "EmbSumProcessor":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> EmbSumProcessor:
         """Load from a folder or Hub id written by `save_pretrained` (or by `EmbSumModel.save_pretrained` + this)."""
         path = str(pretrained_model_name_or_path)
         config = EmbSumConfig.from_pretrained(path, **kwargs)

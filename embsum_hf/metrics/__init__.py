@@ -7,7 +7,6 @@ from pathlib import Path
 from .mind import candidate_ranks, compute_mind_metrics, read_prediction_file, write_prediction_file
 from .summary import rouge_scores
 
-
 MIND_METRIC_PATH = Path(__file__).parent / "mind_metrics"
 """Folder of the local `evaluate` module (shipped as package data)."""
 

@@ -36,7 +36,6 @@ import numpy as np
 
 from ..utils import atomic_write_text
 
-
 NDCG_CUTOFFS = (5, 10)
 
 

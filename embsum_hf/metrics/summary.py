@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 

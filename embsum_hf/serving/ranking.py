@@ -169,7 +169,7 @@ class FaissPrefilter:
         logger.info("FAISS IVF index over %d items: nlist %d, nprobe %d", num_items, self.nlist, self.nprobe)
 
     @classmethod
-    def from_store(cls, store: EmbeddingStore, **kwargs) -> "FaissPrefilter":
+    def from_store(cls, store: EmbeddingStore, **kwargs) -> FaissPrefilter:
         """Index an item store's CPEs."""
         if store.kind != "items":
             raise StoreMismatchError(f"{store.path} holds {store.kind}, a prefilter indexes items")

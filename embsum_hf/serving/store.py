@@ -193,7 +193,7 @@ class EmbeddingStore:
     @classmethod
     def load(
         cls, path: str | os.PathLike, *, expected_fingerprint: str | None = None, kind: str | None = None
-    ) -> "EmbeddingStore":
+    ) -> EmbeddingStore:
         """
         Open a store. With `expected_fingerprint` (`model_fingerprint(model)`), a store written by another model is
         refused with `StoreMismatchError`; so is an incomplete store (a job still running or interrupted) and, with

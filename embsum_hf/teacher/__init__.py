@@ -17,7 +17,6 @@ from .prompts import SummaryRequest, build_messages, build_prompt, get_domain, p
 from .run import SummaryRunStats, summarize_users, user_histories
 from .store import SummaryRecord, SummaryStore
 
-
 if TYPE_CHECKING:
     from .backend_transformers import TransformersBackend
 

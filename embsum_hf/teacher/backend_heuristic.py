@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from .backends import TeacherBackend
 from .prompts import SummaryRequest, get_domain
 
-
 # common English words that carry no interest signal in titles
 STOPWORDS = frozenset(
     """a about after again against all an and any are as at be because been before being between both but by can

@@ -20,7 +20,6 @@ from typing import Any
 from .backends import TeacherBackend, TeacherError
 from .prompts import Messages, SummaryRequest
 
-
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))

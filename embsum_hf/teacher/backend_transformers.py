@@ -12,7 +12,6 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from .backends import TeacherBackend
 from .prompts import SummaryRequest, messages_to_text
 
-
 logger = logging.getLogger(__name__)
 
 

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 MAX_HISTORY_ITEMS = 30
 MAX_TEXT_WORDS = 100
 
@@ -175,7 +174,7 @@ class SummaryRequest:
         *,
         max_items: int = MAX_HISTORY_ITEMS,
         max_words: int = MAX_TEXT_WORDS,
-    ) -> "SummaryRequest":
+    ) -> SummaryRequest:
         """The request for `user_id`; `history` keeps only the `max_items` items the prompt shows."""
         messages = build_messages(history, domain, max_items=max_items, max_words=max_words)
         return cls(user_id, domain, list(history[:max_items]), messages)

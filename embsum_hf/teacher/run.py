@@ -16,7 +16,6 @@ from .backends import TeacherBackend
 from .prompts import MAX_HISTORY_ITEMS, MAX_TEXT_WORDS, SummaryRequest
 from .store import SummaryRecord, SummaryStore
 
-
 logger = logging.getLogger(__name__)
 
 """`(user_id, history item dicts, most recent first)`."""

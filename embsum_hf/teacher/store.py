@@ -22,7 +22,6 @@ import datasets
 
 from ..utils import atomic_write_text
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +36,7 @@ class SummaryRecord:
     created: str
 
     @classmethod
-    def now(cls, user_id: Any, prompt_hash: str, summary: str, backend: str) -> "SummaryRecord":
+    def now(cls, user_id: Any, prompt_hash: str, summary: str, backend: str) -> SummaryRecord:
         """A record stamped with the current UTC time (ISO-8601)."""
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return cls(user_id, prompt_hash, summary, backend, created)
@@ -133,7 +132,7 @@ class SummaryStore:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "SummaryStore":
+    def __enter__(self) -> SummaryStore:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -65,7 +65,7 @@ class PayloadValidator:
         self.max_item_keys = max_item_keys
 
     @classmethod
-    def from_env(cls, item_fields: list[str]) -> "PayloadValidator":
+    def from_env(cls, item_fields: list[str]) -> PayloadValidator:
         """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults."""
         limits = ("max_batch_users", "max_history_items", "max_candidates", "max_field_chars", "max_item_keys")
         variables = {name: f"EMBSUM_{name.upper()}" for name in limits}

@@ -8,7 +8,6 @@ import evaluate
 
 from embsum_hf.metrics.mind import compute_mind_metrics
 
-
 _DESCRIPTION = """\
 The official MIND news-recommendation metrics, computed per impression and averaged over impressions: AUC, MRR,
 nDCG@5 and nDCG@10 (fractions in [0, 1]). Impressions whose labels are all equal are skipped for every metric and
