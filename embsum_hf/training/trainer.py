@@ -82,6 +82,13 @@ class EmbSumTrainer(Trainer):
     # the model returns a per-batch mean; the Trainer must divide it for gradient accumulation
     loss_is_scaled_for_ga = False
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # a checkpoint stores tied weights once (`t5.shared`); the Trainer's check ignores the model's ties and would
+        # report the tied copies (`embed_tokens`, `lm_head`) as missing although they load through `shared`
+        tied = getattr(self.model, "all_tied_weights_keys", None) or {}
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """AdamW (or `args.optim`) with four groups: backbone / new layers x decay / no decay."""
         if self.optimizer is not None:

@@ -1,9 +1,12 @@
 """Training rows, collator, whole-impression evaluation and the EmbSumTrainer, in process, on tiny synthetic data."""
 
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers.utils import logging as transformers_logging
 
 from embsum_hf import EmbSumModel, EmbSumProcessor
 from embsum_hf.data import build_training_rows, load_mind, load_summaries, make_synthetic_mind
@@ -18,6 +21,15 @@ from embsum_hf.training import (
 )
 
 from ..conftest import tiny_config
+
+
+class WarningRecorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +124,14 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
     for group in trainer.optimizer.param_groups:
         assert all((id(p) in new_params) == (group["lr"] == 3e-3 * 5) for p in group["params"])
 
-    trainer.train()
+    warnings = WarningRecorder()
+    transformers_logging.get_logger("transformers.trainer").addHandler(warnings)
+    try:
+        trainer.train()
+    finally:
+        transformers_logging.get_logger("transformers.trainer").removeHandler(warnings)
+    # loading the best checkpoint: the tied embeddings load through `t5.shared`, so nothing is reported missing
+    assert trainer.state.best_model_checkpoint and not [m for m in warnings.messages if "missing keys" in m]
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert all("ctr_loss" in entry and "summary_loss" in entry for entry in logs)
     assert logs[-1]["loss"] < logs[0]["loss"]
@@ -120,6 +139,10 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
     assert len(evals) == 2 and trainer.state.best_metric == max(e["eval_auc"] for e in evals)
     checkpoint = Path(trainer.state.best_model_checkpoint)
     assert {"processor_config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+    best = load_file(checkpoint / "model.safetensors")  # what load_best_model_at_end put back
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[name], value) for name, value in best.items())
+    assert torch.equal(state["t5.lm_head.weight"], best["t5.shared.weight"])  # the tie survived the load
     reloaded = EmbSumModel.from_pretrained(checkpoint)
     assert EmbSumProcessor.from_pretrained(checkpoint).item_template == data_processor.item_template
     assert reloaded.config.num_user_codes == model.config.num_user_codes
