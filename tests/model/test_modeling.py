@@ -181,3 +181,22 @@ def test_bad_inputs_raise_clear_errors(model, processor, items):
         EmbSumConfig(num_user_codes=0)
     with pytest.raises(ValueError, match="summary_mode"):
         EmbSumConfig(summary_mode="beam")
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(tokenizer, processor, items):
+    # `--activation_checkpointing true`: the backbone recomputes activations in backward instead of keeping them
+    batch = {**user_batch(processor, items), **candidate_batch(processor, items)}
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = EmbSumModel(tiny_config(tokenizer)).train()  # dropout 0: both passes see the same network
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        out = model(**batch)
+        out.loss.backward()
+        gradients.append((out.loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    assert model.t5.encoder.gradient_checkpointing and model.t5.decoder.gradient_checkpointing
+    (plain_loss, plain), (checkpointed_loss, checkpointed) = gradients
+    torch.testing.assert_close(checkpointed_loss, plain_loss)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
