@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand module names, in the order `embsum --help` lists them
@@ -29,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "forwards_flags", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    status = int(args.func(args) or 0)
+    try:
+        status = int(args.func(args) or 0)
+    except (OSError, ValueError) as error:
+        # bad input (a path, a file's line, a field): one clear line; the traceback only when asked for
+        if os.environ.get("EMBSUM_TRACEBACK"):
+            raise
+        print(f"embsum {args.command}: error: {error}", file=sys.stderr)
+        print("(set EMBSUM_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 2
     end_distributed()
     return status
 

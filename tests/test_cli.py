@@ -1,5 +1,9 @@
 """The `embsum` entry point itself."""
 
+import os
+import subprocess
+import sys
+
 import torch.distributed as dist
 
 from embsum_hf.cli import end_distributed
@@ -11,3 +15,27 @@ def test_end_distributed_destroys_the_process_group(tmp_path):
     assert dist.is_initialized()
     end_distributed()
     assert not dist.is_initialized()
+
+
+def run_embsum(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+    )
+
+
+def test_bad_input_is_one_clear_line_and_exit_status_2(tmp_path):
+    missing = tmp_path / "no-model"
+    result = run_embsum("evaluate", "--model", str(missing), "--data", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"embsum evaluate: error: --model {missing}: no such folder" in result.stderr
+
+    (tmp_path / "empty").mkdir()
+    result = run_embsum("train", "--train_data", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"embsum train: error: {tmp_path / 'empty'} holds neither behaviors.tsv" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+    # the traceback when asked for
+    result = run_embsum("evaluate", "--model", str(missing), "--data", str(tmp_path), EMBSUM_TRACEBACK="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "FileNotFoundError" in result.stderr

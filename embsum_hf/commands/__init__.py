@@ -1,1 +1,21 @@
-"""Subcommands of the `embsum` CLI (see `embsum_hf.cli`)."""
+"""Subcommands of the `embsum` CLI (see `embsum_hf.cli`), and what several of them share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def load_model_and_processor(name_or_path: str):
+    """
+    The `--model` of a command: a saved folder or a Hub id, loaded as `(EmbSumModel in eval mode, EmbSumProcessor)`.
+    A path that does not exist is reported as one (instead of transformers' "Repo id must use alphanumeric chars").
+    """
+    from embsum_hf import EmbSumModel, EmbSumProcessor
+
+    path = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith((".", "~", os.sep)) or name_or_path.count("/") > 1
+    if looks_local and not path.exists():
+        raise FileNotFoundError(f"--model {name_or_path}: no such folder (and not a Hub id like org/name)")
+    source = str(path) if path.exists() else name_or_path
+    return EmbSumModel.from_pretrained(source).eval(), EmbSumProcessor.from_pretrained(source)

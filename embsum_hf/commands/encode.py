@@ -42,13 +42,12 @@ def run(args: argparse.Namespace) -> int:
     # imported here: `embsum --help` should not pay for torch/transformers/datasets
     from accelerate import PartialState
 
-    from embsum_hf import EmbSumModel, EmbSumProcessor
+    from embsum_hf.commands import load_model_and_processor
     from embsum_hf.data import load_mind
     from embsum_hf.serving import encode_items, encode_users
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    model = EmbSumModel.from_pretrained(args.model)
-    processor = EmbSumProcessor.from_pretrained(args.model)
+    model, processor = load_model_and_processor(args.model)
     data = load_mind(args.data, args.split)
     options = dict(
         batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress

@@ -18,17 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_model(path: str):
-    from embsum_hf import EmbSumModel, EmbSumProcessor
-
-    return EmbSumModel.from_pretrained(path).eval(), EmbSumProcessor.from_pretrained(path)
-
-
 def run(args: argparse.Namespace) -> int:
+    from embsum_hf.commands import load_model_and_processor
     from embsum_hf.data import load_mind, split_dev_test
     from embsum_hf.training import ImpressionEvaluator
 
-    model, processor = load_model(args.model)
+    model, processor = load_model_and_processor(args.model)
     data = load_mind(args.data, args.split)
     if args.paper_split:
         data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_split]

@@ -18,12 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands.evaluate import load_model
+    from embsum_hf.commands import load_model_and_processor
     from embsum_hf.data import load_mind
     from embsum_hf.metrics import write_prediction_file
     from embsum_hf.training import ImpressionEvaluator
 
-    model, processor = load_model(args.model)
+    model, processor = load_model_and_processor(args.model)
     predictions = ImpressionEvaluator(load_mind(args.data, args.split), processor).predict(model)
     write_prediction_file(args.output, predictions.impression_ids, predictions.scores)
     print(f"wrote {len(predictions.impression_ids)} impressions to {args.output}")
