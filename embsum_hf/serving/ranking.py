@@ -1,8 +1,9 @@
 """Ranking stored items for users: exact `poly_relevance` top-k over any number of items, optionally after a FAISS
 candidate prefilter.
 
-Exact ranking walks the items in chunks with a running top-k, so its working memory is bounded by `chunk_size`
-whatever the number of items (the stored tensors themselves are `N x M x d`). The prefilter trades a little recall
+Exact ranking takes the users in blocks and walks the items in chunks with a running top-k, so its working memory is
+bounded by `user_batch_size x chunk_size` whatever the numbers of users and items (the stored tensors themselves are
+`N x M x d`). The prefilter trades a little recall
 for speed on large catalogues: an inner-product IVF index over the items' mean CPE codes, queried with the users'
 mean UPE codes; the hits are re-ranked exactly.
 """
@@ -20,8 +21,12 @@ from .store import EmbeddingStore, StoreMismatchError
 
 logger = logging.getLogger(__name__)
 
-# elements of one chunk's (B, chunk, K*M) score tensors: 1 MiB in float32 stays in cache (4096 items for one user)
+# elements of one chunk's (users, chunk, K*M) score tensors: 1 MiB in float32 stays in cache (4096 items for one
+# user); at least _MIN_CHUNK items so a block of users still multiplies by a wide item matrix
 _CHUNK_ELEMENTS = 1 << 18
+_MIN_CHUNK = 64
+# users ranked together: enough GEMM rows (x K codes) to be compute-bound, few enough to keep their UPEs in cache
+_USER_BLOCK = 128
 # elements of the candidates' CPEs gathered for one batch of users in `rerank` (64 MiB in float32)
 _GATHER_ELEMENTS = 1 << 24
 
@@ -40,38 +45,49 @@ def top_k_scores(
     k: int,
     *,
     chunk_size: int | None = None,
+    user_batch_size: int = _USER_BLOCK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    Exact top-k of `poly_relevance` over all items, chunked over items with a running top-k.
+    Exact top-k of `poly_relevance` over all items: users in blocks of `user_batch_size`, each block walking the
+    items in chunks with a running top-k, so working memory is bounded whatever the numbers of users and items.
 
     Args:
         user_embeddings: `(B, K, d)` UPEs.
         item_embeddings, item_keys: `(N, M, d)` CPEs and `gelu(CPE W_s)`; any float dtype (upcast per chunk).
         k: items to return per user (at most `N`).
-        chunk_size: items scored at once; by default as many as keep one chunk's `(B, chunk, K*M)` scores at 256K
-            elements. Any value gives the same result.
+        chunk_size: items scored at once; by default as many as keep one chunk's `(block, chunk, K*M)` scores near
+            256K elements (at least 64 items). Any value gives the same result.
+        user_batch_size: users scored together (one GEMM row block). Any value gives the same result.
 
     Returns:
         scores `(B, k)` float32, best first, and item row indices `(B, k)`.
     """
-    users = user_embeddings.float()
-    batch, num_codes, _ = users.shape
+    if user_batch_size < 1 or (chunk_size is not None and chunk_size < 1):
+        raise ValueError(f"user_batch_size ({user_batch_size}) and chunk_size ({chunk_size}) must be positive")
+    batch, num_codes, _ = user_embeddings.shape
     total, item_codes, _ = item_embeddings.shape
+    device = user_embeddings.device
     k = min(k, total)
-    chunk = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * num_codes * item_codes))
-    best_scores = users.new_empty((batch, 0))
-    best_indices = torch.empty((batch, 0), dtype=torch.long, device=users.device)
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        # chunks move to the users' device and float32 one at a time: a CPU store can serve a GPU ranker
-        chunk_items = item_embeddings[start:stop].to(users.device, torch.float32)
-        chunk_keys = item_keys[start:stop].to(users.device, torch.float32)
-        scores = poly_relevance(users, chunk_items, chunk_keys)  # (B, c)
-        indices = torch.arange(start, stop, device=users.device).expand(batch, -1)
-        scores, indices = torch.cat([best_scores, scores], 1), torch.cat([best_indices, indices], 1)
-        top = scores.topk(min(k, scores.shape[1]), dim=1)
-        best_scores, best_indices = top.values, indices.gather(1, top.indices)
-    return best_scores, best_indices
+    block = max(1, min(user_batch_size, batch))  # max: an empty batch of users
+    chunk = chunk_size or max(_MIN_CHUNK, _CHUNK_ELEMENTS // (block * num_codes * item_codes))
+    all_scores, all_indices = [], []
+    for first in range(0, batch, block):
+        block_users = user_embeddings[first : first + block].float()  # upcast a block at a time, as the items
+        best_scores = block_users.new_empty((len(block_users), 0))
+        best_indices = torch.empty((len(block_users), 0), dtype=torch.long, device=device)
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            # chunks move to the users' device and float32 one at a time: a CPU store can serve a GPU ranker
+            chunk_items = item_embeddings[start:stop].to(device, torch.float32)
+            chunk_keys = item_keys[start:stop].to(device, torch.float32)
+            scores = poly_relevance(block_users, chunk_items, chunk_keys)  # (block, c)
+            indices = torch.arange(start, stop, device=device).expand(len(block_users), -1)
+            scores, indices = torch.cat([best_scores, scores], 1), torch.cat([best_indices, indices], 1)
+            top = scores.topk(min(k, scores.shape[1]), dim=1)
+            best_scores, best_indices = top.values, indices.gather(1, top.indices)
+        all_scores.append(best_scores)
+        all_indices.append(best_indices)
+    return torch.cat(all_scores), torch.cat(all_indices)
 
 
 def rerank(

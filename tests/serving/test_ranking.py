@@ -31,9 +31,10 @@ def test_chunked_top_k_equals_brute_force(tensors):
     full = poly_relevance(upe, cpe, keys)  # (B, N)
     expected = full.topk(10, dim=1)
     for chunk_size in (None, 1, 7, 10, 100, 101, 1000):
-        scores, indices = top_k_scores(upe, cpe, keys, 10, chunk_size=chunk_size)
-        assert torch.equal(indices, expected.indices), chunk_size
-        torch.testing.assert_close(scores, expected.values, atol=1e-6, rtol=1e-6)
+        for user_batch_size in (1, 2, 3, 128):  # blocks of users: one, uneven, all, more than there are
+            scores, indices = top_k_scores(upe, cpe, keys, 10, chunk_size=chunk_size, user_batch_size=user_batch_size)
+            assert torch.equal(indices, expected.indices), (chunk_size, user_batch_size)
+            torch.testing.assert_close(scores, expected.values, atol=1e-6, rtol=1e-6)
     scores, indices = top_k_scores(upe, cpe.half(), keys.bfloat16(), 500)  # k > N, stored half precision
     assert scores.shape == (3, 101) and scores.dtype == torch.float32
     assert torch.equal(indices.sort(1).values, torch.arange(101).expand(3, -1))
