@@ -4,6 +4,7 @@
       encoder pass over [history + candidate] per pair; a batch of pairs is timed and the cost extrapolated per pair)
   (b) ranking (exact poly_relevance top-10)  vs  a bare matmul over the same tensors (the floor)
   (f) ranking many users at once: blocks of users (the default)  vs  all users in one block; and vs the floor
+  (g) the `embsum recommend` job (stores on disk -> JSONL parts)  vs  ranking the same tensors in memory
   (c) `encode_item`  vs  a bare T5 encoder pass on the same tokens
   (d) incremental user update (one new item)  vs  re-encoding the whole user
   (e) bytes per stored item in float32 / float16 / bfloat16 (the store format on disk)
@@ -28,7 +29,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 
 from embsum_hf import EmbSumConfig, EmbSumModel, EmbSumProcessor, train_tokenizer  # noqa: E402
-from embsum_hf.serving import EmbeddingStore, UserState, top_k_scores, update_user  # noqa: E402
+from embsum_hf.serving import EmbeddingStore, UserState, recommend_all, top_k_scores, update_user  # noqa: E402
 from embsum_hf.serving.store import ShardedStoreWriter  # noqa: E402
 
 WORDS = (
@@ -141,6 +142,37 @@ def bench_many_users(model: EmbSumModel, quick: bool, repeats: int) -> None:
     )
 
 
+def bench_batch_job(model: EmbSumModel, quick: bool, repeats: int) -> None:
+    """(g) the `embsum recommend` job (stores on disk -> JSONL parts) vs ranking the same tensors in memory."""
+    d, K, M = model.config.hidden_size, model.config.num_user_codes, model.config.num_item_codes
+    num_users, num_items = (128, 1024) if quick else (256, 4096)
+    generator = torch.Generator().manual_seed(4)
+    upe = torch.randn(num_users, K, d, generator=generator)
+    cpe = torch.randn(num_items, M, d, generator=generator)
+    keys = torch.nn.functional.gelu(torch.randn(num_items, M, d, generator=generator))
+    with tempfile.TemporaryDirectory() as folder:
+        stores = {}
+        for kind, values in (("users", {"embeddings": upe}), ("items", {"embeddings": cpe, "keys": keys})):
+            ids = [f"{kind[0].upper()}{i}" for i in range(len(values["embeddings"]))]
+            shapes = {name: tuple(value.shape[1:]) for name, value in values.items()}
+            writer = ShardedStoreWriter(f"{folder}/{kind}", kind, ids, "benchmark", "float32", shapes, 64)
+            for index in range(writer.num_shards):
+                start, stop = writer.shard_range(index)
+                writer.write(index, {name: value[start:stop] for name, value in values.items()}, f"{kind}{index}")
+            writer.finalize()
+            stores[kind] = EmbeddingStore.load(f"{folder}/{kind}")
+        runs = iter(range(1_000_000))
+
+        def job():  # a fresh output folder each time: nothing to resume
+            return recommend_all(stores["users"], stores["items"], f"{folder}/recs{next(runs)}", 10, progress=False)
+
+        ours, theirs, ratio = compare(job, lambda: top_k_scores(upe, cpe, keys, 10), repeats)
+    print(
+        f"\n(g) embsum recommend job, {num_users} users x {num_items} items (user shards of 64, JSONL out): "
+        f"{ours * 1e3:.0f} ms; in-memory top_k_scores {theirs * 1e3:.0f} ms; median ratio {ratio:.2f}x"
+    )
+
+
 def bench_item_encoding(model: EmbSumModel, processor: EmbSumProcessor, quick: bool, repeats: int) -> None:
     """(c) `encode_item` vs the bare T5 encoder on the same tokens."""
     rng = random.Random(1)
@@ -215,6 +247,7 @@ def main() -> None:
     )
     bench_ranking(model, args.quick, repeats)
     bench_many_users(model, args.quick, repeats)
+    bench_batch_job(model, args.quick, repeats)
     bench_item_encoding(model, processor, args.quick, repeats)
     for mode in ("start",) if args.quick else ("start", "generate"):
         bench_user_update(model, processor, mode, repeats)

@@ -12,11 +12,11 @@ import os
 import sys
 
 # subcommand module names, in the order `embsum --help` lists them
-COMMANDS = ("train", "evaluate", "predict", "summarize", "encode")
+COMMANDS = ("train", "evaluate", "predict", "summarize", "encode", "recommend")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embsum", description="EmbSum: train, evaluate, summarise, encode, rank.")
+    parser = argparse.ArgumentParser(prog="embsum", description="EmbSum: train, evaluate, summarise, encode, recommend.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"embsum_hf.commands.{name}").register(subparsers)

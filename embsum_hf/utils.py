@@ -1,4 +1,4 @@
-"""Small helpers several layers share: durable file replacement and a no-grad evaluation context."""
+"""Small helpers several layers share: durable file replacement, a no-grad evaluation context, the jobs' processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -36,3 +38,11 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+def job_state() -> PartialState:
+    """
+    The processes of an offline job (one, or the ranks of `accelerate launch` / `torchrun`). Built as `Accelerator()`
+    builds it: a bare `PartialState()` ignores `ACCELERATE_USE_CPU` and would leave every CPU rank running alone.
+    """
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))

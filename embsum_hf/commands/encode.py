@@ -40,11 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: `embsum --help` should not pay for torch/transformers/datasets
-    from accelerate import PartialState
-
     from embsum_hf.commands import load_model_and_processor
     from embsum_hf.data import load_mind
     from embsum_hf.serving import encode_items, encode_users
+    from embsum_hf.utils import job_state
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model, processor = load_model_and_processor(args.model)
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         from embsum_hf.data import user_histories  # each user's latest (longest) history
 
         store = encode_users(model, processor, user_histories(data), args.output, **options)
-    if PartialState().is_main_process:  # initialised by the job
+    if job_state().is_main_process:
         shape = "x".join(map(str, store.manifest["shapes"]["embeddings"]))
         print(f"wrote {len(store)} {store.kind} ({shape}, {store.manifest['dtype']}) to {store.path}")
         print(f"model fingerprint {store.fingerprint}")

@@ -6,16 +6,18 @@ Typical flow::
     items = encode_items(model, processor, item_dicts, "stores/items")        # resumable, multi-process
     users = encode_users(model, processor, user_histories, "stores/users")
     scores, item_ids = recommend(users, items, k=10)
+    recommend_all(users, items, "recs/", k=10)                                # every user, to JSONL, resumable
     state, upe = update_user(model, processor, state, [new_item])            # re-encodes one session
     print(explain_recommendation(model, processor, history, item).text())
 
 `faiss` is imported only by `FaissPrefilter`.
 """
 
+from .batch import recommend_all
 from .encode import encode_items, encode_users
 from .explain import Explanation, HistoryContribution, PairContribution, explain, explain_recommendation
 from .incremental import UserState, update_user
-from .ranking import FaissPrefilter, Recommendations, recall_at_k, recommend, rerank, top_k_scores
+from .ranking import FaissPrefilter, Recommendations, check_stores, recall_at_k, recommend, rerank, top_k_scores
 from .store import EmbeddingStore, StoreMismatchError, model_fingerprint
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "Recommendations",
     "StoreMismatchError",
     "UserState",
+    "check_stores",
     "encode_items",
     "encode_users",
     "explain",
@@ -34,6 +37,7 @@ __all__ = [
     "model_fingerprint",
     "recall_at_k",
     "recommend",
+    "recommend_all",
     "rerank",
     "top_k_scores",
     "update_user",

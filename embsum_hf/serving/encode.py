@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
-from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..utils import evaluating
+from ..utils import evaluating, job_state
 from .store import EmbeddingStore, ShardedStoreWriter, content_key, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -62,8 +60,7 @@ def _run_job(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    # as `Accelerator()` does: a bare PartialState ignores ACCELERATE_USE_CPU and would run every rank alone
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    state = job_state()
     if state.is_main_process:
         writer.begin()
     mine = range(state.process_index, writer.num_shards, state.num_processes)

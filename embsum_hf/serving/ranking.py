@@ -171,6 +171,7 @@ class FaissPrefilter:
         self.nlist = nlist or max(1, round(math.sqrt(num_items)))
         self.nprobe = min(self.nlist, nprobe or max(16, self.nlist // 16))
         self.num_candidates = num_candidates
+        self.seed = seed
         step = 1 << 16
         means = torch.cat([item_embeddings[i : i + step].float().mean(1) for i in range(0, num_items, step)])  # (N, d)
         # Centring changes every score of a query by the same constant (q . mean), so rankings are unchanged; it
@@ -191,6 +192,11 @@ class FaissPrefilter:
             raise StoreMismatchError(f"{store.path} holds {store.kind}, a prefilter indexes items")
         return cls(store.embeddings, **kwargs)
 
+    @property
+    def settings(self) -> dict[str, int | None]:
+        """What decides its candidates (besides the items): recorded by jobs that resume."""
+        return {"nlist": self.nlist, "nprobe": self.nprobe, "num_candidates": self.num_candidates, "seed": self.seed}
+
     def candidates(self, user_embeddings: torch.Tensor, k: int) -> torch.Tensor:
         """Candidate item rows `(B, C)` (`-1` where the index found fewer) for users `(B, K, d)` wanting `k` items."""
         queries = user_embeddings.detach().float().mean(1).cpu().contiguous().numpy()  # (B, d)
@@ -202,6 +208,21 @@ def recall_at_k(approximate: torch.Tensor, exact: torch.Tensor) -> float:
     """Mean fraction of the exact top-k indices `(B, k)` that the approximate top-k `(B, k)` also returns."""
     hits = (approximate[:, :, None] == exact[:, None, :]).any(1).float()  # (B, k)
     return float(hits.mean())
+
+
+def check_stores(users: EmbeddingStore | None, items: EmbeddingStore) -> None:
+    """Refuse stores of the wrong kind, or a user and an item store written by different models."""
+    if items.kind != "items":
+        raise StoreMismatchError(f"{items.path} holds {items.kind}, expected an item store")
+    if users is None:
+        return
+    if users.kind != "users":
+        raise StoreMismatchError(f"{users.path} holds {users.kind}, expected a user store")
+    if users.fingerprint != items.fingerprint:
+        raise StoreMismatchError(
+            f"user store {users.path} (model {users.fingerprint}) and item store {items.path} "
+            f"(model {items.fingerprint}) come from different models"
+        )
 
 
 def recommend(
@@ -223,16 +244,8 @@ def recommend(
         chunk_size: see [`top_k_scores`]; ignored with a prefilter (only candidates are scored).
         prefilter: rank only the candidates it retrieves (approximate: see `recall_at_k`).
     """
-    if items.kind != "items":
-        raise StoreMismatchError(f"{items.path} holds {items.kind}, expected an item store")
+    check_stores(users if isinstance(users, EmbeddingStore) else None, items)
     if isinstance(users, EmbeddingStore):
-        if users.kind != "users":
-            raise StoreMismatchError(f"{users.path} holds {users.kind}, expected a user store")
-        if users.fingerprint != items.fingerprint:
-            raise StoreMismatchError(
-                f"user store {users.path} (model {users.fingerprint}) and item store {items.path} "
-                f"(model {items.fingerprint}) come from different models"
-            )
         upe = users.embeddings if user_ids is None else users.embeddings[users.positions(user_ids)]
     else:
         upe = users
@@ -244,4 +257,12 @@ def recommend(
     return Recommendations(scores, item_ids)
 
 
-__all__ = ["FaissPrefilter", "Recommendations", "recall_at_k", "recommend", "rerank", "top_k_scores"]
+__all__ = [
+    "FaissPrefilter",
+    "Recommendations",
+    "check_stores",
+    "recall_at_k",
+    "recommend",
+    "rerank",
+    "top_k_scores",
+]

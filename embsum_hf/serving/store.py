@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..utils import atomic_write_text
@@ -240,12 +240,37 @@ class EmbeddingStore:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def num_shards(self) -> int:
+        return self.manifest["num_shards"]
+
+    def shard_range(self, index: int) -> tuple[int, int]:
+        """Rows `[start, stop)` of shard `index`."""
+        start = index * self.manifest["shard_size"]
+        return start, min(start + self.manifest["shard_size"], len(self.ids))
+
+    def shard(self, index: int, name: str = "embeddings") -> torch.Tensor:
+        """Tensor `name` of shard `index` alone, `(rows, codes, d)`: what a job streaming a large store holds."""
+        if name not in self.manifest["shapes"]:
+            raise KeyError(f"{self.path} ({self.kind}) stores {sorted(self.manifest['shapes'])}, not {name!r}")
+        with safe_open(str(self.path / self.manifest["shards"][index]), framework="pt") as handle:
+            return handle.get_tensor(name)
+
+    def content_digest(self) -> str:
+        """sha256 over the shards' content keys (model, dtype, ids and input tokens of each): what the store holds,
+        without reading its tensors. Equal digests mean the same embeddings."""
+        keys = []
+        for shard in self.manifest["shards"]:
+            with safe_open(str(self.path / shard), framework="pt") as handle:
+                keys.append((handle.metadata() or {}).get("content_key"))
+        return hashlib.sha256(json.dumps([self.fingerprint, self.manifest["dtype"], keys]).encode()).hexdigest()
+
     def tensor(self, name: str) -> torch.Tensor:
         """Stored tensor `name` of all rows, `(n, codes, d)`, loaded from the shards once."""
         if name not in self.manifest["shapes"]:
             raise KeyError(f"{self.path} ({self.kind}) stores {sorted(self.manifest['shapes'])}, not {name!r}")
         if name not in self._tensors:
-            parts = [load_file(str(self.path / shard))[name] for shard in self.manifest["shards"]]
+            parts = [self.shard(index, name) for index in range(self.num_shards)]
             shape = tuple(self.manifest["shapes"][name])
             loaded = torch.cat(parts) if parts else torch.empty(shape, dtype=self.dtype)
             if tuple(loaded.shape) != shape:

@@ -1,4 +1,4 @@
-"""The encoding jobs as real processes: resume after SIGKILL, the CLI, and two ranks under torchrun."""
+"""The encoding and ranking jobs as real processes: resume after SIGKILL, the CLI, and two ranks under torchrun."""
 
 import json
 import os
@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from embsum_hf import EmbSumModel, EmbSumProcessor
-from embsum_hf.serving import EmbeddingStore, StoreMismatchError, encode_items, model_fingerprint
+from embsum_hf.serving import (
+    EmbeddingStore,
+    StoreMismatchError,
+    encode_items,
+    encode_users,
+    model_fingerprint,
+    recommend,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,3 +180,31 @@ def test_cli_encode_users_on_two_ranks(tmp_path, saved_model, mind_folder, items
         for row, numbers in enumerate(histories.values()):
             upe = model.encode_user(**processor.encode_users([[items[n] for n in numbers]])).user_embeddings[0]
             torch.testing.assert_close(store.embeddings[row], upe, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_recommend_on_two_ranks(tmp_path, saved_model, items):
+    model, processor = load(saved_model)
+    item_store = encode_items(model, processor, items, tmp_path / "items", progress=False)
+    users = [(f"U{n}", items[n : n + 3]) for n in range(4)]
+    user_store = encode_users(model, processor, users, tmp_path / "users", shard_size=1, progress=False)
+    torchrun = (str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "-m")
+    result = run_cli(
+        "recommend", "--users", str(tmp_path / "users"), "--items", str(tmp_path / "items"),
+        "--output", str(tmp_path / "recs"), "--k", "3", "--no-progress",
+        launcher=torchrun, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1",
+    )
+    assert f"wrote the top 3 items of 4 users to {tmp_path / 'recs'} (exact)" in result.stdout
+    assert "rank 0: 2 parts ranked, 0 reused" in result.stderr and "rank 1: 2 parts ranked, 0 reused" in result.stderr
+    rows = [json.loads(line) for part in sorted((tmp_path / "recs").glob("part-*.jsonl")) for line in part.open()]
+    expected = recommend(user_store, item_store, k=3)
+    assert [row["user_id"] for row in rows] == ["U0", "U1", "U2", "U3"]
+    torch.testing.assert_close(torch.tensor([row["scores"] for row in rows]), expected.scores, atol=1e-5, rtol=1e-5)
+
+    # a store that is not a user store: one clear line, exit status 2
+    wrong = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "recommend", "--users", str(tmp_path / "items"),
+         "--items", str(tmp_path / "items"), "--output", str(tmp_path / "wrong")],
+        capture_output=True, text=True, env=environment(), cwd=REPO, timeout=300,
+    )
+    assert wrong.returncode == 2
+    assert f"embsum recommend: error: {tmp_path / 'items'} holds items embeddings, expected users" in wrong.stderr

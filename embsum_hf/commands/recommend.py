@@ -1,0 +1,43 @@
+"""`embsum recommend`: rank every user of a user store against an item store; top-k lists as JSON Lines."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "recommend",
+        help="top-k items for every user of a user store (exact, or FAISS prefilter + exact re-rank); resumable",
+        description="Rank every user of a store written by `embsum encode-users` against a store written by "
+        "`embsum encode-items` (same model) and write {user_id, item_ids, scores} JSON Lines, one part per user "
+        "shard. A rerun keeps the parts already computed from the same stores and settings.",
+    )
+    parser.add_argument("--users", required=True, help="user store folder (embsum encode-users)")
+    parser.add_argument("--items", required=True, help="item store folder (embsum encode-items)")
+    parser.add_argument("--output", required=True, help="folder for part-*.jsonl and recommendations.json")
+    parser.add_argument("--k", type=int, default=10, help="items per user")
+    parser.add_argument("--faiss", action="store_true", help="retrieve candidates with a FAISS IVF index first")
+    parser.add_argument("--nprobe", type=int, default=None, help="--faiss: IVF lists visited per user")
+    parser.add_argument("--num-candidates", type=int, default=None, help="--faiss: candidates re-ranked per user")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here: `embsum --help` should not pay for torch
+    from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
+    from embsum_hf.utils import job_state
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    users = EmbeddingStore.load(args.users, kind="users")
+    items = EmbeddingStore.load(args.items, kind="items")
+    prefilter = None
+    if args.faiss:
+        prefilter = FaissPrefilter.from_store(items, nprobe=args.nprobe, num_candidates=args.num_candidates)
+    output = recommend_all(users, items, args.output, args.k, prefilter=prefilter, progress=not args.no_progress)
+    if job_state().is_main_process:
+        method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
+        print(f"wrote the top {args.k} items of {len(users)} users to {output} ({method})")
+    return 0

@@ -1,0 +1,120 @@
+"""The offline batch job behind `embsum recommend`: every user of a user store ranked against an item store, the
+top-k lists written as JSON Lines, one part file per user shard.
+
+The job streams the user store one shard at a time (memory: one user shard plus the item store), writes each part
+atomically, and on a rerun keeps the parts computed with the same stores and settings, so a killed run resumes.
+Parts are shared out across processes (`accelerate launch` / `torchrun`) like the encoding jobs. Read the output
+with `datasets.load_dataset("json", data_files="recs/part-*.jsonl")`.
+
+Layout of the output folder::
+
+    recommendations.json        manifest: stores, k, prefilter settings, parts, complete
+    part-00000.jsonl            {"user_id": ..., "item_ids": [...], "scores": [...]} per user of user shard 0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..utils import atomic_write_text, job_state
+from .ranking import FaissPrefilter, check_stores, recommend
+from .store import EmbeddingStore
+
+logger = logging.getLogger(__name__)
+
+RESULTS_MANIFEST = "recommendations.json"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+def recommend_all(
+    users: EmbeddingStore,
+    items: EmbeddingStore,
+    output_dir: str | os.PathLike,
+    k: int = 10,
+    *,
+    prefilter: FaissPrefilter | None = None,
+    progress: bool = True,
+) -> Path:
+    """
+    Rank every user of `users` against `items` (exact `poly_relevance`, or `prefilter` candidates re-ranked
+    exactly) and write the `k` best items per user to `output_dir` (see the module docstring). Returns the folder.
+
+    A rerun reuses the parts of an earlier run with the same store contents (`EmbeddingStore.content_digest`), `k`
+    and prefilter settings, and computes the rest; parts computed from anything else are deleted first.
+    """
+    check_stores(users, items)
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    output = Path(output_dir)
+    inputs = {  # what the parts are computed from; a rerun reuses parts only when all of it is unchanged
+        "user_store": users.content_digest(),
+        "item_store": items.content_digest(),
+        "k": k,
+        "prefilter": None if prefilter is None else {"faiss_ivf": prefilter.settings},
+    }
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    manifest = {
+        "users": str(users.path), "items": str(items.path), **inputs, "key": key,
+        "num_parts": users.num_shards, "parts": [], "complete": False,
+    }
+    state = job_state()
+    if state.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        if _read_key(output) != key:
+            for stale in output.glob("part-*.jsonl"):  # computed from other stores or settings
+                stale.unlink()
+        atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    state.wait_for_everyone()
+
+    mine = range(state.process_index, users.num_shards, state.num_processes)
+    done = reused = 0
+    with tqdm(
+        total=sum(len(range(*users.shard_range(index))) for index in mine),
+        desc="Ranking users",
+        unit="user",
+        disable=not (progress and state.is_local_main_process),
+    ) as bar:
+        for index in mine:
+            path = output / part_name(index)
+            start, stop = users.shard_range(index)
+            if path.is_file():  # parts are written atomically: one on disk is complete
+                reused += 1
+            else:
+                top = recommend(users.shard(index), items, k, prefilter=prefilter)
+                lines = []
+                for user_id, scores, item_ids in zip(users.ids[start:stop], top.scores.tolist(), top.item_ids):
+                    ranked = [(item, score) for item, score in zip(item_ids, scores) if item is not None]
+                    record = {"user_id": user_id, "item_ids": [i for i, _ in ranked], "scores": [s for _, s in ranked]}
+                    lines.append(json.dumps(record))
+                atomic_write_text(path, "".join(line + "\n" for line in lines))
+                done += 1
+            bar.update(stop - start)
+    logger.info("rank %d: %d parts ranked, %d reused", state.process_index, done, reused)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        missing = [part_name(i) for i in range(users.num_shards) if not (output / part_name(i)).is_file()]
+        if missing:
+            raise RuntimeError(f"{output}: parts {missing[:5]} are missing; did a process fail?")
+        manifest.update(parts=[part_name(i) for i in range(users.num_shards)], complete=True)
+        atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    state.wait_for_everyone()
+    return output
+
+
+def _read_key(output: Path) -> str | None:
+    try:
+        return json.loads((output / RESULTS_MANIFEST).read_text()).get("key")
+    except (OSError, ValueError):  # no manifest, or a foreign/damaged one: nothing in the folder is trusted
+        return None
+
+
+__all__ = ["RESULTS_MANIFEST", "part_name", "recommend_all"]
