@@ -71,6 +71,16 @@ def build() -> tuple[EmbSumModel, EmbSumProcessor]:
     return model, EmbSumProcessor(tokenizer, config, item_template="mind")
 
 
+def random_embeddings(model: EmbSumModel, num_users: int, num_items: int, seed: int):
+    """Stand-ins for stored tensors of the model's shape: UPEs `(users, K, d)`, CPEs and keys `(items, M, d)`."""
+    d, K, M = model.config.hidden_size, model.config.num_user_codes, model.config.num_item_codes
+    generator = torch.Generator().manual_seed(seed)
+    upe = torch.randn(num_users, K, d, generator=generator)
+    cpe = torch.randn(num_items, M, d, generator=generator)
+    keys = torch.nn.functional.gelu(torch.randn(num_items, M, d, generator=generator))
+    return upe, cpe, keys
+
+
 def bench_ranking(model: EmbSumModel, quick: bool, repeats: int) -> None:
     """(a) ranking vs cross-encoding and (b) ranking vs the bare matmul floor, on the same stored tensors."""
     d, K, M = model.config.hidden_size, model.config.num_user_codes, model.config.num_item_codes
@@ -117,10 +127,7 @@ def bench_many_users(model: EmbSumModel, quick: bool, repeats: int) -> None:
     """(f) ranking a batch of users: blocks of users (the default) vs all users in one block, and vs the floor."""
     d, K, M = model.config.hidden_size, model.config.num_user_codes, model.config.num_item_codes
     num_users, num_items = (256, 1024) if quick else (512, 2048)
-    generator = torch.Generator().manual_seed(3)
-    upe = torch.randn(num_users, K, d, generator=generator)
-    cpe = torch.randn(num_items, M, d, generator=generator)
-    keys = torch.nn.functional.gelu(torch.randn(num_items, M, d, generator=generator))
+    upe, cpe, keys = random_embeddings(model, num_users, num_items, seed=3)
 
     def blocked():
         return top_k_scores(upe, cpe, keys, 10)
@@ -144,12 +151,8 @@ def bench_many_users(model: EmbSumModel, quick: bool, repeats: int) -> None:
 
 def bench_batch_job(model: EmbSumModel, quick: bool, repeats: int) -> None:
     """(g) the `embsum recommend` job (stores on disk -> JSONL parts) vs ranking the same tensors in memory."""
-    d, K, M = model.config.hidden_size, model.config.num_user_codes, model.config.num_item_codes
     num_users, num_items = (128, 1024) if quick else (256, 4096)
-    generator = torch.Generator().manual_seed(4)
-    upe = torch.randn(num_users, K, d, generator=generator)
-    cpe = torch.randn(num_items, M, d, generator=generator)
-    keys = torch.nn.functional.gelu(torch.randn(num_items, M, d, generator=generator))
+    upe, cpe, keys = random_embeddings(model, num_users, num_items, seed=4)
     with tempfile.TemporaryDirectory() as folder:
         stores = {}
         for kind, values in (("users", {"embeddings": upe}), ("items", {"embeddings": cpe, "keys": keys})):
