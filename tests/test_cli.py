@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch.distributed as dist
 
 from embsum_hf.cli import end_distributed
@@ -39,3 +40,19 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(tmp_path):
     # the traceback when asked for
     result = run_embsum("evaluate", "--model", str(missing), "--data", str(tmp_path), EMBSUM_TRACEBACK="1")
     assert result.returncode == 1 and "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
+
+
+def test_every_command_has_help(capsys):
+    from embsum_hf.cli import build_parser, main
+
+    commands = [name for action in build_parser()._subparsers._group_actions for name in action.choices]
+    assert {"train", "evaluate", "predict", "summarize", "encode-items", "encode-users", "recommend"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out, command
+    # `train` forwards to HfArgumentParser: the run fields and the TrainingArguments are all listed
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    listed = capsys.readouterr().out
+    assert all(flag in listed for flag in ("--items_data", "--paper_split", "--learning_rate", "--bf16"))

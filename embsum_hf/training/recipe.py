@@ -15,7 +15,15 @@ import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
-from ..data import load_mind, load_movielens, load_summaries, split_by_time, split_dev_test
+from ..data import (
+    load_custom,
+    load_goodreads,
+    load_mind,
+    load_movielens,
+    load_summaries,
+    split_by_time,
+    split_dev_test,
+)
 from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
@@ -26,7 +34,8 @@ from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mind", "movielens")
+DATASETS = ("mind", "goodreads", "movielens", "custom")
+_ITEMS_FILE = {"goodreads": "books JSON lines", "custom": "items table"}  # what `items_data` names
 
 
 @dataclass
@@ -35,12 +44,37 @@ class EmbSumRunArguments:
 
     dataset: str = field(default="mind", metadata={"help": f"Data format: one of {DATASETS}."})
     train_data: str | None = field(
-        default=None, metadata={"help": "MIND: a folder with news.tsv/behaviors.tsv or an official name (MINDsmall_train). "
-                                        "MovieLens: the ml-100k folder (split by time into train/dev/test)."}
+        default=None,
+        metadata={
+            "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name (MINDsmall_train). "
+            "Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the engagement log. "
+            "Goodreads, MovieLens and custom data are split by time into train/dev/test (each user's last impression "
+            "to test, the one before to dev)."
+        },
     )
-    eval_data: str | None = field(default=None, metadata={"help": "MIND dev split (folder or name)."})
+    eval_data: str | None = field(default=None, metadata={"help": "MIND only: the dev split (folder or name)."})
     paper_split: bool = field(
-        default=False, metadata={"help": "Split eval_data by impression into 10% Dev (model selection) / 90% Test (report)."}
+        default=False,
+        metadata={
+            "help": "MIND only: split eval_data by impression into 10 percent Dev (model selection) and 90 percent "
+            "Test (report)."
+        },
+    )
+    items_data: str | None = field(
+        default=None,
+        metadata={"help": "Goodreads: the books JSON lines. Custom: the items table (CSV/TSV/JSON lines/parquet)."},
+    )
+    authors_data: str | None = field(default=None, metadata={"help": "Goodreads: the authors file (optional)."})
+    id_column: str = field(default="item_id", metadata={"help": "Custom: the items table's id column."})
+    text_columns: str | None = field(
+        default=None, metadata={"help": "Custom: comma-separated item text columns (default: all but the id)."}
+    )
+    user_column: str = field(default="user_id", metadata={"help": "Custom: the log's user column."})
+    item_column: str = field(default="item_id", metadata={"help": "Custom: the log's item column."})
+    label_column: str | None = field(default="label", metadata={"help": "Custom: the log's 0/1 click column."})
+    time_column: str = field(default="timestamp", metadata={"help": "Custom: the log's time column."})
+    impression_column: str | None = field(
+        default=None, metadata={"help": "Custom: rows sharing this id form one impression (default: same time)."}
     )
     summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
     teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
@@ -82,6 +116,8 @@ def load_splits(args: EmbSumRunArguments) -> Splits:
     """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
     if args.train_data is None:
         raise ValueError("train_data is required")
+    if args.dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {args.dataset!r}")
     if args.dataset == "mind":
         train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
         if args.eval_data is None:
@@ -91,16 +127,42 @@ def load_splits(args: EmbSumRunArguments) -> Splits:
             dev, test = split_dev_test(dev)
             return Splits(train, dev, test)
         return Splits(train, dev, None)
+    if args.eval_data is not None or args.paper_split:
+        raise ValueError(f"eval_data and paper_split are for MIND; {args.dataset} data is split by time")
     if args.dataset == "movielens":
         return Splits(*split_by_time(load_movielens(args.train_data)))
-    raise ValueError(f"dataset must be one of {DATASETS}, got {args.dataset!r}")
+    if args.items_data is None:
+        raise ValueError(f"items_data is required for {args.dataset} (the {_ITEMS_FILE[args.dataset]})")
+    if args.dataset == "goodreads":
+        data = load_goodreads(args.items_data, args.train_data, authors_path=args.authors_data)
+    else:
+        data = load_custom(
+            args.items_data,
+            args.train_data,
+            id_column=args.id_column,
+            text_columns=args.text_columns.split(",") if args.text_columns else None,
+            user_column=args.user_column,
+            item_column=args.item_column,
+            label_column=args.label_column or None,
+            time_column=args.time_column,
+            impression_column=args.impression_column,
+        )
+    return Splits(*split_by_time(data))
+
+
+def default_item_template(data: RecommendationData) -> str:
+    """The domain's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its item columns."""
+    if data.domain in ITEM_TEMPLATES:
+        return data.domain
+    fields = [name for name in data.items.column_names if name != "item_id"]
+    return "; ".join(f"{name.replace('_', ' ').capitalize()}: {{{name}}}" for name in fields)
 
 
 def build_model_and_processor(
     args: EmbSumRunArguments, train: RecommendationData, summaries: dict[str, str]
 ) -> tuple[EmbSumModel, EmbSumProcessor]:
     """EmbSum on the given backbone, or from scratch with a tokenizer trained on the training items and summaries."""
-    template = args.item_template or train.domain
+    template = args.item_template or default_item_template(train)
     if args.backbone is not None:
         from transformers import AutoTokenizer
 

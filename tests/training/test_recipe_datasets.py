@@ -1,0 +1,106 @@
+"""`train_embsum` (the recipe of `embsum train`) on Goodreads-format and custom data: the synthetic MIND interactions
+rewritten as a Goodreads books/interactions pair and as a custom items table + engagement log."""
+
+import csv
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from embsum_hf import EmbSumProcessor
+from embsum_hf.data import load_mind, make_synthetic_mind
+from embsum_hf.processing_embsum import ITEM_TEMPLATES
+from embsum_hf.training import EmbSumTrainingArguments
+from embsum_hf.training.recipe import EmbSumRunArguments, train_embsum
+
+TINY = dict(
+    vocab_size=300, d_model=32, num_layers=1, num_heads=2, d_ff=64, dropout_rate=0.0, num_user_codes=4,
+    num_item_codes=2, max_history_items=8, session_max_tokens=64, item_max_tokens=24, summary_max_tokens=8,
+    summary_mode="start", rouge_users=0,
+)
+
+
+@pytest.fixture(scope="module")
+def interactions(tmp_path_factory):
+    """(items, one row per shown candidate: user, item, clicked, time, impression id) of a synthetic MIND split."""
+    root = make_synthetic_mind(
+        tmp_path_factory.mktemp("mind"), num_users=25, num_news=80, num_train_impressions=120, num_dev_impressions=1
+    )
+    data = load_mind(root, "train")
+    rows = []
+    for impression in data.impressions:
+        # MIND times are shared by many users: spread them so each user's impressions keep their order
+        time = datetime.fromisoformat(impression["time"]) + timedelta(seconds=int(impression["impression_id"]))
+        for item_id, label in zip(impression["candidates"], impression["labels"]):
+            rows.append((impression["user_id"], item_id, label, time, impression["impression_id"]))
+    return data.items.to_list(), rows
+
+
+def run(tmp_path, **run_args) -> dict:
+    args = EmbSumRunArguments(**TINY, **run_args)
+    training_args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path / "model"), max_steps=3, per_device_train_batch_size=8, learning_rate=3e-3,
+        save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    return train_embsum(args, training_args)
+
+
+def assert_split_by_time(results: dict, name: str) -> None:
+    assert results["train_split"] == f"{name}:train"
+    for split in ("dev", "test"):
+        metrics = results[split]
+        assert metrics["split"] == f"{name}:{split}" and metrics[f"{split}_num_impressions"] > 0
+        assert 0.0 <= metrics[f"{split}_auc"] <= 1.0
+
+
+def test_custom_items_table_and_log(tmp_path, interactions):
+    items, rows = interactions
+    with open(tmp_path / "items.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "title", "abstract", "category", "url"])
+        writer.writerows([item["item_id"], item["title"], item["abstract"], item["category"], "x"] for item in items)
+    with open(tmp_path / "log.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["uid", "item_id", "clicked", "ts", "shown_id"])
+        writer.writerows((user, item, label, time.isoformat(), shown) for user, item, label, time, shown in rows)
+
+    results = run(
+        tmp_path, dataset="custom", train_data=str(tmp_path / "log.csv"), items_data=str(tmp_path / "items.csv"),
+        text_columns="title,abstract,category", user_column="uid", label_column="clicked", time_column="ts",
+        impression_column="shown_id",
+    )
+    assert_split_by_time(results, "custom")
+    processor = EmbSumProcessor.from_pretrained(tmp_path / "model")
+    assert processor.item_template == "Title: {title}; Abstract: {abstract}; Category: {category}"  # from the columns
+
+
+def test_goodreads_books_and_interactions(tmp_path, interactions):
+    items, rows = interactions
+    books = [
+        {"book_id": item["item_id"], "title": item["title"], "authors": [], "description": item["abstract"],
+         "popular_shelves": [{"name": "to-read", "count": "50"}, {"name": item["category"], "count": "9"}]}
+        for item in items
+    ]
+    (tmp_path / "books.json").write_text("".join(json.dumps(book) + "\n" for book in books))
+    ratings = [  # clicks as 5 stars, skips as 1 star (> 3 positive, < 3 negative)
+        {"user_id": user, "book_id": item, "rating": 5 if label else 1,
+         "date_added": time.strftime("%a %b %d %H:%M:%S -0700 %Y")}
+        for user, item, label, time, _ in rows
+    ]
+    (tmp_path / "interactions.json").write_text("".join(json.dumps(rating) + "\n" for rating in ratings))
+
+    results = run(
+        tmp_path, dataset="goodreads", train_data=str(tmp_path / "interactions.json"),
+        items_data=str(tmp_path / "books.json"),
+    )
+    assert_split_by_time(results, "goodreads")
+    assert EmbSumProcessor.from_pretrained(tmp_path / "model").item_template == ITEM_TEMPLATES["goodreads"]
+
+
+def test_missing_or_misplaced_data_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"items_data is required for custom \(the items table\)"):
+        run(tmp_path, dataset="custom", train_data="log.csv")
+    with pytest.raises(ValueError, match="eval_data and paper_split are for MIND; goodreads data is split by time"):
+        run(tmp_path, dataset="goodreads", train_data="x.json", items_data="b.json", eval_data="dev")
+    with pytest.raises(ValueError, match=r"dataset must be one of \('mind', 'goodreads', 'movielens', 'custom'\)"):
+        run(tmp_path, dataset="amazon", train_data="x")
