@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 DATASETS = ("mind", "goodreads", "movielens", "custom")
 _ITEMS_FILE = {"goodreads": "books JSON lines", "custom": "items table"}  # what `items_data` names
+PAPER_NEGATIVES = {"mind": 4, "goodreads": 2}  # negatives per click in the paper's training
 
 
 @dataclass
@@ -96,13 +97,16 @@ class EmbSumRunArguments:
     item_max_tokens: int = 64
     summary_max_tokens: int = 64
     summary_loss_weight: float = 1.0
-    num_negatives: int = 4
+    num_negatives: int | None = field(
+        default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
+    )
     summary_mode: str = "generate"
 
     def config_overrides(self) -> dict:
         names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
-                 "summary_max_tokens", "summary_loss_weight", "num_negatives", "summary_mode")
-        return {name: getattr(self, name) for name in names}
+                 "summary_max_tokens", "summary_loss_weight", "summary_mode")
+        negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
+        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives}
 
 
 @dataclass

@@ -4,8 +4,11 @@ rewritten as a Goodreads books/interactions pair and as a custom items table + e
 import csv
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
+from transformers import HfArgumentParser
 
 from embsum_hf import EmbSumProcessor
 from embsum_hf.data import load_mind, make_synthetic_mind
@@ -72,6 +75,7 @@ def test_custom_items_table_and_log(tmp_path, interactions):
     assert_split_by_time(results, "custom")
     processor = EmbSumProcessor.from_pretrained(tmp_path / "model")
     assert processor.item_template == "Title: {title}; Abstract: {abstract}; Category: {category}"  # from the columns
+    assert processor.config.num_negatives == 4
 
 
 def test_goodreads_books_and_interactions(tmp_path, interactions):
@@ -94,7 +98,9 @@ def test_goodreads_books_and_interactions(tmp_path, interactions):
         items_data=str(tmp_path / "books.json"),
     )
     assert_split_by_time(results, "goodreads")
-    assert EmbSumProcessor.from_pretrained(tmp_path / "model").item_template == ITEM_TEMPLATES["goodreads"]
+    processor = EmbSumProcessor.from_pretrained(tmp_path / "model")
+    assert processor.item_template == ITEM_TEMPLATES["goodreads"]
+    assert processor.config.num_negatives == 2  # the paper's Goodreads setting (MIND: 4)
 
 
 def test_missing_or_misplaced_data_arguments_are_named(tmp_path):
@@ -104,3 +110,15 @@ def test_missing_or_misplaced_data_arguments_are_named(tmp_path):
         run(tmp_path, dataset="goodreads", train_data="x.json", items_data="b.json", eval_data="dev")
     with pytest.raises(ValueError, match=r"dataset must be one of \('mind', 'goodreads', 'movielens', 'custom'\)"):
         run(tmp_path, dataset="amazon", train_data="x")
+
+
+def test_example_configs_name_only_real_fields():
+    parser = HfArgumentParser((EmbSumRunArguments, EmbSumTrainingArguments))
+    configs = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.yaml"))
+    assert {path.stem for path in configs} >= {"mind_t5_small", "goodreads_t5_small"}
+    for path in configs:
+        values = yaml.safe_load(path.read_text())
+        values["bf16"] = False  # a GPU setting: this test runs on CPU
+        run_args, training_args = parser.parse_dict(values)  # an unknown or misspelt key raises
+        assert run_args.backbone == "google-t5/t5-small" and training_args.load_best_model_at_end, path.name
+        assert run_args.config_overrides()["num_negatives"] == {"mind": 4, "goodreads": 2}[run_args.dataset]
