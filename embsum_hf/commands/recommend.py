@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--faiss", action="store_true", help="retrieve candidates with a FAISS IVF index first")
     parser.add_argument("--nprobe", type=int, default=None, help="--faiss: IVF lists visited per user")
     parser.add_argument("--num-candidates", type=int, default=None, help="--faiss: candidates re-ranked per user")
+    parser.add_argument(
+        "--exclude-history", action="store_true",
+        help="never recommend an item from the user's history in --data (each user's latest history)",
+    )
+    parser.add_argument("--data", default=None, help="--exclude-history: the MIND folder or split name")
+    parser.add_argument("--split", default=None, help="--exclude-history: train/dev/test when --data holds several")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -33,11 +39,21 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     users = EmbeddingStore.load(args.users, kind="users")
     items = EmbeddingStore.load(args.items, kind="items")
+    exclude = None
+    if args.exclude_history:
+        if args.data is None:
+            raise ValueError("--exclude-history needs --data (where the users' histories are)")
+        from embsum_hf.data import load_mind, user_histories
+
+        histories = user_histories(load_mind(args.data, args.split))
+        exclude = {user_id: [item["item_id"] for item in history] for user_id, history in histories}
     prefilter = None
     if args.faiss:
         prefilter = FaissPrefilter.from_store(items, nprobe=args.nprobe, num_candidates=args.num_candidates)
-    output = recommend_all(users, items, args.output, args.k, prefilter=prefilter, progress=not args.no_progress)
+    output = recommend_all(
+        users, items, args.output, args.k, prefilter=prefilter, exclude=exclude, progress=not args.no_progress
+    )
     if job_state().is_main_process:
-        method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
+        method = ("FAISS prefilter + exact re-rank" if prefilter else "exact") + (", history excluded" if exclude else "")
         print(f"wrote the top {args.k} items of {len(users)} users to {output} ({method})")
     return 0

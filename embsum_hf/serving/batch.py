@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -42,11 +43,14 @@ def recommend_all(
     k: int = 10,
     *,
     prefilter: FaissPrefilter | None = None,
+    exclude: Mapping[str, Collection[str]] | None = None,
     progress: bool = True,
 ) -> Path:
     """
     Rank every user of `users` against `items` (exact `poly_relevance`, or `prefilter` candidates re-ranked
-    exactly) and write the `k` best items per user to `output_dir` (see the module docstring). Returns the folder.
+    exactly) and write the `k` best items per user to `output_dir` (see the module docstring). `exclude` maps a
+    user id to item ids never to recommend to them (e.g. their history, from `embsum_hf.data.user_histories`).
+    Returns the folder.
 
     A rerun reuses the parts of an earlier run with the same store contents (`EmbeddingStore.content_digest`), `k`
     and prefilter settings, and computes the rest; parts computed from anything else are deleted first.
@@ -60,6 +64,7 @@ def recommend_all(
         "item_store": items.content_digest(),
         "k": k,
         "prefilter": None if prefilter is None else {"faiss_ivf": prefilter.settings},
+        "exclude": None if exclude is None else _exclusion_digest(exclude),
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     manifest = {
@@ -89,7 +94,8 @@ def recommend_all(
             if path.is_file():  # parts are written atomically: one on disk is complete
                 reused += 1
             else:
-                top = recommend(users.shard(index), items, k, prefilter=prefilter)
+                banned = None if exclude is None else [exclude.get(user_id, ()) for user_id in users.ids[start:stop]]
+                top = recommend(users.shard(index), items, k, prefilter=prefilter, exclude=banned)
                 lines = []
                 for user_id, scores, item_ids in zip(users.ids[start:stop], top.scores.tolist(), top.item_ids):
                     ranked = [(item, score) for item, score in zip(item_ids, scores) if item is not None]
@@ -108,6 +114,13 @@ def recommend_all(
         atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
     state.wait_for_everyone()
     return output
+
+
+def _exclusion_digest(exclude: Mapping[str, Collection[str]]) -> str:
+    digest = hashlib.sha256()
+    for user_id in sorted(exclude):
+        digest.update(json.dumps([user_id, sorted(exclude[user_id])]).encode())
+    return digest.hexdigest()
 
 
 def _read_key(output: Path) -> str | None:

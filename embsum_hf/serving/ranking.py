@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -46,6 +47,7 @@ def top_k_scores(
     *,
     chunk_size: int | None = None,
     user_batch_size: int = _USER_BLOCK,
+    exclude: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Exact top-k of `poly_relevance` over all items: users in blocks of `user_batch_size`, each block walking the
@@ -58,12 +60,16 @@ def top_k_scores(
         chunk_size: items scored at once; by default as many as keep one chunk's `(block, chunk, K*M)` scores near
             256K elements (at least 64 items). Any value gives the same result.
         user_batch_size: users scored together (one GEMM row block). Any value gives the same result.
+        exclude: per user, item row indices never to return (e.g. items already seen), as `B` long tensors.
 
     Returns:
-        scores `(B, k)` float32, best first, and item row indices `(B, k)`.
+        scores `(B, k)` float32, best first, and item row indices `(B, k)`; where exclusions leave a user fewer
+        than `k` items, the tail scores are `-inf`.
     """
     if user_batch_size < 1 or (chunk_size is not None and chunk_size < 1):
         raise ValueError(f"user_batch_size ({user_batch_size}) and chunk_size ({chunk_size}) must be positive")
+    if exclude is not None and len(exclude) != len(user_embeddings):
+        raise ValueError(f"exclude has {len(exclude)} entries for {len(user_embeddings)} users")
     batch, num_codes, _ = user_embeddings.shape
     total, item_codes, _ = item_embeddings.shape
     device = user_embeddings.device
@@ -75,12 +81,17 @@ def top_k_scores(
         block_users = user_embeddings[first : first + block].float()  # upcast a block at a time, as the items
         best_scores = block_users.new_empty((len(block_users), 0))
         best_indices = torch.empty((len(block_users), 0), dtype=torch.long, device=device)
+        if exclude is not None:  # (user in block, item row) pairs never to return
+            banned_users, banned_items = _pairs(exclude[first : first + block], device)
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
             # chunks move to the users' device and float32 one at a time: a CPU store can serve a GPU ranker
             chunk_items = item_embeddings[start:stop].to(device, torch.float32)
             chunk_keys = item_keys[start:stop].to(device, torch.float32)
             scores = poly_relevance(block_users, chunk_items, chunk_keys)  # (block, c)
+            if exclude is not None:
+                here = (banned_items >= start) & (banned_items < stop)
+                scores[banned_users[here], banned_items[here] - start] = float("-inf")
             indices = torch.arange(start, stop, device=device).expand(len(block_users), -1)
             scores, indices = torch.cat([best_scores, scores], 1), torch.cat([best_indices, indices], 1)
             top = scores.topk(min(k, scores.shape[1]), dim=1)
@@ -88,6 +99,15 @@ def top_k_scores(
         all_scores.append(best_scores)
         all_indices.append(best_indices)
     return torch.cat(all_scores), torch.cat(all_indices)
+
+
+def _pairs(rows: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flatten per-user index lists into (user position, index) pairs."""
+    users = [torch.full((len(row),), position, dtype=torch.long) for position, row in enumerate(rows)]
+    if not users:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return empty, empty
+    return torch.cat(users).to(device), torch.cat([torch.as_tensor(row, dtype=torch.long) for row in rows]).to(device)
 
 
 def rerank(
@@ -233,6 +253,7 @@ def recommend(
     user_ids: list[str] | None = None,
     chunk_size: int | None = None,
     prefilter: FaissPrefilter | None = None,
+    exclude: Mapping[str, Collection[str]] | Sequence[Collection[str]] | None = None,
 ) -> Recommendations:
     """
     The `k` best items of an item store for each user, by exact `poly_relevance`.
@@ -243,18 +264,49 @@ def recommend(
         items: an item store (`embeddings` and `keys`).
         chunk_size: see [`top_k_scores`]; ignored with a prefilter (only candidates are scored).
         prefilter: rank only the candidates it retrieves (approximate: see `recall_at_k`).
+        exclude: item ids never to recommend to a user, e.g. the items in their history: a mapping user id -> ids
+            (with a user store), or one collection per row of `users`. Ids not in `items` are ignored.
+
+    A user left with fewer than `k` items (a small catalogue, exclusions, a prefilter) gets `None` ids and `-inf`
+    scores in the tail.
     """
     check_stores(users if isinstance(users, EmbeddingStore) else None, items)
+    row_ids = None
     if isinstance(users, EmbeddingStore):
+        row_ids = users.ids if user_ids is None else list(user_ids)
         upe = users.embeddings if user_ids is None else users.embeddings[users.positions(user_ids)]
     else:
         upe = users
+    banned = None
+    if exclude is not None:
+        if isinstance(exclude, Mapping):
+            if row_ids is None:
+                raise ValueError("exclude as a user id -> item ids mapping needs a user store; pass one list per row")
+            exclude = [exclude.get(user_id, ()) for user_id in row_ids]
+        banned = [items.positions(list(ids), skip_unknown=True) for ids in exclude]
     if prefilter is None:
-        scores, indices = top_k_scores(upe, items.embeddings, items.keys, k, chunk_size=chunk_size)
+        scores, indices = top_k_scores(upe, items.embeddings, items.keys, k, chunk_size=chunk_size, exclude=banned)
     else:
-        scores, indices = rerank(upe, items.embeddings, items.keys, prefilter.candidates(upe, k), k)
-    item_ids = [[items.ids[i] if i >= 0 else None for i in row] for row in indices.tolist()]
+        candidates = prefilter.candidates(upe, k)
+        if banned is not None:
+            candidates = _drop_pairs(candidates, banned)
+        scores, indices = rerank(upe, items.embeddings, items.keys, candidates, k)
+    item_ids = [
+        [items.ids[i] if i >= 0 and score != float("-inf") else None for i, score in zip(row, row_scores)]
+        for row, row_scores in zip(indices.tolist(), scores.tolist())
+    ]
     return Recommendations(scores, item_ids)
+
+
+def _drop_pairs(candidates: torch.Tensor, banned: Sequence[torch.Tensor]) -> torch.Tensor:
+    """`candidates` `(B, C)` with every banned (user row, item) pair replaced by -1."""
+    users, items = _pairs(banned, candidates.device)
+    if len(items) == 0:
+        return candidates
+    width = int(max(int(candidates.max()), int(items.max()))) + 1
+    keys = torch.arange(len(candidates), device=candidates.device)[:, None] * width + candidates
+    hit = torch.isin(keys, users * width + items) & (candidates >= 0)
+    return candidates.masked_fill(hit, -1)
 
 
 __all__ = [

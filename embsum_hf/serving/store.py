@@ -290,14 +290,15 @@ class EmbeddingStore:
         """`(n, M, d)` item score keys `gelu(CPE W_s)` (item stores only)."""
         return self.tensor("keys")
 
-    def positions(self, ids: Sequence[str]) -> torch.Tensor:
-        """Row numbers `(len(ids),)` of the given entry ids; an unknown id is a `KeyError` naming it."""
+    def positions(self, ids: Sequence[str], *, skip_unknown: bool = False) -> torch.Tensor:
+        """Row numbers of the given entry ids; an unknown id is a `KeyError` naming it, or left out with
+        `skip_unknown` (e.g. history items that are not in an item store)."""
         if self._positions is None:
             self._positions = {entry: row for row, entry in enumerate(self.ids)}
         missing = [entry for entry in ids if entry not in self._positions]
-        if missing:
+        if missing and not skip_unknown:
             raise KeyError(f"{len(missing)} ids not in {self.path}, e.g. {missing[:5]}")
-        return torch.tensor([self._positions[entry] for entry in ids], dtype=torch.long)
+        return torch.tensor([self._positions[entry] for entry in ids if entry in self._positions], dtype=torch.long)
 
     def disk_bytes(self) -> int:
         """Bytes of the shard files (tensors plus their small headers)."""

@@ -90,3 +90,15 @@ def test_faiss_prefilter_job_equals_prefiltered_recommend(tmp_path, stores):
     assert_top_k(read_parts(output), expected, user_store, item_store)
     recorded = json.loads((output / "recommendations.json").read_text())["prefilter"]
     assert recorded == {"faiss_ivf": {"nlist": 4, "nprobe": 2, "num_candidates": 12, "seed": 0}}
+
+
+def test_excluded_history_never_recommended_and_part_of_the_key(tmp_path, stores):
+    _, users, user_store, item_store = stores
+    seen = {user_id: [item["item_id"] for item in history] for user_id, history in users}
+    output = recommend_all(user_store, item_store, tmp_path / "recs", k=4, exclude=seen, progress=False)
+    rows = read_parts(output)
+    assert all(not set(row["item_ids"]) & set(seen[row["user_id"]]) for row in rows)
+    assert_top_k(rows, recommend(user_store, item_store, k=4, exclude=seen), user_store, item_store)
+
+    recommend_all(user_store, item_store, output, k=4, progress=False)  # no exclusion now: recomputed
+    assert_top_k(read_parts(output), recommend(user_store, item_store, k=4), user_store, item_store)

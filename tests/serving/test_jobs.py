@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf.data import load_mind, user_histories
 from embsum_hf.serving import (
     EmbeddingStore,
     StoreMismatchError,
@@ -45,6 +46,7 @@ def environment(**extra):
 CHILD = """
 import json, logging, sys, time
 from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf.data import load_mind, user_histories
 from embsum_hf.serving import encode_items
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 model, processor = EmbSumModel.from_pretrained(sys.argv[1]), EmbSumProcessor.from_pretrained(sys.argv[1])
@@ -208,3 +210,21 @@ def test_cli_recommend_on_two_ranks(tmp_path, saved_model, items):
     )
     assert wrong.returncode == 2
     assert f"embsum recommend: error: {tmp_path / 'items'} holds items embeddings, expected users" in wrong.stderr
+
+
+def test_cli_recommend_excludes_each_users_history(tmp_path, saved_model, mind_folder, items):
+    model, processor = load(saved_model)
+    data = load_mind(mind_folder)
+    encode_items(model, processor, data.items, tmp_path / "items", progress=False)
+    encode_users(model, processor, user_histories(data), tmp_path / "users", progress=False)
+    result = run_cli(
+        "recommend", "--users", str(tmp_path / "users"), "--items", str(tmp_path / "items"),
+        "--output", str(tmp_path / "recs"), "--k", "30", "--exclude-history", "--data", str(mind_folder),
+        "--no-progress",
+    )
+    assert "(exact, history excluded)" in result.stdout
+    rows = [json.loads(line) for line in (tmp_path / "recs" / "part-00000.jsonl").open()]
+    rows = {row["user_id"]: row for row in rows}
+    histories = {"U1": {"N10", "N3", "N2", "N1"}, "U2": {f"N{n}" for n in range(4, 10)}, "U3": set(), "U4": {"N20", "N21"}}
+    for user_id, history in histories.items():
+        assert len(rows[user_id]["item_ids"]) == 30 and not set(rows[user_id]["item_ids"]) & history, user_id

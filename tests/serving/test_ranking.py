@@ -40,6 +40,25 @@ def test_chunked_top_k_equals_brute_force(tensors):
     assert torch.equal(indices.sort(1).values, torch.arange(101).expand(3, -1))
 
 
+def test_excluded_items_are_never_returned(tensors):
+    upe, cpe, keys = tensors
+    banned = [torch.tensor([5, 64, 100]), torch.tensor([], dtype=torch.long), torch.arange(0, 101, 2)]
+    full = poly_relevance(upe, cpe, keys)
+    for user, rows in enumerate(banned):
+        full[user, rows] = float("-inf")
+    expected = full.topk(10, dim=1)
+    for chunk_size, user_batch_size in ((None, 128), (7, 1), (64, 2)):  # bans across chunk and block borders
+        scores, indices = top_k_scores(
+            upe, cpe, keys, 10, chunk_size=chunk_size, user_batch_size=user_batch_size, exclude=banned
+        )
+        assert torch.equal(indices, expected.indices) and torch.equal(scores, expected.values)
+    # a user who excludes all but 3 of the items gets 3, then -inf
+    scores, _ = top_k_scores(upe[:1], cpe, keys, 5, exclude=[torch.arange(3, 101)])
+    assert torch.isfinite(scores[0, :3]).all() and scores[0, 3:].eq(float("-inf")).all()
+    with pytest.raises(ValueError, match="exclude has 1 entries for 3 users"):
+        top_k_scores(upe, cpe, keys, 5, exclude=banned[:1])
+
+
 def test_rerank_scores_candidates_exactly(tensors):
     upe, cpe, keys = tensors
     candidates = torch.tensor([[5, 9, 2, -1], [7, -1, -1, -1], [0, 1, 2, 3]])
@@ -69,6 +88,20 @@ def test_recommend_from_stores(tmp_path, tokenizer, processor, items):
     picked = recommend(user_store, item_store, k=5, user_ids=["c", "a"])
     # near-tied items may swap places between chunkings, so the selected users are checked by their scores
     torch.testing.assert_close(picked.scores, result.scores[[2, 0]], atol=1e-5, rtol=1e-5)
+
+    # never an item the user has seen: by user id with a store, by row with UPEs; ids outside the store are ignored
+    seen = {"a": [item["item_id"] for item in items[:6]] + ["not-an-item"], "c": ["N39"]}
+    for top in (
+        recommend(user_store, item_store, k=5, exclude=seen),
+        recommend(user_store.embeddings, item_store, k=5, exclude=[seen["a"], [], seen["c"]]),
+        recommend(user_store, item_store, k=5, exclude=seen, prefilter=FaissPrefilter.from_store(item_store, nlist=2)),
+    ):
+        assert not set(top.item_ids[0]) & set(seen["a"]) and "N39" not in top.item_ids[2]
+        rows = torch.tensor([[int(item_id[1:]) for item_id in ids] for ids in top.item_ids])
+        torch.testing.assert_close(full.gather(1, rows), top.scores, atol=1e-5, rtol=1e-5)
+    assert recommend(user_store, item_store, k=40, exclude=seen).item_ids[0][-6:] == [None] * 6  # 34 items left
+    with pytest.raises(ValueError, match="needs a user store"):
+        recommend(user_store.embeddings, item_store, k=5, exclude=seen)
 
     with pytest.raises(StoreMismatchError, match="expected an item store"):
         recommend(user_store, user_store, k=5)
