@@ -16,7 +16,8 @@ COMMANDS = ("train", "evaluate", "predict", "summarize", "encode", "recommend")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embsum", description="EmbSum: train, evaluate, summarise, encode, recommend.")
+    description = "EmbSum: train, evaluate, summarise, encode, recommend."
+    parser = argparse.ArgumentParser(prog="embsum", description=description)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"embsum_hf.commands.{name}").register(subparsers)

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         users, items, args.output, args.k, prefilter=prefilter, exclude=exclude, progress=not args.no_progress
     )
     if job_state().is_main_process:
-        method = ("FAISS prefilter + exact re-rank" if prefilter else "exact") + (", history excluded" if exclude else "")
-        print(f"wrote the top {args.k} items of {len(users)} users to {output} ({method})")
+        method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
+        excluded = ", history excluded" if exclude is not None else ""
+        print(f"wrote the top {args.k} items of {len(users)} users to {output} ({method}{excluded})")
     return 0

@@ -8,7 +8,7 @@ with `datasets.load_dataset("json", data_files="recs/part-*.jsonl")`.
 
 Layout of the output folder::
 
-    recommendations.json        manifest: stores, k, prefilter settings, parts, complete
+    recommendations.json        manifest: stores, k, prefilter and exclusion, parts, complete
     part-00000.jsonl            {"user_id": ..., "item_ids": [...], "scores": [...]} per user of user shard 0
 """
 
@@ -98,10 +98,10 @@ def recommend_all(
                 top = recommend(users.shard(index), items, k, prefilter=prefilter, exclude=banned)
                 lines = []
                 for user_id, scores, item_ids in zip(users.ids[start:stop], top.scores.tolist(), top.item_ids):
-                    ranked = [(item, score) for item, score in zip(item_ids, scores) if item is not None]
-                    record = {"user_id": user_id, "item_ids": [i for i, _ in ranked], "scores": [s for _, s in ranked]}
-                    lines.append(json.dumps(record))
-                atomic_write_text(path, "".join(line + "\n" for line in lines))
+                    kept = [p for p, item in enumerate(item_ids) if item is not None]  # None: no item left
+                    record = {"item_ids": [item_ids[p] for p in kept], "scores": [scores[p] for p in kept]}
+                    lines.append(json.dumps({"user_id": user_id, **record}) + "\n")
+                atomic_write_text(path, "".join(lines))
                 done += 1
             bar.update(stop - start)
     logger.info("rank %d: %d parts ranked, %d reused", state.process_index, done, reused)

@@ -47,8 +47,8 @@ class EmbSumRunArguments:
     train_data: str | None = field(
         default=None,
         metadata={
-            "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name (MINDsmall_train). "
-            "Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the engagement log. "
+            "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name "
+            "(MINDsmall_train). Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the engagement log. "
             "Goodreads, MovieLens and custom data are split by time into train/dev/test (each user's last impression "
             "to test, the one before to dev)."
         },
