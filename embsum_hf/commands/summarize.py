@@ -1,4 +1,5 @@
-"""`embsum summarize`: write (or complete) the teacher summaries of a dataset's users."""
+"""`embsum summarize`: write (or complete) the summaries of a dataset's users: an LLM teacher's (training targets)
+or a trained EmbSum's own (explanations)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `summarize` subcommand."""
     parser = subparsers.add_parser(
         "summarize",
-        help="generate teacher (LLM) user-interest summaries; reruns only generate what is missing",
-        description="Generate the teacher's user-interest summaries into an append-only JSONL store. Rerunning the "
-        "same command skips users already summarised and regenerates users whose history changed.",
+        help="user-interest summaries from an LLM teacher or a trained EmbSum; reruns only generate what is missing",
+        description="Generate user-interest summaries (a teacher's, or a trained EmbSum's own with --backend embsum) "
+        "into an append-only JSONL store. Rerunning the same command skips users already summarised and regenerates "
+        "users whose history changed.",
     )
     parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
     parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
-    parser.add_argument("--backend", required=True, choices=("transformers", "openai", "heuristic"))
-    parser.add_argument("--model", help="transformers: Hub id or folder; openai: the served model name")
+    parser.add_argument(
+        "--backend", required=True, choices=("transformers", "openai", "heuristic", "embsum"),
+        help="an LLM teacher (transformers, openai), template sentences (heuristic), or a trained EmbSum's own "
+        "summaries of its users (embsum: the model's explanations)",
+    )
+    parser.add_argument(
+        "--model", help="transformers: Hub id or folder; openai: the served model name; embsum: the trained model"
+    )
     parser.add_argument("--gguf-file", help="transformers: GGUF file inside --model (needs the gguf package)")
     parser.add_argument("--base-url", help="openai: API root with version, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--output", required=True, help="summary store (JSONL, appended to)")
     parser.add_argument("--export", help="also write {user_id, summary} JSONL here (the training loader's format)")
     parser.add_argument("--batch-size", type=int, default=8, help="users per generate call and per durable write")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (for trials)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="summary length limit (default 256; embsum: the model's)"
+    )
     parser.add_argument("--device", default=None, help="transformers: cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="transformers: e.g. bfloat16")
     parser.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
@@ -35,28 +45,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+# the flags each backend cannot run without
+_REQUIRED = {"transformers": ("model",), "embsum": ("model",), "openai": ("base_url", "model")}
+
+
 def _backend_kwargs(args: argparse.Namespace) -> dict:
+    missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED.get(args.backend, ()) if not getattr(args, name)]
+    if missing:
+        raise ValueError(f"--backend {args.backend} needs {' and '.join(missing)}")
+    local = {"batch_size": args.batch_size, "device": args.device}
     if args.backend == "transformers":
-        if not args.model:
-            raise SystemExit("--backend transformers needs --model")
-        return {
-            "model_name_or_path": args.model,
-            "gguf_file": args.gguf_file,
-            "batch_size": args.batch_size,
-            "max_new_tokens": args.max_new_tokens,
-            "device": args.device,
-            "dtype": args.dtype,
-        }
-    if args.backend == "openai":
-        if not (args.base_url and args.model):
-            raise SystemExit("--backend openai needs --base-url and --model (API key: OPENAI_API_KEY)")
-        return {
-            "base_url": args.base_url,
-            "model": args.model,
-            "concurrency": args.concurrency,
-            "timeout": args.timeout,
-            "max_tokens": args.max_new_tokens,
-        }
+        return {"model_name_or_path": args.model, "gguf_file": args.gguf_file, "dtype": args.dtype,
+                "max_new_tokens": args.max_new_tokens or 256, **local}
+    if args.backend == "embsum":
+        return {"model": args.model, "max_new_tokens": args.max_new_tokens, **local}
+    if args.backend == "openai":  # API key: OPENAI_API_KEY
+        return {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
+                "timeout": args.timeout, "max_tokens": args.max_new_tokens or 256}
     return {}
 
 
@@ -67,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = _backend_kwargs(args)  # a missing flag fails before any loading
     data = load_mind(args.data, args.split)
-    backend = get_backend(args.backend, **_backend_kwargs(args))
+    backend = get_backend(args.backend, **options)
     users = itertools.islice(user_histories(data), args.max_users)
     with SummaryStore(args.output) as store:
         stats = summarize_users(

@@ -1,5 +1,5 @@
-"""The LLM teacher: prompts, backends (transformers / OpenAI-compatible HTTP / heuristic), a crash-safe summary store
-and the driver that fills it.
+"""User-interest summaries: the LLM teacher's prompts, backends (transformers / OpenAI-compatible HTTP / heuristic,
+and `EmbSumBackend`, a trained EmbSum's own summaries), a crash-safe summary store and the driver that fills it.
 
     >>> from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
     >>> with SummaryStore("summaries.jsonl") as store:
@@ -18,19 +18,25 @@ from .run import SummaryRunStats, summarize_users, user_histories
 from .store import SummaryRecord, SummaryStore
 
 if TYPE_CHECKING:
+    from .backend_embsum import EmbSumBackend
     from .backend_transformers import TransformersBackend
 
 
 def __getattr__(name: str):
-    # TransformersBackend imports torch and transformers (seconds); load it only when it is used
+    # these import torch and transformers (seconds); load them only when used
     if name == "TransformersBackend":
         from .backend_transformers import TransformersBackend
 
         return TransformersBackend
+    if name == "EmbSumBackend":
+        from .backend_embsum import EmbSumBackend
+
+        return EmbSumBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    "EmbSumBackend",
     "HeuristicBackend",
     "MalformedReplyError",
     "OpenAIChatBackend",

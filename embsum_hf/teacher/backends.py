@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from .prompts import SummaryRequest
+from .prompts import MAX_HISTORY_ITEMS, SummaryRequest
 
 
 class TeacherError(RuntimeError):
@@ -16,10 +16,12 @@ class TeacherBackend(ABC):
     """Writes user-interest summaries.
 
     `name` is recorded with every stored summary (e.g. `transformers:HuggingFaceTB/SmolLM2-135M-Instruct`,
-    `openai:mixtral-8x22b`, `heuristic`), so summaries of different teachers are never confused.
+    `openai:mixtral-8x22b`, `heuristic`), so summaries of different teachers are never confused. `history_items` is
+    how many of a user's latest items a request carries (the paper's prompt shows 30).
     """
 
     name: str
+    history_items: int = MAX_HISTORY_ITEMS
 
     @abstractmethod
     def generate(self, requests: Sequence[SummaryRequest]) -> list[str | Exception]:
@@ -32,7 +34,11 @@ class TeacherBackend(ABC):
 
 
 def get_backend(name: str, **kwargs) -> TeacherBackend:
-    """Build a backend by name: `transformers`, `openai` or `heuristic`; `kwargs` go to its constructor."""
+    """Build a backend by name: `transformers`, `openai`, `heuristic` or `embsum`; `kwargs` go to its constructor."""
+    if name == "embsum":
+        from .backend_embsum import EmbSumBackend  # imports torch: only when asked for
+
+        return EmbSumBackend(**kwargs)
     if name == "transformers":
         from .backend_transformers import TransformersBackend  # imports torch: only when asked for
 
@@ -45,4 +51,4 @@ def get_backend(name: str, **kwargs) -> TeacherBackend:
         from .backend_heuristic import HeuristicBackend
 
         return HeuristicBackend(**kwargs)
-    raise ValueError(f"unknown teacher backend {name!r}; expected transformers, openai or heuristic")
+    raise ValueError(f"unknown teacher backend {name!r}; expected transformers, openai, heuristic or embsum")

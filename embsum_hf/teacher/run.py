@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data.users import UserHistory, user_histories  # noqa: F401 (re-exported: the teacher's input)
 from .backends import TeacherBackend
-from .prompts import MAX_HISTORY_ITEMS, MAX_TEXT_WORDS, SummaryRequest
+from .prompts import MAX_TEXT_WORDS, SummaryRequest
 from .store import SummaryRecord, SummaryStore
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def summarize_users(
     *,
     domain: str,
     batch_size: int = 8,
-    max_items: int = MAX_HISTORY_ITEMS,
+    max_items: int | None = None,
     max_words: int = MAX_TEXT_WORDS,
     progress: bool = True,
 ) -> SummaryRunStats:
@@ -77,10 +77,12 @@ def summarize_users(
         store: where summaries go and which ones already exist.
         domain: prompt wording (`news`/`mind`, `books`/`goodreads`, `movies`/`movielens`, `custom`).
         batch_size: users per `backend.generate` call (and per durable write).
-        max_items, max_words: prompt limits (history items shown, words per long text).
+        max_items, max_words: prompt limits (history items shown, default `backend.history_items`; words per long
+            text).
         progress: show a tqdm bar with rate and ETA.
     """
     stats = SummaryRunStats(backend=backend.name)
+    max_items = max_items or backend.history_items
     if backend.name == "heuristic":
         logger.warning("heuristic teacher: summaries are template sentences, not LLM supervision")
     seen: set[Any] = set()
