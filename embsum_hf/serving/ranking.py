@@ -3,9 +3,8 @@ candidate prefilter.
 
 Exact ranking takes the users in blocks and walks the items in chunks with a running top-k, so its working memory is
 bounded by `user_batch_size x chunk_size` whatever the numbers of users and items (the stored tensors themselves are
-`N x M x d`). The prefilter trades a little recall
-for speed on large catalogues: an inner-product IVF index over the items' mean CPE codes, queried with the users'
-mean UPE codes; the hits are re-ranked exactly.
+`N x M x d`). The prefilter trades a little recall for speed on large catalogues: an inner-product IVF index over the
+items' mean CPE codes, queried with the users' mean UPE codes; the hits are re-ranked exactly.
 """
 
 from __future__ import annotations
@@ -76,7 +75,8 @@ def top_k_scores(
     k = min(k, total)
     block = max(1, min(user_batch_size, batch))  # max: an empty batch of users
     chunk = chunk_size or max(_MIN_CHUNK, _CHUNK_ELEMENTS // (block * num_codes * item_codes))
-    all_scores, all_indices = [], []
+    all_scores = [torch.empty((0, k), device=device)]  # what an empty batch of users gets
+    all_indices = [torch.empty((0, k), dtype=torch.long, device=device)]
     for first in range(0, batch, block):
         block_users = user_embeddings[first : first + block].float()  # upcast a block at a time, as the items
         best_scores = block_users.new_empty((len(block_users), 0))

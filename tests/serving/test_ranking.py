@@ -35,6 +35,8 @@ def test_chunked_top_k_equals_brute_force(tensors):
             scores, indices = top_k_scores(upe, cpe, keys, 10, chunk_size=chunk_size, user_batch_size=user_batch_size)
             assert torch.equal(indices, expected.indices), (chunk_size, user_batch_size)
             torch.testing.assert_close(scores, expected.values, atol=1e-6, rtol=1e-6)
+    scores, indices = top_k_scores(upe[:0], cpe, keys, 10)  # no users: nothing to rank
+    assert scores.shape == indices.shape == (0, 10)
     scores, indices = top_k_scores(upe, cpe.half(), keys.bfloat16(), 500)  # k > N, stored half precision
     assert scores.shape == (3, 101) and scores.dtype == torch.float32
     assert torch.equal(indices.sort(1).values, torch.arange(101).expand(3, -1))
