@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# the `--data` of every command (read by `embsum_hf.data.load_data`)
+DATA_HELP = (
+    "MIND folder (news.tsv + behaviors.tsv) or split name, or any data saved by RecommendationData.save_to_disk "
+    "(e.g. by `embsum train --save_splits true` under OUTPUT_DIR/data/)"
+)
+
 
 def load_model_and_processor(name_or_path: str):
     """

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from embsum_hf.commands import DATA_HELP
+
 KINDS = {"encode-items": "items", "encode-users": "users"}
 
 
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--model", required=True, help="folder written by EmbSumModel/EmbSumProcessor.save_pretrained"
         )
-        parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+        parser.add_argument("--data", required=True, help=DATA_HELP)
         parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
         parser.add_argument("--output", required=True, help="store folder (created; resumed when it exists)")
         parser.add_argument("--batch-size", type=int, default=64 if kind == "items" else 16)
@@ -41,13 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: `embsum --help` should not pay for torch/transformers/datasets
     from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_mind
+    from embsum_hf.data import load_data
     from embsum_hf.serving import encode_items, encode_users
     from embsum_hf.utils import job_state
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model, processor = load_model_and_processor(args.model)
-    data = load_mind(args.data, args.split)
+    data = load_data(args.data, args.split)
     options = dict(
         batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress
     )

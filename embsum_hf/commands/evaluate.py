@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 
+from embsum_hf.commands import DATA_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a MIND split")
     parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
-    parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+    parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
     parser.add_argument("--paper-split", choices=("dev", "test"), default=None,
                         help="evaluate on the paper's 10%% Dev or 90%% Test part of the split (by impression, seed 42)")
@@ -20,11 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_mind, split_dev_test
+    from embsum_hf.data import load_data, split_dev_test
     from embsum_hf.training import ImpressionEvaluator
 
     model, processor = load_model_and_processor(args.model)
-    data = load_mind(args.data, args.split)
+    data = load_data(args.data, args.split)
     if args.paper_split:
         data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_split]
     metrics = {"split": data.split, **ImpressionEvaluator(data, processor).evaluate(model)}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 
+from embsum_hf.commands import DATA_HELP
+
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="write a MIND leaderboard prediction.txt (1-based ranks per impression)")
     parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
-    parser.add_argument("--data", required=True, help="MIND folder or split name, e.g. MINDlarge_test (no labels)")
+    parser.add_argument("--data", required=True, help=DATA_HELP + "; labels may be absent (MINDlarge_test)")
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
     parser.add_argument("--output", required=True, help="prediction.txt to write (atomically)")
     parser.set_defaults(func=run)
@@ -19,12 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_mind
+    from embsum_hf.data import load_data
     from embsum_hf.metrics import write_prediction_file
     from embsum_hf.training import ImpressionEvaluator
 
     model, processor = load_model_and_processor(args.model)
-    predictions = ImpressionEvaluator(load_mind(args.data, args.split), processor).predict(model)
+    predictions = ImpressionEvaluator(load_data(args.data, args.split), processor).predict(model)
     write_prediction_file(args.output, predictions.impression_ids, predictions.scores)
     print(f"wrote {len(predictions.impression_ids)} impressions to {args.output}")
     return 0

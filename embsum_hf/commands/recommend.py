@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from embsum_hf.commands import DATA_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exclude-history", action="store_true",
         help="never recommend an item from the user's history in --data (each user's latest history)",
     )
-    parser.add_argument("--data", default=None, help="--exclude-history: the MIND folder or split name")
+    parser.add_argument("--data", default=None, help="--exclude-history: where the histories are; " + DATA_HELP)
     parser.add_argument("--split", default=None, help="--exclude-history: train/dev/test when --data holds several")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -43,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.exclude_history:
         if args.data is None:
             raise ValueError("--exclude-history needs --data (where the users' histories are)")
-        from embsum_hf.data import load_mind, user_histories
+        from embsum_hf.data import load_data, user_histories
 
-        histories = user_histories(load_mind(args.data, args.split))
+        histories = user_histories(load_data(args.data, args.split))
         exclude = {user_id: [item["item_id"] for item in history] for user_id, history in histories}
     prefilter = None
     if args.faiss:

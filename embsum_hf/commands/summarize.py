@@ -7,6 +7,8 @@ import argparse
 import itertools
 import logging
 
+from embsum_hf.commands import DATA_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `summarize` subcommand."""
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "into an append-only JSONL store. Rerunning the same command skips users already summarised and regenerates "
         "users whose history changed.",
     )
-    parser.add_argument("--data", required=True, help="MIND folder (news.tsv + behaviors.tsv) or split name")
+    parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
     parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
     parser.add_argument(
@@ -68,12 +70,12 @@ def _backend_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""
     # imported here: `embsum --help` should not pay for datasets/torch, and the data package is optional to the CLI
-    from embsum_hf.data.mind import load_mind
+    from embsum_hf.data import load_data
     from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = _backend_kwargs(args)  # a missing flag fails before any loading
-    data = load_mind(args.data, args.split)
+    data = load_data(args.data, args.split)
     backend = get_backend(args.backend, **options)
     users = itertools.islice(user_histories(data), args.max_users)
     with SummaryStore(args.output) as store:

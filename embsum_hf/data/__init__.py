@@ -10,9 +10,11 @@ from .goodreads import GENERIC_SHELVES, load_goodreads
 from .impressions import Interaction, build_impressions, rating_to_label
 from .mind import download_mind, load_mind
 from .movielens import load_movielens
+from .saved import load_data
 from .schema import (
     DOMAIN_TEXT_FIELDS,
     IMPRESSION_FEATURES,
+    SAVED_DATA_NAME,
     UNLABELED,
     DataFormatError,
     RecommendationData,
@@ -25,6 +27,7 @@ __all__ = [
     "DOMAIN_TEXT_FIELDS",
     "GENERIC_SHELVES",
     "IMPRESSION_FEATURES",
+    "SAVED_DATA_NAME",
     "TRAINING_FEATURES",
     "UNLABELED",
     "DataFormatError",
@@ -34,6 +37,7 @@ __all__ = [
     "build_training_rows",
     "download_mind",
     "load_custom",
+    "load_data",
     "load_goodreads",
     "load_mind",
     "load_movielens",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+
+from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +20,8 @@ DOMAIN_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "goodreads": ("title", "author", "description", "genre"),
     "movielens": ("title", "year", "genres"),
 }
+
+SAVED_DATA_NAME = "recommendation_data.json"  # marks a folder written by RecommendationData.save_to_disk
 
 UNLABELED = -1
 """Label of every candidate of an unlabeled split (e.g. MIND-large test)."""
@@ -84,6 +89,27 @@ class RecommendationData:
         data = cls(items, impressions_dataset(rows), domain, split, {key: int(n) for key, n in stats.items() if n})
         logger.info("Loaded %s (%s): %d items, %d impressions; %s", split, domain, len(items), len(rows), data.stats)
         return data
+
+    def save_to_disk(self, path: str | Path) -> Path:
+        """Write both tables (Arrow) and the metadata to `path`, metadata last: a folder with `SAVED_DATA_NAME` is
+        complete. Any `embsum` command reads it back through `--data` (see `load_data`)."""
+        path = Path(path)
+        self.items.save_to_disk(str(path / "items"))
+        self.impressions.save_to_disk(str(path / "impressions"))
+        meta = {"domain": self.domain, "split": self.split, "stats": self.stats}
+        atomic_write_text(path / SAVED_DATA_NAME, json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load_from_disk(cls, path: str | Path) -> RecommendationData:
+        """A split written by `save_to_disk` (memory-mapped, not copied)."""
+        path = Path(path)
+        if not (path / SAVED_DATA_NAME).is_file():
+            raise FileNotFoundError(f"{path} holds no saved RecommendationData (no {SAVED_DATA_NAME})")
+        meta = json.loads((path / SAVED_DATA_NAME).read_text())
+        items = datasets.load_from_disk(str(path / "items"))
+        impressions = datasets.load_from_disk(str(path / "impressions"))
+        return cls(items, impressions, meta["domain"], meta["split"], meta.get("stats", {}))
 
     @property
     def text_fields(self) -> list[str]:

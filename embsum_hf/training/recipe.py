@@ -77,6 +77,10 @@ class EmbSumRunArguments:
     impression_column: str | None = field(
         default=None, metadata={"help": "Custom: rows sharing this id form one impression (default: same time)."}
     )
+    save_splits: bool = field(
+        default=False,
+        metadata={"help": "Also save the loaded train/dev/test splits to OUTPUT_DIR/data/<split> (any command's --data)."},
+    )
     summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
     teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."})
@@ -229,6 +233,10 @@ def train_embsum(
     """
     torch.manual_seed(training_args.seed)
     splits = splits or load_splits(args)
+    if args.save_splits and training_args.process_index == 0:
+        for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
+            if split is not None:
+                split.save_to_disk(Path(training_args.output_dir, "data", name))
     summaries = load_summaries(args.summaries) if args.summaries else {}
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", True):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embsum_hf.data import RecommendationData
+from embsum_hf.data import SAVED_DATA_NAME, RecommendationData, load_data
 from embsum_hf.data.schema import impressions_dataset, items_dataset
 
 
@@ -50,3 +50,24 @@ def test_validate_reports_violations(item_ids, rows, message):
 def test_validate_requires_domain_text_fields():
     with pytest.raises(ValueError, match="lacks the mind text columns"):
         make(["a"], [row([], ["a"], [1])], domain="mind").validate()
+
+
+def test_saved_data_round_trips_and_load_data_finds_it(tmp_path):
+    data = make(["a", "b"], [row(["a"], ["b"], [1]), row(["b"], ["a"], [0], "2")])
+    data.stats = {"skipped_unknown_item": 2}
+    data.save_to_disk(tmp_path / "shop" / "test")
+    for loaded in (
+        RecommendationData.load_from_disk(tmp_path / "shop" / "test"),
+        load_data(tmp_path / "shop" / "test"),
+        load_data(tmp_path / "shop", "test"),  # a folder of splits, as `embsum train --save_splits` writes it
+    ):
+        assert (loaded.domain, loaded.split, loaded.stats) == ("custom", "test", {"skipped_unknown_item": 2})
+        assert loaded.items.to_list() == data.items.to_list()
+        assert loaded.impressions.to_list() == data.impressions.to_list()
+        assert loaded.impressions.features == data.impressions.features
+    # without the metadata file (written last) a folder is not saved data: it is read as MIND, and refused
+    (tmp_path / "shop" / "test" / SAVED_DATA_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match="holds neither behaviors.tsv"):
+        load_data(tmp_path / "shop" / "test")
+    with pytest.raises(FileNotFoundError, match="no saved RecommendationData"):
+        RecommendationData.load_from_disk(tmp_path / "shop" / "test")

@@ -3,6 +3,9 @@ rewritten as a Goodreads books/interactions pair and as a custom items table + e
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -70,9 +73,18 @@ def test_custom_items_table_and_log(tmp_path, interactions):
     results = run(
         tmp_path, dataset="custom", train_data=str(tmp_path / "log.csv"), items_data=str(tmp_path / "items.csv"),
         text_columns="title,abstract,category", user_column="uid", label_column="clicked", time_column="ts",
-        impression_column="shown_id",
+        impression_column="shown_id", save_splits=True,
     )
     assert_split_by_time(results, "custom")
+    # the saved splits serve every command's --data: `embsum evaluate` on them reproduces the test metrics
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "evaluate", "--model", str(tmp_path / "model"),
+         "--data", str(tmp_path / "model" / "data"), "--split", "test"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["split"] == "custom:test" and metrics["auc"] == pytest.approx(results["test"]["test_auc"], abs=1e-6)
     processor = EmbSumProcessor.from_pretrained(tmp_path / "model")
     assert processor.item_template == "Title: {title}; Abstract: {abstract}; Category: {category}"  # from the columns
     assert processor.config.num_negatives == 4

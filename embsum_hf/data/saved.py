@@ -1,0 +1,21 @@
+"""What every `embsum` command's `--data` reads: a split saved by `RecommendationData.save_to_disk` (any source:
+Goodreads, MovieLens, your own logs), or MIND."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .mind import load_mind
+from .schema import SAVED_DATA_NAME, RecommendationData
+
+
+def load_data(path: str | Path, split: str | None = None, *, cache_dir: str | Path | None = None) -> RecommendationData:
+    """
+    A folder written by `RecommendationData.save_to_disk` (or its subfolder `split`, as `embsum train --save_splits`
+    writes them); otherwise MIND through `load_mind` (a folder, or an official split name downloaded once).
+    """
+    folder = Path(path)
+    for candidate in ([folder / split] if split else []) + [folder]:
+        if (candidate / SAVED_DATA_NAME).is_file():
+            return RecommendationData.load_from_disk(candidate)
+    return load_mind(path, split, cache_dir=cache_dir)
