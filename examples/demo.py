@@ -5,7 +5,9 @@
    selecting the best checkpoint on 10% of the held-out impressions (the paper's Dev) and reporting on the other 90%;
 3. print AUC / MRR / nDCG@5 / nDCG@10 beside a random and a popularity baseline, and one user's generated summary
    beside the true one;
-4. write `metrics.json` and the trained model folder (model, processor, card) under `--output-dir`.
+4. write `metrics.json` and the trained model folder (model, processor, card) under `--output-dir`;
+5. serve from pre-computed embeddings: encode the held-out items and users into stores, rank every stored item for
+   that user with their history excluded (no transformer in the ranking path), and explain the top item.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
-from embsum_hf.data import make_synthetic_mind
+from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf.data import RecommendationData, make_synthetic_mind, user_histories
+from embsum_hf.serving import encode_items, encode_users, explain_recommendation, recommend
 from embsum_hf.training import EmbSumTrainingArguments, baseline_scores, impression_metrics
 from embsum_hf.training.recipe import demo_run_arguments, load_splits, train_embsum
 from embsum_hf.utils import atomic_write_text
@@ -86,6 +90,24 @@ def main() -> None:
     }
     atomic_write_text(output / "metrics.json", json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {output / 'metrics.json'} and the model to {training_args.output_dir}")
+    serve(Path(training_args.output_dir), test, output / "stores", report["summary_example"])
+
+
+def serve(model_dir: Path, data: RecommendationData, stores: Path, example: dict | None) -> None:
+    """Step 5: stores written offline, then ranking and an explanation for one user."""
+    model, processor = EmbSumModel.from_pretrained(model_dir), EmbSumProcessor.from_pretrained(model_dir)
+    histories = dict(user_histories(data))
+    items = encode_items(model, processor, data.items, stores / "items", progress=False)
+    users = encode_users(model, processor, histories.items(), stores / "users", progress=False)
+    user_id = example["user_id"] if example and example["user_id"] in histories else users.ids[0]
+    seen = [item["item_id"] for item in histories[user_id]]
+    top = recommend(users, items, k=5, user_ids=[user_id], exclude={user_id: seen})
+    lookup = data.item_lookup()
+    print(f"\nTop 5 of {len(items)} stored items for {user_id} ({len(seen)} seen items excluded), from {stores}:")
+    for item_id, score in zip(top.item_ids[0], top.scores[0].tolist()):
+        print(f"  {score:8.2f}  [{lookup[item_id]['category']}] {lookup[item_id]['title']}")
+    best = top.item_ids[0][0]
+    print(explain_recommendation(model, processor, histories[user_id], {"item_id": best, **lookup[best]}).text())
 
 
 if __name__ == "__main__":
