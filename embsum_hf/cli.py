@@ -12,11 +12,11 @@ import os
 import sys
 
 # subcommand module names, in the order `embsum --help` lists them
-COMMANDS = ("train", "evaluate", "predict", "summarize", "encode", "recommend")
+COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    description = "EmbSum: train, evaluate, summarise, encode, recommend."
+    description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend."
     parser = argparse.ArgumentParser(prog="embsum", description=description)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

@@ -25,3 +25,25 @@ def load_model_and_processor(name_or_path: str):
         raise FileNotFoundError(f"--model {name_or_path}: no such folder (and not a Hub id like org/name)")
     source = str(path) if path.exists() else name_or_path
     return EmbSumModel.from_pretrained(source).eval(), EmbSumProcessor.from_pretrained(source)
+
+
+def add_config_command(subparsers, name: str, help: str, func) -> None:
+    """A subcommand with no argparse arguments of its own: a YAML/JSON file or `--field value` pairs all go to
+    `HfArgumentParser` through [`parse_config`], which also answers `--help`."""
+    parser = subparsers.add_parser(name, help=help, add_help=False)
+    parser.set_defaults(func=func, forwards_flags=True)
+
+
+def parse_config(options: list[str], types: tuple, prog: str, *, allow_extra_keys: bool = False) -> tuple:
+    """
+    Fill dataclasses with `transformers.HfArgumentParser` from `--field value` flags or one YAML/JSON file (where
+    `allow_extra_keys` lets a command read only its part of a larger config, e.g. a training YAML).
+    """
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(types, prog=prog)
+    if len(options) == 1 and options[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(options[0], allow_extra_keys=allow_extra_keys)
+    if len(options) == 1 and options[0].endswith(".json"):
+        return parser.parse_json_file(options[0], allow_extra_keys=allow_extra_keys)
+    return parser.parse_args_into_dataclasses(options)

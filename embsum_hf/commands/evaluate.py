@@ -10,7 +10,7 @@ from embsum_hf.commands import DATA_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a MIND split")
+    parser = subparsers.add_parser("evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a labelled split")
     parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
     parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")

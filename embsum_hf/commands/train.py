@@ -13,27 +13,22 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    from embsum_hf.commands import add_config_command
+
+    add_config_command(
+        subparsers,
         "train",
-        help="train EmbSum (click NCE + summary NLL) on MIND or MovieLens; flags or a YAML/JSON config file",
-        add_help=False,
+        "train EmbSum (click NCE + summary NLL) on MIND, Goodreads, MovieLens or your own logs; flags or a YAML/JSON file",
+        run,
     )
-    # no own arguments: a .yaml/.json file or `--field value` pairs all go to HfArgumentParser (`embsum train --help`)
-    parser.set_defaults(func=run, forwards_flags=True)
 
 
 def parse(options: list[str]):
-    from transformers import HfArgumentParser
-
+    from embsum_hf.commands import parse_config
     from embsum_hf.training import EmbSumTrainingArguments
     from embsum_hf.training.recipe import EmbSumRunArguments
 
-    parser = HfArgumentParser((EmbSumRunArguments, EmbSumTrainingArguments), prog="embsum train")
-    if len(options) == 1 and options[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(options[0])
-    if len(options) == 1 and options[0].endswith(".json"):
-        return parser.parse_json_file(options[0])
-    return parser.parse_args_into_dataclasses(options)
+    return parse_config(options, (EmbSumRunArguments, EmbSumTrainingArguments), "embsum train")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -158,6 +158,15 @@ def load_splits(args: EmbSumRunArguments) -> Splits:
     return Splits(*split_by_time(data))
 
 
+def save_splits(splits: Splits, output_dir: str | Path) -> Path:
+    """Save each split to `output_dir/data/<train|dev|test>`, where every command's `--data` reads it."""
+    folder = Path(output_dir, "data")
+    for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
+        if split is not None:
+            split.save_to_disk(folder / name)
+    return folder
+
+
 def default_item_template(data: RecommendationData) -> str:
     """The domain's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its item columns."""
     if data.domain in ITEM_TEMPLATES:
@@ -234,9 +243,7 @@ def train_embsum(
     torch.manual_seed(training_args.seed)
     splits = splits or load_splits(args)
     if args.save_splits and training_args.process_index == 0:
-        for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
-            if split is not None:
-                split.save_to_disk(Path(training_args.output_dir, "data", name))
+        save_splits(splits, training_args.output_dir)
     summaries = load_summaries(args.summaries) if args.summaries else {}
     resume = training_args.resume_from_checkpoint
     if resume in ("True", "true", True):

@@ -14,10 +14,10 @@ import yaml
 from transformers import HfArgumentParser
 
 from embsum_hf import EmbSumProcessor
-from embsum_hf.data import load_mind, make_synthetic_mind
+from embsum_hf.data import load_data, load_mind, make_synthetic_mind
 from embsum_hf.processing_embsum import ITEM_TEMPLATES
 from embsum_hf.training import EmbSumTrainingArguments
-from embsum_hf.training.recipe import EmbSumRunArguments, train_embsum
+from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, train_embsum
 
 TINY = dict(
     vocab_size=300, d_model=32, num_layers=1, num_heads=2, d_ff=64, dropout_rate=0.0, num_user_codes=4,
@@ -88,6 +88,32 @@ def test_custom_items_table_and_log(tmp_path, interactions):
     processor = EmbSumProcessor.from_pretrained(tmp_path / "model")
     assert processor.item_template == "Title: {title}; Abstract: {abstract}; Category: {category}"  # from the columns
     assert processor.config.num_negatives == 4
+
+
+def test_prepare_saves_the_splits_train_would_use(tmp_path, interactions):
+    items, rows = interactions
+    with open(tmp_path / "items.csv", "w", newline="") as handle:
+        rows_out = [[item["item_id"], item["title"], item["category"]] for item in items]
+        csv.writer(handle).writerows([["item_id", "title", "category"], *rows_out])
+    with open(tmp_path / "log.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "label", "timestamp"])
+        writer.writerows((user, item, label, time.isoformat()) for user, item, label, time, _ in rows)
+    # a training config: `prepare` reads its data fields and output_dir, and ignores the training-only keys
+    config = {"dataset": "custom", "train_data": str(tmp_path / "log.csv"), "items_data": str(tmp_path / "items.csv"),
+              "output_dir": str(tmp_path / "run"), "learning_rate": 1e-4, "bf16": True}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "prepare", str(tmp_path / "run.yaml")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = load_splits(EmbSumRunArguments(dataset="custom", train_data=config["train_data"],
+                                              items_data=config["items_data"]))
+    for name in ("train", "dev", "test"):
+        saved = load_data(tmp_path / "run" / "data", name)
+        assert saved.split == f"custom:{name}" and f"{tmp_path / 'run' / 'data' / name}: custom:{name}" in result.stdout
+        assert saved.impressions.to_list() == getattr(expected, name).impressions.to_list()
 
 
 def test_goodreads_books_and_interactions(tmp_path, interactions):

@@ -1,0 +1,38 @@
+"""`embsum prepare`: load a dataset exactly as `embsum train` would (the same flags or YAML/JSON file) and save its
+train/dev/test splits to OUTPUT_DIR/data/, where every other command reads them with `--data`: teacher summaries of
+Goodreads or your own logs before training, for instance."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PrepareArguments:
+    output_dir: str = field(metadata={"help": "The splits go to OUTPUT_DIR/data/<train|dev|test> (as in training)."})
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from embsum_hf.commands import add_config_command
+
+    # like `train`: flags or a YAML/JSON file; a training config works (its training-only keys are ignored)
+    add_config_command(
+        subparsers, "prepare", "load and split a dataset as `embsum train` does, and save the splits for --data", run
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from embsum_hf.commands import parse_config
+    from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, save_splits
+
+    run_args, prepare_args = parse_config(
+        args.extra, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True
+    )
+    splits = load_splits(run_args)
+    folder = save_splits(splits, prepare_args.output_dir)
+    for name in ("train", "dev", "test"):
+        split = getattr(splits, name)
+        if split is not None:
+            print(f"{folder / name}: {split.split}, {len(split.impressions)} impressions, {len(split.items)} items")
+    return 0
