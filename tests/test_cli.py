@@ -22,28 +22,26 @@ def test_end_distributed_destroys_the_process_group(tmp_path):
             dist.destroy_process_group()
 
 
-def run_embsum(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", *args], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-    )
+def test_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, monkeypatch):
+    from embsum_hf.cli import main
 
-
-def test_bad_input_is_one_clear_line_and_exit_status_2(tmp_path):
     missing = tmp_path / "no-model"
-    result = run_embsum("evaluate", "--model", str(missing), "--data", str(tmp_path))
+    # the real entry point: its exit status and stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "evaluate", "--model", str(missing), "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"embsum evaluate: error: --model {missing}: no such folder" in result.stderr
 
     (tmp_path / "empty").mkdir()
-    result = run_embsum("train", "--train_data", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out"))
-    assert result.returncode == 2
-    assert f"embsum train: error: {tmp_path / 'empty'} holds neither behaviors.tsv" in result.stderr
+    assert main(["train", "--train_data", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out")]) == 2
+    assert f"embsum train: error: {tmp_path / 'empty'} holds neither behaviors.tsv" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
-    # the traceback when asked for
-    result = run_embsum("evaluate", "--model", str(missing), "--data", str(tmp_path), EMBSUM_TRACEBACK="1")
-    assert result.returncode == 1 and "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
+    monkeypatch.setenv("EMBSUM_TRACEBACK", "1")  # the traceback when asked for
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        main(["evaluate", "--model", str(missing), "--data", str(tmp_path)])
 
 
 def test_every_command_has_help(capsys):
