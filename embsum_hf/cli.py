@@ -12,11 +12,11 @@ import os
 import sys
 
 # subcommand module names, in the order `embsum --help` lists them
-COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend")
+COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend."
+    description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend, push to the Hub."
     parser = argparse.ArgumentParser(prog="embsum", description=description)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

@@ -29,6 +29,7 @@ def prepare_hub_folder(
     folder: str | os.PathLike,
     *,
     card_kwargs: dict[str, Any] | None = None,
+    card_from: str | os.PathLike | None = None,
 ) -> Path:
     """
     Write everything a Hub repo of `model` needs into `folder` and return it: `model.safetensors` and `config.json`
@@ -37,9 +38,15 @@ def prepare_hub_folder(
     [`write_model_card`], which receives `card_kwargs`; an existing card there is updated) and the endpoint's
     `handler.py` and `requirements.txt`.
 
+    `card_from`: a card to update instead of starting anew, e.g. the `README.md` that `EmbSumTrainer` wrote into
+    its output folder with the run's metrics and recipe.
+
     Saving the pipeline sets `model.config.custom_pipelines`, as `Pipeline.save_pretrained` does.
     """
     folder = Path(folder)
+    if card_from is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(card_from, folder / "README.md")
     # the pipeline's save writes the model, the processor, its own code and the `custom_pipelines` entry;
     # device=model.device keeps the model where it is
     EmbSumRecommendationPipeline(model=model, processor=processor, device=model.device).save_pretrained(folder)
@@ -59,15 +66,17 @@ def push_to_hub(
     card_kwargs: dict[str, Any] | None = None,
     commit_message: str = "Upload EmbSum model",
     api: HfApi | None = None,
+    card_from: str | os.PathLike | None = None,
 ) -> str:
     """
     Create `repo_id` if needed and upload the folder [`prepare_hub_folder`] writes (the card's usage snippets name
-    `repo_id`). Returns the commit URL. Pass `api` to use another endpoint (e.g. a private Hub).
+    `repo_id`; `card_from` as there). Returns the commit URL. Pass `api` to use another endpoint (e.g. a private Hub).
     """
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = prepare_hub_folder(model, processor, tmp, card_kwargs={"repo_id": repo_id, **(card_kwargs or {})})
+        card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
+        folder = prepare_hub_folder(model, processor, tmp, card_kwargs=card_kwargs, card_from=card_from)
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=commit_message, repo_type="model", token=token
         )

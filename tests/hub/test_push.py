@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import huggingface_hub
@@ -15,7 +14,8 @@ import torch
 from huggingface_hub import HfApi, ModelCard
 
 from embsum_hf import EmbSumModel
-from embsum_hf.hub import prepare_hub_folder, push_to_hub
+from embsum_hf.cli import main
+from embsum_hf.hub import prepare_hub_folder, push_to_hub, write_model_card
 
 CARD = {"dataset_name": "MIND-small", "dataset_split": "MINDsmall_dev:test(90%)", "teacher": "heuristic",
         "metrics": {"auc": 0.55, "mrr": 0.25, "ndcg@5": 0.24, "ndcg@10": 0.3}}  # fmt: skip
@@ -141,17 +141,20 @@ class FakeHub(BaseHTTPRequestHandler):
         pass
 
 
-def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, monkeypatch):
+@pytest.fixture
+def fake_hub(serve, monkeypatch) -> str:
+    """A local Hub (`FakeHub`) for one test; returns its endpoint URL."""
+    FakeHub.commits.clear()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the Hub here is a local server
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = HfApi(endpoint=f"http://127.0.0.1:{server.server_port}", token="hf_local_test")
-        url = push_to_hub(hub_model, processor, "org/embsum-tiny", token="hf_local_test", card_kwargs=CARD,
-                          commit_message="Release", api=api)  # fmt: skip
-    finally:
-        server.shutdown()
+    server = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeHub))
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, fake_hub):
+    api = HfApi(endpoint=fake_hub, token="hf_local_test")
+    url = push_to_hub(hub_model, processor, "org/embsum-tiny", token="hf_local_test", card_kwargs=CARD,
+                      commit_message="Release", api=api)  # fmt: skip
     assert url.endswith("/org/embsum-tiny/commit/abc")
     (commit,) = FakeHub.commits
     assert commit["path"] == "/api/models/org/embsum-tiny/commit/main" and commit["header"]["summary"] == "Release"
@@ -159,3 +162,32 @@ def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, monk
     for name in ("model.safetensors", "config.json", "handler.py", "pipeline_embsum.py", "processor_config.json"):
         assert commit["files"][name] == (hub_folder / name).read_bytes(), name
     assert 'pipeline(model="org/embsum-tiny", trust_remote_code=True)' in commit["files"]["README.md"].decode()
+
+
+@pytest.fixture
+def trained_folder(tmp_path, hub_model, processor):
+    """A model folder as `embsum train` leaves it: model, processor and the Trainer's card with the run's metrics."""
+    folder = tmp_path / "run"
+    hub_model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    write_model_card(folder, metrics={"auc": 0.61, "mrr": 0.3, "ndcg@5": 0.31, "ndcg@10": 0.37},
+                     dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)", teacher="heuristic")  # fmt: skip
+    return folder
+
+
+def test_cli_push_keeps_the_runs_card_and_uploads(tmp_path, trained_folder, fake_hub, capsys):
+    inputs = tmp_path / "card.yaml"
+    inputs.write_text("description: A tiny EmbSum for tests.\ntags: [news-recommendation]\n")
+    common = ["push", "--model", str(trained_folder), "--repo", "org/embsum-tiny", "--card-inputs", str(inputs)]
+    assert main([*common, "--dry-run", str(tmp_path / "staged")]) == 0
+    staged = tmp_path / "staged"
+    card = ModelCard.load(staged / "README.md")
+    assert card.data.eval_results[0].metric_value == pytest.approx(61.0)  # the run's metrics survive
+    assert "A tiny EmbSum for tests." in card.text and 'pipeline(model="org/embsum-tiny"' in card.text
+    assert {"handler.py", "pipeline_embsum.py", "model.safetensors"} <= set(os.listdir(staged))
+
+    assert main([*common, "--endpoint", fake_hub, "--token", "hf_local_test", "--message", "v1"]) == 0
+    (commit,) = FakeHub.commits
+    assert commit["header"]["summary"] == "v1" and set(commit["files"]) == set(os.listdir(staged))
+    assert commit["files"]["README.md"] == (staged / "README.md").read_bytes()
+    assert "pushed" in capsys.readouterr().out
