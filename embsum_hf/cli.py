@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # `embsum train` forwards its flags to transformers.HfArgumentParser; other commands take only their own
+    # `train` and `prepare` forward their flags to transformers.HfArgumentParser; other commands take their own
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "forwards_flags", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

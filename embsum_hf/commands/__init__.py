@@ -34,7 +34,7 @@ def add_config_command(subparsers, name: str, help: str, func) -> None:
     parser.set_defaults(func=func, forwards_flags=True)
 
 
-def parse_config(options: list[str], types: tuple, prog: str, *, allow_extra_keys: bool = False) -> tuple:
+def parse_config(options: list[str], types: tuple[type, ...], prog: str, *, allow_extra_keys: bool = False) -> tuple:
     """
     Fill dataclasses with `transformers.HfArgumentParser` from `--field value` flags or one YAML/JSON file (where
     `allow_extra_keys` lets a command read only its part of a larger config, e.g. a training YAML).
