@@ -52,6 +52,19 @@ def iter_lines(path: str | Path, *, encoding: str = "utf-8", desc: str | None = 
             yield number, line
 
 
+def iter_fields(
+    path: str | Path, width: int, *, separator: str = "\t", encoding: str = "utf-8", desc: str | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """`iter_lines`, each line split on `separator` into exactly `width` fields; any other count is a
+    `DataFormatError` naming the line."""
+    kind = "tab" if separator == "\t" else repr(separator)
+    for number, line in iter_lines(path, encoding=encoding, desc=desc):
+        fields = line.split(separator)
+        if len(fields) != width:
+            raise DataFormatError(path, number, f"expected {width} {kind}-separated columns, got {len(fields)}")
+        yield number, fields
+
+
 def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, dict[str, Any], str]]:
     """Yield `(line or row number, record, source name)` from a CSV/TSV/JSON-lines/parquet file or a Dataset.
 

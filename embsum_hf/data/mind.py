@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ._io import ItemTable, iter_lines
+from ._io import ItemTable, iter_fields
 from .impressions import clean_history
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 from .splits import split_dev_test
@@ -131,12 +131,7 @@ def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) 
 
 def _read_news(path: Path, stats: Counter) -> ItemTable:
     table = ItemTable(DOMAIN_TEXT_FIELDS["mind"], stats)
-    for number, line in iter_lines(path, desc="Reading news.tsv"):
-        fields = line.split("\t")
-        if len(fields) != len(_NEWS_COLUMNS):
-            raise DataFormatError(
-                path, number, f"expected {len(_NEWS_COLUMNS)} tab-separated columns, got {len(fields)}"
-            )
+    for number, fields in iter_fields(path, len(_NEWS_COLUMNS), desc="Reading news.tsv"):
         record = dict(zip(_NEWS_COLUMNS, fields))
         if not record["item_id"]:
             raise DataFormatError(path, number, "empty news id")
@@ -194,10 +189,7 @@ def load_mind(
 
     behaviors_path = folder / "behaviors.tsv"
     rows = []
-    for number, line in iter_lines(behaviors_path, desc="Reading behaviors.tsv"):
-        fields = line.split("\t")
-        if len(fields) != 5:
-            raise DataFormatError(behaviors_path, number, f"expected 5 tab-separated columns, got {len(fields)}")
+    for number, fields in iter_fields(behaviors_path, 5, desc="Reading behaviors.tsv"):
         impression_id, user_id, time_text, history_text, impressions_text = fields
         try:
             time = datetime.strptime(time_text.strip(), _TIME_FORMAT)

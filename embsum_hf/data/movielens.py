@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ._io import ItemTable, iter_lines, parse_time
+from ._io import ItemTable, iter_fields, iter_lines, parse_time
 from .impressions import Grouping, Interaction, build_impressions, rating_to_label
 from .schema import DOMAIN_TEXT_FIELDS, DataFormatError, RecommendationData
 
@@ -33,10 +33,9 @@ def _read_movies(path: Path, genres: list[str], stats: Counter) -> ItemTable:
     """u.item lines `id|title|release date|video date|url|<one 0/1 flag per genre>`."""
     table = ItemTable(DOMAIN_TEXT_FIELDS["movielens"], stats)
     width = 5 + len(genres)
-    for number, line in iter_lines(path, encoding=_ENCODING):
-        fields = line.split("|")
-        if len(fields) != width or not fields[0]:
-            raise DataFormatError(path, number, f"expected {width} '|'-separated fields and an id, got {len(fields)}")
+    for number, fields in iter_fields(path, width, separator="|", encoding=_ENCODING):
+        if not fields[0]:
+            raise DataFormatError(path, number, "empty movie id")
         flags = fields[5:]
         if any(flag not in ("0", "1") for flag in flags):
             raise DataFormatError(path, number, "genre flags must be 0 or 1")
@@ -79,10 +78,7 @@ def load_movielens(
 
     ratings_path = folder / "u.data"
     events = []
-    for number, line in iter_lines(ratings_path, desc="Reading u.data"):
-        fields = line.split("\t")
-        if len(fields) != 4:
-            raise DataFormatError(ratings_path, number, f"expected 4 tab-separated columns, got {len(fields)}")
+    for number, fields in iter_fields(ratings_path, 4, desc="Reading u.data"):
         user_id, item_id, rating, timestamp = fields
         try:
             label = rating_to_label(int(rating), stats)
