@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+import torch.distributed as dist
+
 # subcommand module names, in the order `embsum --help` lists them
 COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push")
 
@@ -49,9 +51,8 @@ def end_distributed() -> None:
     Destroy the process group that a command under `accelerate launch` opened: a rank that exits with it alive can
     abort (SIGABRT, "terminate called without an active exception") while gloo/NCCL threads still hold work.
     """
-    torch = sys.modules.get("torch")  # never imported by `embsum --help`
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # imported here: `embsum --help` should not pay for torch/transformers/datasets
+    # imported here: building the `embsum` parsers loads no data or serving code
     from embsum_hf.commands import load_model_and_processor
     from embsum_hf.data import load_data
     from embsum_hf.serving import encode_items, encode_users

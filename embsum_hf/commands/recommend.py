@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # imported here: `embsum --help` should not pay for torch
+    # imported here: building the `embsum` parsers loads no data or serving code
     from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
     from embsum_hf.utils import job_state
 

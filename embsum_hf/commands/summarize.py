@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="users per generate call and per durable write")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (for trials)")
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="summary length limit (default 256; embsum: the model's)"
+        "--max-new-tokens", type=int, default=None, help="summary length limit (default: 256 tokens for LLMs, the model's own for embsum)"
     )
     parser.add_argument("--device", default=None, help="transformers: cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="transformers: e.g. bfloat16")
@@ -57,19 +57,21 @@ def _backend_kwargs(args: argparse.Namespace) -> dict:
         raise ValueError(f"--backend {args.backend} needs {' and '.join(missing)}")
     local = {"batch_size": args.batch_size, "device": args.device}
     if args.backend == "transformers":
-        return {"model_name_or_path": args.model, "gguf_file": args.gguf_file, "dtype": args.dtype,
-                "max_new_tokens": args.max_new_tokens or 256, **local}
-    if args.backend == "embsum":
-        return {"model": args.model, "max_new_tokens": args.max_new_tokens, **local}
-    if args.backend == "openai":  # API key: OPENAI_API_KEY
-        return {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
-                "timeout": args.timeout, "max_tokens": args.max_new_tokens or 256}
-    return {}
-
+        options = {"model_name_or_path": args.model, "gguf_file": args.gguf_file, "dtype": args.dtype, **local}
+    elif args.backend == "embsum":
+        options = {"model": args.model, **local}
+    elif args.backend == "openai":  # API key: OPENAI_API_KEY
+        options = {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
+                   "timeout": args.timeout}  # fmt: skip
+    else:
+        return {}
+    if args.max_new_tokens is not None:  # else each backend's own default
+        options["max_tokens" if args.backend == "openai" else "max_new_tokens"] = args.max_new_tokens
+    return options
 
 def run(args: argparse.Namespace) -> int:
     """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""
-    # imported here: `embsum --help` should not pay for datasets/torch, and the data package is optional to the CLI
+    # imported here: building the `embsum` parsers loads no data or serving code
     from embsum_hf.data import load_data
     from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
 

@@ -1,4 +1,5 @@
-"""Why an item scored high for a user: which history items, and which user/item code pairs, carried the score.
+"""Why an item scored high for a user: which history items, and which user/item code pairs, carried the score; and
+the model's own interest summaries of users (`generate_summaries`).
 
 The score is `sum_am w_am (u_a . v_m)` with `w = softmax(u_a . gelu(v_m W_s))` over the `K x M` code pairs, and each
 user code is `u_a = sum_j alpha_aj z_j` over the history items' states and `h_sum`. So user code `a` carries the share
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
@@ -110,6 +112,26 @@ def explain(
     )
 
 
+def generate_summaries(
+    model: EmbSumModel,
+    processor: EmbSumProcessor,
+    histories: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+    **generate_kwargs,
+) -> list[str]:
+    """The model's interest summary of each history (item dicts, most recent first), `batch_size` users per
+    `generate_summary` call (greedy unless `generate_kwargs` say otherwise)."""
+    texts: list[str] = []
+    with evaluating(model):
+        for start in tqdm(range(0, len(histories), batch_size), desc="Generating summaries", disable=not progress):
+            users = processor.encode_users([list(history) for history in histories[start : start + batch_size]])
+            users = {name: value.to(model.device) for name, value in users.items()}
+            texts += [text.strip() for text in model.generate_summary(**users, processor=processor, **generate_kwargs)]
+    return texts
+
+
 def explain_recommendation(
     model: EmbSumModel,
     processor: EmbSumProcessor,
@@ -126,4 +148,11 @@ def explain_recommendation(
     return explain(user.user_embeddings[0], user.attention_weights[0], cpe[0], keys[0], history)
 
 
-__all__ = ["Explanation", "HistoryContribution", "PairContribution", "explain", "explain_recommendation"]
+__all__ = [
+    "Explanation",
+    "HistoryContribution",
+    "PairContribution",
+    "explain",
+    "explain_recommendation",
+    "generate_summaries",
+]

@@ -13,6 +13,7 @@ import torch
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
+from ..serving.explain import generate_summaries
 from ..serving.store import model_fingerprint
 from .backends import TeacherBackend
 from .prompts import SummaryRequest
@@ -61,16 +62,8 @@ class EmbSumBackend(TeacherBackend):
         self.name = f"embsum:{model_fingerprint(model)[:16]}"
         logger.info("loaded %s on %s", self.name, self.device)
 
-    @torch.inference_mode()
     def generate(self, requests: Sequence[SummaryRequest]) -> list[str | Exception]:
-        outputs: list[str | Exception] = []
-        for start in range(0, len(requests), self.batch_size):
-            users = self.processor.encode_users([list(r.history) for r in requests[start : start + self.batch_size]])
-            texts = self.model.generate_summary(
-                users["session_input_ids"].to(self.device),
-                users["session_attention_mask"].to(self.device),
-                processor=self.processor,
-                **self.generation_kwargs,
-            )
-            outputs.extend(text.strip() for text in texts)
-        return outputs
+        histories = [request.history for request in requests]
+        return generate_summaries(
+            self.model, self.processor, histories, batch_size=self.batch_size, **self.generation_kwargs
+        )

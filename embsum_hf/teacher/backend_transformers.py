@@ -39,7 +39,7 @@ class TransformersBackend(TeacherBackend):
         *,
         gguf_file: str | None = None,
         batch_size: int = 4,
-        max_new_tokens: int = 128,
+        max_new_tokens: int = 256,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         generation_kwargs: dict[str, Any] | None = None,

@@ -22,6 +22,7 @@ from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
+from ..serving.explain import generate_summaries
 from ..utils import evaluating
 from .collator import tokenize_item_table
 
@@ -193,13 +194,8 @@ def summary_rouge(
     users = sorted(histories)[:max_users]
     if not users:
         return {}, []
-    device = next(model.parameters()).device
-    generated: list[str] = []
-    with evaluating(model):
-        for start in tqdm(range(0, len(users), batch_size), desc="Generating summaries"):
-            batch = processor.encode_users([histories[user] for user in users[start : start + batch_size]])
-            generated += model.generate_summary(
-                batch["session_input_ids"].to(device), batch["session_attention_mask"].to(device), processor=processor
-            )
+    generated = generate_summaries(
+        model, processor, [histories[user] for user in users], batch_size=batch_size, progress=True
+    )
     teacher = [summaries[user] for user in users]
     return rouge_scores(generated, teacher), list(zip(users, generated, teacher))
