@@ -17,6 +17,7 @@ Usage: `python benchmarks/serving_speed.py [--quick]`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import statistics
@@ -164,7 +165,7 @@ def bench_batch_job(model: EmbSumModel, quick: bool, repeats: int) -> None:
                 writer.write(index, {name: value[start:stop] for name, value in values.items()}, f"{kind}{index}")
             writer.finalize()
             stores[kind] = EmbeddingStore.load(f"{folder}/{kind}")
-        runs = iter(range(1_000_000))
+        runs = itertools.count()
 
         def job():  # a fresh output folder each time: nothing to resume
             return recommend_all(stores["users"], stores["items"], f"{folder}/recs{next(runs)}", 10, progress=False)

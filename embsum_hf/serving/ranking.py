@@ -63,7 +63,7 @@ def top_k_scores(
 
     Returns:
         scores `(B, k)` float32, best first, and item row indices `(B, k)`; where exclusions leave a user fewer
-        than `k` items, the tail scores are `-inf`.
+        than `k` items, the tail is `-inf` / `-1`, as in [`rerank`].
     """
     if user_batch_size < 1 or (chunk_size is not None and chunk_size < 1):
         raise ValueError(f"user_batch_size ({user_batch_size}) and chunk_size ({chunk_size}) must be positive")
@@ -97,7 +97,7 @@ def top_k_scores(
             top = scores.topk(min(k, scores.shape[1]), dim=1)
             best_scores, best_indices = top.values, indices.gather(1, top.indices)
         all_scores.append(best_scores)
-        all_indices.append(best_indices)
+        all_indices.append(best_indices.masked_fill(best_scores == float("-inf"), -1))  # excluded: no item
     return torch.cat(all_scores), torch.cat(all_indices)
 
 
@@ -291,10 +291,7 @@ def recommend(
         if banned is not None:
             candidates = _drop_pairs(candidates, banned)
         scores, indices = rerank(upe, items.embeddings, items.keys, candidates, k)
-    item_ids = [
-        [items.ids[i] if i >= 0 and score != float("-inf") else None for i, score in zip(row, row_scores)]
-        for row, row_scores in zip(indices.tolist(), scores.tolist())
-    ]
+    item_ids = [[items.ids[i] if i >= 0 else None for i in row] for row in indices.tolist()]
     return Recommendations(scores, item_ids)
 
 

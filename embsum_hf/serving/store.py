@@ -71,6 +71,12 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
 
+def shard_range(index: int, shard_size: int, total: int) -> tuple[int, int]:
+    """Rows `[start, stop)` of shard `index` of `total` rows in shards of `shard_size`."""
+    start = index * shard_size
+    return start, min(start + shard_size, total)
+
+
 def content_key(fingerprint: str, kind: str, dtype: str, ids: Sequence[str], token_ids: Sequence) -> str:
     """What a shard was computed from: rerunning a job reuses a shard only when this key is unchanged."""
     payload = json.dumps([fingerprint, kind, dtype, list(ids), token_ids], separators=(",", ":"))
@@ -111,8 +117,7 @@ class ShardedStoreWriter:
         return -(-len(self.ids) // self.shard_size)
 
     def shard_range(self, index: int) -> tuple[int, int]:
-        start = index * self.shard_size
-        return start, min(start + self.shard_size, len(self.ids))
+        return shard_range(index, self.shard_size, len(self.ids))
 
     def is_done(self, index: int, key: str) -> bool:
         """Whether shard `index` exists on disk and was computed from the same inputs (content key)."""
@@ -246,8 +251,7 @@ class EmbeddingStore:
 
     def shard_range(self, index: int) -> tuple[int, int]:
         """Rows `[start, stop)` of shard `index`."""
-        start = index * self.manifest["shard_size"]
-        return start, min(start + self.manifest["shard_size"], len(self.ids))
+        return shard_range(index, self.manifest["shard_size"], len(self.ids))
 
     def shard(self, index: int, name: str = "embeddings") -> torch.Tensor:
         """Tensor `name` of shard `index` alone, `(rows, codes, d)`: what a job streaming a large store holds."""
@@ -313,4 +317,5 @@ __all__ = [
     "content_key",
     "model_fingerprint",
     "shard_name",
+    "shard_range",
 ]

@@ -55,8 +55,9 @@ def test_excluded_items_are_never_returned(tensors):
         )
         assert torch.equal(indices, expected.indices) and torch.equal(scores, expected.values)
     # a user who excludes all but 3 of the items gets 3, then -inf
-    scores, _ = top_k_scores(upe[:1], cpe, keys, 5, exclude=[torch.arange(3, 101)])
+    scores, indices = top_k_scores(upe[:1], cpe, keys, 5, exclude=[torch.arange(3, 101)])
     assert torch.isfinite(scores[0, :3]).all() and scores[0, 3:].eq(float("-inf")).all()
+    assert sorted(indices[0, :3].tolist()) == [0, 1, 2] and indices[0, 3:].tolist() == [-1, -1]
     with pytest.raises(ValueError, match="exclude has 1 entries for 3 users"):
         top_k_scores(upe, cpe, keys, 5, exclude=banned[:1])
 
