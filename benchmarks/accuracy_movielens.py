@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import multiprocessing
 import logging
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,7 @@ from transformers import TrainerCallback, get_constant_schedule_with_warmup, set
 from transformers.utils import logging as hf_logging
 
 from embsum_hf.data import build_training_rows, load_movielens, split_by_time
+from embsum_hf.data._io import iter_fields
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
@@ -70,6 +74,7 @@ from embsum_hf.training import (
     impression_metrics,
     tokenize_item_table,
 )
+from embsum_hf.training.evaluation import summary_rouge
 from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, demo_run_arguments
 
 logger = logging.getLogger("accuracy_movielens")
@@ -298,6 +303,8 @@ def train_embsum(
     budget_seconds: float,
     seed: int,
     output_dir: Path,
+    training_overrides: dict | None = None,
+    rouge_users: int = 100,
 ) -> Result:
     """EmbSum from the package recipe, trained with `EmbSumTrainer` until the CPU-time budget is spent."""
     set_seed(seed)
@@ -318,11 +325,16 @@ def train_embsum(
         dataloader_num_workers=0,
         seed=seed,
     )
+    training_args = dataclasses.replace(training_args, **(training_overrides or {}))
     budget = TimeBudget(budget_seconds)
     trainer = EmbSumTrainer(model, training_args, processor, train_data=train, summaries=summaries, callbacks=[budget])
     trainer.train()
     scores = ImpressionEvaluator(test, processor).predict(trainer.model).scores
-    return Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
+    result = Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
+    if summaries and model.config.summary_loss_weight > 0:
+        rouge, _ = summary_rouge(trainer.model, processor, test, summaries, max_users=rouge_users)
+        result.metrics["rougeL"] = rouge.get("rougeL", float("nan"))
+    return result
 
 
 def item_length_report(processor: EmbSumProcessor, items) -> str:
@@ -337,76 +349,148 @@ def item_length_report(processor: EmbSumProcessor, items) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- main
-def print_table(results: dict[str, Result], split: str) -> None:
-    reference = results["popularity"].metrics["auc"]
-    counts = results["popularity"].metrics
-    print(
-        f"\nTest split: {split} | {counts['num_impressions']} impressions scored "
-        f"({counts['num_skipped_one_class']} one-class impressions skipped)"
-    )
-    header = f"{'system':<18}" + "".join(f"{m:>9}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
-    print(header + f"{'train CPU s':>13}{'wall s':>9}{'steps':>8}{'AUC/pop':>9}")
-    for name, result in results.items():
-        row = f"{name:<18}" + "".join(f"{100 * result.metrics[m]:>9.2f}" for m in METRICS)
-        if result.budget is None:
-            row += f"{'-':>13}{'-':>9}{'-':>8}"
-        else:
-            row += f"{result.budget.cpu_seconds:>13.1f}{result.budget.wall_seconds:>9.1f}{result.budget.steps:>8}"
-        print(row + f"{result.metrics['auc'] / reference:>9.3f}")
+# EmbSum variants: name -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides). "embsum" is the
+# library's from-scratch recipe as `embsum train` runs it; the others each change one lever of it (the ablation).
+RECIPE_RUN = {"session_max_items": 1, "summary_loss_weight": 0.2}
+RECIPE_TRAINING = {"group_by_impression": True}
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "embsum": ({}, {}),
+    "embsum+item-prior": ({"item_prior": True}, {}),
+    "embsum-paper-sessions": ({"session_max_items": None}, {}),
+    "embsum-per-click": ({}, {"group_by_impression": False}),
+    "embsum+in-batch": ({}, {"in_batch_negatives": True}),
+    "embsum+in-batch+logq": ({}, {"in_batch_negatives": True, "logq_correction": True}),
+    "embsum-8-negatives": ({"num_negatives": 8}, {}),
+    "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
+    "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
+    "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
+    "embsum-paper": ({"session_max_items": None}, {"group_by_impression": False}),
+}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder (u.data, u.item, u.genre)")
-    parser.add_argument("--budget-seconds", type=float, default=None, help="CPU seconds of training per learned model (default 150, --quick 30)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 30 s per learned model")
-    parser.add_argument("--no-summaries", action="store_true", help="skip the heuristic-summary EmbSum variant")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)")
-    parser.add_argument("--seed", type=int, default=0)
-    options = parser.parse_args()
-    budget = options.budget_seconds if options.budget_seconds is not None else (30.0 if options.quick else 150.0)
+def item_mean_rating_scores(folder: Path, train: RecommendationData, test: RecommendationData, prior: float = 5.0):
+    """Each item's mean star rating over the train impressions' ratings, damped towards the global mean."""
+    ratings = {}
+    for _, fields in iter_fields(folder / "u.data", 4):
+        ratings[(fields[0], fields[1])] = float(fields[2])
+    total, count = {}, {}
+    for user, candidates in zip(train.impressions["user_id"], train.impressions["candidates"]):
+        for item in candidates:
+            total[item] = total.get(item, 0.0) + ratings[(user, item)]
+            count[item] = count.get(item, 0) + 1
+    mean = sum(total.values()) / sum(count.values())
+    damped = {item: (total[item] + prior * mean) / (count[item] + prior) for item in total}
+    return [[damped.get(item, mean) for item in row] for row in test.impressions["candidates"]]
 
+
+def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
+    """Every system on one seed: name -> {metrics..., steps, train_cpu_s, wall_s}."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
-    if not (options.data / "u.data").is_file():
-        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
-        sys.exit(2)
     torch.set_num_threads(options.threads)
-    set_seed(options.seed)
-
+    set_seed(seed)
     train, _, test = split_by_time(load_movielens(options.data))
     logger.info("train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items))
     optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
     run_args = demo_run_arguments(
         options.data,  # the demo's tiny shape; the data fields are MovieLens's
         dataset="movielens", train_data=str(options.data), eval_data=None, paper_split=False, summaries=None,
-        teacher=None, dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
-        summary_mode="start", summary_loss_weight=0.0,
+        teacher="heuristic", dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
     )
-
+    labels = test.impressions["labels"]
     results: dict[str, Result] = {
-        kind: Result(impression_metrics(baseline_scores(test, train, kind, seed=options.seed), test.impressions["labels"]))
+        kind: Result(impression_metrics(baseline_scores(test, train, kind, seed=seed), labels))
         for kind in ("random", "popularity")
     }
+    results["item-mean-rating"] = Result(impression_metrics(item_mean_rating_scores(options.data, train, test), labels))
     with tempfile.TemporaryDirectory() as tmp:
-        # the one tokenizer: trained on the item texts by the recipe, then reused by every model
-        set_seed(options.seed)
-        _, processor = build_model_and_processor(run_args, train, {})
+        summaries = heuristic_summaries(train, Path(tmp))
+        # the one tokenizer: trained on the item texts (and summaries) by the recipe, then reused by every model
+        set_seed(seed)
+        _, processor = build_model_and_processor(run_args, train, summaries)
         logger.info(item_length_report(processor, train.items))
         processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
         run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+        results["tfidf"] = Result(impression_metrics(tfidf_scores(test, processor), labels))
+        if "nrms" in options.systems:
+            results["nrms"] = train_nrms(train, test, processor, optimisation, options.budget_cpu_s, seed)
+        for name in options.systems:
+            if name in VARIANTS:
+                run_overrides, training_overrides = VARIANTS[name]
+                results[name] = train_embsum(
+                    dataclasses.replace(run_args, **{**RECIPE_RUN, **run_overrides}), train, test, summaries,
+                    optimisation, options.budget_cpu_s, seed, Path(tmp, name), {**RECIPE_TRAINING, **training_overrides},
+                )
+    rows = {}
+    for name, result in results.items():
+        row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
+        if result.budget is not None:
+            row.update(steps=result.budget.steps, train_cpu_s=result.budget.cpu_seconds, wall_s=result.budget.wall_seconds)
+        rows[name] = row
+    return rows
 
-        results["tfidf"] = Result(impression_metrics(tfidf_scores(test, processor), test.impressions["labels"]))
-        results["nrms"] = train_nrms(train, test, processor, optimisation, budget, options.seed)
-        results["embsum"] = train_embsum(run_args, train, test, {}, optimisation, budget, options.seed, Path(tmp, "embsum"))
-        if not options.no_summaries:
-            results["embsum+heuristic"] = train_embsum(
-                dataclasses.replace(run_args, summary_loss_weight=0.2, teacher="heuristic"), train, test,
-                heuristic_summaries(train, Path(tmp)), optimisation, budget, options.seed, Path(tmp, "embsum_heuristic"),
-            )
-    print_table(results, test.split)
+
+def aggregate(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
+    """name -> {"mean": {...}, "std": {...}, "seeds": [...]} over the seeds (std: sample std, 0 for one seed)."""
+    out = {}
+    for name in per_seed[0]:
+        runs = [seed_rows[name] for seed_rows in per_seed]
+        keys = [key for key in runs[0] if all(key in run for run in runs)]
+        out[name] = {
+            "mean": {key: statistics.fmean(run[key] for run in runs) for key in keys},
+            "std": {key: statistics.stdev([run[key] for run in runs]) if len(runs) > 1 else 0.0 for key in keys},
+            "seeds": runs,
+        }
+    return out
+
+
+def print_table(summary: dict[str, dict], seeds: list[int]) -> None:
+    counts = summary["popularity"]["mean"]
+    print(
+        f"\nml-100k:test | {counts['num_impressions']:.0f} impressions scored "
+        f"({counts['num_skipped_one_class']:.0f} one-class skipped) | seeds {seeds} | mean ± std"
+    )
+    print(f"{'system':<26}" + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10")) + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}")
+    for name, row in summary.items():
+        mean, std = row["mean"], row["std"]
+        line = f"{name:<26}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
+        line += f"{mean['rougeL']:>9.3f}" if "rougeL" in mean else f"{'-':>9}"
+        line += f"{mean['steps']:>8.0f}{mean['train_cpu_s']:>8.0f}" if "steps" in mean else f"{'-':>8}{'-':>8}"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder (u.data, u.item, u.genre)")
+    parser.add_argument("--budget-cpu-s", type=float, default=600.0, help="CPU seconds of training per learned model")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; mean and std over them")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
+    parser.add_argument(
+        "--systems", default="nrms,embsum",
+        help=f"learned systems to run (the baselines always run): nrms and any of {', '.join(VARIANTS)}",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write every system's metrics, mean and std here")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)")
+    options = parser.parse_args()
+    options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
+    unknown = [name for name in options.systems if name != "nrms" and name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown systems {unknown}")
+    if not (options.data / "u.data").is_file():
+        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
+        sys.exit(2)
+    seeds = list(range(options.seeds))
+    if options.jobs > 1:
+        with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_seed = list(pool.map(run_seed, [options] * len(seeds), seeds))
+    else:
+        per_seed = [run_seed(options, seed) for seed in seeds]
+    summary = aggregate(per_seed)
+    print_table(summary, seeds)
+    if options.json is not None:
+        options.json.write_text(json.dumps({"budget_cpu_s": options.budget_cpu_s, "seeds": seeds, "systems": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ class EmbSumConfig(PreTrainedConfig):
             Latest history items kept per user; older ones are dropped by the processor.
         session_max_tokens (`int`, defaults to 512):
             Token budget of one session (one T5 encoder pass over several history items).
+        session_max_items (`int`, *optional*):
+            Most history items one session holds (default: as many as fit in `session_max_tokens`, the paper's
+            packing). `1` encodes every history item alone, as candidates are encoded: a distinct item is then
+            encoded once per batch however many histories and candidate lists hold it (our choice for small
+            from-scratch models, where it trains faster).
         item_max_tokens (`int`, defaults to 64):
             Token budget of one item's text, its item-start token included.
         summary_max_tokens (`int`, defaults to 64):
@@ -40,6 +45,10 @@ class EmbSumConfig(PreTrainedConfig):
             `"generate"` lets the decoder greedily write its summary and reads the state at its end (the paper's
             reading, our choice); `"start"` reads the decoder start-token state (no generation; cheaper), in training
             as well, so training and serving read the same state (the summary loss is unchanged).
+        item_prior_ids (`list[str]`, *optional*):
+            Optional, off by default (the paper's model has none): the items that get a learned **item prior**, a
+            per-item bias added to the poly-attention score, for catalogues whose items repeat between training and
+            serving. Items not in the list (cold start) get 0, so their ranking is the content model's alone.
         item_start_token_id (`int`, defaults to 32100):
             Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
             UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.
@@ -54,11 +63,13 @@ class EmbSumConfig(PreTrainedConfig):
     poly_projection_size: int | None = None
     max_history_items: int = 60
     session_max_tokens: int = 512
+    session_max_items: int | None = None
     item_max_tokens: int = 64
     summary_max_tokens: int = 64
     summary_loss_weight: float | int = 1.0
     num_negatives: int = 4
     summary_mode: str = "generate"
+    item_prior_ids: list[str] | None = None
     item_start_token_id: int = 32100
     tie_word_embeddings: bool = True
 
@@ -81,9 +92,12 @@ class EmbSumConfig(PreTrainedConfig):
             "item_max_tokens",
             "summary_max_tokens",
             "num_negatives",
+            "session_max_items",
         )
         for name in positive:
             value = getattr(self, name)
+            if value is None and name == "session_max_items":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EmbSumConfig.{name} must be a positive integer, got {value!r}")
         if self.item_max_tokens + 1 > self.session_max_tokens:

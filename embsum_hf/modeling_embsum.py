@@ -54,7 +54,7 @@ class EmbSumOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`): `ctr_loss + summary_loss_weight * summary_loss`.
-        ctr_loss (`()`): NCE loss, the positive is candidate 0 of every user.
+        ctr_loss (`()`): NCE loss, the mean over the batch's clicks of `-log softmax` against the user's negatives.
         summary_loss (`()`, when summary labels are given): token-mean NLL of the teacher summaries.
         logits (`(B, C)`): relevance scores of every candidate; padded candidates are `-inf`.
         user_embeddings (`(B, K, d)`), item_embeddings (`(B, C, M, d)`): the two poly-embeddings scored.
@@ -92,6 +92,10 @@ class PolyAttention(nn.Module):
         weights = torch.softmax(logits.float(), dim=-1).to(states.dtype)
         weights = weights.masked_fill(empty[:, None, None], 0.0)
         return torch.bmm(weights, states), weights
+
+
+class ItemPrior(nn.Embedding):
+    """The optional per-item bias (`EmbSumConfig.item_prior_ids`): row 0 is every item without one and stays 0."""
 
 
 def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, item_keys: torch.Tensor) -> torch.Tensor:
@@ -136,12 +140,15 @@ class EmbSumPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, PolyAttention):
+        if isinstance(module, ItemPrior):
+            nn.init.zeros_(module.weight)  # no preference before training
+        elif isinstance(module, PolyAttention):
             # unit-variance logits at initialisation for unit-scale keys
             nn.init.normal_(module.codes, std=module.codes.shape[-1] ** -0.5)
             nn.init.xavier_uniform_(module.projection.weight)
         elif isinstance(module, EmbSumModel):
             nn.init.xavier_uniform_(module.score_projection.weight)
+
 
 
 class EmbSumModel(EmbSumPreTrainedModel):
@@ -155,7 +162,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
     """
 
     # the new layers on top of T5 (they get a higher learning rate in training)
-    new_layer_prefixes = ("user_poly", "item_poly", "score_projection")
+    new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior")
 
     def __init__(self, config: EmbSumConfig):
         super().__init__(config)
@@ -164,6 +171,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         self.user_poly = PolyAttention(config.num_user_codes, d, p)
         self.item_poly = PolyAttention(config.num_item_codes, d, p)
         self.score_projection = nn.Linear(d, d, bias=False)  # W_s
+        # optional per-item bias (config.item_prior_ids); row 0 is every item without one and stays 0
+        self.item_prior = ItemPrior(len(config.item_prior_ids) + 1, 1, padding_idx=0) if config.item_prior_ids else None
+        self._item_prior_rows = {item: row for row, item in enumerate(config.item_prior_ids or (), start=1)}
         self.post_init()
 
     @classmethod
@@ -205,13 +215,26 @@ class EmbSumModel(EmbSumPreTrainedModel):
         """
         T5 encoder states of token rows `(R, L) -> (R, L, d)`: sessions, items, or the one session an incremental
         user update re-encodes. Fully padded rows (absent sessions or candidates) are skipped and left zero.
+        Identical rows (the same item among several users' candidates, or the same one-item session in several
+        histories) are encoded once and shared, which changes no value: every row is encoded independently.
         """
-        present = attention_mask.bool().any(-1)
-        if bool(present.all()):
-            return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        encoded = self.t5.encoder(input_ids=input_ids[present], attention_mask=attention_mask[present]).last_hidden_state
+        present = attention_mask.bool().any(-1)  # (R,)
+        rows = present.nonzero().squeeze(-1)  # (R',)
+        ids, mask = input_ids[rows], attention_mask[rows]
+        key = torch.cat([ids, mask.to(ids.dtype)], dim=-1)  # (R', 2L): a row is its tokens and its mask
+        unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+        if len(unique) < len(rows):
+            width = ids.shape[-1]
+            ids, mask = unique[:, :width], unique[:, width:].to(attention_mask.dtype)  # (U, L)
+        else:
+            inverse = None
+        encoded = self.t5.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (U, L, d)
+        if inverse is not None:
+            encoded = encoded[inverse]  # (R', L, d)
+        if len(rows) == len(input_ids):
+            return encoded
         states = encoded.new_zeros(*input_ids.shape, encoded.shape[-1])
-        states[present] = encoded
+        states[rows] = encoded
         return states
 
     def encode_item(self, item_input_ids: torch.LongTensor, item_attention_mask: torch.Tensor) -> torch.Tensor:
@@ -237,6 +260,16 @@ class EmbSumModel(EmbSumPreTrainedModel):
         `(B, K, d)` x `(B, C, M, d)` -> `(B, C)` (each user against its own candidates).
         """
         return poly_relevance(user_embeddings, item_embeddings, self.item_score_keys(item_embeddings))
+
+    def item_prior_index(self, item_ids: list[str]) -> torch.LongTensor:
+        """Rows of the item prior for item ids `(N,)`: 0 for items without one (and for every item without a prior)."""
+        return torch.tensor([self._item_prior_rows.get(item, 0) for item in item_ids], dtype=torch.long)
+
+    def item_prior_scores(self, item_index: torch.LongTensor) -> torch.Tensor:
+        """The item prior of items given by `item_prior_index` rows `(...) -> (...)`; zeros when the model has none."""
+        if self.item_prior is None:
+            return torch.zeros(item_index.shape, device=item_index.device)
+        return self.item_prior(item_index.to(self.item_prior.weight.device)).squeeze(-1)
 
     # ----------------------------------------------------------------------------------------------- user side
     def _summary_targets(
@@ -368,33 +401,79 @@ class EmbSumModel(EmbSumPreTrainedModel):
         candidate_input_ids: torch.LongTensor,
         candidate_attention_mask: torch.Tensor,
         summary_labels: torch.LongTensor | None = None,
+        candidate_labels: torch.LongTensor | None = None,
+        candidate_log_q: torch.Tensor | None = None,
+        candidate_item_index: torch.LongTensor | None = None,
+        in_batch_negatives: bool = False,
     ) -> EmbSumOutput:
         """
         Joint training step: `L = L_NCE + lambda * L_sum`.
 
         Args:
             session_input_ids, session_attention_mask: `(B, G, L)` user histories packed into sessions.
-            candidate_input_ids, candidate_attention_mask: `(B, C, Li)`; candidate 0 of each user is the clicked
-                item, the others are its sampled negatives; fully padded candidates are ignored.
+            candidate_input_ids, candidate_attention_mask: `(B, C, Li)` candidates; fully padded ones are ignored.
             summary_labels: `(B, T)` teacher summaries, -100 padded; a row of -100 means "no teacher summary".
+            candidate_labels: `(B, C)` 1 clicked, 0 not clicked, -100 padding. Default: candidate 0 of each user is
+                its click and the others its negatives. Each click is contrasted with all of its user's negatives
+                (NCE), so one user encoding can carry several clicks of an impression.
+            candidate_log_q: `(B, C)` log of each candidate's share among all training candidates, for the in-batch
+                negatives' logQ correction (Yi et al., 2019): each in-batch score is lowered by the log of the item's
+                expected count among the batch's candidates. Without it the in-batch negatives are not corrected.
+            candidate_item_index: `(B, C)` rows of the item prior (`item_prior_index` of the candidates' ids), added
+                to the scores when the model has an item prior.
+            in_batch_negatives: also contrast each click with the other users' candidates of the batch (items equal
+                to one of the user's own candidates are left out). A training choice, off in the paper.
         """
         self._check_ids("candidate", candidate_input_ids, candidate_attention_mask, (3,))
-        if candidate_input_ids.shape[0] != session_input_ids.shape[0]:
-            raise ValueError(
-                f"candidate_input_ids has {candidate_input_ids.shape[0]} users, session_input_ids "
-                f"{session_input_ids.shape[0]}"
-            )
+        batch, num_candidates = candidate_input_ids.shape[:2]
+        if batch != session_input_ids.shape[0]:
+            raise ValueError(f"candidate_input_ids has {batch} users, session_input_ids {session_input_ids.shape[0]}")
+        present = candidate_attention_mask.bool().any(-1)  # (B, C)
+        if candidate_labels is None:
+            candidate_labels = torch.zeros_like(present, dtype=torch.long)
+            candidate_labels[:, 0] = 1
+            if not bool(present[:, 0].all()):
+                raise ValueError("candidate 0 of every user must be its clicked item, but some are empty")
+        elif candidate_labels.shape != present.shape:
+            raise ValueError(f"candidate_labels must have shape {tuple(present.shape)}, got {tuple(candidate_labels.shape)}")
+        clicked, negative = (candidate_labels == 1) & present, (candidate_labels == 0) & present  # (B, C)
+        if not bool(clicked.any(-1).all()):
+            raise ValueError("every user needs at least one clicked candidate (candidate_labels == 1)")
+
         session_states, session_mask = self._encode_sessions(session_input_ids, session_attention_mask)
         user, decoder_states = self._user_from_sessions(
             session_input_ids, session_states, session_mask, summary_labels, output_details=False
         )
         item_embeddings = self.encode_item(candidate_input_ids, candidate_attention_mask)  # (B, C, M, d)
-        logits = self.score(user.user_embeddings, item_embeddings)  # (B, C)
-        present = candidate_attention_mask.bool().any(-1)
-        if not bool(present[:, 0].all()):
-            raise ValueError("candidate 0 of every user must be its clicked item, but some are empty")
+        prior = 0.0
+        if self.item_prior is not None and candidate_item_index is not None:
+            prior = self.item_prior_scores(candidate_item_index)  # (B, C)
+        if in_batch_negatives:
+            flat = item_embeddings.flatten(0, 1)  # (B*C, M, d): every candidate of the batch
+            all_logits = self.score(user.user_embeddings, flat).view(batch, batch, num_candidates)  # (B, B, C)
+            all_logits = all_logits + (prior[None] if torch.is_tensor(prior) else prior)
+            own = torch.arange(batch, device=all_logits.device)
+            logits = all_logits[own, own]  # (B, C): each user against its own candidates
+        else:
+            logits = self.score(user.user_embeddings, item_embeddings) + prior  # (B, C)
         logits = logits.masked_fill(~present, float("-inf"))
-        ctr_loss = -torch.log_softmax(logits, dim=-1)[:, 0].mean()
+
+        negative_logits = logits.masked_fill(~negative, float("-inf"))  # (B, C)
+        if in_batch_negatives:
+            others = all_logits.flatten(1)  # (B, B*C)
+            if candidate_log_q is not None:
+                # log of each item's expected count among the batch's candidates: its share times their number
+                expected = candidate_log_q.reshape(1, -1) + torch.log(present.sum().to(candidate_log_q.dtype))
+                others = others - expected.to(others.dtype)
+            # an item is identified by its token row; the user's own candidates are not its in-batch negatives
+            _, item_index = torch.unique(candidate_input_ids.flatten(0, 1), dim=0, return_inverse=True)  # (B*C,)
+            item_index = item_index.masked_fill(~present.flatten(), -1).view(batch, num_candidates)
+            mine = (item_index.view(1, -1)[:, None, :] == item_index[:, :, None]).any(1)  # (B, B*C)
+            keep = present.reshape(1, -1) & ~mine & (own[:, None] != own.repeat_interleave(num_candidates)[None, :])
+            negative_logits = torch.cat([negative_logits, others.masked_fill(~keep, float("-inf"))], dim=1)
+        negative_lse = torch.logsumexp(negative_logits.float(), dim=-1)  # (B,), -inf for a user without negatives
+        click_logits = logits.float()[clicked]  # (P,) every click of the batch
+        ctr_loss = (torch.logaddexp(click_logits, negative_lse[clicked.nonzero()[:, 0]]) - click_logits).mean()
 
         summary_loss = None
         loss = ctr_loss
@@ -442,4 +521,4 @@ class EmbSumModel(EmbSumPreTrainedModel):
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
-__all__ = ["EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]
+__all__ = ["ItemPrior", "EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]

@@ -138,18 +138,22 @@ class EmbSumProcessor:
     def pack_sessions(self, history_token_ids: Sequence[Sequence[int]]) -> list[list[int]]:
         """
         A history's item token ids (most recent first) -> sessions, oldest first, each at most `session_max_tokens`
-        tokens and closed by `</s>`. An empty history is one session holding only `</s>`.
+        tokens (and `session_max_items` items) and closed by `</s>`. An empty history is one session holding only
+        `</s>`.
         """
         kept = list(history_token_ids[: self.config.max_history_items])[::-1]  # latest items, oldest first
         budget = self.config.session_max_tokens - 1  # room for </s>
+        max_items = getattr(self.config, "session_max_items", None) or len(kept) or 1
         sessions: list[list[int]] = []
         current: list[int] = []
+        count = 0
         for ids in kept:
             ids = list(ids[: self.config.item_max_tokens])
-            if current and len(current) + len(ids) > budget:
+            if current and (len(current) + len(ids) > budget or count == max_items):
                 sessions.append(current + [self.eos_token_id])
-                current = []
+                current, count = [], 0
             current.extend(ids)
+            count += 1
         if current or not sessions:
             sessions.append(current + [self.eos_token_id])
         return sessions

@@ -28,14 +28,17 @@ TRAINING_FEATURES = datasets.Features(
 )
 
 
-def build_training_rows(impressions: datasets.Dataset, *, summaries: dict[str, str] | None = None) -> datasets.Dataset:
+def build_training_rows(
+    impressions: datasets.Dataset, *, summaries: dict[str, str] | None = None, keep_without_negatives: bool = False
+) -> datasets.Dataset:
     """One training row per clicked candidate: the impression's history, the click, and its non-clicked items.
 
     Columns: `user_id`, `impression_id`, `history`, `positive`, `negative_pool` (the impression's non-clicked
     candidates, from which `sample_negatives` draws each epoch) and `summary` (the user's teacher summary, None
     when `summaries` has none). Clicks of impressions without any non-clicked candidate are skipped and logged
-    (`skipped_no_negative`), as are impressions without clicks (`impression_without_click`). Unlabeled impressions
-    (labels -1) raise `ValueError`: they cannot be trained on.
+    (`skipped_no_negative`) unless `keep_without_negatives` (training with in-batch negatives gives them some),
+    as are impressions without clicks (`impression_without_click`). Unlabeled impressions (labels -1) raise
+    `ValueError`: they cannot be trained on.
     """
     summaries = summaries or {}
     stats: Counter = Counter()
@@ -51,7 +54,7 @@ def build_training_rows(impressions: datasets.Dataset, *, summaries: dict[str, s
         if not positives:
             stats["impression_without_click"] += 1
             continue
-        if not negatives:
+        if not negatives and not keep_without_negatives:
             stats["skipped_no_negative"] += len(positives)
             continue
         for positive in positives:

@@ -18,6 +18,24 @@ class EmbSumTrainingArguments(TrainingArguments):
     new_layers_lr_multiplier: float = field(
         default=5.0, metadata={"help": "Learning-rate multiplier of the layers added on top of T5."}
     )
+    group_by_impression: bool = field(
+        default=False,
+        metadata={
+            "help": "One training example per impression (all its clicks against its sampled non-clicks, the history "
+            "encoded once) instead of one per click."
+        },
+    )
+    in_batch_negatives: bool = field(
+        default=False,
+        metadata={
+            "help": "Also contrast each click with the other users' candidates of the batch (with group_by_impression, "
+            "clicks of impressions without a non-click are then kept: the batch gives them negatives)."
+        },
+    )
+    logq_correction: bool = field(
+        default=False,
+        metadata={"help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019)."},
+    )
     eval_item_batch_size: int = field(default=128, metadata={"help": "Items per encoder batch in evaluation."})
     eval_user_batch_size: int = field(default=32, metadata={"help": "Users per encoder batch in evaluation."})
     metric_for_best_model: str | None = field(default="auc", metadata={"help": "Dev metric that picks the best model."})
@@ -29,3 +47,5 @@ class EmbSumTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.new_layers_lr_multiplier <= 0:
             raise ValueError(f"new_layers_lr_multiplier must be > 0, got {self.new_layers_lr_multiplier}")
+        if self.logq_correction and not self.in_batch_negatives:
+            raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")

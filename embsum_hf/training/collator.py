@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import datasets
@@ -28,21 +30,40 @@ class TrainingExamples(torch.utils.data.Dataset):
     Rows of `build_training_rows` with `num_negatives` negatives drawn per row and epoch by `sample_negatives`
     (deterministic in seed, epoch and row), so a resumed run sees the same negatives as an uninterrupted one.
     The Trainer's dataloader calls `set_epoch` at the start of every epoch.
+
+    With `group_by_impression`, one example is one impression: all its clicks, then `num_negatives` of its
+    non-clicks (at most as many as it has), with `labels` saying which is which. The user's history is then encoded
+    once for all of the impression's clicks instead of once per click.
     """
 
-    def __init__(self, rows: datasets.Dataset, num_negatives: int, seed: int = 42):
+    def __init__(self, rows: datasets.Dataset, num_negatives: int, seed: int = 42, group_by_impression: bool = False):
         self.rows = rows
         self.num_negatives = num_negatives
         self.seed = seed
         self.epoch = 0
+        self.groups: list[list[int]] | None = None
+        if group_by_impression:
+            groups: dict[tuple[str, str], list[int]] = {}
+            for index, key in enumerate(zip(rows["user_id"], rows["impression_id"])):
+                groups.setdefault(key, []).append(index)
+            self.groups = list(groups.values())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) if self.groups is None else len(self.groups)
 
     def __getitem__(self, index: int) -> dict:
+        if self.groups is not None:
+            rows = self.rows[self.groups[index]]  # the impression's click rows (one history, one negative pool)
+            pool = rows["negative_pool"][0]
+            negatives = sample_negatives(
+                pool, min(self.num_negatives, len(pool)), seed=self.seed, epoch=self.epoch, index=index
+            )
+            candidates = [*rows["positive"], *negatives]
+            labels = [1] * len(rows["positive"]) + [0] * len(negatives)
+            return {"history": rows["history"][0], "candidates": candidates, "labels": labels, "summary": rows["summary"][0]}
         row = self.rows[index]
         negatives = sample_negatives(
             row["negative_pool"], self.num_negatives, seed=self.seed, epoch=self.epoch, index=index
@@ -52,14 +73,25 @@ class TrainingExamples(torch.utils.data.Dataset):
 
 class EmbSumDataCollator:
     """
-    Pads a list of `{"history", "candidates", "summary"}` examples (item ids) into [`EmbSumModel.forward`] inputs:
-    sessions `(B, G, L)`, candidates `(B, C, Li)` (the clicked item first) and summary labels `(B, T)`.
-    Padding is dynamic: each batch is as wide as its longest session / item / summary.
+    Pads a list of `{"history", "candidates", "summary"}` examples (item ids; optionally `"labels"`, 1 per click and
+    0 per non-click) into [`EmbSumModel.forward`] inputs: sessions `(B, G, L)`, candidates `(B, C, Li)` (without
+    labels the clicked item first), `candidate_labels` `(B, C)` and summary labels `(B, T)`. Padding is dynamic:
+    each batch is as wide as its longest session / item / summary. Given `item_log_q` (item id -> log of its share
+    among the training candidates), batches carry `candidate_log_q` `(B, C)` for the in-batch logQ correction.
     """
 
-    def __init__(self, processor: EmbSumProcessor, item_token_ids: Mapping[str, Sequence[int]]):
+    def __init__(
+        self,
+        processor: EmbSumProcessor,
+        item_token_ids: Mapping[str, Sequence[int]],
+        item_log_q: Mapping[str, float] | None = None,
+    ):
         self.processor = processor
         self.item_token_ids = item_token_ids
+        self.item_log_q = item_log_q
+        # the model's item prior rows (config.item_prior_ids), 0 for items without one; None: no item prior
+        prior_ids = getattr(processor.config, "item_prior_ids", None)
+        self.prior_rows = {item: row for row, item in enumerate(prior_ids, start=1)} if prior_ids else None
 
     def _ids(self, item_ids: Sequence[str]) -> list[Sequence[int]]:
         try:
@@ -76,4 +108,31 @@ class EmbSumDataCollator:
             summaries=[example.get("summary") for example in examples],
         )
         batch.update(self.processor.pad_candidates([self._ids(example["candidates"]) for example in examples]))
+        width = batch["candidate_input_ids"].shape[1]
+        if any("labels" in example for example in examples):
+            labels = torch.full((len(examples), width), -100, dtype=torch.long)
+            for row, example in enumerate(examples):
+                given = example.get("labels") or [1] + [0] * (len(example["candidates"]) - 1)
+                labels[row, : len(given)] = torch.tensor(given, dtype=torch.long)
+            batch["candidate_labels"] = labels
+        if self.prior_rows is not None:
+            index = torch.zeros(len(examples), width, dtype=torch.long)
+            for row, example in enumerate(examples):
+                rows = [self.prior_rows.get(c, 0) for c in example["candidates"]]
+                index[row, : len(rows)] = torch.tensor(rows)
+            batch["candidate_item_index"] = index
+        if self.item_log_q is not None:
+            log_q = torch.zeros(len(examples), width)
+            for row, example in enumerate(examples):
+                log_q[row, : len(example["candidates"])] = torch.tensor([self.item_log_q[c] for c in example["candidates"]])
+            batch["candidate_log_q"] = log_q
         return batch
+
+
+def candidate_log_q(rows: datasets.Dataset) -> dict[str, float]:
+    """Log of each item's share among the training candidates (clicks and negative pools): the logQ correction."""
+    counts: Counter = Counter(rows["positive"])
+    for pool in rows["negative_pool"]:
+        counts.update(pool)
+    total = sum(counts.values())
+    return {item: math.log(count / total) for item, count in counts.items()}

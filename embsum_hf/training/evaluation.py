@@ -131,6 +131,7 @@ class ImpressionEvaluator:
                 return model.encode_user(**batch).user_embeddings  # (n, K, d)
 
             upe = _sharded(accelerator, len(self.histories), self.user_batch_size, encode_users, "Encoding users")
+            prior = model.item_prior_scores(model.item_prior_index(self.item_ids)).float().cpu()  # (I,), 0 without
 
         scores: list[list[float]] = []
         for start in range(0, len(self.candidate_index), self.impression_batch_size):
@@ -138,7 +139,7 @@ class ImpressionEvaluator:
             width = max(len(row) for row in rows)
             index = torch.tensor([row + [0] * (width - len(row)) for row in rows])  # (B, C)
             users = torch.tensor(self.user_index[start : start + len(rows)])
-            batch_scores = poly_relevance(upe[users], cpe[index], keys[index])  # (B, C)
+            batch_scores = poly_relevance(upe[users], cpe[index], keys[index]) + prior[index]  # (B, C)
             scores += [batch_scores[i, : len(row)].tolist() for i, row in enumerate(rows)]
         return ImpressionPredictions(self.impression_ids, scores, self.labels, self.user_ids)
 

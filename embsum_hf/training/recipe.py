@@ -98,6 +98,7 @@ class EmbSumRunArguments:
     num_item_codes: int = 4
     max_history_items: int = 60
     session_max_tokens: int = 512
+    session_max_items: int | None = None
     item_max_tokens: int = 64
     summary_max_tokens: int = 64
     summary_loss_weight: float = 1.0
@@ -105,9 +106,18 @@ class EmbSumRunArguments:
         default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
     )
     summary_mode: str = "generate"
+    item_prior: bool = field(
+        default=False,
+        metadata={
+            "help": "Optional, off by default: learn a per-item bias for every item of the training impressions "
+            "(zero for items never seen in training). Helps catalogues that repeat; the content model stays the "
+            "paper's."
+        },
+    )
 
     def config_overrides(self) -> dict:
-        names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
+        names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "session_max_items",
+                 "item_max_tokens",
                  "summary_max_tokens", "summary_loss_weight", "summary_mode")
         negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
         return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives}
@@ -180,13 +190,17 @@ def build_model_and_processor(
 ) -> tuple[EmbSumModel, EmbSumProcessor]:
     """EmbSum on the given backbone, or from scratch with a tokenizer trained on the training items and summaries."""
     template = args.item_template or default_item_template(train)
+    overrides = args.config_overrides()
+    if args.item_prior:
+        seen = {item for candidates in train.impressions["candidates"] for item in candidates}
+        overrides["item_prior_ids"] = sorted(seen)
     if args.backbone is not None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.backbone)
         start_id = add_item_start_token(tokenizer)
         model = EmbSumModel.from_backbone(
-            args.backbone, vocab_size=len(tokenizer), item_start_token_id=start_id, **args.config_overrides()
+            args.backbone, vocab_size=len(tokenizer), item_start_token_id=start_id, **overrides
         )
     else:
         if args.tokenizer is not None:
@@ -210,7 +224,7 @@ def build_model_and_processor(
                 dropout_rate=args.dropout_rate,
             ),
             item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
-            **args.config_overrides(),
+            **overrides,
         )
         model = EmbSumModel(config)
     return model, EmbSumProcessor(tokenizer, model.config, item_template=template)

@@ -16,13 +16,14 @@ from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from .arguments import EmbSumTrainingArguments
-from .collator import EmbSumDataCollator, TrainingExamples, tokenize_item_table
+from .collator import EmbSumDataCollator, TrainingExamples, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator
 
 # the recipe facts the model card reports (TrainingArguments fields)
 CARD_TRAINING_ARGS = (
     "learning_rate", "new_layers_lr_multiplier", "per_device_train_batch_size", "gradient_accumulation_steps",
     "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "seed", "bf16", "fp16",
+    "group_by_impression", "in_batch_negatives", "logq_correction",
 )
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,14 @@ class EmbSumTrainer(Trainer):
         train_dataset = None
         collator = None
         if train_data is not None:
-            rows = build_training_rows(train_data.impressions, summaries=self.summaries)
-            train_dataset = TrainingExamples(rows, num_negatives=model.config.num_negatives, seed=args.seed)
-            collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train_data.items))
+            # clicks without a non-clicked candidate still meet the other users' items as in-batch negatives
+            keep = args.in_batch_negatives and args.group_by_impression
+            rows = build_training_rows(train_data.impressions, summaries=self.summaries, keep_without_negatives=keep)
+            train_dataset = TrainingExamples(
+                rows, num_negatives=model.config.num_negatives, seed=args.seed, group_by_impression=args.group_by_impression
+            )
+            log_q = candidate_log_q(rows) if args.logq_correction else None
+            collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train_data.items), log_q)
         self.evaluator = self._evaluator(eval_data, args) if eval_data is not None else None
         self._loss_parts: dict[str, list[torch.Tensor]] = {"ctr_loss": [], "summary_loss": []}
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
@@ -114,6 +120,8 @@ class EmbSumTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and self.args.in_batch_negatives:
+            inputs = {**inputs, "in_batch_negatives": True}
         outputs = model(**inputs)
         if model.training:
             self._loss_parts["ctr_loss"].append(outputs.ctr_loss.detach())

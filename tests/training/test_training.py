@@ -1,6 +1,7 @@
 """Training rows, collator, whole-impression evaluation and the EmbSumTrainer, in process, on tiny synthetic data."""
 
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,47 @@ def test_train_command_reads_yaml_json_and_flags(tmp_path):
     assert run_args.num_user_codes == 8 and run_args.config_overrides()["num_user_codes"] == 8
     with pytest.raises(ValueError, match="new_layers_lr_multiplier"):
         parse(["--output_dir", str(tmp_path), "--new_layers_lr_multiplier", "0"])
+
+
+def test_impression_examples_carry_all_clicks(splits, data_processor):
+    from embsum_hf.training.collator import candidate_log_q
+
+    train, _, summaries = splits
+    rows = build_training_rows(train.impressions, summaries=summaries)
+    examples = TrainingExamples(rows, num_negatives=2, seed=7, group_by_impression=True)
+    assert len(examples) == len(set(zip(rows["user_id"], rows["impression_id"])))
+    clicks = []
+    for index in range(len(examples)):
+        example = examples[index]
+        positives = [c for c, y in zip(example["candidates"], example["labels"]) if y == 1]
+        negatives = [c for c, y in zip(example["candidates"], example["labels"]) if y == 0]
+        clicks += positives
+        assert 1 <= len(negatives) <= 2 and len(set(negatives)) == len(negatives)
+        assert not set(positives) & set(negatives)
+    assert sorted(clicks) == sorted(rows["positive"])  # every click row is in exactly one example
+    first = [examples[i]["candidates"] for i in range(len(examples))]
+    examples.set_epoch(1)
+    assert first != [examples[i]["candidates"] for i in range(len(examples))]  # negatives re-drawn per epoch
+
+    log_q = candidate_log_q(rows)
+    assert abs(sum(math.exp(v) for v in log_q.values()) - 1) < 1e-9
+    collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items), log_q)
+    batch = collator([examples[i] for i in range(3)] + [TrainingExamples(rows, 2)[0]])  # a per-click row mixed in
+    width = batch["candidate_input_ids"].shape[1]
+    for row, example in enumerate([examples[i] for i in range(3)]):
+        n = len(example["candidates"])
+        assert batch["candidate_labels"][row, :n].tolist() == example["labels"]
+        assert (batch["candidate_labels"][row, n:] == -100).all() and n <= width
+        assert batch["candidate_log_q"][row, :n].tolist() == pytest.approx([log_q[c] for c in example["candidates"]])
+    assert batch["candidate_labels"][3, :3].tolist() == [1, 0, 0]
+
+
+def test_clicks_without_negatives_are_kept_only_when_asked(splits):
+    train, _, _ = splits
+    dropped = build_training_rows(train.impressions)
+    kept = build_training_rows(train.impressions, keep_without_negatives=True)
+    all_clicks = sum(sum(1 for y in labels if y == 1) for labels in train.impressions["labels"])
+    assert len(kept) == all_clicks >= len(dropped)
+    assert all(pool for pool in dropped["negative_pool"])
+    examples = TrainingExamples(kept, num_negatives=2, group_by_impression=True)
+    assert all(set(example["labels"]) <= {0, 1} for example in (examples[i] for i in range(len(examples))))

@@ -1,0 +1,126 @@
+"""The click-loss levers for small from-scratch models: several clicks per user, in-batch negatives with logQ,
+one-item sessions and the encoder's sharing of identical rows. Each is checked against its definition."""
+
+import math
+
+import torch
+
+from embsum_hf import EmbSumModel, EmbSumProcessor
+
+from ..conftest import tiny_config
+
+
+def batch(processor, items):
+    users = processor.encode_users([items[:7], items[10:12], []])
+    groups = [items[20:24], items[24:26] + [items[20]], items[30:33]]  # item 20 is a candidate of users 0 and 1
+    candidates = processor.pad_candidates([processor.tokenize_items(group) for group in groups])
+    labels = torch.tensor([[1, 1, 0, 0], [1, 0, 0, -100], [0, 1, 0, -100]])
+    return users, candidates, labels
+
+
+def test_several_clicks_each_against_the_users_negatives(model, processor, items):
+    users, candidates, labels = batch(processor, items)
+    out = model(**users, **candidates, candidate_labels=labels)
+    logits = out.logits
+    losses = []
+    for b in range(3):
+        negatives = logits[b][labels[b] == 0]
+        for p in (labels[b] == 1).nonzero()[:, 0]:
+            losses.append(-(logits[b, p] - torch.logsumexp(torch.cat([logits[b, p : p + 1], negatives]), 0)))
+    torch.testing.assert_close(out.ctr_loss, torch.stack(losses).mean())
+    # the default labels are "candidate 0 clicked, the rest not": the paper's NCE, unchanged
+    default = model(**users, **candidates)
+    explicit = (candidates["candidate_attention_mask"].any(-1).long() - 1) * 100  # -100 padding, 0 elsewhere
+    explicit[:, 0] = 1
+    torch.testing.assert_close(default.ctr_loss, model(**users, **candidates, candidate_labels=explicit).ctr_loss)
+
+
+def test_in_batch_negatives_and_logq(model, processor, items):
+    users, candidates, labels = batch(processor, items)
+    log_q = torch.log(torch.rand(labels.shape) * 0.5 + 0.1)
+    out = model(**users, **candidates, candidate_labels=labels, candidate_log_q=log_q, in_batch_negatives=True)
+    with torch.no_grad():
+        upe = model(**users, **candidates, candidate_labels=labels).user_embeddings
+    present = candidates["candidate_attention_mask"].any(-1)
+    flat_ids = candidates["candidate_input_ids"].flatten(0, 1)
+    cpe = model.encode_item(flat_ids, candidates["candidate_attention_mask"].flatten(0, 1))
+    scores = model.score(upe, cpe)  # (B, B*C)
+    losses = []
+    for b in range(3):
+        own = [b * 4 + c for c in range(4) if present[b, c]]
+        own_rows = {tuple(flat_ids[i].tolist()) for i in own}
+        others = [
+            i for i in range(12)
+            if i // 4 != b and present.flatten()[i] and tuple(flat_ids[i].tolist()) not in own_rows
+        ]
+        negatives = torch.cat([scores[b, [b * 4 + c for c in range(4) if labels[b, c] == 0]],
+                               scores[b, others] - log_q.flatten()[others] - math.log(int(present.sum()))])
+        for c in (labels[b] == 1).nonzero()[:, 0]:
+            click = scores[b, b * 4 + c]
+            losses.append(-(click - torch.logsumexp(torch.cat([click[None], negatives]), 0)))
+    torch.testing.assert_close(out.ctr_loss, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
+    # (item 20, user 0's click and user 1's negative, is left out of user 0's in-batch negatives above)
+    # without logQ the in-batch scores are not shifted
+    no_q = model(**users, **candidates, candidate_labels=labels, in_batch_negatives=True)
+    assert not torch.isclose(no_q.ctr_loss, out.ctr_loss)
+
+
+def test_shared_rows_give_the_states_of_separate_encoding(model, processor, items):
+    inputs = processor.encode_items([items[1], items[2], items[1], items[1], items[3]])
+    ids, mask = inputs["item_input_ids"], inputs["item_attention_mask"]
+    with torch.no_grad():
+        shared = model.encode_rows(ids, mask)
+        alone = torch.cat([model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state
+                           for i in range(len(ids))])
+    torch.testing.assert_close(shared, alone, atol=1e-5, rtol=1e-5)
+    # gradients reach every copy's parameters as if the rows had been encoded one by one
+    model.zero_grad()
+    model.encode_rows(ids, mask).sum().backward()
+    grad = model.t5.shared.weight.grad.clone()
+    model.zero_grad()
+    sum(model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state.sum()
+        for i in range(len(ids))).backward()
+    torch.testing.assert_close(grad, model.t5.shared.weight.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_one_item_sessions(tokenizer, items):
+    config = tiny_config(tokenizer, session_max_items=1)
+    processor = EmbSumProcessor(tokenizer, config, item_template="mind")
+    sessions = processor.pack_sessions(processor.tokenize_items(items[:5]))
+    assert len(sessions) == 5
+    assert all(session.count(config.item_start_token_id) == 1 and session[-1] == processor.eos_token_id for session in sessions)
+    # oldest first, as with the paper's packing
+    assert sessions[-1][:-1] == processor.tokenize_items(items[:1])[0]
+    model = EmbSumModel(config).eval()
+    users = processor.encode_users([items[:5]])
+    with torch.no_grad():
+        user = model.encode_user(**users, output_details=True)
+    assert user.item_mask.sum() == 5
+
+
+def test_item_prior_is_optional_learned_and_zero_for_unseen(tokenizer, processor, items):
+    from embsum_hf.training import EmbSumDataCollator
+
+    assert EmbSumModel(tiny_config(tokenizer)).item_prior is None  # the paper's model has none
+    config = tiny_config(tokenizer, item_prior_ids=[item["item_id"] for item in items[:20]])
+    model = EmbSumModel(config)
+    index = model.item_prior_index(["N3", "N19", "N-unseen", "N25"])
+    assert index.tolist() == [4, 20, 0, 0]
+    assert model.item_prior_scores(index).eq(0).all()  # starts at 0
+
+    prior_processor = EmbSumProcessor(tokenizer, config, item_template="mind")
+    tokens = {item["item_id"]: ids for item, ids in zip(items, prior_processor.tokenize_items(items))}
+    collator = EmbSumDataCollator(prior_processor, tokens)
+    examples = [{"history": ["N1", "N2"], "candidates": ["N3", "N30", "N4"], "summary": None}] * 2
+    batch = collator(examples)
+    assert batch["candidate_item_index"].tolist() == [[4, 0, 5]] * 2
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(**batch).loss.backward()
+    optimizer.step()
+    scores = model.item_prior_scores(model.item_prior_index(["N3", "N4", "N30"]))
+    assert scores[0] > 0 > scores[1] and scores[2] == 0  # the click rose, the negative fell, the unseen item stays 0
+    # without candidate_item_index the logits are the content model's alone
+    with torch.no_grad():
+        content = model(**{k: v for k, v in batch.items() if k != "candidate_item_index"}).logits
+        with_prior = model(**batch).logits
+    torch.testing.assert_close(with_prior - content, scores[[0, 2, 1]].expand(2, 3))
