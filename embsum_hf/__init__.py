@@ -35,6 +35,7 @@ __all__ = [
 # in a process that never imports embsum_hf
 EmbSumConfig.register_for_auto_class()
 EmbSumModel.register_for_auto_class("AutoModel")
+EmbSumProcessor.register_for_auto_class("AutoProcessor")
 
 # `pipeline("embsum-recommendation", model=..., processor=...)` in-process; saving the pipeline records it under
 # `custom_pipelines` (with AutoModel as its model class) so saved folders load it with trust_remote_code
