@@ -59,7 +59,7 @@ def write_model_card(
 
     Args:
         folder: a folder holding the model's `config.json` and `processor_config.json` (what
-            [`prepare_hub_folder`] writes); the architecture details, item template and parameter count come from it.
+            [`save_repo`] writes); the architecture details, item template and parameter count come from it.
         metrics: ranking metrics as fractions in [0, 1], as `compute_mind_metrics` returns them (`auc`, `mrr`,
             `ndcg@5`, `ndcg@10`; `num_*` counts are ignored). Shown x100, like the papers.
         dataset_name, dataset_split: what `metrics` and `summary_rouge` were measured on, e.g. `"MIND-small"` and
@@ -84,6 +84,7 @@ def write_model_card(
     old = existing.data.to_dict() if existing is not None else {}
     old_results = (existing.data.eval_results or []) if existing is not None else []
     old.pop("model-index", None)
+    old.pop("model_name", None)  # kept in the metadata only while there are no results
     stored = old.pop("embsum", None) or {}
 
     given = {

@@ -13,6 +13,7 @@ from transformers.trainer_utils import speed_metrics
 
 from ..data.examples import build_training_rows
 from ..data.schema import RecommendationData
+from ..hub.repo import SavesHubRepo
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from .arguments import EmbSumTrainingArguments
@@ -28,7 +29,7 @@ CARD_TRAINING_ARGS = (
 logger = logging.getLogger(__name__)
 
 
-class EmbSumTrainer(Trainer):
+class EmbSumTrainer(SavesHubRepo, Trainer):
     """
     Trains an [`EmbSumModel`] on the impressions of a [`RecommendationData`] split.
 
@@ -37,8 +38,9 @@ class EmbSumTrainer(Trainer):
     - Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately.
     - Optimiser: the layers new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
     - Evaluation: [`ImpressionEvaluator`] over whole impressions of `eval_data` (each item and user encoded once,
-      sharded across ranks); the best checkpoint is chosen by dev AUC. Checkpoints carry the processor, so each is a
-      complete model folder.
+      sharded across ranks); the best checkpoint is chosen by dev AUC.
+    - Saving ([`SavesHubRepo`]): the output folder and every checkpoint are complete Hub repos (processor, remote
+      code, pipeline, endpoint handler, card).
     """
 
     def __init__(

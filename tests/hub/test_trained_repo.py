@@ -1,0 +1,126 @@
+"""`embsum train` leaves complete Hub repos: the output folder and every checkpoint load with plain transformers
+(AutoConfig, AutoModel, AutoProcessor, the pipeline, the endpoint handler) in a process where embsum_hf cannot be
+imported, and answer exactly as the in-package model does."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import pipeline
+
+from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf.cli import main
+from embsum_hf.data import make_synthetic_mind
+from embsum_hf.hub import missing_repo_files
+
+from ..training.test_cli_training import TINY
+
+# run with `python -I` (no PYTHONPATH, no cwd on sys.path); the editable install's finder is blocked too
+FRESH_PROCESS = """
+import importlib.abc, json, sys
+
+class NoEmbsum(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "embsum_hf":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: the repo must not need embsum_hf)")
+
+sys.meta_path.insert(0, NoEmbsum())
+import torch
+from transformers import AutoConfig, AutoModel, AutoProcessor, ProcessorMixin, pipeline
+
+folder, payload = sys.argv[1], json.loads(sys.argv[2])
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+assert isinstance(processor, ProcessorMixin)
+inputs = payload["inputs"]
+with torch.no_grad():
+    user = model.encode_user(**processor.encode_users([inputs["history"]])).user_embeddings
+    scores = model.score(user, model.encode_item(**processor.encode_items(inputs["candidates"])))[0]
+recommender = pipeline(model=folder, trust_remote_code=True)
+sys.path.insert(0, folder)  # Inference Endpoints import handler.py from the repo root
+from handler import EndpointHandler
+endpoint = EndpointHandler(folder)
+print("ANSWERS" + json.dumps({
+    "classes": [type(obj).__name__ for obj in (config, model, processor, recommender)],
+    "scores": scores.tolist(),
+    "pipeline": recommender(inputs, **payload["parameters"]),
+    "endpoint": endpoint(payload),
+    "embsum_hf_imported": any(name.startswith("embsum_hf") for name in sys.modules),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tokenizer) -> Path:
+    """`embsum train` for 4 steps with checkpoints at steps 2 and 4."""
+    root = tmp_path_factory.mktemp("trained")
+    data = make_synthetic_mind(root / "mind", num_users=20, num_news=60, num_train_impressions=24, num_dev_impressions=8)
+    tokenizer.save_pretrained(data / "tokenizer")
+    output = root / "run"
+    args = [
+        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer",
+        str(data / "tokenizer"), "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY,
+        "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no",
+        "--logging_steps", "1",
+    ]  # fmt: skip
+    assert main(args) == 0
+    return output
+
+
+PAYLOAD = {
+    "inputs": {
+        "history": [
+            {"title": "rocket orbit launch", "abstract": "nasa moon mars", "category": "space"},
+            "football match goal",
+        ],
+        "candidates": [
+            {"title": "telescope galaxy", "abstract": "astronaut satellite", "category": "space", "item_id": "N1"},
+            "election vote senate",
+            "recipe chef dinner",
+        ],
+    },
+    "parameters": {"top_k": 2, "return_summary": True, "return_explanations": True},
+}
+
+
+@pytest.mark.parametrize("name", ["", "checkpoint-2"])
+def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
+    folder = run / name
+    assert missing_repo_files(folder) == []
+    config = json.loads((folder / "config.json").read_text())
+    assert config["custom_pipelines"]["embsum-recommendation"]["impl"] == "pipeline_embsum.EmbSumRecommendationPipeline"
+
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_PROCESS, str(folder), json.dumps(PAYLOAD)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.split("ANSWERS", 1)[1])
+    assert answers["classes"] == ["EmbSumConfig", "EmbSumModel", "EmbSumProcessor", "EmbSumRecommendationPipeline"]
+    assert not answers["embsum_hf_imported"]
+
+    model, processor = EmbSumModel.from_pretrained(folder).eval(), EmbSumProcessor.from_pretrained(folder)
+    inputs = PAYLOAD["inputs"]
+    with torch.no_grad():
+        user = model.encode_user(**processor.encode_users([inputs["history"]])).user_embeddings
+        scores = model.score(user, model.encode_item(**processor.encode_items(inputs["candidates"])))[0]
+    assert answers["scores"] == pytest.approx(scores.tolist(), abs=1e-6)
+    expected = pipeline("embsum-recommendation", model=model, processor=processor, device="cpu")(
+        inputs, **PAYLOAD["parameters"]
+    )
+    assert set(expected) == {"ranking", "summary", "explanations"} and len(expected["ranking"]) == 2
+    for answer in (answers["pipeline"], answers["endpoint"]):
+        assert [e["index"] for e in answer["ranking"]] == [e["index"] for e in expected["ranking"]]
+        assert [e["item"] for e in answer["ranking"]] == [e["item"] for e in expected["ranking"]]
+        assert [e["score"] for e in answer["ranking"]] == pytest.approx([e["score"] for e in expected["ranking"]], abs=1e-6)
+        assert answer["summary"] == expected["summary"]
+        assert [e["index"] for e in answer["explanations"]] == [e["index"] for e in expected["explanations"]]
+        assert [e["weight"] for e in answer["explanations"]] == pytest.approx(
+            [e["weight"] for e in expected["explanations"]], abs=1e-6
+        )
