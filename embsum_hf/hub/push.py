@@ -17,7 +17,7 @@ from huggingface_hub import HfApi
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from .model_card import write_model_card
+from .model_card import check_card_inputs, write_model_card
 from .repo import TEMPLATES, missing_repo_files, save_repo  # noqa: F401 (TEMPLATES: where the handler lives)
 
 # what a Trainer output folder holds that is not part of the model repo
@@ -30,7 +30,8 @@ def stage_repo(
     """
     Copy the repo files of `folder` to `staging` (hard links where possible) and update the staged card with
     `card_kwargs` (see [`write_model_card`]; the run's own metrics and recipe are kept). `folder` is not changed.
-    A folder that lacks a repo file is an error naming the files.
+    A folder that lacks a repo file is an error naming the files; a card input that contradicts what the run recorded
+    (base model, data, teacher, license) is an error naming both values.
     """
     folder, staging = Path(folder), Path(staging)
     missing = missing_repo_files(folder)
@@ -46,6 +47,7 @@ def stage_repo(
         except OSError:
             shutil.copy2(source, target)
 
+    check_card_inputs(folder, card_kwargs or {})
     shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_UPLOADED), copy_function=link_or_copy,
                     dirs_exist_ok=True)  # fmt: skip
     if card_kwargs:

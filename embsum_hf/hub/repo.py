@@ -12,6 +12,7 @@ that never imports embsum_hf.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from ..modeling_embsum import EmbSumModel
 from ..pipeline_embsum import EmbSumRecommendationPipeline
 from ..processing_embsum import EmbSumProcessor
+from .card_data import ModelCardCallback, model_card_data
 from .model_card import write_model_card
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -89,9 +91,17 @@ class SavesHubRepo:
     """
     Trainer mixin (put it before `Trainer` in the bases): each save, the final one and every checkpoint, writes the
     complete repo of [`save_repo`]. The Trainer's own save writes the model (with `custom_pipelines`) and its
-    `processing_class` (an [`EmbSumProcessor`]); this adds the pipeline code, the endpoint files and the card, whose
-    inputs come from `self.model_card_kwargs()` when the trainer defines it.
+    `processing_class` (an [`EmbSumProcessor`]); this adds the pipeline code, the endpoint files and the card,
+    rendered from the model's [`EmbSumModelCardData`], which a [`ModelCardCallback`] fills while training.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(ModelCardCallback(self))
+
+    @property
+    def model_card_data(self):
+        return model_card_data(self.accelerator.unwrap_model(self.model, keep_torch_compile=False))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
@@ -99,8 +109,20 @@ class SavesHubRepo:
         add_pipeline_entry(model)
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
-            card_kwargs = self.model_card_kwargs() if hasattr(self, "model_card_kwargs") else None
-            write_repo_files(output_dir, card_kwargs)
+            write_repo_files(output_dir, model_card_data(model).card_kwargs())
+
+    def create_model_card(self, *, summary_rouge: dict[str, float] | None = None, **card_kwargs):
+        """
+        Render the model's card facts into `output_dir/README.md` (see [`write_model_card`]), with `summary_rouge`
+        (measured on the last evaluated split) and other card inputs. Keyword arguments of the base Trainer's card
+        (`model_name`, `finetuned_from`, ...) that EmbSum's card does not use are ignored.
+        """
+        if not self.is_world_process_zero():
+            return None
+        kwargs = self.model_card_data.card_kwargs()
+        accepted = set(inspect.signature(write_model_card).parameters) - {"folder", *kwargs}
+        kwargs.update({name: value for name, value in card_kwargs.items() if name in accepted and value is not None})
+        return write_model_card(self.args.output_dir, summary_rouge=summary_rouge, **kwargs)
 
 
 __all__ = ["SavesHubRepo", "add_pipeline_entry", "missing_repo_files", "save_repo", "write_repo_files"]

@@ -4,18 +4,20 @@ imported, and answer exactly as the in-package model does."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import pipeline
+from huggingface_hub import ModelCard
+from transformers import T5Config, T5ForConditionalGeneration, pipeline
 
 from embsum_hf import EmbSumModel, EmbSumProcessor
 from embsum_hf.cli import main
 from embsum_hf.data import make_synthetic_mind
-from embsum_hf.hub import missing_repo_files
+from embsum_hf.hub import EmbSumModelCardData, missing_repo_files
 
 from ..training.test_cli_training import TINY
 
@@ -55,21 +57,27 @@ print("ANSWERS" + json.dumps({
 """
 
 
+def train_args(root: Path, output: Path, *extra: str) -> list[str]:
+    data = root / "mind"
+    return [
+        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer",
+        str(data / "tokenizer"), "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY,
+        "--backbone", str(root / "t5"), "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
+        "--eval_strategy", "steps", "--eval_steps", "2", *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tokenizer) -> Path:
-    """`embsum train` for 4 steps with checkpoints at steps 2 and 4."""
+    """`embsum train` on a (tiny, local) pretrained backbone for 4 steps, evaluated and saved at steps 2 and 4."""
     root = tmp_path_factory.mktemp("trained")
     data = make_synthetic_mind(root / "mind", num_users=20, num_news=60, num_train_impressions=24, num_dev_impressions=8)
     tokenizer.save_pretrained(data / "tokenizer")
-    output = root / "run"
-    args = [
-        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer",
-        str(data / "tokenizer"), "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY,
-        "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no",
-        "--logging_steps", "1",
-    ]  # fmt: skip
-    assert main(args) == 0
-    return output
+    torch.manual_seed(0)
+    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1, decoder_start_token_id=0)
+    T5ForConditionalGeneration(t5).save_pretrained(root / "t5")
+    assert main(train_args(root, root / "run", "--max_steps", "4")) == 0
+    return root / "run"
 
 
 PAYLOAD = {
@@ -124,3 +132,46 @@ def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
         assert [e["weight"] for e in answer["explanations"]] == pytest.approx(
             [e["weight"] for e in expected["explanations"]], abs=1e-6
         )
+
+
+def test_the_card_records_the_run_and_a_resume_keeps_its_facts(tmp_path, run):
+    root = run.parent
+    card = ModelCard.load(run / "README.md")
+    assert card.data.base_model == str(root / "t5")
+    # MIND-format data: the weights carry MIND's non-commercial terms, not the code's Apache-2.0
+    assert (card.data.license, card.data.license_name) == ("other", "microsoft-research-license-mind")
+    assert "@inproceedings{zhang2024embsum" in card.text and "@inproceedings{wu2020mind" in card.text
+    facts = EmbSumModelCardData.from_card(run)
+    assert [row["step"] for row in facts.training_logs] == [1, 2, 3, 4]
+    assert [(e["split"], e["step"]) for e in facts.evaluations] == [("dev", 2), ("dev", 4)]
+    assert facts.hyperparameters["max_steps"] == 4 and facts.dataset_sizes["dev (impressions)"] == 8
+    assert set(facts.framework_versions) == {"Python", "PyTorch", "Transformers", "embsum_hf"}
+
+    resumed = tmp_path / "run"
+    shutil.copytree(run, resumed)
+    assert main(train_args(root, resumed, "--max_steps", "6", "--resume_from_checkpoint", "true")) == 0
+    for folder in (resumed / "checkpoint-6", resumed):
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.base_model == str(root / "t5"), folder  # not the checkpoint it resumed from
+        assert "checkpoint-4" not in card.content
+        facts = EmbSumModelCardData.from_card(folder)
+        assert [row["step"] for row in facts.training_logs] == [1, 2, 3, 4, 5, 6]
+        assert [(e["split"], e["step"]) for e in facts.evaluations] == [("dev", 2), ("dev", 4), ("dev", 6)]
+
+
+def test_card_inputs_may_add_prose_but_not_contradict_the_run(tmp_path, run, capsys):
+    inputs = tmp_path / "card.yaml"
+    common = ["push", "--model", str(run), "--repo", "org/embsum-tiny", "--card-inputs", str(inputs), "--dry-run"]
+    inputs.write_text("description: A tiny EmbSum.\nbase_model: google-t5/t5-small\n")
+    assert main([*common, str(tmp_path / "a")]) == 2
+    error = capsys.readouterr().err
+    assert "base_model='google-t5/t5-small'" in error and f"base_model={str(run.parent / 't5')!r}" in error
+    assert not (tmp_path / "a").exists()
+
+    inputs.write_text("description: A tiny EmbSum.\nlicense: apache-2.0\n")
+    assert main([*common, str(tmp_path / "b")]) == 2
+    assert "license='apache-2.0' conflicts with the run's recorded license='other'" in capsys.readouterr().err
+
+    inputs.write_text(f"description: A tiny EmbSum.\ndataset_name: mind\nbase_model: {run.parent / 't5'}\n")
+    assert main([*common, str(tmp_path / "c")]) == 0  # agreeing facts and new prose are fine
+    assert "A tiny EmbSum." in ModelCard.load(tmp_path / "c" / "README.md").text
