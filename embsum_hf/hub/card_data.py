@@ -22,7 +22,7 @@ import transformers
 from huggingface_hub import CardData, ModelCard
 from transformers import TrainerCallback
 
-from .model_card import FROM_SCRATCH
+from .model_card import EMBSUM_CITATION, FROM_SCRATCH
 
 # the TrainingArguments fields the card's hyper-parameter table reports
 CARD_TRAINING_ARGS = (
@@ -54,14 +54,6 @@ DATA_LICENSES: dict[str, dict[str, str]] = {
     },
 }
 
-EMBSUM_CITATION = """@inproceedings{zhang2024embsum,
-  title     = {EmbSum: Leveraging the Summarization Capabilities of Large Language Models for Content-Based Recommendations},
-  author    = {Zhang, Chiyu and Sun, Yifei and Wu, Minghao and Chen, Jun and Lei, Jie and Abdul-Mageed, Muhammad and Jin, Rong and Liu, Angli and Zhu, Ji and Park, Sem and Yao, Ning and Long, Bo},
-  booktitle = {Proceedings of the 18th ACM Conference on Recommender Systems},
-  year      = {2024},
-  eprint    = {2405.11441},
-  archivePrefix = {arXiv}
-}"""
 DATA_CITATIONS = {
     "mind": """@inproceedings{wu2020mind,
   title     = {MIND: A Large-scale Dataset for News Recommendation},
@@ -213,7 +205,12 @@ class ModelCardCallback(TrainerCallback):
         self.trainer = trainer
 
     def _data(self) -> EmbSumModelCardData:
-        return model_card_data(self.trainer.accelerator.unwrap_model(self.trainer.model))
+        data = model_card_data(self.trainer.accelerator.unwrap_model(self.trainer.model))
+        evaluator = getattr(self.trainer, "evaluator", None)
+        if evaluator is not None:  # a trainer used without the recipe: name the data by its domain
+            data.data_domain = data.data_domain or evaluator.data.domain
+            data.dataset_name = data.dataset_name or evaluator.data.domain
+        return data
 
     def on_train_begin(self, args, state, control, **kwargs):
         data = self._data()
@@ -253,7 +250,6 @@ class ModelCardCallback(TrainerCallback):
 __all__ = [
     "CARD_TRAINING_ARGS",
     "DATA_LICENSES",
-    "EMBSUM_CITATION",
     "EmbSumModelCardData",
     "FROM_SCRATCH",
     "ModelCardCallback",

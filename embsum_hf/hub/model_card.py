@@ -45,6 +45,15 @@ FROM_SCRATCH = "none (T5 trained from scratch)"
 REPOSITORY = "https://github.com/embsum-hf/embsum_hf"
 INSTALL = f'pip install "embsum_hf @ git+{REPOSITORY}"'
 
+EMBSUM_CITATION = """@inproceedings{zhang2024embsum,
+  title     = {EmbSum: Leveraging the Summarization Capabilities of Large Language Models for Content-Based Recommendations},
+  author    = {Zhang, Chiyu and Sun, Yifei and Wu, Minghao and Chen, Jun and Lei, Jie and Abdul-Mageed, Muhammad and Jin, Rong and Liu, Angli and Zhu, Ji and Park, Sem and Yao, Ning and Long, Bo},
+  booktitle = {Proceedings of the 18th ACM Conference on Recommender Systems},
+  year      = {2024},
+  eprint    = {2405.11441},
+  archivePrefix = {arXiv}
+}"""
+
 
 def write_model_card(
     folder: str | os.PathLike,
@@ -171,6 +180,7 @@ def write_model_card(
         "description": inputs["description"] or f"An EmbSum recommender trained on {trained_on}.",
         "title": title,
         "install": INSTALL,
+        "citations": inputs["citations"] or [EMBSUM_CITATION],
         "base_model": None if base == FROM_SCRATCH else base,
         "license": card_data.license,
         "log_columns": [c for c in ("epoch", "step", "loss", "ctr_loss", "summary_loss", "learning_rate")
