@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import Pipeline
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .processing_embsum import EmbSumProcessor
 
@@ -169,5 +170,12 @@ class EmbSumRecommendationPipeline(Pipeline):
         super().save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory)
 
+
+# `pipeline("embsum-recommendation", model=..., processor=...)` in the package's process; saving the pipeline records
+# it under `custom_pipelines` (with AutoModel as its model class), which is how a repo's copy of this file is found
+if __name__.startswith("embsum_hf."):
+    PIPELINE_REGISTRY.register_pipeline(
+        "embsum-recommendation", pipeline_class=EmbSumRecommendationPipeline, pt_model=AutoModel
+    )
 
 __all__ = ["EmbSumRecommendationPipeline"]

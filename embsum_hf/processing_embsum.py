@@ -276,4 +276,7 @@ class EmbSumProcessor(ProcessorMixin):
         return super().from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
 
 
+# saved processors carry `auto_map` and this file, so AutoProcessor loads them with trust_remote_code
+EmbSumProcessor.register_for_auto_class("AutoProcessor")
+
 __all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token", "train_tokenizer"]
