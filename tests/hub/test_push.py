@@ -203,3 +203,14 @@ def test_cli_push_keeps_the_runs_card_and_uploads(tmp_path, trained_folder, fake
     (trained_folder / "handler.py").unlink()
     assert main([*common, "--dry-run", str(tmp_path / "again")]) == 2
     assert "is not a complete EmbSum repo (missing handler.py)" in capsys.readouterr().err
+
+
+def test_processor_push_to_hub_uploads_its_own_files(processor, fake_hub, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", fake_hub)
+    processor.push_to_hub("org/embsum-tiny", token="hf_local_test", commit_message="Processor")
+    (commit,) = FakeHub.commits
+    assert commit["header"]["summary"] == "Processor"
+    files = set(commit["files"])
+    assert {"processor_config.json", "tokenizer.json", "tokenizer_config.json", "processing_embsum.py"} <= files
+    assert "config.json" not in files and "model.safetensors" not in files  # the model's files are the model's
+    assert json.loads(commit["files"]["processor_config.json"])["item_template"] == processor.item_template
