@@ -32,7 +32,19 @@ _LAZY_NAMES = {
     "EmbSumRecommendationPipeline": "pipeline_embsum",
 }
 
-__all__ = sorted(_LAZY_NAMES)
+__all__ = [
+    "EmbSumConfig",
+    "EmbSumModel",
+    "EmbSumOutput",
+    "EmbSumUserOutput",
+    "EmbSumProcessor",
+    "EmbSumRecommendationPipeline",
+    "ITEM_TEMPLATES",
+    "PolyAttention",
+    "add_item_start_token",
+    "poly_relevance",
+    "train_tokenizer",
+]
 
 if TYPE_CHECKING:
     from .configuration_embsum import EmbSumConfig

@@ -268,8 +268,8 @@ class EmbSumProcessor(ProcessorMixin):
             if cached_file(pretrained_model_name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False,
                            **hub_kwargs) is None:  # fmt: skip
                 raise OSError(
-                    f"{pretrained_model_name_or_path} has no {CONFIG_NAME}: the processor reads its token budgets from "
-                    "the model's config; save the model there too or pass config="
+                    f"{pretrained_model_name_or_path} has no {CONFIG_NAME}: the processor reads its token budgets "
+                    "from the model's config; save the model there too or pass config="
                 )
             config = EmbSumConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         # passing the config keeps AutoTokenizer from resolving the folder's remote-code config (and prompting)

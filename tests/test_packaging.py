@@ -37,7 +37,8 @@ def test_import_and_help_load_nothing_heavy(tmp_path):
     )
     result = run(sys.executable, "-c", code, cwd=tmp_path, env=env)
     assert result.stdout.split() == ["[]", "True"]
-    assert run(sys.executable, "-m", "embsum_hf.cli", "--version", cwd=tmp_path, env=env).stdout == f"embsum_hf {__version__}\n"
+    version = run(sys.executable, "-m", "embsum_hf.cli", "--version", cwd=tmp_path, env=env).stdout
+    assert version == f"embsum_hf {__version__}\n"
 
 
 # run in the fresh venv: the installed (not editable) package, its CLI, metric module, handler template and card
@@ -53,10 +54,13 @@ from embsum_hf.metrics import load_mind_metric
 
 metric = load_mind_metric()
 scores = metric.compute(predictions=[[0.9, 0.1, 0.5]], references=[[1, 0, 0]])
-tokenizer = train_tokenizer(["News Title: rocket launch; News Abstract: moon; News Category: space"] * 20, vocab_size=60)
+texts = ["News Title: rocket launch; News Abstract: moon; News Category: space"] * 20
+tokenizer = train_tokenizer(texts, vocab_size=60)
 t5 = dict(vocab_size=len(tokenizer), d_model=16, d_kv=4, num_heads=4, d_ff=32, num_layers=1)
-config = EmbSumConfig(t5_config=t5, item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"), num_user_codes=2,
-                      num_item_codes=2, max_history_items=4, session_max_tokens=32, item_max_tokens=16, summary_max_tokens=8)
+config = EmbSumConfig(
+    t5_config=t5, item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"), num_user_codes=2, num_item_codes=2,
+    max_history_items=4, session_max_tokens=32, item_max_tokens=16, summary_max_tokens=8,
+)
 folder = save_repo(EmbSumModel(config), EmbSumProcessor(tokenizer, config), Path(tempfile.mkdtemp()) / "repo")
 print(json.dumps({
     "package": embsum_hf.__file__,
@@ -90,3 +94,11 @@ def test_readme_install_line_installs_a_working_wheel(tmp_path):
     assert answers["package"].startswith(packages), answers["package"]  # the installed copy, not this checkout
     assert answers["auc"] == 1.0 and answers["handler"] and answers["card"]
     assert {"handler.py", "requirements.txt", "pipeline_embsum.py", "processing_embsum.py"} <= set(answers["files"])
+
+
+def test_every_public_name_loads_lazily():
+    import embsum_hf
+
+    assert set(embsum_hf.__all__) == set(embsum_hf._LAZY_NAMES)
+    for name in embsum_hf.__all__:
+        assert getattr(embsum_hf, name).__name__ if name != "ITEM_TEMPLATES" else embsum_hf.ITEM_TEMPLATES

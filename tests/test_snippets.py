@@ -24,7 +24,7 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from embsum_hf import EmbSumModel
+from embsum_hf import EmbSumModel, EmbSumProcessor
 from embsum_hf.cli import build_parser
 from embsum_hf.hub import save_repo
 from embsum_hf.hub.model_card import INSTALL, REPOSITORY
@@ -120,7 +120,8 @@ def check_shell(words: list[str]) -> None:
 def hub_ids(tmp_path_factory, tokenizer, config, processor, items) -> dict[str, str]:
     """Local stand-ins for the Hub ids the README names: a tiny T5 backbone and a tiny trained-looking EmbSum repo."""
     root = tmp_path_factory.mktemp("hub_ids")
-    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1, decoder_start_token_id=0)
+    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1,
+                  decoder_start_token_id=0)  # fmt: skip
     T5ForConditionalGeneration(t5).save_pretrained(root / "t5-small")
     tokenizer.save_pretrained(root / "t5-small")
     torch.manual_seed(0)
@@ -132,12 +133,13 @@ def run_python(code: str, cwd: Path, substitutions: dict[str, str]) -> None:
     for hub_id, folder in substitutions.items():
         code = code.replace(f'"{hub_id}"', repr(folder))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), HF_HOME=str(cwd / "hf_home"))
-    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"{code}\n---\n{result.stderr[-3000:]}"
 
 
 def make_stores(folder: Path, repo: str, items: list[dict]) -> None:
-    from embsum_hf import EmbSumProcessor
     from embsum_hf.serving import encode_items, encode_users
 
     model, processor = EmbSumModel.from_pretrained(repo).eval(), EmbSumProcessor.from_pretrained(repo)
@@ -149,7 +151,9 @@ def make_stores(folder: Path, repo: str, items: list[dict]) -> None:
 README_BLOCKS = code_blocks(README.read_text())
 
 
-@pytest.mark.parametrize("language, code, line", README_BLOCKS, ids=[f"README.md:{line}" for _, _, line in README_BLOCKS])
+@pytest.mark.parametrize(
+    "language, code, line", README_BLOCKS, ids=[f"README.md:{line}" for _, _, line in README_BLOCKS]
+)
 def test_readme_block_runs(tmp_path, hub_ids, items, language, code, line):
     if language == "python":
         if "EmbeddingStore.load" in code:
@@ -164,8 +168,8 @@ def test_readme_block_runs(tmp_path, hub_ids, items, language, code, line):
 
 def test_generated_card_blocks_run(tmp_path, hub_ids):
     folder = Path(hub_ids["org/embsum-mind"])
-    save_repo(EmbSumModel.from_pretrained(folder).eval(), __import__("embsum_hf").EmbSumProcessor.from_pretrained(folder),
-              tmp_path / "card", card_kwargs={"repo_id": "org/embsum-tiny"})  # fmt: skip
+    model, processor = EmbSumModel.from_pretrained(folder).eval(), EmbSumProcessor.from_pretrained(folder)
+    save_repo(model, processor, tmp_path / "card", card_kwargs={"repo_id": "org/embsum-tiny"})
     blocks = code_blocks((tmp_path / "card" / "README.md").read_text())
     assert [language for language, _, _ in blocks] == ["python", "python", "bash", "bibtex"]
     for language, code, _ in blocks:

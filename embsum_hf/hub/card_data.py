@@ -57,7 +57,8 @@ DATA_LICENSES: dict[str, dict[str, str]] = {
 DATA_CITATIONS = {
     "mind": """@inproceedings{wu2020mind,
   title     = {MIND: A Large-scale Dataset for News Recommendation},
-  author    = {Wu, Fangzhao and Qiao, Ying and Chen, Jiun-Hung and Wu, Chuhan and Qi, Tao and Lian, Jianxun and Liu, Danyang and Xie, Xing and Gao, Jianfeng and Wu, Winnie and Zhou, Ming},
+  author    = {Wu, Fangzhao and Qiao, Ying and Chen, Jiun-Hung and Wu, Chuhan and Qi, Tao and Lian, Jianxun and
+               Liu, Danyang and Xie, Xing and Gao, Jianfeng and Wu, Winnie and Zhou, Ming},
   booktitle = {Proceedings of the 58th Annual Meeting of the Association for Computational Linguistics},
   year      = {2020},
   pages     = {3597--3606}
@@ -123,7 +124,8 @@ class EmbSumModelCardData(CardData):
     def card_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of [`write_model_card`] that render these facts."""
         last = self.evaluations[-1] if self.evaluations else None
-        citations = [EMBSUM_CITATION] + ([DATA_CITATIONS[self.data_domain]] if self.data_domain in DATA_CITATIONS else [])
+        data_citation = DATA_CITATIONS.get(self.data_domain or "")
+        citations = [EMBSUM_CITATION] + ([data_citation] if data_citation else [])
         terms = DATA_LICENSES.get(self.data_domain or "", {}).get("terms") if self.license is None else None
         return {
             "base_model": self.base_model or FROM_SCRATCH,

@@ -46,8 +46,10 @@ REPOSITORY = "https://github.com/embsum-hf/embsum_hf"
 INSTALL = f'pip install "embsum_hf @ git+{REPOSITORY}"'
 
 EMBSUM_CITATION = """@inproceedings{zhang2024embsum,
-  title     = {EmbSum: Leveraging the Summarization Capabilities of Large Language Models for Content-Based Recommendations},
-  author    = {Zhang, Chiyu and Sun, Yifei and Wu, Minghao and Chen, Jun and Lei, Jie and Abdul-Mageed, Muhammad and Jin, Rong and Liu, Angli and Zhu, Ji and Park, Sem and Yao, Ning and Long, Bo},
+  title     = {EmbSum: Leveraging the Summarization Capabilities of Large Language Models for
+               Content-Based Recommendations},
+  author    = {Zhang, Chiyu and Sun, Yifei and Wu, Minghao and Chen, Jun and Lei, Jie and Abdul-Mageed, Muhammad and
+               Jin, Rong and Liu, Angli and Zhu, Ji and Park, Sem and Yao, Ning and Long, Bo},
   booktitle = {Proceedings of the 18th ACM Conference on Recommender Systems},
   year      = {2024},
   eprint    = {2405.11441},
@@ -322,6 +324,6 @@ def _parameter_count(weights: Path) -> str | None:
 
 
 __all__ = [
-    "AUTO_END", "AUTO_START", "FROM_SCRATCH", "RECORDED_FACTS", "TEMPLATE_PATH", "check_card_inputs", "load_card_inputs",
-    "write_model_card",
+    "AUTO_END", "AUTO_START", "FROM_SCRATCH", "RECORDED_FACTS", "TEMPLATE_PATH", "check_card_inputs",
+    "load_card_inputs", "write_model_card",
 ]  # fmt: skip

@@ -92,7 +92,8 @@ def push_to_hub(
 ) -> str:
     """[`save_repo`] `model` and `processor` with `card_kwargs`, then [`upload_repo`] the folder (same keywords)."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = save_repo(model, processor, Path(tmp, "repo"), card_kwargs={"repo_id": repo_id, **(card_kwargs or {})})
+        card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
+        folder = save_repo(model, processor, Path(tmp, "repo"), card_kwargs=card_kwargs)
         return upload_repo(folder, repo_id, **upload_kwargs)
 
 

@@ -83,7 +83,8 @@ def save_repo(
 
 def missing_repo_files(folder: str | os.PathLike) -> list[str]:
     """The files of a complete repo that `folder` lacks (empty for what `save_repo` or the Trainer wrote)."""
-    needed = ("config.json", "model.safetensors", "processor_config.json", "README.md", *ENDPOINT_FILES, *REMOTE_CODE_FILES)
+    needed = ("config.json", "model.safetensors", "processor_config.json", "README.md")
+    needed += ENDPOINT_FILES + REMOTE_CODE_FILES
     return [name for name in needed if not Path(folder, name).is_file()]
 
 

@@ -71,10 +71,13 @@ def train_args(root: Path, output: Path, *extra: str) -> list[str]:
 def run(tmp_path_factory, tokenizer) -> Path:
     """`embsum train` on a (tiny, local) pretrained backbone for 4 steps, evaluated and saved at steps 2 and 4."""
     root = tmp_path_factory.mktemp("trained")
-    data = make_synthetic_mind(root / "mind", num_users=20, num_news=60, num_train_impressions=24, num_dev_impressions=8)
+    data = make_synthetic_mind(
+        root / "mind", num_users=20, num_news=60, num_train_impressions=24, num_dev_impressions=8
+    )
     tokenizer.save_pretrained(data / "tokenizer")
     torch.manual_seed(0)
-    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1, decoder_start_token_id=0)
+    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1,
+                  decoder_start_token_id=0)  # fmt: skip
     T5ForConditionalGeneration(t5).save_pretrained(root / "t5")
     assert main(train_args(root, root / "run", "--max_steps", "4")) == 0
     return root / "run"
@@ -101,7 +104,8 @@ def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
     folder = run / name
     assert missing_repo_files(folder) == []
     config = json.loads((folder / "config.json").read_text())
-    assert config["custom_pipelines"]["embsum-recommendation"]["impl"] == "pipeline_embsum.EmbSumRecommendationPipeline"
+    pipelines = config["custom_pipelines"]
+    assert pipelines["embsum-recommendation"]["impl"] == "pipeline_embsum.EmbSumRecommendationPipeline"
 
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(
@@ -126,7 +130,8 @@ def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
     for answer in (answers["pipeline"], answers["endpoint"]):
         assert [e["index"] for e in answer["ranking"]] == [e["index"] for e in expected["ranking"]]
         assert [e["item"] for e in answer["ranking"]] == [e["item"] for e in expected["ranking"]]
-        assert [e["score"] for e in answer["ranking"]] == pytest.approx([e["score"] for e in expected["ranking"]], abs=1e-6)
+        scores = [e["score"] for e in expected["ranking"]]
+        assert [e["score"] for e in answer["ranking"]] == pytest.approx(scores, abs=1e-6)
         assert answer["summary"] == expected["summary"]
         assert [e["index"] for e in answer["explanations"]] == [e["index"] for e in expected["explanations"]]
         assert [e["weight"] for e in answer["explanations"]] == pytest.approx(
