@@ -115,13 +115,14 @@ class SavesHubRepo:
     def create_model_card(self, *, summary_rouge: dict[str, float] | None = None, **card_kwargs):
         """
         Render the model's card facts into `output_dir/README.md` (see [`write_model_card`]), with `summary_rouge`
-        (measured on the last evaluated split) and other card inputs. Keyword arguments of the base Trainer's card
-        (`model_name`, `finetuned_from`, ...) that EmbSum's card does not use are ignored.
+        (measured on the last evaluated split) and other [`write_model_card`] arguments, which take precedence.
+        Keyword arguments of the base Trainer's card (`model_name`, `finetuned_from`, ...) that EmbSum's card does
+        not use are ignored.
         """
         if not self.is_world_process_zero():
             return None
         kwargs = self.model_card_data.card_kwargs()
-        accepted = set(inspect.signature(write_model_card).parameters) - {"folder", *kwargs}
+        accepted = set(inspect.signature(write_model_card).parameters) - {"folder"}
         kwargs.update({name: value for name, value in card_kwargs.items() if name in accepted and value is not None})
         return write_model_card(self.args.output_dir, summary_rouge=summary_rouge, **kwargs)
 
