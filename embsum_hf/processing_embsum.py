@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin, T5Tokenizer
+from transformers import AutoProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin, T5Tokenizer
 from transformers.utils import CONFIG_NAME, cached_file
 
 from .configuration_embsum import EmbSumConfig
@@ -276,7 +276,10 @@ class EmbSumProcessor(ProcessorMixin):
         return super().from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
 
 
-# saved processors carry `auto_map` and this file, so AutoProcessor loads them with trust_remote_code
+# saved processors carry `auto_map` and this file, so AutoProcessor loads them with trust_remote_code; in the package
+# (not in a repo's copy loaded as remote code) AutoProcessor maps the "embsum" config to this class
 EmbSumProcessor.register_for_auto_class("AutoProcessor")
+if __name__.startswith("embsum_hf."):
+    AutoProcessor.register(EmbSumConfig, EmbSumProcessor, exist_ok=True)
 
 __all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token", "train_tokenizer"]

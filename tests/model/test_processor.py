@@ -102,6 +102,7 @@ def test_auto_processor_returns_the_embsum_processor(tmp_path, processor, model)
         "AutoProcessor": "processing_embsum.EmbSumProcessor"
     }
     assert (tmp_path / "processing_embsum.py").is_file()
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is EmbSumProcessor  # in the package's process
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "EmbSumProcessor" and loaded.item_fields == processor.item_fields
     expected = processor.encode_items(["moon"])["item_input_ids"]
