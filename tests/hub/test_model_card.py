@@ -138,3 +138,14 @@ def test_license_follows_the_data_terms_or_the_flag(folder):
     flagged = EmbSumModelCardData(data_domain="mind", license="cc-by-nc-4.0")
     card = write_model_card(folder, **flagged.card_kwargs())
     assert card.data.license == "cc-by-nc-4.0" and card.data.license_name is None
+
+
+@pytest.mark.parametrize("name", ["mind", "goodreads"])
+def test_ready_made_card_inputs_agree_with_the_recipes_they_describe(name):
+    """`embsum push` refuses card inputs that contradict the run: the shipped ones match the shipped recipes."""
+    import yaml
+
+    inputs = load_card_inputs(MODEL_CARDS / f"embsum-{name}.yaml")
+    recipe = yaml.safe_load((MODEL_CARDS.parent / "examples" / "configs" / f"{name}_t5_small.yaml").read_text())
+    assert (inputs["dataset_name"], inputs["base_model"]) == (recipe["dataset_name"], recipe["backbone"])
+    assert inputs.get("teacher", recipe["teacher"]) == recipe["teacher"] and "license" not in inputs
