@@ -180,3 +180,5 @@ def test_card_inputs_may_add_prose_but_not_contradict_the_run(tmp_path, run, cap
     inputs.write_text(f"description: A tiny EmbSum.\ndataset_name: mind\nbase_model: {run.parent / 't5'}\n")
     assert main([*common, str(tmp_path / "c")]) == 0  # agreeing facts and new prose are fine
     assert "A tiny EmbSum." in ModelCard.load(tmp_path / "c" / "README.md").text
+    staged = {path.name for path in (tmp_path / "c").iterdir()}
+    assert missing_repo_files(tmp_path / "c") == [] and not {"checkpoint-2", "checkpoint-4", "results.json"} & staged
