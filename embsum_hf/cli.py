@@ -11,15 +11,16 @@ import importlib
 import os
 import sys
 
-import torch.distributed as dist
-
 # subcommand module names, in the order `embsum --help` lists them
 COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from embsum_hf import __version__
+
     description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend, push to the Hub."
     parser = argparse.ArgumentParser(prog="embsum", description=description)
+    parser.add_argument("--version", action="version", version=f"embsum_hf {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"embsum_hf.commands.{name}").register(subparsers)
@@ -51,6 +52,10 @@ def end_distributed() -> None:
     Destroy the process group that a command under `accelerate launch` opened: a rank that exits with it alive can
     abort (SIGABRT, "terminate called without an active exception") while gloo/NCCL threads still hold work.
     """
+    if "torch" not in sys.modules:  # a command that never imported torch opened no process group
+        return
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

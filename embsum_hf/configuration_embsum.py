@@ -3,7 +3,7 @@
 Hub-facing file: it is copied next to saved weights for `trust_remote_code`, so it imports only transformers.
 """
 
-from transformers import PreTrainedConfig, T5Config
+from transformers import AutoConfig, PreTrainedConfig, T5Config
 
 SUMMARY_MODES = ("generate", "start")
 
@@ -124,5 +124,11 @@ class EmbSumConfig(PreTrainedConfig):
     def hidden_size(self) -> int:
         return self.t5_config.d_model
 
+
+# saved configs carry `auto_map`, so AutoConfig loads them with trust_remote_code; in the package (not in a repo's copy
+# loaded as remote code) AutoConfig also knows the "embsum" model type
+EmbSumConfig.register_for_auto_class()
+if __name__.startswith("embsum_hf."):
+    AutoConfig.register(EmbSumConfig.model_type, EmbSumConfig, exist_ok=True)
 
 __all__ = ["EmbSumConfig"]

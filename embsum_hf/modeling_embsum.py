@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, T5ForConditionalGeneration
+from transformers import AutoModel, PreTrainedModel, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
@@ -520,5 +520,10 @@ class EmbSumModel(EmbSumPreTrainedModel):
         ids = self._generate(states.reshape(batch, -1, d), mask.reshape(batch, -1).long(), **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
 
+
+# saved folders carry `auto_map` and this file, so AutoModel loads them with trust_remote_code (see configuration)
+EmbSumModel.register_for_auto_class("AutoModel")
+if __name__.startswith("embsum_hf."):
+    AutoModel.register(EmbSumConfig, EmbSumModel, exist_ok=True)
 
 __all__ = ["ItemPrior", "EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]

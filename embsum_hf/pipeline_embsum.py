@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import Pipeline
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .processing_embsum import EmbSumProcessor
-
-ItemInput = str | Mapping[str, Any]
 
 
 class EmbSumRecommendationPipeline(Pipeline):
@@ -53,7 +52,7 @@ class EmbSumRecommendationPipeline(Pipeline):
     `processor=`. The pipeline does not batch users (`batch_size` must stay 1).
     """
 
-    # The processor carries the tokenizer and is not a ProcessorMixin, so `pipeline()` must not try to load either.
+    # the constructor loads the processor (its from_pretrained needs the model's config); `pipeline()` must not try
     _load_tokenizer = False
     _load_processor = False
     _load_feature_extractor = False
@@ -64,7 +63,7 @@ class EmbSumRecommendationPipeline(Pipeline):
         if processor is None:
             if not model.name_or_path:
                 raise ValueError("the model was not loaded from a folder or the Hub: pass processor=...")
-            processor = EmbSumProcessor.from_pretrained(model.name_or_path)
+            processor = EmbSumProcessor.from_pretrained(model.name_or_path, config=model.config)
         super().__init__(model=model, processor=processor, **kwargs)
 
     def _sanitize_parameters(
@@ -101,14 +100,6 @@ class EmbSumRecommendationPipeline(Pipeline):
             return []
         return super().__call__(inputs, **kwargs)
 
-    def _as_item(self, entry: ItemInput, where: str) -> Mapping[str, Any]:
-        if isinstance(entry, str):
-            fields = self.processor.item_fields
-            return {fields[0]: entry, **{field: None for field in fields[1:]}}
-        if isinstance(entry, Mapping):
-            return entry
-        raise ValueError(f"{where} must be an item dict or a string, got {type(entry).__name__}")
-
     def preprocess(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Mapping):
             raise ValueError(f'expected {{"history": [...], "candidates": [...]}}, got {type(inputs).__name__}')
@@ -118,8 +109,8 @@ class EmbSumRecommendationPipeline(Pipeline):
         history, candidates = list(inputs["history"]), list(inputs["candidates"])
         if not candidates:
             raise ValueError("inputs['candidates'] must hold at least one item")
-        history_items = [self._as_item(entry, f"history[{i}]") for i, entry in enumerate(history)]
-        candidate_items = [self._as_item(entry, f"candidates[{i}]") for i, entry in enumerate(candidates)]
+        history_items = [self.processor.as_item(entry, f"history[{i}]") for i, entry in enumerate(history)]
+        candidate_items = [self.processor.as_item(entry, f"candidates[{i}]") for i, entry in enumerate(candidates)]
         return {
             **self.processor.encode_users([history_items]),  # session_input_ids / _attention_mask (1, G, L)
             **self.processor.encode_items(candidate_items),  # item_input_ids / _attention_mask (C, Li)
@@ -176,10 +167,15 @@ class EmbSumRecommendationPipeline(Pipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save model, processor, this pipeline's code and its `custom_pipelines` entry (see the module docstring)."""
-        # The processor writes config.json too: save it first so the model's config, which carries
-        # `custom_pipelines`, is the one left on disk.
-        self.processor.save_pretrained(save_directory)
         super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory)
 
+
+# `pipeline("embsum-recommendation", model=..., processor=...)` in the package's process; saving the pipeline records
+# it under `custom_pipelines` (with AutoModel as its model class), which is how a repo's copy of this file is found
+if __name__.startswith("embsum_hf."):
+    PIPELINE_REGISTRY.register_pipeline(
+        "embsum-recommendation", pipeline_class=EmbSumRecommendationPipeline, pt_model=AutoModel
+    )
 
 __all__ = ["EmbSumRecommendationPipeline"]

@@ -12,16 +12,17 @@ import json
 import os
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Tokenizer
-from transformers.utils import cached_file
+from transformers import AutoProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin, T5Tokenizer
+from transformers.utils import CONFIG_NAME, cached_file
 
 from .configuration_embsum import EmbSumConfig
 
 ITEM_START_TOKEN = "<sos>"
-PROCESSOR_CONFIG_NAME = "processor_config.json"
+# what `from_pretrained` passes on to the config and tokenizer loads (where the files are, not what they hold)
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 # One template per domain (EmbSum: title, abstract, category for MIND; name, author, description, genre for books).
 ITEM_TEMPLATES = {
@@ -31,6 +32,7 @@ ITEM_TEMPLATES = {
 }
 
 Item = Mapping[str, object]
+ItemInput = str | Item  # a plain string is the text of the template's first field
 
 
 def add_item_start_token(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -64,9 +66,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer
     return tokenizer
 
 
-class EmbSumProcessor:
+class EmbSumProcessor(ProcessorMixin):
     """
-    Turns items, histories and summaries into the tensors [`EmbSumModel`] takes.
+    Turns items, histories and summaries into the tensors [`EmbSumModel`] takes, as [`BatchFeature`]s (move one with
+    `.to(device)`).
 
     Args:
         tokenizer: any T5 tokenizer (`<pad>` = pad, `</s>` = end of sequence); `<sos>` is added when missing, and
@@ -75,12 +78,18 @@ class EmbSumProcessor:
         item_template: `"mind"`, `"goodreads"`, `"movielens"` or a format string over item fields, e.g.
             `"Product: {name}; Brand: {brand}"`.
 
+    An item is a dict holding the template's fields, or a plain string: the text of the template's *first* field,
+    the others empty (as the `embsum-recommendation` pipeline reads it).
+
     Documented truncation: a history longer than `config.max_history_items` keeps its latest items; an item longer
     than `config.item_max_tokens` keeps its first tokens; a summary keeps its first `summary_max_tokens - 1` tokens.
+
+    Saving writes the tokenizer and `processor_config.json` (the item template) only; loading reads the token budgets
+    from the model's `config.json` next to them (or takes `config=`).
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, config: EmbSumConfig, item_template: str = "mind"):
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self.config = config
         self.item_template = ITEM_TEMPLATES.get(item_template, item_template)
         self.template_name = item_template if item_template in ITEM_TEMPLATES else "custom"
@@ -100,9 +109,32 @@ class EmbSumProcessor:
         self.pad_token_id = tokenizer.pad_token_id
         self.eos_token_id = tokenizer.eos_token_id
 
+    def __call__(
+        self,
+        histories: Sequence[Sequence[ItemInput]] | None = None,
+        items: Sequence[ItemInput] | None = None,
+        summaries: Sequence[str | None] | None = None,
+    ) -> BatchFeature:
+        """`encode_users(histories, summaries)` and / or `encode_items(items)` in one [`BatchFeature`]."""
+        if histories is None and items is None:
+            raise ValueError("EmbSumProcessor needs histories=, items= or both")
+        batch = self.encode_users(histories, summaries) if histories is not None else BatchFeature()
+        if items is not None:
+            batch.update(self.encode_items(items))
+        return batch
+
     # ------------------------------------------------------------------------------------------------ items
-    def format_item(self, item: Item) -> str:
+    def as_item(self, entry: ItemInput, where: str = "item") -> Item:
+        """An item dict; a string becomes the template's first field with the other fields empty."""
+        if isinstance(entry, str):
+            return {self.item_fields[0]: entry, **{field: None for field in self.item_fields[1:]}}
+        if isinstance(entry, Mapping):
+            return entry
+        raise ValueError(f"{where} must be an item dict or a string, got {type(entry).__name__}")
+
+    def format_item(self, item: ItemInput) -> str:
         """The item's text under the template; a field the item lacks is an error naming it."""
+        item = self.as_item(item)
         missing = [field for field in self.item_fields if field not in item]
         if missing:
             item_id = item.get("item_id", item.get("id", "?"))
@@ -111,7 +143,7 @@ class EmbSumProcessor:
             )
         return self.item_template.format(**{field: "" if item[field] is None else item[field] for field in self.item_fields})
 
-    def tokenize_items(self, items: Sequence[Item]) -> list[list[int]]:
+    def tokenize_items(self, items: Sequence[ItemInput]) -> list[list[int]]:
         """Token ids of each item: `<sos>` then its template text, within `item_max_tokens`."""
         if not items:
             return []
@@ -121,17 +153,18 @@ class EmbSumProcessor:
         )["input_ids"]
         return [[self.item_start_token_id, *ids] for ids in encoded]
 
-    def pad_items(self, item_token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    def pad_items(self, item_token_ids: Sequence[Sequence[int]]) -> BatchFeature:
         """`item_input_ids` / `item_attention_mask` of shape `(N, Li)`, for [`EmbSumModel.encode_item`]."""
         ids, mask = self._pad_2d(item_token_ids)
-        return {"item_input_ids": ids, "item_attention_mask": mask}
+        return BatchFeature({"item_input_ids": ids, "item_attention_mask": mask})
 
-    def pad_candidates(self, candidate_token_ids: Sequence[Sequence[Sequence[int]]]) -> dict[str, torch.Tensor]:
+    def pad_candidates(self, candidate_token_ids: Sequence[Sequence[Sequence[int]]]) -> BatchFeature:
         """Per-user candidate lists -> `candidate_input_ids` / `candidate_attention_mask` `(B, C, Li)`."""
         ids, mask = self._pad_3d(candidate_token_ids)
-        return {"candidate_input_ids": ids, "candidate_attention_mask": mask}
+        return BatchFeature({"candidate_input_ids": ids, "candidate_attention_mask": mask})
 
-    def encode_items(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
+    def encode_items(self, items: Sequence[ItemInput]) -> BatchFeature:
+        """Items (dicts or strings) -> `item_input_ids` / `item_attention_mask` `(N, Li)`."""
         return self.pad_items(self.tokenize_items(items))
 
     # ------------------------------------------------------------------------------------------------ users
@@ -164,18 +197,18 @@ class EmbSumProcessor:
 
     def pad_users(
         self, user_sessions: Sequence[Sequence[Sequence[int]]], summaries: Sequence[str | None] | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> BatchFeature:
         """Packed sessions of B users -> `session_input_ids` / `session_attention_mask` `(B, G, L)` (+ labels)."""
         ids, mask = self._pad_3d(user_sessions)
-        batch = {"session_input_ids": ids, "session_attention_mask": mask}
+        batch = BatchFeature({"session_input_ids": ids, "session_attention_mask": mask})
         if summaries is not None:
             batch["summary_labels"] = self.encode_summaries(summaries)
         return batch
 
     def encode_users(
-        self, histories: Sequence[Sequence[Item]], summaries: Sequence[str | None] | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Histories (lists of item dicts, most recent first) -> the user-side tensors of [`EmbSumModel.encode_user`]."""
+        self, histories: Sequence[Sequence[ItemInput]], summaries: Sequence[str | None] | None = None
+    ) -> BatchFeature:
+        """Histories (lists of items, most recent first) -> the user-side tensors of [`EmbSumModel.encode_user`]."""
         sessions = [self.pack_sessions(self.tokenize_items(history[: self.config.max_history_items])) for history in histories]
         return self.pad_users(sessions, summaries)
 
@@ -220,25 +253,37 @@ class EmbSumProcessor:
         return ids, mask
 
     # ------------------------------------------------------------------------------------------------ persistence
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the tokenizer files and `processor_config.json` (the config travels with the model's `config.json`)."""
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(save_directory)
-        self.config.save_pretrained(save_directory)
-        payload = {"processor_class": type(self).__name__, "item_template": self.item_template}
-        (save_directory / PROCESSOR_CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
+    def to_dict(self) -> dict[str, Any]:
+        # the config is the model's (its config.json), not the processor's: processor_config.json holds the template
+        output = super().to_dict()
+        output.pop("config", None)
+        return output
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> EmbSumProcessor:
-        """Load from a folder or Hub id written by `save_pretrained` (or by `EmbSumModel.save_pretrained` + this)."""
-        path = str(pretrained_model_name_or_path)
-        config = EmbSumConfig.from_pretrained(path, **kwargs)
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, config: EmbSumConfig | None = None, **kwargs
+    ) -> EmbSumProcessor:
+        """
+        Load from a folder or Hub repo holding the processor's files and the model's `config.json` (or pass `config`).
+        """
+        hub_kwargs = {name: kwargs[name] for name in HUB_KWARGS if name in kwargs}
+        if config is None:
+            # a missing config.json would silently give the default budgets
+            if cached_file(pretrained_model_name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False,
+                           **hub_kwargs) is None:  # fmt: skip
+                raise OSError(
+                    f"{pretrained_model_name_or_path} has no {CONFIG_NAME}: the processor reads its token budgets "
+                    "from the model's config; save the model there too or pass config="
+                )
+            config = EmbSumConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         # passing the config keeps AutoTokenizer from resolving the folder's remote-code config (and prompting)
-        tokenizer = AutoTokenizer.from_pretrained(path, config=config, **kwargs)
-        with open(cached_file(path, PROCESSOR_CONFIG_NAME, **kwargs)) as handle:
-            payload = json.load(handle)
-        return cls(tokenizer, config, item_template=payload["item_template"])
+        return super().from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
 
+
+# saved processors carry `auto_map` and this file, so AutoProcessor loads them with trust_remote_code; in the package
+# (not in a repo's copy loaded as remote code) AutoProcessor maps the "embsum" config to this class
+EmbSumProcessor.register_for_auto_class("AutoProcessor")
+if __name__.startswith("embsum_hf."):
+    AutoProcessor.register(EmbSumConfig, EmbSumProcessor, exist_ok=True)
 
 __all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token", "train_tokenizer"]

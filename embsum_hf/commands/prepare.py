@@ -22,13 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def parse(options: list[str]):
     from embsum_hf.commands import parse_config
-    from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, save_splits
+    from embsum_hf.training.recipe import EmbSumRunArguments
 
-    run_args, prepare_args = parse_config(
-        args.extra, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True
-    )
+    return parse_config(options, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from embsum_hf.training.recipe import load_splits, save_splits
+
+    run_args, prepare_args = parse(args.extra)
     splits = load_splits(run_args)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):

@@ -1,6 +1,7 @@
-"""`embsum push`: publish a trained model folder to the Hub as a self-contained repo (weights, processor, remote
-code, pipeline, endpoint handler) with its card: the one the Trainer wrote (metrics, recipe) updated with the card
-inputs of `model_cards/*.yaml`. `--dry-run FOLDER` writes what would be uploaded and stops."""
+"""`embsum push`: upload a trained model folder (what `embsum train` or `save_repo` wrote: weights, processor, remote
+code, pipeline, endpoint handler and the run's card) to the Hub, the card updated with the card inputs of
+`model_cards/*.yaml`. Checkpoints, logs and saved splits stay home. `--dry-run FOLDER` stages what would be uploaded
+there and stops."""
 
 from __future__ import annotations
 
@@ -18,32 +19,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one, or HF_TOKEN)")
     parser.add_argument("--endpoint", default=None, help="another Hub endpoint (default: HF_ENDPOINT or the Hub)")
     parser.add_argument("--message", default="Upload EmbSum model", help="commit message")
-    parser.add_argument("--dry-run", metavar="FOLDER", default=None, help="write the repo folder here, upload nothing")
+    parser.add_argument("--dry-run", metavar="FOLDER", default=None, help="stage the repo folder here, upload nothing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from huggingface_hub import HfApi
 
-    from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.hub import load_card_inputs, prepare_hub_folder, push_to_hub
+    from embsum_hf.hub import load_card_inputs, stage_repo, upload_repo
 
-    model, processor = load_model_and_processor(args.model)
     card_kwargs = load_card_inputs(args.card_inputs) if args.card_inputs else {}
-    readme = Path(args.model, "README.md")
-    card_from = readme if readme.is_file() else None  # the Trainer's card: the run's metrics and recipe
     if args.dry_run:
-        folder = prepare_hub_folder(
-            model, processor, args.dry_run, card_kwargs={**card_kwargs, "repo_id": args.repo}, card_from=card_from
-        )
-        print(f"wrote the repo folder for {args.repo} to {folder} (nothing uploaded)")
+        folder = stage_repo(args.model, args.dry_run, card_kwargs={**card_kwargs, "repo_id": args.repo})
+        print(f"staged the repo folder for {args.repo} in {folder} (nothing uploaded)")
         return 0
     api = HfApi(endpoint=args.endpoint, token=args.token)
-    url = push_to_hub(
-        model, processor, args.repo, private=args.private or None, token=args.token, card_kwargs=card_kwargs,
-        commit_message=args.message, api=api, card_from=card_from,
-    )
+    url = upload_repo(
+        args.model, args.repo, private=args.private or None, token=args.token, card_kwargs=card_kwargs,
+        commit_message=args.message, api=api,
+    )  # fmt: skip
     print(f"pushed {args.model} to {args.repo}: {url}")
     return 0

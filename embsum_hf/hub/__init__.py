@@ -1,6 +1,24 @@
-"""Hub integration: model cards, a self-contained repo folder (remote code, pipeline, endpoint handler) and upload."""
+"""Hub integration: one complete repo folder per save (weights, processor, remote code, pipeline, endpoint handler,
+card), model cards, and upload."""
 
-from .model_card import AUTO_END, AUTO_START, load_card_inputs, write_model_card
-from .push import prepare_hub_folder, push_to_hub
+from .card_data import EmbSumModelCardData, ModelCardCallback, model_card_data
+from .model_card import AUTO_END, AUTO_START, check_card_inputs, load_card_inputs, write_model_card
+from .push import push_to_hub, stage_repo, upload_repo
+from .repo import SavesHubRepo, missing_repo_files, save_repo
 
-__all__ = ["AUTO_END", "AUTO_START", "load_card_inputs", "prepare_hub_folder", "push_to_hub", "write_model_card"]
+__all__ = [
+    "AUTO_END",
+    "AUTO_START",
+    "EmbSumModelCardData",
+    "ModelCardCallback",
+    "SavesHubRepo",
+    "check_card_inputs",
+    "load_card_inputs",
+    "missing_repo_files",
+    "model_card_data",
+    "push_to_hub",
+    "save_repo",
+    "stage_repo",
+    "upload_repo",
+    "write_model_card",
+]

@@ -32,8 +32,29 @@ RANKING_TASK = {"task_type": "text-ranking", "task_name": "Recommendation (click
 SUMMARY_TASK = {"task_type": "summarization", "task_name": "User-interest summarisation"}
 RANKING_METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
 SUMMARY_METRICS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
-# card inputs kept in the metadata so that a regeneration that omits them keeps them
-STORED_INPUTS = ("repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args")
+# card inputs kept in the metadata (`embsum:`) so that a regeneration that omits them keeps them
+STORED_INPUTS = (
+    "repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args", "base_model", "data_domain",
+    "license", "license_terms", "evaluations", "training_logs", "dataset_sizes", "framework_versions", "citations",
+)  # fmt: skip
+# what a training run records; card inputs (model_cards/*.yaml) may add prose but not contradict these
+RECORDED_FACTS = ("base_model", "dataset_name", "teacher", "license")
+FROM_SCRATCH = "none (T5 trained from scratch)"
+# where the package installs from: the one definition (setup.cfg's url and the README's Install section repeat it,
+# tests/test_snippets.py checks that they agree)
+REPOSITORY = "https://github.com/embsum-hf/embsum_hf"
+INSTALL = f'pip install "embsum_hf @ git+{REPOSITORY}"'
+
+EMBSUM_CITATION = """@inproceedings{zhang2024embsum,
+  title     = {EmbSum: Leveraging the Summarization Capabilities of Large Language Models for
+               Content-Based Recommendations},
+  author    = {Zhang, Chiyu and Sun, Yifei and Wu, Minghao and Chen, Jun and Lei, Jie and Abdul-Mageed, Muhammad and
+               Jin, Rong and Liu, Angli and Zhu, Ji and Park, Sem and Yao, Ning and Long, Bo},
+  booktitle = {Proceedings of the 18th ACM Conference on Recommender Systems},
+  year      = {2024},
+  eprint    = {2405.11441},
+  archivePrefix = {arXiv}
+}"""
 
 
 def write_model_card(
@@ -53,18 +74,27 @@ def write_model_card(
     language: str | list[str] | None = None,
     license: str | None = None,
     tags: list[str] | None = None,
+    license_name: str | None = None,
+    license_link: str | None = None,
+    license_terms: str | None = None,
+    data_domain: str | None = None,
+    evaluations: list[dict[str, Any]] | None = None,
+    training_logs: list[dict[str, Any]] | None = None,
+    dataset_sizes: dict[str, int] | None = None,
+    framework_versions: dict[str, str] | None = None,
+    citations: list[str] | None = None,
 ) -> ModelCard:
     """
     Write (or update) `folder/README.md` for the EmbSum model saved in `folder` and return the card.
 
     Args:
         folder: a folder holding the model's `config.json` and `processor_config.json` (what
-            [`prepare_hub_folder`] writes); the architecture details, item template and parameter count come from it.
+            [`save_repo`] writes); the architecture details, item template and parameter count come from it.
         metrics: ranking metrics as fractions in [0, 1], as `compute_mind_metrics` returns them (`auc`, `mrr`,
             `ndcg@5`, `ndcg@10`; `num_*` counts are ignored). Shown x100, like the papers.
         dataset_name, dataset_split: what `metrics` and `summary_rouge` were measured on, e.g. `"MIND-small"` and
             `"MINDsmall_dev:test(90%)"`; required with either. `dataset_name` also names the training data.
-        base_model: the pretrained backbone (Hub id), or `None` for a T5 trained from scratch.
+        base_model: the pretrained backbone (Hub id), or `FROM_SCRATCH` for a T5 trained from scratch.
         training_args: the training recipe (hyper-parameter name -> value), shown as a table.
         teacher: the LLM that wrote the training summaries, or `"heuristic"`.
         summary_rouge: ROUGE of the model's summaries against the teacher's (`rouge1`, `rouge2`, `rougeL`).
@@ -73,7 +103,13 @@ def write_model_card(
         datasets: Hub dataset ids for the `datasets` metadata; the first one is the model-index dataset id.
         widget: examples `{"example_title": ..., "inputs": {"history": [...], "candidates": [...]}}`; the first
             also serves as the usage example.
-        language, license, tags: metadata (defaults "en" and "apache-2.0"); `tags` are added to the EmbSum tags.
+        language, license, tags: metadata (defaults "en" and "unknown"); `tags` are added to the EmbSum tags.
+        license_name, license_link, license_terms: for `license="other"`: the terms' id, where to read them, and a
+            sentence about them for the card's body.
+        data_domain: `"mind"`, `"goodreads"`, ... (recorded for a later [`EmbSumModelCardData.from_card`]).
+        evaluations: every evaluation of the run, `{"split", "step", "metrics"}`; each becomes results for its split.
+        training_logs, dataset_sizes, framework_versions, citations: the run's log table, rows per split, library
+            versions and BibTeX entries (see [`EmbSumModelCardData`], which gives all of these while training).
 
     Inputs left `None` keep the values of an existing card; new metrics replace the results for the same dataset,
     split and metric and keep the others.
@@ -84,6 +120,7 @@ def write_model_card(
     old = existing.data.to_dict() if existing is not None else {}
     old_results = (existing.data.eval_results or []) if existing is not None else []
     old.pop("model-index", None)
+    old.pop("model_name", None)  # kept in the metadata only while there are no results
     stored = old.pop("embsum", None) or {}
 
     given = {
@@ -93,31 +130,44 @@ def write_model_card(
         "dataset_split": dataset_split,
         "teacher": teacher,
         "training_args": training_args,
+        "base_model": base_model,
+        "data_domain": data_domain,
+        "license": license,
+        "license_terms": license_terms,
+        "evaluations": evaluations,
+        "training_logs": training_logs,
+        "dataset_sizes": dataset_sizes,
+        "framework_versions": framework_versions,
+        "citations": citations,
     }
     inputs = {name: given[name] if given[name] is not None else stored.get(name) for name in STORED_INPUTS}
     inputs["repo_id"] = inputs["repo_id"] or folder.resolve().name
     datasets = _union(old.get("datasets"), datasets)
 
     new_results = []
-    for values, task, names in (
-        (metrics, RANKING_TASK, RANKING_METRICS),
-        (summary_rouge, SUMMARY_TASK, SUMMARY_METRICS),
-    ):
+    reported = [(entry["metrics"], entry["split"], RANKING_TASK, RANKING_METRICS) for entry in evaluations or []]
+    reported += [(metrics, dataset_split, RANKING_TASK, RANKING_METRICS)]
+    reported += [(summary_rouge, dataset_split, SUMMARY_TASK, SUMMARY_METRICS)]
+    for values, split, task, names in reported:
         if values:
-            if not (dataset_name and dataset_split):
+            name = dataset_name or inputs["dataset_name"]
+            if not (name and split):
                 raise ValueError("metrics need dataset_name and dataset_split: every reported number names its split")
-            dataset_type = datasets[0] if datasets else re.sub(r"[^a-z0-9]+", "-", dataset_name.lower()).strip("-")
-            new_results += _eval_results(values, names, task, dataset_type, dataset_name, dataset_split)
+            dataset_type = datasets[0] if datasets else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            new_results += _eval_results(values, names, task, dataset_type, name, split)
     results = _merge_results(old_results, new_results)
+    base = inputs["base_model"] or old.get("base_model")
 
     title = inputs["repo_id"].split("/")[-1]
     old.update(
         language=language or old.get("language") or "en",
-        license=license or old.get("license") or "apache-2.0",
+        license=license or old.get("license") or "unknown",
+        license_name=license_name or old.get("license_name") if (license or old.get("license")) == "other" else None,
+        license_link=license_link or old.get("license_link") if (license or old.get("license")) == "other" else None,
         library_name="transformers",
         pipeline_tag="text-ranking",
         tags=_union(old.get("tags"), TAGS, tags),
-        base_model=base_model or old.get("base_model"),
+        base_model=None if base == FROM_SCRATCH else base,
         datasets=datasets or None,
         metrics=_union(old.get("metrics"), [result.metric_type for result in results]) or None,
         widget=[_widget_entry(example) for example in widget] if widget else old.get("widget"),
@@ -131,6 +181,12 @@ def write_model_card(
         **inputs,
         "description": inputs["description"] or f"An EmbSum recommender trained on {trained_on}.",
         "title": title,
+        "install": INSTALL,
+        "citations": inputs["citations"] or [EMBSUM_CITATION],
+        "base_model": None if base == FROM_SCRATCH else base,
+        "license": card_data.license,
+        "log_columns": [c for c in ("epoch", "step", "loss", "ctr_loss", "summary_loss", "learning_rate")
+                        if any(c in row for row in inputs["training_logs"] or [])],  # fmt: skip
         "ranking_results": [result for result in results if result.task_type == RANKING_TASK["task_type"]],
         "summary_results": [result for result in results if result.task_type == SUMMARY_TASK["task_type"]],
     }
@@ -152,6 +208,26 @@ def load_card_inputs(path: str | os.PathLike) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown card input(s) {unknown}; accepted: {sorted(accepted)}")
     return inputs
+
+
+def check_card_inputs(folder: str | os.PathLike, inputs: dict[str, Any]) -> None:
+    """
+    Card inputs may add prose to the card of a run but not contradict what the run recorded (`RECORDED_FACTS`: the
+    base model, the training data, the teacher, the license): a conflict is an error naming both values.
+    """
+    readme = Path(folder, "README.md")
+    if not readme.is_file():
+        return
+    recorded = (ModelCard.load(readme).data.to_dict().get("embsum") or {})
+    for name in RECORDED_FACTS:
+        given, fact = inputs.get(name), recorded.get(name)
+        if name == "base_model" and given is None and "base_model" in inputs and fact not in (None, FROM_SCRATCH):
+            given = FROM_SCRATCH  # `base_model: null` in a card input says "trained from scratch"
+        if given is not None and fact is not None and given != fact:
+            raise ValueError(
+                f"card input {name}={given!r} conflicts with the run's recorded {name}={fact!r} ({readme}); "
+                "remove it from the card inputs or retrain"
+            )
 
 
 def _keep_user_text(old_text: str, new_text: str) -> str:
@@ -247,4 +323,7 @@ def _parameter_count(weights: Path) -> str | None:
     return f"{total / 1e6:.1f}M" if total >= 1e5 else f"{total / 1e3:.1f}K"
 
 
-__all__ = ["AUTO_END", "AUTO_START", "TEMPLATE_PATH", "load_card_inputs", "write_model_card"]
+__all__ = [
+    "AUTO_END", "AUTO_START", "FROM_SCRATCH", "RECORDED_FACTS", "TEMPLATE_PATH", "check_card_inputs",
+    "load_card_inputs", "write_model_card",
+]  # fmt: skip

@@ -1,7 +1,8 @@
-"""Prepare and upload a self-contained EmbSum repo: weights, processor, remote code, pipeline, card and endpoint files.
+"""Upload an EmbSum repo folder (what [`save_repo`] or the Trainer wrote) to the Hub.
 
-The folder loads with plain transformers (`AutoModel` / `pipeline(..., trust_remote_code=True)`) and serves as a
-custom-handler Inference Endpoint (`handler.py` + `requirements.txt`), with no embsum_hf installed.
+The folder already holds everything (weights, processor, remote code, pipeline, endpoint files, card); uploading
+stages it without the training leftovers (checkpoints, logs, saved splits), optionally updates the staged card with
+card inputs (`model_cards/*.yaml`), and commits it.
 """
 
 from __future__ import annotations
@@ -15,50 +16,50 @@ from typing import Any
 from huggingface_hub import HfApi
 
 from ..modeling_embsum import EmbSumModel
-from ..pipeline_embsum import EmbSumRecommendationPipeline
 from ..processing_embsum import EmbSumProcessor
-from .model_card import write_model_card
+from .model_card import check_card_inputs, write_model_card
+from .repo import TEMPLATES, missing_repo_files, save_repo  # noqa: F401 (TEMPLATES: where the handler lives)
 
-TEMPLATES = Path(__file__).parent / "templates"
-ENDPOINT_FILES = ("handler.py", "requirements.txt")
+# what a Trainer output folder holds that is not part of the model repo
+NOT_UPLOADED = ("checkpoint-*", "runs", "data", "results.json", "trainer_state.json", "*.pt", "*.pth", "rng_state*")
 
 
-def prepare_hub_folder(
-    model: EmbSumModel,
-    processor: EmbSumProcessor,
-    folder: str | os.PathLike,
-    *,
-    card_kwargs: dict[str, Any] | None = None,
-    card_from: str | os.PathLike | None = None,
+def stage_repo(
+    folder: str | os.PathLike, staging: str | os.PathLike, *, card_kwargs: dict[str, Any] | None = None
 ) -> Path:
     """
-    Write everything a Hub repo of `model` needs into `folder` and return it: `model.safetensors` and `config.json`
-    (with `auto_map` and `custom_pipelines`), the tokenizer and `processor_config.json`, the flat
-    configuration / modeling / processing / pipeline files for `trust_remote_code`, `README.md` (see
-    [`write_model_card`], which receives `card_kwargs`; an existing card there is updated) and the endpoint's
-    `handler.py` and `requirements.txt`.
-
-    `card_from`: a card to update instead of starting anew, e.g. the `README.md` that `EmbSumTrainer` wrote into
-    its output folder with the run's metrics and recipe.
-
-    Saving the pipeline sets `model.config.custom_pipelines`, as `Pipeline.save_pretrained` does.
+    Copy the repo files of `folder` to `staging` (hard links where possible) and update the staged card with
+    `card_kwargs` (see [`write_model_card`]; the run's own metrics and recipe are kept). `folder` is not changed.
+    A folder that lacks a repo file is an error naming the files; a card input that contradicts what the run recorded
+    (base model, data, teacher, license) is an error naming both values.
     """
-    folder = Path(folder)
-    if card_from is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(card_from, folder / "README.md")
-    # the pipeline's save writes the model, the processor, its own code and the `custom_pipelines` entry;
-    # device=model.device keeps the model where it is
-    EmbSumRecommendationPipeline(model=model, processor=processor, device=model.device).save_pretrained(folder)
-    for name in ENDPOINT_FILES:
-        shutil.copyfile(TEMPLATES / name, folder / name)
-    write_model_card(folder, **(card_kwargs or {}))
-    return folder
+    folder, staging = Path(folder), Path(staging)
+    missing = missing_repo_files(folder)
+    if missing:
+        raise ValueError(
+            f"{folder} is not a complete EmbSum repo (missing {', '.join(missing)}); save it with "
+            "embsum_hf.hub.save_repo or train it with `embsum train`"
+        )
+
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+    check_card_inputs(folder, card_kwargs or {})
+    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_UPLOADED), copy_function=link_or_copy,
+                    dirs_exist_ok=True)  # fmt: skip
+    if card_kwargs:
+        readme = staging / "README.md"
+        readme.unlink()  # a hard link: write a new file rather than the run's card
+        shutil.copyfile(folder / "README.md", readme)
+        write_model_card(staging, **card_kwargs)
+    return staging
 
 
-def push_to_hub(
-    model: EmbSumModel,
-    processor: EmbSumProcessor,
+def upload_repo(
+    folder: str | os.PathLike,
     repo_id: str,
     *,
     private: bool | None = None,
@@ -66,21 +67,34 @@ def push_to_hub(
     card_kwargs: dict[str, Any] | None = None,
     commit_message: str = "Upload EmbSum model",
     api: HfApi | None = None,
-    card_from: str | os.PathLike | None = None,
 ) -> str:
     """
-    Create `repo_id` if needed and upload the folder [`prepare_hub_folder`] writes (the card's usage snippets name
-    `repo_id`; `card_from` as there). Returns the commit URL. Pass `api` to use another endpoint (e.g. a private Hub).
+    Create `repo_id` if needed and upload the repo folder `folder` (see [`stage_repo`]; the staged card's usage
+    snippets name `repo_id`). Returns the commit URL. Pass `api` to use another endpoint (e.g. a private Hub).
     """
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
-        folder = prepare_hub_folder(model, processor, tmp, card_kwargs=card_kwargs, card_from=card_from)
+        staged = stage_repo(folder, tmp, card_kwargs={"repo_id": repo_id, **(card_kwargs or {})})
         commit = api.upload_folder(
-            repo_id=repo_id, folder_path=folder, commit_message=commit_message, repo_type="model", token=token
+            repo_id=repo_id, folder_path=staged, commit_message=commit_message, repo_type="model", token=token
         )
     return str(commit)
 
 
-__all__ = ["prepare_hub_folder", "push_to_hub"]
+def push_to_hub(
+    model: EmbSumModel,
+    processor: EmbSumProcessor,
+    repo_id: str,
+    *,
+    card_kwargs: dict[str, Any] | None = None,
+    **upload_kwargs: Any,
+) -> str:
+    """[`save_repo`] `model` and `processor` with `card_kwargs`, then [`upload_repo`] the folder (same keywords)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
+        folder = save_repo(model, processor, Path(tmp, "repo"), card_kwargs=card_kwargs)
+        return upload_repo(folder, repo_id, **upload_kwargs)
+
+
+__all__ = ["NOT_UPLOADED", "push_to_hub", "stage_repo", "upload_repo"]

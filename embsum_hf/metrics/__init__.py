@@ -12,8 +12,14 @@ MIND_METRIC_PATH = Path(__file__).parent / "mind_metrics"
 
 
 def load_mind_metric(**kwargs):
-    """`evaluate.load` of the local MIND metrics module; needs no network. `kwargs` go to `evaluate.load`."""
-    import evaluate  # imported here: evaluate is slow to import and only this loader needs it
+    """
+    `evaluate.load` of the local MIND metrics module; needs no network, and the `evaluate` extra
+    (`pip install "embsum_hf[evaluate]"`). `kwargs` go to `evaluate.load`.
+    """
+    try:
+        import evaluate  # imported here: evaluate is slow to import and only this loader needs it
+    except ImportError as error:
+        raise ImportError('load_mind_metric needs the evaluate package: pip install "embsum_hf[evaluate]"') from error
 
     return evaluate.load(str(MIND_METRIC_PATH), **kwargs)
 

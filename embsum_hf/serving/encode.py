@@ -135,7 +135,7 @@ def encode_items(
     )
 
     def encode(token_ids: list[list[int]]) -> dict[str, torch.Tensor]:
-        batch = {name: value.to(model.device) for name, value in processor.pad_items(token_ids).items()}
+        batch = processor.pad_items(token_ids).to(model.device)
         embeddings = model.encode_item(**batch)  # (b, M, d)
         return {"embeddings": embeddings, "keys": model.item_score_keys(embeddings)}
 
@@ -184,7 +184,7 @@ def encode_users(
         return len(sessions) * max(len(session) for session in sessions)
 
     def encode(sessions: list[list[list[int]]]) -> dict[str, torch.Tensor]:
-        batch = {name: value.to(model.device) for name, value in processor.pad_users(sessions).items()}
+        batch = processor.pad_users(sessions).to(model.device)
         return {"embeddings": model.encode_user(**batch).user_embeddings}  # (b, K, d)
 
     return _run_job(model, writer, prepare, padded_size, encode, batch_size, progress)

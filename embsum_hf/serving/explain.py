@@ -126,8 +126,8 @@ def generate_summaries(
     texts: list[str] = []
     with evaluating(model):
         for start in tqdm(range(0, len(histories), batch_size), desc="Generating summaries", disable=not progress):
-            users = processor.encode_users([list(history) for history in histories[start : start + batch_size]])
-            users = {name: value.to(model.device) for name, value in users.items()}
+            batch = [list(history) for history in histories[start : start + batch_size]]
+            users = processor.encode_users(batch).to(model.device)
             texts += [text.strip() for text in model.generate_summary(**users, processor=processor, **generate_kwargs)]
     return texts
 
@@ -139,8 +139,8 @@ def explain_recommendation(
     item: Mapping[str, Any],
 ) -> Explanation:
     """Encode one user (history item dicts, most recent first) and one item, then [`explain`] the item's score."""
-    users = {name: value.to(model.device) for name, value in processor.encode_users([history]).items()}
-    items = {name: value.to(model.device) for name, value in processor.encode_items([item]).items()}
+    users = processor.encode_users([history]).to(model.device)
+    items = processor.encode_items([item]).to(model.device)
     with evaluating(model):
         user = model.encode_user(**users, output_details=True)
         cpe = model.encode_item(**items)  # (1, M, d)

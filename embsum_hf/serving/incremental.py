@@ -62,7 +62,7 @@ def update_user(
     config = model.config
     history = (processor.tokenize_items(new_items) + state.history_token_ids)[: config.max_history_items]
     sessions = processor.pack_sessions(history)
-    batch = {name: value.to(model.device) for name, value in processor.pad_users([sessions]).items()}
+    batch = processor.pad_users([sessions]).to(model.device)
     ids, mask = batch["session_input_ids"], batch["session_attention_mask"]  # (1, G, L)
     changed = [g for g, session in enumerate(sessions) if g >= len(state.sessions) or state.sessions[g] != session]
     with evaluating(model):

@@ -118,7 +118,7 @@ class ImpressionEvaluator:
 
             def encode_items(indices: list[int]) -> torch.Tensor:
                 ids = [tokens[self.item_ids[by_length[i]]] for i in indices]
-                cpe = model.encode_item(**{k: v.to(device) for k, v in self.processor.pad_items(ids).items()})
+                cpe = model.encode_item(**self.processor.pad_items(ids).to(device))
                 return torch.stack([cpe, model.item_score_keys(cpe)], dim=1)  # (n, 2, M, d)
 
             table = _sharded(accelerator, len(by_length), self.item_batch_size, encode_items, "Encoding items")
@@ -127,7 +127,7 @@ class ImpressionEvaluator:
 
             def encode_users(indices: list[int]) -> torch.Tensor:
                 sessions = [self.processor.pack_sessions([tokens[i] for i in self.histories[j]]) for j in indices]
-                batch = {k: v.to(device) for k, v in self.processor.pad_users(sessions).items()}
+                batch = self.processor.pad_users(sessions).to(device)
                 return model.encode_user(**batch).user_embeddings  # (n, K, d)
 
             upe = _sharded(accelerator, len(self.histories), self.user_batch_size, encode_users, "Encoding users")

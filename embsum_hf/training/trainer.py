@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -13,23 +12,17 @@ from transformers.trainer_utils import speed_metrics
 
 from ..data.examples import build_training_rows
 from ..data.schema import RecommendationData
+from ..hub.repo import SavesHubRepo
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from .arguments import EmbSumTrainingArguments
 from .collator import EmbSumDataCollator, TrainingExamples, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator
 
-# the recipe facts the model card reports (TrainingArguments fields)
-CARD_TRAINING_ARGS = (
-    "learning_rate", "new_layers_lr_multiplier", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "seed", "bf16", "fp16",
-    "group_by_impression", "in_batch_negatives", "logq_correction",
-)
-
 logger = logging.getLogger(__name__)
 
 
-class EmbSumTrainer(Trainer):
+class EmbSumTrainer(SavesHubRepo, Trainer):
     """
     Trains an [`EmbSumModel`] on the impressions of a [`RecommendationData`] split.
 
@@ -38,8 +31,9 @@ class EmbSumTrainer(Trainer):
     - Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately.
     - Optimiser: the layers new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
     - Evaluation: [`ImpressionEvaluator`] over whole impressions of `eval_data` (each item and user encoded once,
-      sharded across ranks); the best checkpoint is chosen by dev AUC. Checkpoints carry the processor, so each is a
-      complete model folder.
+      sharded across ranks); the best checkpoint is chosen by dev AUC.
+    - Saving ([`SavesHubRepo`]): the output folder and every checkpoint are complete Hub repos (processor, remote
+      code, pipeline, endpoint handler, card); the card's facts are recorded while training (`model_card_data`).
     """
 
     def __init__(
@@ -158,41 +152,3 @@ class EmbSumTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
-    def create_model_card(
-        self,
-        *,
-        dataset_name: str | None = None,
-        metrics: dict[str, float] | None = None,
-        dataset_split: str | None = None,
-        teacher: str | None = None,
-        summary_rouge: dict[str, float] | None = None,
-        **card_kwargs,
-    ):
-        """
-        Write or update `output_dir/README.md` (see [`write_model_card`]) with the recipe and, unless `metrics` and
-        `dataset_split` are given, the metrics of the last evaluation. Keyword arguments of the base Trainer's card
-        (`model_name`, `language`, ...) that EmbSum's card does not use are ignored.
-        """
-        from ..hub.model_card import write_model_card
-
-        if not self.is_world_process_zero():
-            return None
-        if metrics is None and self.last_evaluation is not None:
-            dataset_split, metrics = self.last_evaluation
-        model = self.accelerator.unwrap_model(self.model)
-        # plain JSON values (enums such as lr_scheduler_type become their strings) for the card's YAML
-        recipe = json.loads(json.dumps({name: getattr(self.args, name) for name in CARD_TRAINING_ARGS}, default=str))
-        recipe.update(summary_loss_weight=model.config.summary_loss_weight, num_negatives=model.config.num_negatives)
-        keep = {"base_model", "repo_id", "description", "datasets", "widget", "language", "license", "tags"}
-        base_model = model.config.name_or_path or None
-        return write_model_card(
-            self.args.output_dir,
-            metrics=metrics,
-            dataset_name=dataset_name,
-            dataset_split=dataset_split,
-            training_args=recipe,
-            teacher=teacher,
-            summary_rouge=summary_rouge,
-            **{"base_model": base_model, **{k: v for k, v in card_kwargs.items() if k in keep}},
-        )

@@ -124,3 +124,28 @@ def test_unknown_card_inputs_are_named(tmp_path):
     path.write_text("repo_id: org/x\ndataset: MIND\n")
     with pytest.raises(ValueError, match=r"unknown card input\(s\) \['dataset'\]"):
         load_card_inputs(path)
+
+
+def test_license_follows_the_data_terms_or_the_flag(folder):
+    from embsum_hf.hub import EmbSumModelCardData
+
+    mind = EmbSumModelCardData(data_domain="mind", dataset_name="MIND-small")
+    card = write_model_card(folder, **mind.card_kwargs())
+    assert (card.data.license, card.data.license_name) == ("other", "microsoft-research-license-mind")
+    assert "non-commercial research use only" in card.text and "@inproceedings{wu2020mind" in card.text
+    assert card.data.base_model is None and "T5 trained from scratch" in card.text  # base_model=None: from scratch
+    assert EmbSumModelCardData(data_domain="custom").license_metadata() == {"license": "unknown"}
+    flagged = EmbSumModelCardData(data_domain="mind", license="cc-by-nc-4.0")
+    card = write_model_card(folder, **flagged.card_kwargs())
+    assert card.data.license == "cc-by-nc-4.0" and card.data.license_name is None
+
+
+@pytest.mark.parametrize("name", ["mind", "goodreads"])
+def test_ready_made_card_inputs_agree_with_the_recipes_they_describe(name):
+    """`embsum push` refuses card inputs that contradict the run: the shipped ones match the shipped recipes."""
+    import yaml
+
+    inputs = load_card_inputs(MODEL_CARDS / f"embsum-{name}.yaml")
+    recipe = yaml.safe_load((MODEL_CARDS.parent / "examples" / "configs" / f"{name}_t5_small.yaml").read_text())
+    assert (inputs["dataset_name"], inputs["base_model"]) == (recipe["dataset_name"], recipe["backbone"])
+    assert inputs.get("teacher", recipe["teacher"]) == recipe["teacher"] and "license" not in inputs

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi, ModelCard
 
 from embsum_hf import EmbSumModel
 from embsum_hf.cli import main
-from embsum_hf.hub import prepare_hub_folder, push_to_hub, write_model_card
+from embsum_hf.hub import push_to_hub, save_repo, write_model_card
 
 CARD = {"dataset_name": "MIND-small", "dataset_split": "MINDsmall_dev:test(90%)", "teacher": "heuristic",
         "metrics": {"auc": 0.55, "mrr": 0.25, "ndcg@5": 0.24, "ndcg@10": 0.3}}  # fmt: skip
@@ -31,7 +31,7 @@ def hub_model(config) -> EmbSumModel:
 @pytest.fixture(scope="module")
 def hub_folder(tmp_path_factory, hub_model, processor):
     folder = tmp_path_factory.mktemp("hub") / "embsum-tiny"
-    assert prepare_hub_folder(hub_model, processor, folder, card_kwargs={**CARD, "repo_id": "org/embsum-tiny"}) == folder
+    assert save_repo(hub_model, processor, folder, card_kwargs={**CARD, "repo_id": "org/embsum-tiny"}) == folder
     return folder
 
 
@@ -40,6 +40,9 @@ def test_folder_is_self_contained(hub_folder):
     assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json", "README.md", "handler.py",
             "requirements.txt", *REMOTE_CODE} <= files  # fmt: skip
     assert not any(name.endswith(".bin") for name in files)
+    assert json.loads((hub_folder / "processor_config.json").read_text())["auto_map"] == {
+        "AutoProcessor": "processing_embsum.EmbSumProcessor"
+    }
     config = json.loads((hub_folder / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration_embsum.EmbSumConfig", "AutoModel": "modeling_embsum.EmbSumModel"}
     assert config["custom_pipelines"] == {
@@ -166,12 +169,14 @@ def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, fake
 
 @pytest.fixture
 def trained_folder(tmp_path, hub_model, processor):
-    """A model folder as `embsum train` leaves it: model, processor and the Trainer's card with the run's metrics."""
+    """A model folder as `embsum train` leaves it: the repo with the run's card, plus checkpoints and logs."""
     folder = tmp_path / "run"
-    hub_model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    save_repo(hub_model, processor, folder)
     write_model_card(folder, metrics={"auc": 0.61, "mrr": 0.3, "ndcg@5": 0.31, "ndcg@10": 0.37},
                      dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)", teacher="heuristic")  # fmt: skip
+    (folder / "checkpoint-3").mkdir()
+    (folder / "checkpoint-3" / "model.safetensors").write_bytes(b"x")
+    (folder / "results.json").write_text("{}")
     return folder
 
 
@@ -185,9 +190,27 @@ def test_cli_push_keeps_the_runs_card_and_uploads(tmp_path, trained_folder, fake
     assert card.data.eval_results[0].metric_value == pytest.approx(61.0)  # the run's metrics survive
     assert "A tiny EmbSum for tests." in card.text and 'pipeline(model="org/embsum-tiny"' in card.text
     assert {"handler.py", "pipeline_embsum.py", "model.safetensors"} <= set(os.listdir(staged))
+    assert not {"checkpoint-3", "results.json"} & set(os.listdir(staged))  # training leftovers stay home
+    assert "A tiny EmbSum" not in (trained_folder / "README.md").read_text()  # the run's folder is not changed
 
     assert main([*common, "--endpoint", fake_hub, "--token", "hf_local_test", "--message", "v1"]) == 0
     (commit,) = FakeHub.commits
     assert commit["header"]["summary"] == "v1" and set(commit["files"]) == set(os.listdir(staged))
     assert commit["files"]["README.md"] == (staged / "README.md").read_bytes()
     assert "pushed" in capsys.readouterr().out
+
+    # a folder that is not a complete repo is named with what it lacks
+    (trained_folder / "handler.py").unlink()
+    assert main([*common, "--dry-run", str(tmp_path / "again")]) == 2
+    assert "is not a complete EmbSum repo (missing handler.py)" in capsys.readouterr().err
+
+
+def test_processor_push_to_hub_uploads_its_own_files(processor, fake_hub, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", fake_hub)
+    processor.push_to_hub("org/embsum-tiny", token="hf_local_test", commit_message="Processor")
+    (commit,) = FakeHub.commits
+    assert commit["header"]["summary"] == "Processor"
+    files = set(commit["files"])
+    assert {"processor_config.json", "tokenizer.json", "tokenizer_config.json", "processing_embsum.py"} <= files
+    assert "config.json" not in files and "model.safetensors" not in files  # the model's files are the model's
+    assert json.loads(commit["files"]["processor_config.json"])["item_template"] == processor.item_template

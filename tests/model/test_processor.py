@@ -1,7 +1,10 @@
 """EmbSumProcessor: templates, item budgets, session packing, summaries, persistence, tokenizer training."""
 
+import json
+
 import pytest
 import torch
+from transformers import AutoProcessor, BatchFeature, ProcessorMixin
 
 from embsum_hf import EmbSumProcessor, train_tokenizer
 
@@ -59,13 +62,51 @@ def test_mismatched_item_start_id_is_rejected(tokenizer):
 
 def test_save_and_load(tmp_path, processor, items):
     processor.save_pretrained(tmp_path)
+    # the processor saves only its own files; its budgets are the model's config
+    assert not (tmp_path / "config.json").exists()
+    assert json.loads((tmp_path / "processor_config.json").read_text())["item_template"] == processor.item_template
+    with pytest.raises(OSError, match="has no config.json"):
+        EmbSumProcessor.from_pretrained(tmp_path)
+    processor.config.save_pretrained(tmp_path)
     loaded = EmbSumProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, ProcessorMixin)
     assert loaded.item_template == processor.item_template
     assert loaded.config.session_max_tokens == processor.config.session_max_tokens
     a = processor.encode_users([items[:5]], summaries=["sports fan"])
     b = loaded.encode_users([items[:5]], summaries=["sports fan"])
+    assert isinstance(b, BatchFeature) and set(b) == {"session_input_ids", "session_attention_mask", "summary_labels"}
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_strings_are_the_first_field_and_calls_return_batch_features(processor, items):
+    titles = [item["title"] for item in items[:3]]
+    as_dicts = [{"title": title, "abstract": None, "category": None} for title in titles]
+    strings, dicts = processor.encode_items(titles), processor.encode_items(as_dicts)
+    assert all(torch.equal(strings[key], dicts[key]) for key in dicts)
+    users = processor.encode_users([titles, []])
+    assert torch.equal(users["session_input_ids"][0], processor.encode_users([as_dicts])["session_input_ids"][0])
+    both = processor(histories=[titles], items=titles, summaries=["space fan"])
+    assert set(both) == {"session_input_ids", "session_attention_mask", "summary_labels", "item_input_ids",
+                         "item_attention_mask"}  # fmt: skip
+    moved = both.to("meta")  # BatchFeature.to moves every tensor
+    assert all(value.device.type == "meta" for value in moved.values())
+    with pytest.raises(ValueError, match=r"item must be an item dict or a string, got int"):
+        processor.encode_items([3])
+
+
+def test_auto_processor_returns_the_embsum_processor(tmp_path, processor, model):
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["auto_map"] == {
+        "AutoProcessor": "processing_embsum.EmbSumProcessor"
+    }
+    assert (tmp_path / "processing_embsum.py").is_file()
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is EmbSumProcessor  # in the package's process
+    loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(loaded).__name__ == "EmbSumProcessor" and loaded.item_fields == processor.item_fields
+    expected = processor.encode_items(["moon"])["item_input_ids"]
+    assert torch.equal(loaded.encode_items(["moon"])["item_input_ids"], expected)
 
 
 def test_train_tokenizer_is_t5_style():

@@ -1,4 +1,4 @@
-"""Inference Endpoints handler for an EmbSum model repo (`embsum_hf.hub.prepare_hub_folder` copies it to the root).
+"""Inference Endpoints handler for an EmbSum model repo (`embsum_hf.hub.save_repo` copies it to the root).
 
 Request:
     {"inputs": {"history": [item, ...], "candidates": [item, ...]},

@@ -1,0 +1,130 @@
+"""One way to save an EmbSum model: a complete, self-contained Hub repo folder.
+
+`save_repo(model, processor, folder)` writes the weights and `config.json` (with `auto_map` for AutoConfig /
+AutoModel and `custom_pipelines` for the `embsum-recommendation` pipeline), the tokenizer and `processor_config.json`
+(with `auto_map` for AutoProcessor), the four flat Hub-facing code files (configuration / modeling / processing /
+pipeline), the Inference Endpoints files (`handler.py`, `requirements.txt`) and the card (`README.md`).
+
+`SavesHubRepo` makes a `transformers.Trainer` write the same into its output folder and into every checkpoint, so
+any of them can be uploaded as it is (`embsum push`, `hf upload`, `--push_to_hub true`) and loads in a process
+that never imports embsum_hf.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers.dynamic_module_utils import custom_object_save
+
+from ..modeling_embsum import EmbSumModel
+from ..pipeline_embsum import EmbSumRecommendationPipeline
+from ..processing_embsum import EmbSumProcessor
+from .card_data import ModelCardCallback, model_card_data
+from .model_card import write_model_card
+
+TEMPLATES = Path(__file__).parent / "templates"
+ENDPOINT_FILES = ("handler.py", "requirements.txt")
+REMOTE_CODE_FILES = ("configuration_embsum.py", "modeling_embsum.py", "processing_embsum.py", "pipeline_embsum.py")
+
+
+def add_pipeline_entry(model: EmbSumModel) -> None:
+    """
+    Record the `embsum-recommendation` pipeline under `model.config.custom_pipelines` (as `Pipeline.save_pretrained`
+    does), so that `pipeline(model=folder, trust_remote_code=True)` finds it in the saved `config.json`.
+    """
+    custom_pipelines = {}
+    for task, info in getattr(EmbSumRecommendationPipeline, "_registered_impl", {}).items():
+        impl = info["impl"]
+        custom_pipelines[task] = {
+            **info,
+            "impl": f"{impl.__module__.split('.')[-1]}.{impl.__name__}",
+            "pt": tuple(model_class.__name__ for model_class in info["pt"]),
+        }
+    if not custom_pipelines:
+        raise RuntimeError("the embsum-recommendation pipeline is not registered: import embsum_hf first")
+    model.config.custom_pipelines = custom_pipelines
+
+
+def write_repo_files(folder: str | os.PathLike, card_kwargs: dict[str, Any] | None = None) -> None:
+    """
+    What a repo needs beyond `model.save_pretrained` + `processor.save_pretrained`: the pipeline's code, the endpoint
+    files and the card ([`write_model_card`], given `card_kwargs`; an existing card there is updated).
+    """
+    folder = Path(folder)
+    custom_object_save(EmbSumRecommendationPipeline, folder)  # pipeline_embsum.py (+ the flat files it imports)
+    for name in ENDPOINT_FILES:
+        shutil.copyfile(TEMPLATES / name, folder / name)
+    write_model_card(folder, **(card_kwargs or {}))
+
+
+def save_repo(
+    model: EmbSumModel,
+    processor: EmbSumProcessor,
+    folder: str | os.PathLike,
+    *,
+    card_kwargs: dict[str, Any] | None = None,
+    **save_kwargs: Any,
+) -> Path:
+    """
+    Write the complete Hub repo of `model` and `processor` into `folder` (see the module docstring) and return it.
+    `card_kwargs` go to [`write_model_card`], `save_kwargs` to `model.save_pretrained`.
+    """
+    folder = Path(folder)
+    add_pipeline_entry(model)
+    model.save_pretrained(folder, **save_kwargs)
+    processor.save_pretrained(folder)
+    write_repo_files(folder, card_kwargs)
+    return folder
+
+
+def missing_repo_files(folder: str | os.PathLike) -> list[str]:
+    """The files of a complete repo that `folder` lacks (empty for what `save_repo` or the Trainer wrote)."""
+    needed = ("config.json", "model.safetensors", "processor_config.json", "README.md")
+    needed += ENDPOINT_FILES + REMOTE_CODE_FILES
+    return [name for name in needed if not Path(folder, name).is_file()]
+
+
+class SavesHubRepo:
+    """
+    Trainer mixin (put it before `Trainer` in the bases): each save, the final one and every checkpoint, writes the
+    complete repo of [`save_repo`]. The Trainer's own save writes the model (with `custom_pipelines`) and its
+    `processing_class` (an [`EmbSumProcessor`]); this adds the pipeline code, the endpoint files and the card,
+    rendered from the model's [`EmbSumModelCardData`], which a [`ModelCardCallback`] fills while training.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(ModelCardCallback(self))
+
+    @property
+    def model_card_data(self):
+        return model_card_data(self.accelerator.unwrap_model(self.model, keep_torch_compile=False))
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        add_pipeline_entry(model)
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            write_repo_files(output_dir, model_card_data(model).card_kwargs())
+
+    def create_model_card(self, *, summary_rouge: dict[str, float] | None = None, **card_kwargs):
+        """
+        Render the model's card facts into `output_dir/README.md` (see [`write_model_card`]), with `summary_rouge`
+        (measured on the last evaluated split) and other [`write_model_card`] arguments, which take precedence.
+        Keyword arguments of the base Trainer's card (`model_name`, `finetuned_from`, ...) that EmbSum's card does
+        not use are ignored.
+        """
+        if not self.is_world_process_zero():
+            return None
+        kwargs = self.model_card_data.card_kwargs()
+        accepted = set(inspect.signature(write_model_card).parameters) - {"folder"}
+        kwargs.update({name: value for name, value in card_kwargs.items() if name in accepted and value is not None})
+        return write_model_card(self.args.output_dir, summary_rouge=summary_rouge, **kwargs)
+
+
+__all__ = ["SavesHubRepo", "add_pipeline_entry", "missing_repo_files", "save_repo", "write_repo_files"]
