@@ -14,7 +14,7 @@ import sys
 import torch.distributed as dist
 
 # subcommand module names, in the order `embsum --help` lists them
-COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push")
+COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push", "space")
 
 
 def build_parser() -> argparse.ArgumentParser:

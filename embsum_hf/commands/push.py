@@ -1,6 +1,7 @@
 """`embsum push`: publish a trained model folder to the Hub as a self-contained repo (weights, processor, remote
 code, pipeline, endpoint handler) with its card: the one the Trainer wrote (metrics, recipe) updated with the card
-inputs of `model_cards/*.yaml`. `--dry-run FOLDER` writes what would be uploaded and stops."""
+inputs of `model_cards/*.yaml`. `--dry-run FOLDER` writes what would be uploaded and stops.
+`embsum push --space REPO --folder DIR` uploads the Gradio Space that `embsum space` wrote to DIR instead."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "push", help="upload a trained model folder to the Hub with its card, remote code, pipeline and handler"
     )
-    parser.add_argument("--model", required=True, help="the trained model folder (embsum train's --output_dir)")
-    parser.add_argument("--repo", required=True, help="Hub repo id, e.g. org/embsum-mind")
+    parser.add_argument("--model", default=None, help="the trained model folder (embsum train's --output_dir)")
+    parser.add_argument("--repo", default=None, help="Hub repo id, e.g. org/embsum-mind")
+    parser.add_argument("--space", default=None, help="Space repo id: upload the Space folder --folder instead")
+    parser.add_argument("--folder", default=None, help="with --space: the folder `embsum space` wrote")
     parser.add_argument("--card-inputs", default=None, help="card inputs YAML, e.g. model_cards/embsum-mind.yaml")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one, or HF_TOKEN)")
@@ -24,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.space:
+        return run_space(args)
+    if not (args.model and args.repo):
+        raise ValueError("give --model and --repo (a model repo), or --space and --folder (a Space)")
 
     from huggingface_hub import HfApi
 
@@ -46,4 +54,26 @@ def run(args: argparse.Namespace) -> int:
         commit_message=args.message, api=api, card_from=card_from,
     )
     print(f"pushed {args.model} to {args.repo}: {url}")
+    return 0
+
+
+def run_space(args: argparse.Namespace) -> int:
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    from embsum_hf.hub.space import check_space_folder, push_space
+
+    if not args.folder:
+        raise ValueError("--space needs --folder, the Space folder `embsum space` wrote")
+    check_space_folder(args.folder)
+    if args.dry_run:  # the exact tree that would be uploaded
+        shutil.copytree(args.folder, args.dry_run, dirs_exist_ok=True)
+        print(f"wrote the Space folder for {args.space} to {args.dry_run} (nothing uploaded)")
+        return 0
+    api = HfApi(endpoint=args.endpoint, token=args.token)
+    message = "Upload EmbSum Space" if args.message == "Upload EmbSum model" else args.message
+    url = push_space(args.folder, args.space, private=args.private or None, token=args.token,
+                     commit_message=message, api=api)  # fmt: skip
+    print(f"pushed the Space {args.folder} to {args.space}: {url}")
     return 0

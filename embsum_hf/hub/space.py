@@ -130,7 +130,8 @@ def write_space(
 
     if bundle_model:
         shutil.rmtree(output / MODEL_DIR, ignore_errors=True)
-        prepare_hub_folder(model, processor, output / MODEL_DIR, card_kwargs={"repo_id": model_repo} if model_repo else {})
+        card = {"repo_id": model_repo} if model_repo else {}
+        prepare_hub_folder(model, processor, output / MODEL_DIR, card_kwargs=card)
     else:
         shutil.rmtree(output / MODEL_DIR, ignore_errors=True)
     settings = {
@@ -193,6 +194,16 @@ def _gradio_version() -> str:
         return TESTED_GRADIO
 
 
+def check_space_folder(folder: str | os.PathLike) -> Path:
+    """`folder` if it holds a Space [`write_space`] wrote, else a `FileNotFoundError` naming what is missing."""
+    folder = Path(folder)
+    missing = [name for name in (*SPACE_FILES, f"{CATALOGUE_DIR}/{MANIFEST_NAME}") if not (folder / name).is_file()]
+    if missing:
+        names = ", ".join(missing)
+        raise FileNotFoundError(f"{folder} is not a Space folder written by `embsum space` (missing {names})")
+    return folder
+
+
 def push_space(
     folder: str | os.PathLike,
     repo_id: str,
@@ -204,10 +215,7 @@ def push_space(
 ) -> str:
     """Create the Space `repo_id` (Gradio SDK) if needed and upload the folder [`write_space`] wrote; returns the
     commit URL. Pass `api` to use another endpoint."""
-    folder = Path(folder)
-    missing = [name for name in SPACE_FILES if not (folder / name).is_file()]
-    if missing or not (folder / CATALOGUE_DIR / MANIFEST_NAME).is_file():
-        raise FileNotFoundError(f"{folder} is not a Space folder written by `embsum space` (missing {missing or CATALOGUE_DIR})")
+    folder = check_space_folder(folder)
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="space", space_sdk="gradio", token=token)
     commit = api.upload_folder(
@@ -216,4 +224,4 @@ def push_space(
     return str(commit)
 
 
-__all__ = ["example_users", "push_space", "write_space"]
+__all__ = ["check_space_folder", "example_users", "push_space", "write_space"]

@@ -104,7 +104,8 @@ class Recommender:
         """
         config, processor = self.model.config, self.processor
         old_sessions = user["sessions"] if user else []
-        history = (processor.tokenize_items(new_items) + (user["token_ids"] if user else []))[: config.max_history_items]
+        old_history = user["token_ids"] if user else []
+        history = (processor.tokenize_items(new_items) + old_history)[: config.max_history_items]
         sessions = processor.pack_sessions(history)
         batch = processor.pad_users([sessions])
         ids, mask = batch["session_input_ids"], batch["session_attention_mask"]  # (1, G, L)
@@ -200,7 +201,7 @@ def results(user: dict, k: int, progress: gr.Progress, started: float) -> list:
     user = {**user, "rows": rows, "labels": labels}
     history_chart, pairs_chart, why = explanation(user, labels[0] if labels else None)
     elapsed = time.perf_counter() - started
-    logger.info("query: %d history items, %d sessions re-encoded, %.3f s", len(user["items"]), user["reencoded"], elapsed)
+    logger.info("query: %d history items, %d sessions encoded, %.3f s", len(user["items"]), user["reencoded"], elapsed)
     status = (
         f"Ranked {len(RECOMMENDER.catalogue):,} items for a history of {len(user['items'])} in {elapsed:.2f} s "
         f"({user['reencoded']} of {len(user['sessions'])} sessions encoded)."
@@ -271,7 +272,8 @@ def build_demo() -> gr.Blocks:
                 x="history item", y="share", sort="-y", label="History items behind the score", elem_id="why-history"
             )
             pairs_chart = gr.BarPlot(
-                x="code pair", y="share", sort="-y", label="User x item code pairs behind the score", elem_id="why-codes"
+                x="code pair", y="share", sort="-y", label="User x item code pairs behind the score",
+                elem_id="why-codes",
             )
         user = gr.State(None)
         outputs = [status, ranking, scores, summary, choice, history_chart, pairs_chart, why, user]
@@ -286,9 +288,8 @@ def build_demo() -> gr.Blocks:
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 _started = time.perf_counter()
 RECOMMENDER = Recommender()
-logger.info(
-    "start-up: model and %d catalogue items loaded in %.3f s", len(RECOMMENDER.catalogue), time.perf_counter() - _started
-)
+_elapsed = time.perf_counter() - _started
+logger.info("start-up: model and %d catalogue items loaded in %.3f s", len(RECOMMENDER.catalogue), _elapsed)
 demo = build_demo()
 
 if __name__ == "__main__":
