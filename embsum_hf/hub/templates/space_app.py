@@ -262,24 +262,26 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=3):
                 summary = gr.Textbox(label="What the model thinks you like", interactive=False, elem_id="summary")
                 ranking = gr.Dataframe(label="Recommendations", interactive=False, elem_id="ranking")
-                scores = gr.BarPlot(x="item", y="score", sort="-y", label="Scores", elem_id="scores-chart")
+                scores = gr.BarPlot(
+                    x="item", y="score", sort="-y", x_label_angle=-30, label="Scores", elem_id="scores-chart"
+                )
         with gr.Row():
             with gr.Column():
                 choice = gr.Dropdown(choices=[], label="Explain a recommendation", elem_id="choice")
                 why = gr.Markdown(elem_id="why")
                 read = gr.Button("Mark as read", elem_id="mark-read")
             history_chart = gr.BarPlot(
-                x="history item", y="share", sort="-y", label="History items behind the score", elem_id="why-history"
-            )
+                x="history item", y="share", sort="-y", x_label_angle=-30, y_lim=[0, None],
+                label="History items behind the score", elem_id="why-history",
+            )  # fmt: skip
             pairs_chart = gr.BarPlot(
-                x="code pair", y="share", sort="-y", label="User x item code pairs behind the score",
-                elem_id="why-codes",
-            )
+                x="code pair", y="share", sort="-y", x_label_angle=-30, y_lim=[0, None],
+                label="User x item code pairs behind the score", elem_id="why-codes",
+            )  # fmt: skip
         user = gr.State(None)
         outputs = [status, ranking, scores, summary, choice, history_chart, pairs_chart, why, user]
         example.change(lambda name: examples.get(name, ""), example, history, api_name=False)
         run.click(recommend, [history, k], outputs, api_name="recommend")
-        history.submit(recommend, [history, k], outputs, api_name=False)
         choice.change(explanation, [user, choice], [history_chart, pairs_chart, why], api_name=False)
         read.click(mark_as_read, [choice, history, k, user], [history, *outputs], api_name="mark_as_read")
     return demo
