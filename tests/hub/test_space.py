@@ -50,20 +50,21 @@ def free_port() -> int:
 
 
 def start_app(folder: Path, hf_home: Path) -> tuple[subprocess.Popen, str, float]:
-    """`python app.py` in `folder` on a free loopback port; returns the process, its URL and its start-up seconds
-    (process start to the first page served)."""
+    """`python app.py` in `folder` on a free loopback port, logging to `hf_home/app.log`; returns the process, its URL
+    and its start-up seconds (process start to the first page served)."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), HF_HOME=str(hf_home),
                HF_HUB_OFFLINE="1", NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")  # fmt: skip
-    log = open(folder / "app.log", "w")
+    log_path = hf_home / "app.log"
+    log = open(log_path, "w")
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", RUN_APP], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = started + 300
     while time.perf_counter() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}:\n{(folder / 'app.log').read_text()[-3000:]}")
+            raise AssertionError(f"the app exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
                 if answer.status == 200:
@@ -71,7 +72,7 @@ def start_app(folder: Path, hf_home: Path) -> tuple[subprocess.Popen, str, float
         except OSError:
             time.sleep(0.5)
     process.kill()
-    raise AssertionError(f"the app did not answer within 300 s:\n{(folder / 'app.log').read_text()[-3000:]}")
+    raise AssertionError(f"the app did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
 
 
 def stop_app(process: subprocess.Popen) -> None:
