@@ -12,8 +12,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,6 +25,7 @@ from huggingface_hub import HfApi, SpaceCard
 
 from embsum_hf import EmbSumModel
 from embsum_hf.cli import main
+from embsum_hf.data import make_synthetic_mind
 from embsum_hf.hub.space import push_space
 from embsum_hf.serving import EmbeddingStore, explain, recommend
 from embsum_hf.serving.explain import generate_summaries
@@ -49,13 +52,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(folder: Path, hf_home: Path) -> tuple[subprocess.Popen, str, float]:
-    """`python app.py` in `folder` on a free loopback port, logging to `hf_home/app.log`; returns the process, its URL
-    and its start-up seconds (process start to the first page served)."""
+class Outbound(BaseHTTPRequestHandler):
+    """A proxy that forwards nothing: it records each request a process sends through it (`CONNECT host:443` for
+    HTTPS, an absolute URL for HTTP) and refuses it."""
+
+    requests: list[str] = []
+
+    def _record(self):
+        Outbound.requests.append(f"{self.command} {self.path}")
+        self.send_error(403, "no network in tests")
+
+    do_CONNECT = do_GET = do_POST = do_HEAD = _record  # noqa: N815 (http.server's naming)
+
+    def log_message(self, *args):
+        pass
+
+
+def start_app(folder: Path, hf_home: Path, proxy: str | None = None) -> tuple[subprocess.Popen, str, float]:
+    """`python app.py` in `folder` on a free loopback port, logging to `hf_home/app.log` (all but loopback traffic
+    through `proxy`, if given); returns the process, its URL and its start-up seconds (to the first page served)."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # no HF_HUB_OFFLINE: the app itself must keep off the network (a proxy sees what it would send)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "HF_HUB_OFFLINE")}
     env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), HF_HOME=str(hf_home),
-               HF_HUB_OFFLINE="1", NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")  # fmt: skip
+               NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")  # fmt: skip
+    if proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            env[name] = env[name.lower()] = proxy
+        env["no_proxy"] = env["NO_PROXY"]
     log_path = hf_home / "app.log"
     log = open(log_path, "w")
     started = time.perf_counter()
@@ -109,8 +133,19 @@ def space(tmp_path_factory, space_model, processor, catalogue) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(space, tmp_path_factory):
-    process, url, startup = start_app(space, tmp_path_factory.mktemp("hf_home"))
+def outbound():
+    """A recording proxy for the app process (see `Outbound`); yields its URL. Runs for the whole module."""
+    Outbound.requests.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Outbound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def app(space, tmp_path_factory, outbound):
+    process, url, startup = start_app(space, tmp_path_factory.mktemp("hf_home"), proxy=outbound)
     logger.info("tiny Space: the app answered %.2f s after its process started", startup)
     yield url
     stop_app(process)
@@ -173,6 +208,30 @@ def test_space_refuses_a_foreign_folder_and_a_mismatched_store(tmp_path, space, 
     assert "no-such-data: no such file or folder" in capsys.readouterr().err
     assert main([*store_argv, "--data", str(space / "catalogue" / "items.jsonl")]) == 2  # another model's store
     assert "re-encode the store with this model" in capsys.readouterr().err
+
+
+def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path, space, space_model, processor):
+    """`--items` as MIND-format data (example users from its histories), then as an existing item store of the same
+    model with a Hub id to link instead of bundling (nothing re-encoded: the store's shards are copied)."""
+    data = make_synthetic_mind(tmp_path / "data", num_users=30, num_news=60, num_train_impressions=40,
+                               num_dev_impressions=20, max_history=12)  # fmt: skip
+    out = tmp_path / "from-data"
+    assert main(["space", "--model", str(space / "model"), "--items", str(data / "dev"), "--output", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    settings = json.loads((out / "space_config.json").read_text())
+    assert len(settings["examples"]) == 3 and all(example["name"].startswith("User ") for example in settings["examples"])
+    assert len(EmbeddingStore.load(out / "catalogue")) == 60 and SpaceCard.load(out / "README.md").data.models is None
+
+    linked = tmp_path / "linked"
+    argv = ["space", "--model", str(space / "model"), "--items", str(space / "catalogue"), "--output", str(linked),
+            "--data", str(space / "catalogue" / "items.jsonl"), "--model-repo", "org/embsum-tiny", "--link-model"]
+    assert main(argv) == 0
+    assert not (linked / "model").exists() and json.loads((linked / "space_config.json").read_text())["model"] == (
+        "org/embsum-tiny"
+    )
+    assert SpaceCard.load(linked / "README.md").data.models == ["org/embsum-tiny"]
+    shard = "catalogue/shard-00000.safetensors"
+    assert (linked / shard).read_bytes() == (space / shard).read_bytes()
 
 
 def test_gradio_client_recommend_matches_the_package(app, space, space_model, processor, catalogue):
@@ -328,3 +387,12 @@ def test_push_space_uploads_the_folder(space, tmp_path, fake_hub, capsys):  # no
     assert set(commit["files"]) == uploaded and commit["files"]["app.py"] == (space / "app.py").read_bytes()
     assert main(["push", "--space", "org/x", "--folder", str(tmp_path)]) == 2
     assert "is not a Space folder written by `embsum space`" in capsys.readouterr().err
+
+
+def test_the_app_sent_nothing_beyond_loopback(app, outbound):
+    """Runs after the app served the tests above: no analytics, telemetry or update check left the machine (every
+    request but loopback goes through the recording proxy, which this test first checks it would see)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": outbound}))
+    with pytest.raises(urllib.error.HTTPError):
+        opener.open("http://example.invalid/probe", timeout=10)
+    assert Outbound.requests == ["GET http://example.invalid/probe"]
