@@ -308,6 +308,7 @@ def bars(driver, chart: str) -> int:
 
 def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, processor, catalogue, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -319,6 +320,13 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
     try:
         driver.get(app)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#history textarea")))
+        # an example user fills the history box
+        driver.find_element(By.CSS_SELECTOR, "#example input").click()
+        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#example [role=option]"))).click()
+        example = "\n".join(item["title"] for item in catalogue[:5])  # what `embsum space` makes of an items file
+        wait.until(lambda d: box.get_attribute("value") == example)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(Keys.DELETE)
         box.send_keys("\n".join(item["title"] for item in history))
         driver.find_element(By.CSS_SELECTOR, "#recommend").click()
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#status"), "Ranked 40 items"))
