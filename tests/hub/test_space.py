@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("EMBSUM_TEST_ARTIFACTS", REPO / "outputs" / "test-artifacts"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,2200",
 )  # fmt: skip
 # runs the app as a Space runs it, with `import embsum_hf` made impossible: the app must not need the package
@@ -83,7 +84,8 @@ def start_app(folder: Path, hf_home: Path, proxy: str | None = None) -> tuple[su
     log_path = hf_home / "app.log"
     log = open(log_path, "w")
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", RUN_APP], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-c", RUN_APP]
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = started + 300
     while time.perf_counter() < deadline:
@@ -177,7 +179,8 @@ def assert_same_ranking(ids, scores, expected_ids, expected_scores, tolerance=1e
 
 
 def test_space_folder_is_complete_and_self_contained(space, catalogue, space_model):
-    assert {"README.md", "app.py", "requirements.txt", "space_config.json", "catalogue", "model"} <= set(os.listdir(space))
+    files = {"README.md", "app.py", "requirements.txt", "space_config.json", "catalogue", "model"}
+    assert files <= set(os.listdir(space))
     card = SpaceCard.load(space / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.models == ["org/embsum-tiny"]
     assert card.data.sdk_version and card.data.title == "Tiny EmbSum"
@@ -219,7 +222,8 @@ def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path,
     assert main(["space", "--model", str(space / "model"), "--items", str(data / "dev"), "--output", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     settings = json.loads((out / "space_config.json").read_text())
-    assert len(settings["examples"]) == 3 and all(example["name"].startswith("User ") for example in settings["examples"])
+    assert len(settings["examples"]) == 3
+    assert all(example["name"].startswith("User ") for example in settings["examples"])
     assert len(EmbeddingStore.load(out / "catalogue")) == 60 and SpaceCard.load(out / "README.md").data.models is None
 
     linked = tmp_path / "linked"
@@ -244,7 +248,8 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
     status, table, chart, summary, choice, why_history, why_pairs, why = client.predict(
         "\n".join(item["title"] for item in history), K, api_name="/recommend"
     )
-    logger.info("tiny Space: one /recommend round trip through gradio_client took %.3f s", time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    logger.info("tiny Space: one /recommend round trip through gradio_client took %.3f s", elapsed)
     store = EmbeddingStore.load(space / "catalogue")
     ids, scores = expected_ranking(space_model, processor, catalogue, store, history)
     assert table["headers"] == ["rank", "item", "score", "item_id"] and len(table["data"]) == K
@@ -257,7 +262,8 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
     with torch.no_grad():
         user = space_model.encode_user(**processor.encode_users([history]), output_details=True)
     top = store.positions([table["data"][0][3]])[0]
-    expected = explain(user.user_embeddings[0], user.attention_weights[0], store.embeddings[top], store.keys[top], history)
+    upe, weights = user.user_embeddings[0], user.attention_weights[0]
+    expected = explain(upe, weights, store.embeddings[top], store.keys[top], history)
     shares = {label: share for label, share in why_history["data"]}
     assert len(shares) == len(expected.history) == 4  # three history items and the summary state
     for entry in expected.history:
@@ -384,10 +390,12 @@ def store_item(catalogue: list[dict], item_id: str) -> dict:
 
 
 def test_push_space_uploads_the_folder(space, tmp_path, fake_hub, capsys):  # noqa: F811 (the fixture)
-    assert main(["push", "--space", "org/embsum-space", "--folder", str(space), "--dry-run", str(tmp_path / "staged")]) == 0
+    argv = ["push", "--space", "org/embsum-space", "--folder", str(space)]
+    assert main([*argv, "--dry-run", str(tmp_path / "staged")]) == 0
     assert (tmp_path / "staged" / "app.py").read_bytes() == (space / "app.py").read_bytes()
     assert FakeHub.commits == []
-    url = push_space(space, "org/embsum-space", token="hf_local_test", api=HfApi(endpoint=fake_hub, token="hf_local_test"))
+    api = HfApi(endpoint=fake_hub, token="hf_local_test")
+    url = push_space(space, "org/embsum-space", token="hf_local_test", api=api)
     assert url.endswith("/commit/abc")
     (commit,) = FakeHub.commits
     assert commit["path"] == "/api/spaces/org/embsum-space/commit/main"
