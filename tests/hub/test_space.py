@@ -166,7 +166,8 @@ def expected_ranking(model, processor, catalogue, store, history: list[dict], k:
     titles = {item["title"] for item in history}
     seen = [item["item_id"] for item in catalogue if item["title"] in titles]
     top = recommend(upe, store, k=k, exclude=[seen])
-    return top.item_ids[0], top.scores[0].tolist()
+    kept = [i for i, item_id in enumerate(top.item_ids[0]) if item_id is not None]  # not the excluded tail
+    return [top.item_ids[0][i] for i in kept], [float(top.scores[0][i]) for i in kept]
 
 
 def assert_same_ranking(ids, scores, expected_ids, expected_scores, tolerance=1e-3):
@@ -271,6 +272,14 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
         assert shares[label] == pytest.approx(entry.weight, abs=1e-4)
     assert sum(row[1] for row in why_pairs["data"]) == pytest.approx(1.0, abs=1e-4) and len(why_pairs["data"]) == 8
     assert why.startswith(f"**{choice['value']}** is recommended because of:")
+
+    # a history longer than the model reads (12 items): the older lines are still never recommended
+    long_history = history_items(catalogue, list(range(10, 24)))
+    _, table, *_ = client.predict("\n".join(item["title"] for item in long_history), 40, api_name="/recommend")
+    ids, scores = expected_ranking(space_model, processor, catalogue, store, long_history, k=40)
+    recommended, read = {row[3] for row in table["data"]}, {item["item_id"] for item in long_history}
+    assert len(table["data"]) == len(ids) == 26 and not recommended & read
+    assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
 
     with pytest.raises(AppError, match="The history is empty"):
         client.predict("  \n ", K, api_name="/recommend")

@@ -129,9 +129,10 @@ class Recommender:
 
     @torch.no_grad()
     def rank(self, user: dict, k: int) -> tuple[list[int], list[float]]:
-        """The top `k` catalogue rows for `user`, never an item of the history (by title)."""
+        """The top `k` catalogue rows for `user`, never an item of its history (every line, also those older than
+        the model's `max_history_items`)."""
         scores = self.poly_relevance(user["upe"].float(), self.catalogue.embeddings, self.catalogue.keys)[0]  # (N,)
-        seen = [row for item in user["items"] for row in self.rows_by_title.get(self.title(item), [])]
+        seen = [row for line in user["lines"] for row in self.rows_by_title.get(line, [])]
         if seen:
             scores[torch.tensor(seen)] = float("-inf")
         top = scores.topk(min(k, len(scores) - len(set(seen))))
@@ -201,9 +202,9 @@ def results(user: dict, k: int, progress: gr.Progress, started: float) -> list:
     user = {**user, "rows": rows, "labels": labels}
     history_chart, pairs_chart, why = explanation(user, labels[0] if labels else None)
     elapsed = time.perf_counter() - started
-    logger.info("query: %d history items, %d sessions encoded, %.3f s", len(user["items"]), user["reencoded"], elapsed)
+    logger.info("query: %d history items, %d sessions encoded, %.3f s", len(user["lines"]), user["reencoded"], elapsed)
     status = (
-        f"Ranked {len(RECOMMENDER.catalogue):,} items for a history of {len(user['items'])} in {elapsed:.2f} s "
+        f"Ranked {len(RECOMMENDER.catalogue):,} items for a history of {len(user['lines'])} in {elapsed:.2f} s "
         f"({user['reencoded']} of {len(user['sessions'])} sessions encoded)."
     )
     choice = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
