@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 install: $(STAMP) browser
 
 # Debian's chromium + chromium-driver for the Space's browser test (tests/hub/test_space.py), when missing: as root
-# (CI) or through password-less sudo; otherwise that one test skips, saying why (and fails where CI=true)
+# (CI) or through password-less sudo; otherwise that one test skips, saying why (it fails under .ci/run or CI=true)
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
