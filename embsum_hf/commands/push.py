@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one, or HF_TOKEN)")
     parser.add_argument("--endpoint", default=None, help="another Hub endpoint (default: HF_ENDPOINT or the Hub)")
-    parser.add_argument("--message", default="Upload EmbSum model", help="commit message")
+    parser.add_argument(
+        "--message", default=None, help="commit message (default: push_to_hub's or push_space's)"
+    )
     parser.add_argument("--dry-run", metavar="FOLDER", default=None, help="write the repo folder here, upload nothing")
     parser.set_defaults(func=run)
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     api = HfApi(endpoint=args.endpoint, token=args.token)
     url = push_to_hub(
         model, processor, args.repo, private=args.private or None, token=args.token, card_kwargs=card_kwargs,
-        commit_message=args.message, api=api, card_from=card_from,
+        api=api, card_from=card_from, **({"commit_message": args.message} if args.message else {}),
     )
     print(f"pushed {args.model} to {args.repo}: {url}")
     return 0
@@ -72,8 +74,7 @@ def run_space(args: argparse.Namespace) -> int:
         print(f"wrote the Space folder for {args.space} to {args.dry_run} (nothing uploaded)")
         return 0
     api = HfApi(endpoint=args.endpoint, token=args.token)
-    message = "Upload EmbSum Space" if args.message == "Upload EmbSum model" else args.message
-    url = push_space(args.folder, args.space, private=args.private or None, token=args.token,
-                     commit_message=message, api=api)  # fmt: skip
+    message = {"commit_message": args.message} if args.message else {}
+    url = push_space(args.folder, args.space, private=args.private or None, token=args.token, api=api, **message)
     print(f"pushed the Space {args.folder} to {args.space}: {url}")
     return 0

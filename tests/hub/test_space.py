@@ -403,13 +403,14 @@ def test_push_space_uploads_the_folder(space, tmp_path, fake_hub, capsys):  # no
     assert main([*argv, "--dry-run", str(tmp_path / "staged")]) == 0
     assert (tmp_path / "staged" / "app.py").read_bytes() == (space / "app.py").read_bytes()
     assert FakeHub.commits == []
+    assert main([*argv, "--endpoint", fake_hub, "--token", "hf_local_test", "--message", "v1"]) == 0
+    assert "pushed the Space" in capsys.readouterr().out
     api = HfApi(endpoint=fake_hub, token="hf_local_test")
-    url = push_space(space, "org/embsum-space", token="hf_local_test", api=api)
-    assert url.endswith("/commit/abc")
-    (commit,) = FakeHub.commits
-    assert commit["path"] == "/api/spaces/org/embsum-space/commit/main"
+    assert push_space(space, "org/embsum-space", token="hf_local_test", api=api).endswith("/commit/abc")
     uploaded = {str(path.relative_to(space)) for path in space.rglob("*") if path.is_file()}
-    assert set(commit["files"]) == uploaded and commit["files"]["app.py"] == (space / "app.py").read_bytes()
+    for commit, summary in zip(FakeHub.commits, ("v1", "Upload EmbSum Space"), strict=True):
+        assert commit["path"] == "/api/spaces/org/embsum-space/commit/main" and commit["header"]["summary"] == summary
+        assert set(commit["files"]) == uploaded and commit["files"]["app.py"] == (space / "app.py").read_bytes()
     assert main(["push", "--space", "org/x", "--folder", str(tmp_path)]) == 2
     assert "is not a Space folder written by `embsum space`" in capsys.readouterr().err
 
