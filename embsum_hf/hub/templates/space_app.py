@@ -42,6 +42,7 @@ logger = logging.getLogger("embsum_space")
 HERE = Path(__file__).resolve().parent
 SETTINGS = json.loads((HERE / "space_config.json").read_text())
 LIMITS = SETTINGS["limits"]  # max_history_lines, max_line_chars, max_k
+CHART_PAIRS = 12  # code pairs drawn (K x M can be 64 or more): the heaviest
 
 
 class Catalogue:
@@ -169,6 +170,10 @@ class Recommender:
         )
         return history.sort_values("share", ascending=False), pairs.sort_values("share", ascending=False)
 
+    @property
+    def num_pairs(self) -> int:
+        return self.model.config.num_user_codes * self.model.config.num_item_codes
+
 
 def parse_history(text: str | None) -> list[str]:
     """History lines, most recent first; an empty or oversized history is a `gr.Error` with a clear message."""
@@ -217,7 +222,14 @@ def explanation(user: dict | None, label: str | None) -> tuple[pd.DataFrame | No
     row = user["rows"][user["labels"].index(label)]
     history, pairs = RECOMMENDER.explain(user, row)
     top = ", ".join(f"{name} ({share:.2f})" for name, share in history.head(3).itertuples(index=False))
-    return history, pairs, f"**{label}** is recommended because of: {top}"
+    pairs = pairs.head(CHART_PAIRS)
+    text = f"**{label}** is recommended because of: {top}."
+    if len(pairs) < RECOMMENDER.num_pairs:
+        text += (
+            f" The chart shows the {len(pairs)} heaviest of {RECOMMENDER.num_pairs} user x item code pairs "
+            f"({pairs['share'].sum():.0%} of the score weight)."
+        )
+    return history, pairs, text
 
 
 def recommend(history_text: str, k: float, progress=gr.Progress()) -> list:
