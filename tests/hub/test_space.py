@@ -311,7 +311,7 @@ def page_ranking(driver) -> list[list[str]]:
     from selenium.webdriver.common.by import By
 
     rows = driver.find_elements(By.CSS_SELECTOR, "#ranking [role=row]")[1:]  # the first is the header
-    return [row.text.split("\n") for row in rows]
+    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")] for row in rows]
 
 
 def bars(driver, chart: str) -> int:

@@ -274,7 +274,10 @@ def build_demo() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=3):
                 summary = gr.Textbox(label="What the model thinks you like", interactive=False, elem_id="summary")
-                ranking = gr.Dataframe(label="Recommendations", interactive=False, elem_id="ranking")
+                ranking = gr.Dataframe(
+                    label="Recommendations", interactive=False, wrap=True, column_widths=["10%", "60%", "15%", "15%"],
+                    elem_id="ranking",
+                )  # fmt: skip
                 scores = gr.BarPlot(
                     x="item", y="score", sort="-y", x_label_angle=-30, label="Scores", elem_id="scores-chart"
                 )
