@@ -6,9 +6,17 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's chromium + chromium-driver for the Space's browser test (tests/hub/test_space.py), when missing: as root
+# (CI) or through password-less sudo; otherwise that one test skips, saying why (it fails under .ci/run or CI=true)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "chromium/chromium-driver missing and no root: the browser test will skip (apt-get install chromium chromium-driver)"; fi
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py --output-dir outputs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -12,7 +12,7 @@ import os
 import sys
 
 # subcommand module names, in the order `embsum --help` lists them
-COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push")
+COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "recommend", "push", "space")
 
 
 def build_parser() -> argparse.ArgumentParser:

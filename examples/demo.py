@@ -7,7 +7,9 @@
    beside the true one;
 4. write `metrics.json` and the trained model folder (model, processor, card) under `--output-dir`;
 5. serve from pre-computed embeddings: encode the held-out items and users into stores, rank every stored item for
-   that user with their history excluded (no transformer in the ranking path), and explain the top item.
+   that user with their history excluded (no transformer in the ranking path), and explain the top item;
+6. write a Gradio Space for the model and that item store (`embsum_hf.hub.write_space`) and print the command that
+   starts it in a browser.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
 from embsum_hf import EmbSumModel, EmbSumProcessor
 from embsum_hf.data import RecommendationData, make_synthetic_mind, user_histories
+from embsum_hf.hub.space import example_users, write_space
 from embsum_hf.serving import encode_items, encode_users, explain_recommendation, recommend
 from embsum_hf.training import EmbSumTrainingArguments, baseline_scores, impression_metrics
 from embsum_hf.training.recipe import demo_run_arguments, load_splits, train_embsum
@@ -108,6 +112,14 @@ def serve(model_dir: Path, data: RecommendationData, stores: Path, example: dict
         print(f"  {score:8.2f}  [{lookup[item_id]['category']}] {lookup[item_id]['title']}")
     best = top.item_ids[0][0]
     print(explain_recommendation(model, processor, histories[user_id], {"item_id": best, **lookup[best]}).text())
+
+    # step 6: the same model and item store as a Gradio Space (nothing re-encoded)
+    space = write_space(
+        model, processor, data.items, stores.parent / "space", item_store=stores / "items",
+        examples=example_users(histories.items(), processor.item_fields[0]), title="EmbSum demo: synthetic news",
+    )  # fmt: skip
+    print(f"\nWrote a Gradio Space for this model and its {len(items)} items to {space}. Try it in a browser:")
+    print(f"  {sys.executable} {space / 'app.py'}")
 
 
 if __name__ == "__main__":

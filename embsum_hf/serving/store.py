@@ -35,9 +35,10 @@ IDS_NAME = "ids.json"
 FORMAT_VERSION = 1
 STORE_KINDS = ("items", "users")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# config keys that change with saving/loading, not with what the model computes
+# config keys that change with saving/loading, not with what the model computes (`custom_pipelines`: written when the
+# pipeline is saved with the model, e.g. into a Hub folder)
 _VOLATILE_CONFIG_KEYS = frozenset(
-    {"_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype"}
+    {"_name_or_path", "transformers_version", "architectures", "auto_map", "custom_pipelines", "dtype", "torch_dtype"}
 )
 
 
