@@ -23,13 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import parse_config
+    from embsum_hf.commands import parse_config, report_drops
+    from embsum_hf.training import EmbSumTrainingArguments
     from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, save_splits
 
     run_args, prepare_args = parse_config(
-        args.extra, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True
+        args.extra, (EmbSumRunArguments, PrepareArguments), "embsum prepare", ignore=(EmbSumTrainingArguments,)
     )
     splits = load_splits(run_args)
+    report_drops("prepare", splits.train, splits.dev, splits.test)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):
         split = getattr(splits, name)

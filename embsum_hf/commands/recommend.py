@@ -38,16 +38,20 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
     from embsum_hf.utils import job_state
 
+    from embsum_hf.commands import require_positive
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
     users = EmbeddingStore.load(args.users, kind="users")
     items = EmbeddingStore.load(args.items, kind="items")
     exclude = None
     if args.exclude_history:
         if args.data is None:
             raise ValueError("--exclude-history needs --data (where the users' histories are)")
-        from embsum_hf.data import load_data, user_histories
+        from embsum_hf.commands import load_command_data
+        from embsum_hf.data import user_histories
 
-        histories = user_histories(load_data(args.data, args.split))
+        histories = user_histories(load_command_data(args))
         exclude = {user_id: [item["item_id"] for item in history] for user_id, history in histories}
     prefilter = None
     if args.faiss:
