@@ -143,8 +143,9 @@ class Result:
     seconds: float
 
 
-def fork_cli(argv: list[str], workdir: Path, timeout: float = 60.0) -> tuple[int, Path, Path]:
-    """Start `embsum argv` in a forked child; returns (pid, stdout file, stderr file)."""
+def fork_cli(argv: list[str], workdir: Path, timeout: float = 60.0, before=None) -> tuple[int, Path, Path]:
+    """Start `embsum argv` in a forked child (after calling `before()` there, if given); returns (pid, stdout file,
+    stderr file)."""
     workdir.mkdir(parents=True, exist_ok=True)
     out, err = workdir / "stdout.txt", workdir / "stderr.txt"
     sys.stdout.flush()
@@ -162,6 +163,8 @@ def fork_cli(argv: list[str], workdir: Path, timeout: float = 60.0) -> tuple[int
                 try:
                     from embsum_hf.cli import main
 
+                    if before is not None:
+                        before()
                     status = main(argv)
                 except SystemExit as exit_:
                     status = exit_.code if isinstance(exit_.code, int) else 1
@@ -186,6 +189,18 @@ def run(argv: list[str], workdir: Path, timeout: float = 60.0) -> Result:
     return wait(*fork_cli(argv, workdir, timeout), started)
 
 
-def torch_single_thread() -> None:
-    """Forked children must not inherit a busy intra-op thread pool."""
+def prepare_parent() -> None:
+    """
+    Import, once, everything the commands import lazily (the training recipe, serving, teacher, Hub and FAISS
+    code), so each forked child starts with it loaded; and keep torch on one intra-op thread (a forked child must
+    not inherit a busy thread pool).
+    """
+    import importlib
+
     torch.set_num_threads(1)
+    for module in ("embsum_hf.cli", "embsum_hf.training.recipe", "embsum_hf.serving", "embsum_hf.teacher",
+                   "embsum_hf.hub", "embsum_hf.metrics", "faiss", "yaml", "datasets", "safetensors.torch"):
+        importlib.import_module(module)
+    from embsum_hf.cli import build_parser
+
+    build_parser()

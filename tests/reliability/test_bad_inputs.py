@@ -12,14 +12,14 @@ import torch
 from embsum_hf import EmbSumModel
 
 from .cases import all_cases
-from .harness import build_world, run, torch_single_thread
+from .harness import build_world, run, prepare_parent
 
 CASES = all_cases()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, config, processor):
-    torch_single_thread()
+    prepare_parent()
     torch.manual_seed(0)
     return build_world(tmp_path_factory.mktemp("world"), EmbSumModel(config).eval(), processor)
 
