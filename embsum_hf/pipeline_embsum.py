@@ -8,6 +8,7 @@ that never imports embsum_hf. It therefore imports only torch, transformers and 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,22 @@ from transformers import Pipeline
 from .processing_embsum import EmbSumProcessor
 
 ItemInput = str | Mapping[str, Any]
+
+
+def _check_text_value(value: Any, where: str) -> None:
+    """An item field becomes text: a string of valid Unicode (no lone surrogate), a finite number within +-2**53, or
+    None. Anything else is a `ValueError` naming the field, so no input reaches the tokenizer as a crash."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
+        raise ValueError(f"{where} must be a string, number or None, got {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{where} is not valid Unicode ({error.reason} at character {error.start})") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value}")
+    elif isinstance(value, int) and abs(value) > 2**53:
+        raise ValueError(f"{where} is an integer beyond +-2**53")
 
 
 class EmbSumRecommendationPipeline(Pipeline):
@@ -102,10 +119,13 @@ class EmbSumRecommendationPipeline(Pipeline):
         return super().__call__(inputs, **kwargs)
 
     def _as_item(self, entry: ItemInput, where: str) -> Mapping[str, Any]:
+        fields = self.processor.item_fields
         if isinstance(entry, str):
-            fields = self.processor.item_fields
+            _check_text_value(entry, where)
             return {fields[0]: entry, **{field: None for field in fields[1:]}}
         if isinstance(entry, Mapping):
+            for field in fields:
+                _check_text_value(entry.get(field), f"{where}.{field}")
             return entry
         raise ValueError(f"{where} must be an item dict or a string, got {type(entry).__name__}")
 
