@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "batch_size", "shard_size")
-    data = load_command_data(args)
     model, processor = load_model_and_processor(args.model)
+    data = load_command_data(args)
     options = dict(
         batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress
     )

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.training import ImpressionEvaluator
 
     # every candidate must be ranked: an unknown one is refused (naming the impression), never dropped
-    data = load_command_data(args, validate=True, strict_candidates=not args.drop_unknown_candidates)
     model, processor = load_model_and_processor(args.model)
+    data = load_command_data(args, validate=True, strict_candidates=not args.drop_unknown_candidates)
     predictions = ImpressionEvaluator(data, processor).predict(model)
     write_prediction_file(args.output, predictions.impression_ids, predictions.scores)
     print(f"wrote {len(predictions.impression_ids)} impressions to {args.output}")
