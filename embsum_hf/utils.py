@@ -71,7 +71,7 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
                 raise
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise FolderInUseError(
-                f"{folder}: folder in use by pid {owner} (another job is writing it); wait for it or use another folder"
+                f"{folder}: folder in use by pid {owner} (another job is writing it); wait, or use another folder"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

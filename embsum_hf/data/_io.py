@@ -46,7 +46,8 @@ def _decoded_lines(path: Path, encoding: str, desc: str | None) -> Iterator[tupl
         try:
             line = raw.decode(encoding)
         except UnicodeDecodeError as error:
-            raise DataFormatError(path, number, f"not valid {encoding} ({error.reason} at byte {error.start})") from None
+            message = f"not valid {encoding} ({error.reason} at byte {error.start})"
+            raise DataFormatError(path, number, message) from None
         yield number, (line.removeprefix("\ufeff") if number == 1 else line)
 
 

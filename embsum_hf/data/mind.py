@@ -182,7 +182,8 @@ def load_mind(
     removed from that impression's history (`history_leak_removed`). Unknown news ids are dropped from histories
     (`unknown_history_item`) and candidates (`unknown_candidate_item`); impressions left without candidates are
     skipped (`skipped_no_candidates`); with `strict_candidates` an unknown candidate is a `DataFormatError` naming the
-    impression and the id instead (a leaderboard file must rank every candidate). Impressions without `-label` suffixes (MIND-large test) get labels -1.
+    impression and the id instead (a leaderboard file must rank every candidate). Impressions without `-label`
+    suffixes (MIND-large test) get labels -1.
     Malformed lines raise `DataFormatError` naming file and line.
     """
     folder, split_name = _resolve(path, split, cache_dir)

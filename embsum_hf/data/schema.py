@@ -139,7 +139,7 @@ class RecommendationData:
 
     # counts of `stats` that are input dropped -> what they are counted against (see `drop_report`)
     _DROPS = {
-        "unknown_history_item": "history", "unknown_candidate_item": "candidates",
+        "unknown_history_item": "history", "unknown_candidate_item": "candidates", "duplicate_history_item": "history",
         "skipped_no_candidates": "impressions", "skipped_no_negative": "impressions",
         "impression_without_click": "impressions", "unknown_interaction_item": "candidates",
         "dropped_unrated": "candidates", "dropped_neutral_rating": "candidates",

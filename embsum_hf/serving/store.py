@@ -139,11 +139,11 @@ def read_manifest(path: str | os.PathLike) -> dict:
         if shard != shard_name(index):  # a plain name in this folder: no '../', no absolute path
             raise bad(f"shards[{index}] must be {shard_name(index)!r}, got {shard!r}")
     shapes = manifest.get("shapes")
-    if (
-        not isinstance(shapes, dict)
-        or "embeddings" not in shapes
-        or not all(isinstance(s, list) and s and all(_is_count(n) for n in s) and s[0] == entries for s in shapes.values())
-    ):
+
+    def valid_shape(shape) -> bool:
+        return isinstance(shape, list) and bool(shape) and all(_is_count(n) for n in shape) and shape[0] == entries
+
+    if not isinstance(shapes, dict) or "embeddings" not in shapes or not all(map(valid_shape, shapes.values())):
         raise bad(f"'shapes' must map tensor names (embeddings first) to [num_entries, codes, d], got {shapes!r}")
     return manifest
 

@@ -91,7 +91,8 @@ MIND_DAMAGE = {  # name -> (folder builder, names the error must hold, expect)
     "news-empty": (_mind(news=[]), ["no impressions"]),
     "behaviors-columns": (_mind(behaviors=_replace(behavior_lines(), 1, "2\tU2\tN1")), ["behaviors.tsv:2"]),
     "behaviors-time": (
-        _mind(behaviors=_replace(behavior_lines(), 1, "2\tU2\tyesterday\tN1\tN12-0 N13-1")), ["behaviors.tsv:2", "time"]
+        _mind(behaviors=_replace(behavior_lines(), 1, "2\tU2\tyesterday\tN1\tN12-0 N13-1")),
+        ["behaviors.tsv:2", "time"],
     ),
     "behaviors-label": (
         _mind(behaviors=_replace(behavior_lines(), 1, "2\tU2\t11/15/2019 9:00:00 AM\tN1\tN12-x N13-1")),
@@ -112,6 +113,17 @@ MIND_SKIPS = {  # counted, not refused: name -> (builder, what must be printed, 
         ["unknown_history_item: 2"],
         {},
     ),
+    "duplicate-history": (
+        _mind(behaviors=_replace(behavior_lines(), 0, "1\tU1\t11/15/2019 8:55:22 AM\tN1 N2 N1 N3\tN10-1 N11-0 N12-0")),
+        ["duplicate_history_item: 1"],
+        {},
+    ),
+    "mostly-unknown-history": (
+        _mind(behaviors=_replace(behavior_lines(), 0, "1\tU1\t11/15/2019 8:55:22 AM\t" +
+                                 " ".join(f"X{i}" for i in range(30)) + "\tN10-1 N11-0 N12-0")),
+        ["unknown_history_item: 30", "warning: most of the input"],
+        {},
+    ),
     "unknown-candidate": (
         _mind(behaviors=_replace(behavior_lines(), 0, "1\tU1\t11/15/2019 8:55:22 AM\tN1\tN10-1 X11-0 N12-0")),
         ["unknown_candidate_item: 1"],
@@ -130,12 +142,14 @@ def _saved(damage: Callable[[Path], None]):
     return build
 
 
+def _meta(text: str):
+    return _saved(lambda folder: (folder / "recommendation_data.json").write_text(text))
+
+
 SAVED_DAMAGE = {
-    "meta-not-json": (_saved(lambda f: (f / "recommendation_data.json").write_text("{oops")), ["recommendation_data.json"]),
-    "meta-not-object": (_saved(lambda f: (f / "recommendation_data.json").write_text("[1]")), ["recommendation_data.json"]),
-    "meta-no-domain": (
-        _saved(lambda f: (f / "recommendation_data.json").write_text('{"split": "x"}')), ["recommendation_data.json", "domain"]
-    ),
+    "meta-not-json": (_meta("{oops"), ["recommendation_data.json"]),
+    "meta-not-object": (_meta("[1]"), ["recommendation_data.json"]),
+    "meta-no-domain": (_meta('{"split": "x"}'), ["recommendation_data.json", "domain"]),
     "items-missing": (_saved(lambda f: shutil.rmtree(f / "items")), ["items"]),
     "impressions-damaged": (
         _saved(lambda f: [p.write_bytes(b"garbage") for p in (f / "impressions").glob("*.arrow")]), ["impressions"]
@@ -178,6 +192,15 @@ def _random_bytes(path: Path) -> None:
     import random
 
     path.write_bytes(bytes(random.Random(0).getrandbits(8) for _ in range(4096)))
+
+
+def _nan_embeddings(folder: Path) -> None:
+    """One NaN in every token embedding row: the failure mode of a diverged training run."""
+    tensors = load_file(folder / "model.safetensors")
+    for name, tensor in tensors.items():
+        if "shared" in name or "embed_tokens" in name:
+            tensor[:, 0] = math.nan
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
 
 
 MODEL_DAMAGE = {
@@ -304,7 +327,8 @@ def _set(key, value):
 
 
 GOODREADS_DAMAGE = {
-    "interactions-gz-truncated": (_goodreads(damage_interactions=lambda p: _truncate(p, 0.6)), ["interactions.json.gz"]),
+    "interactions-gz-truncated": (_goodreads(damage_interactions=lambda p: _truncate(p, 0.6)),
+                                  ["interactions.json.gz"]),
     "interactions-gz-corrupted": (_goodreads(damage_interactions=_corrupt_gzip), ["interactions.json.gz"]),
     "interactions-not-gzip": (_goodreads(damage_interactions=lambda p: p.write_text('{"a": 1}\n')),
                               ["interactions.json.gz"]),
@@ -434,7 +458,8 @@ def flag_cases() -> list[Case]:
         (("--faiss", "--num-candidates", "0"), "num-candidates"),
         (("--exclude-history",), "--data"),
     ]:
-        cases.append(Case(f"flag-recommend{''.join(flags)}", recommend(*flags), [name], output="recs/part-00000.jsonl"))
+        cases.append(Case(f"flag-recommend{''.join(flags)}", recommend(*flags), [name],
+                          output="recs/part-00000.jsonl"))
     cases.append(Case("flag-recommend-users-are-items",
                       lambda world, tmp: ["recommend", "--users", str(world.items_store), "--items",
                                           str(world.items_store), "--output", str(tmp / "recs")], ["items"]))
@@ -457,8 +482,11 @@ def flag_cases() -> list[Case]:
     cases.append(Case("flag-encode-items-over-users-store", into_other_store, ["users store", "store"],
                       after=lambda tmp: _assert_kind(tmp / "store", "users")))
     for value in ("0", "-5"):
-        cases.append(Case(f"flag-train-vocab_size{value}", lambda world, tmp, v=value: loader_commands(
-            tmp, ["--dataset", "mind", "--train_data", str(world.mind)])["train"] + ["--vocab_size", v], ["vocab_size"]))
+        def vocab(world, tmp, v=value):
+            return loader_commands(tmp, ["--dataset", "mind", "--train_data", str(world.mind)])["train"] + [
+                "--vocab_size", v]
+
+        cases.append(Case(f"flag-train-vocab_size{value}", vocab, ["vocab_size"]))
     for flag, value in [("--batch-size", "0"), ("--max-users", "-1"), ("--concurrency", "0"), ("--timeout", "-1"),
                         ("--max-new-tokens", "0")]:
         cases.append(Case(
@@ -523,6 +551,15 @@ def all_cases() -> list[Case]:
             cases.append(Case(f"saved-{damage}-{command}",
                               lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp, world))[c],
                               names, output="out.json"))
+    for command, named in (("encode-items", ["items embeddings", "NaN", "'N0'"]),
+                           ("encode-users", ["users embeddings", "NaN", "'U1'"]), ("evaluate", ["NaN"])):
+        cases.append(Case(f"model-weights-nan-{command}",
+                          lambda world, tmp, c=command: model_commands(
+                              world, tmp, _model(_nan_embeddings)(tmp, world))[c],
+                          named, output="out.json/ids.json"))
+    cases.append(Case("mind-unknown-candidate-predict--drop-unknown-candidates",
+                      lambda world, tmp: data_commands(world, tmp, MIND_SKIPS["unknown-candidate"][0](tmp))["predict"]
+                      + ["--drop-unknown-candidates"], ["unknown_candidate_item: 1"], expect="skip"))
     for damage, (build, names) in MODEL_DAMAGE.items():
         for command in ("evaluate", "predict", "encode-items", "encode-users", "summarize", "push"):
             cases.append(Case(f"model-{damage}-{command}",
