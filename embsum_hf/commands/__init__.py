@@ -66,7 +66,7 @@ def load_command_data(args, *, validate: bool = False, strict_candidates: bool =
 
     datasets.disable_caching()  # maps of a saved split would otherwise write cache-*.arrow into --data
     data = load_data(args.data, args.split, strict_candidates=strict_candidates)
-    report_drops(args.command, data)
+    report_drops(getattr(args, "command", None) or "data", data)
     data.require_impressions(args.data)
     return data.validate() if validate else data
 
