@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils import tqdm as hf_tqdm
 
@@ -92,10 +93,16 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
     suffixes = [s for s in path.suffixes if s != ".gz"]
     kind = suffixes[-1] if suffixes else ""
     if kind == ".parquet":  # read directly with pyarrow: no copy into the datasets cache
-        batches = pq.ParquetFile(path).iter_batches()
-        rows = (row for batch in batches for row in batch.to_pylist())
-        for number, row in enumerate(progress(rows, f"Reading {path.name}"), start=1):
-            yield number, row, str(path)
+        number = 0
+        try:
+            batches = pq.ParquetFile(path).iter_batches()
+            rows = (row for batch in batches for row in batch.to_pylist())
+            for number, row in enumerate(progress(rows, f"Reading {path.name}"), start=1):
+                yield number, row, str(path)
+        except (pa.ArrowException, OSError) as error:  # not parquet, truncated, or a corrupted page
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise DataFormatError(path, None, f"unreadable parquet after row {number} ({error})") from None
     elif kind in (".json", ".jsonl", ".ndjson"):
         for number, line in iter_lines(path):
             try:

@@ -385,9 +385,21 @@ GOODREADS_DAMAGE = {
 }
 
 
-def _custom(items=None, logs=None, extra=(), items_name="items.jsonl", logs_name="logs.jsonl", raw_logs=None):
+def _custom(items=None, logs=None, extra=(), items_name="items.jsonl", logs_name="logs.jsonl", raw_logs=None,
+            raw_items: bytes | None = None, parquet_keep: float | None = None):
     def flags(tmp: Path) -> list[str]:
-        i = write_jsonl(tmp / items_name, items if items is not None else custom_items())
+        if items_name.endswith(".parquet"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            i = tmp / items_name
+            pq.write_table(pa.Table.from_pylist(custom_items()), i)
+            if parquet_keep is not None:
+                _truncate(i, parquet_keep)
+            if raw_items is not None:
+                i.write_bytes(raw_items)
+        else:
+            i = write_jsonl(tmp / items_name, items if items is not None else custom_items())
         log = write_jsonl(tmp / logs_name, logs if logs is not None else custom_logs())
         if raw_logs is not None:
             log.write_text(raw_logs)
@@ -427,6 +439,9 @@ CUSTOM_DAMAGE = {
                            ["items.jsonl:3", "title"]),
     "items-id-null": (_custom(items=_records(custom_items(), 2, _set("item_id", None))), ["items.jsonl:3", "item_id"]),
     "items-empty": (_custom(items=[]), ["items.jsonl", "empty"]),
+    "items-parquet-random": (_custom(items_name="items.parquet", raw_items=b"PAR1" + bytes(range(256)) * 8),
+                             ["items.parquet"]),
+    "items-parquet-truncated": (_custom(items_name="items.parquet", parquet_keep=0.7), ["items.parquet"]),
 }
 
 
