@@ -23,9 +23,10 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_text, folder_lock, job_state
+from ..utils import FolderInUseError, atomic_write_text, folder_lock, job_state
 from .ranking import FaissPrefilter, check_stores, recommend
 from .store import EmbeddingStore
 
@@ -77,8 +78,17 @@ def recommend_all(
     }
     state = job_state()
     with contextlib.ExitStack() as stack:
-        if state.is_main_process:  # one job per output folder: a second one fails at once ("folder in use by pid")
-            stack.enter_context(folder_lock(output))
+        refused = [None]  # one job per output folder: a second one fails at once ("folder in use by pid N")
+        if state.is_main_process:
+            try:
+                stack.enter_context(folder_lock(output))
+            except FolderInUseError as error:
+                refused = [str(error)]
+        if state.num_processes > 1:  # every rank stops, not only the main one (the others would wait forever)
+            broadcast_object_list(refused)
+        if refused[0] is not None:
+            raise FolderInUseError(refused[0])
+        if state.is_main_process:
             _clean(output, key)
             atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         state.wait_for_everyone()
