@@ -36,6 +36,8 @@ REFUSED = {  # payload -> the field its error names
     "surrogate-title": ({"inputs": user(candidates=[{**ITEM, "title": "a\ud800b"}])}, "inputs.candidates[0].title"),
     "surrogate-string-item": ({"inputs": user(history=["\udfff"])}, "inputs.history[0]"),
     "surrogate-key": ({"inputs": user(candidates=[{**ITEM, "x\ud800": 1}])}, "inputs.candidates[0] field name"),
+    "surrogate-unknown-key": ({"inputs": user(**{"\ud800": 1})}, "inputs.'\\ud800' is not allowed"),
+    "surrogate-parameter": ({"inputs": user(), "parameters": {"\udc00": 1}}, "parameters.'\\udc00' is not supported"),
     "surrogate-in-json-string": ({"inputs": json.dumps(user(history=["\ud800"]))}, "inputs.history[0]"),
     "json-string-nested-deep": ({"inputs": "[" * 2500 + "]" * 2500}, "inputs is a string but not readable JSON"),
     "json-string-huge-integer": ({"inputs": '{"history": [], "candidates": [' + "9" * 5000 + "]}"}, "inputs"),
@@ -110,6 +112,7 @@ def test_refused_with_the_field_named(endpoint, name):
         endpoint(payload)
     assert field in str(error.value)
     assert "\n" not in str(error.value)
+    str(error.value).encode("utf-8")  # the message itself can be sent
 
 
 @pytest.mark.parametrize("name", sorted(ANSWERED))

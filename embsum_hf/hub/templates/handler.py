@@ -48,6 +48,15 @@ def _json_type(value: Any) -> str:
     return JSON_TYPES.get(type(value), type(value).__name__)
 
 
+def _key(key: Any) -> str:
+    """A payload key as it may appear in an error message: escaped when it is not valid Unicode (a lone surrogate
+    would make the error itself unprintable)."""
+    try:
+        return key.encode("utf-8").decode("utf-8")
+    except (AttributeError, UnicodeEncodeError):
+        return ascii(key)
+
+
 class PayloadValidator:
     """
     Checks a request against the item template and the size limits; returns `(inputs, parameters)` for the pipeline
@@ -86,9 +95,9 @@ class PayloadValidator:
     def __call__(self, data: Any) -> tuple[dict | list[dict], dict[str, Any]]:
         if not isinstance(data, dict):
             raise PayloadError(f"the payload must be an object, got {_json_type(data)}")
-        unknown = sorted(set(data) - {"inputs", "parameters"})
+        unknown = sorted(map(_key, set(data) - {"inputs", "parameters"}))
         if unknown:
-            raise PayloadError(f"payload.{unknown[0]} is not allowed (expected inputs and optional parameters)")
+            raise PayloadError(f"payload.{_key(unknown[0])} is not allowed (expected inputs and optional parameters)")
         if "inputs" not in data:
             raise PayloadError("inputs is required")
         budget = {"items": 0, "chars": 0}  # what this request has spent so far (one dict per call: thread-safe)
@@ -113,7 +122,7 @@ class PayloadValidator:
     def _user(self, user: Any, where: str, budget: dict[str, int]) -> dict:
         if not isinstance(user, dict):
             raise PayloadError(f"{where} must be an object with history and candidates, got {_json_type(user)}")
-        unknown = sorted(set(user) - {"history", "candidates"})
+        unknown = sorted(map(_key, set(user) - {"history", "candidates"}))
         if unknown:
             raise PayloadError(f"{where}.{unknown[0]} is not allowed (expected history and candidates)")
         for key, low, high in (("history", 0, self.max_history_items), ("candidates", 1, self.max_candidates)):
@@ -147,6 +156,8 @@ class PayloadValidator:
             if field not in item:
                 raise PayloadError(f"{where}.{field} is required (item template fields: {', '.join(self.item_fields)})")
         for key, value in item.items():
+            if not isinstance(key, str):
+                raise PayloadError(f"{where} has a field name that is not a string: {key!r}")
             self._text(key, f"{where} field name", budget)
             in_template = key in self.item_fields  # template fields become text; a boolean there is a mistake
             if not isinstance(value, (str, int, float, type(None))) or (in_template and isinstance(value, bool)):
@@ -160,6 +171,7 @@ class PayloadValidator:
                 raise PayloadError(f"{where}.{key} is an integer beyond +-2**53")
 
     def _text(self, text: str, where: str, budget: dict[str, int]) -> None:
+        """Per-field length, the request's character budget, and valid Unicode."""
         if len(text) > self.max_field_chars:
             raise PayloadError(f"{where} is longer than {self.max_field_chars} characters ({len(text)})")
         budget["chars"] += len(text)
@@ -181,7 +193,7 @@ class PayloadValidator:
             raise PayloadError(f"parameters must be an object, got {_json_type(parameters)}")
         for name, value in parameters.items():
             if name not in PARAMETERS:
-                raise PayloadError(f"parameters.{name} is not supported (allowed: {', '.join(PARAMETERS)})")
+                raise PayloadError(f"parameters.{_key(name)} is not supported (allowed: {', '.join(PARAMETERS)})")
             expected = PARAMETERS[name]
             if expected is int and (
                 isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAFE_INTEGER
