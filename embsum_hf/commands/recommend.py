@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="top-k items for every user of a user store (exact, or FAISS prefilter + exact re-rank); resumable",
         description="Rank every user of a store written by `embsum encode-users` against a store written by "
         "`embsum encode-items` (same model) and write {user_id, item_ids, scores} JSON Lines, one part per user "
-        "shard. A rerun keeps the parts already computed from the same stores and settings.",
+        "shard. A rerun keeps the parts already computed from the same stores and settings (any other setting "
+        "recomputes them all); a second run on a folder another one is writing stops with 'folder in use by pid N'.",
     )
     parser.add_argument("--users", required=True, help="user store folder (embsum encode-users)")
     parser.add_argument("--items", required=True, help="item store folder (embsum encode-items)")
