@@ -36,15 +36,32 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         status = int(args.func(args) or 0)
-    except (OSError, ValueError) as error:
+    except expected_failures() as error:
         # bad input (a path, a file's line, a field): one clear line; the traceback only when asked for
         if os.environ.get("EMBSUM_TRACEBACK"):
             raise
-        print(f"embsum {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the library wrote
+        print(f"embsum {args.command}: error: {message}", file=sys.stderr)
         print("(set EMBSUM_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 2
     end_distributed()
     return status
+
+
+def expected_failures() -> tuple[type[BaseException], ...]:
+    """
+    Every failure that bad input causes, which the CLI reports as one line and exit status 2: OSError and
+    ValueError (the project's `DataFormatError`, `StoreMismatchError` and `FolderInUseError` among them, and
+    json/Unicode errors), a truncated .gz (`EOFError`) or corrupted deflate stream (`zlib.error`), a damaged
+    safetensors file (`SafetensorError`), a YAML recipe that does not parse or carries a refused tag (`YAMLError`),
+    and data nested too deeply to read (`RecursionError`). Anything else is a bug and keeps its traceback.
+    """
+    import zlib
+
+    import yaml
+    from safetensors import SafetensorError
+
+    return OSError, ValueError, EOFError, zlib.error, SafetensorError, yaml.YAMLError, RecursionError
 
 
 def end_distributed() -> None:

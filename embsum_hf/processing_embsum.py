@@ -9,6 +9,7 @@ arrives, so only the newest session has to be re-encoded (incremental user updat
 from __future__ import annotations
 
 import json
+import math
 import os
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,6 +65,22 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
     add_item_start_token(tokenizer)
     return tokenizer
+
+
+def _check_text_value(value: Any, where: str) -> None:
+    """An item field becomes text: a string of valid Unicode (no lone surrogate), a finite number within +-2**53, or
+    None. Anything else is a `ValueError` naming the field, so no input reaches the tokenizer as a crash."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
+        raise ValueError(f"{where} must be a string, number or None, got {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{where} is not valid Unicode ({error.reason} at character {error.start})") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value}")
+    elif isinstance(value, int) and abs(value) > 2**53:
+        raise ValueError(f"{where} is an integer beyond +-2**53")
 
 
 class EmbSumProcessor(ProcessorMixin):
@@ -125,10 +142,16 @@ class EmbSumProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------------------------------------ items
     def as_item(self, entry: ItemInput, where: str = "item") -> Item:
-        """An item dict; a string becomes the template's first field with the other fields empty."""
+        """
+        An item dict; a string becomes the template's first field with the other fields empty. A template field that
+        is not text-like (see `_check_text_value`) is a `ValueError` naming it (`where.field`).
+        """
         if isinstance(entry, str):
+            _check_text_value(entry, where)
             return {self.item_fields[0]: entry, **{field: None for field in self.item_fields[1:]}}
         if isinstance(entry, Mapping):
+            for field in self.item_fields:
+                _check_text_value(entry.get(field), f"{where}.{field}")
             return entry
         raise ValueError(f"{where} must be an item dict or a string, got {type(entry).__name__}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +28,56 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_safetensors(folder: str | os.PathLike) -> None:
+    """Open the header of every `*.safetensors` file of a model folder (no-op for a Hub id): a truncated or foreign
+    file is an `OSError` naming it, instead of a bare "Error while deserializing header" from deep in loading."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    for weights in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors' own SafetensorError for damaged bytes
+            raise OSError(f"{weights}: unreadable safetensors file ({error})") from None
+
+
+class FolderInUseError(OSError):
+    """Another process holds the lock of a job's output folder (see `folder_lock`)."""
+
+
+LOCK_NAME = ".embsum.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """
+    Hold an exclusive lock on a job's output folder while the job writes it: one job per folder at a time, so two
+    runs with different settings never mix their files. The lock is `fcntl.flock` on `folder/.embsum.lock` (which
+    holds the owner's pid); the kernel releases it when its process ends, even by SIGKILL, so a killed run never
+    leaves the folder locked. A second job on the folder fails at once with `FolderInUseError` naming the pid.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderInUseError(
+                f"{folder}: folder in use by pid {owner} (another job is writing it); wait, or use another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

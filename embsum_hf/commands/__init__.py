@@ -18,13 +18,57 @@ def load_model_and_processor(name_or_path: str):
     A path that does not exist is reported as one (instead of transformers' "Repo id must use alphanumeric chars").
     """
     from embsum_hf import EmbSumModel, EmbSumProcessor
+    from embsum_hf.utils import check_safetensors
 
     path = Path(name_or_path).expanduser()
     looks_local = name_or_path.startswith((".", "~", os.sep)) or name_or_path.count("/") > 1
     if looks_local and not path.exists():
         raise FileNotFoundError(f"--model {name_or_path}: no such folder (and not a Hub id like org/name)")
     source = str(path) if path.exists() else name_or_path
+    check_safetensors(path)
     return EmbSumModel.from_pretrained(source).eval(), EmbSumProcessor.from_pretrained(source)
+
+
+def require_positive(args, *names: str) -> None:
+    """Refuse a count or duration flag (`--batch-size`, `--k`, `--timeout`, ...) that is not positive, naming the flag;
+    a flag left unset (None) keeps its default. Checked before anything is loaded or written."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def report_drops(command: str, *splits) -> None:
+    """Print (stderr) what the loader dropped from each split and why, warning when most of some input was dropped."""
+    import sys
+
+    for data in splits:
+        if data is None:
+            continue
+        line, warning = data.drop_report()
+        print(f"embsum {command}: {line}", file=sys.stderr)
+        if warning:
+            print(f"embsum {command}: warning: {warning}", file=sys.stderr)
+
+
+def load_command_data(args, *, validate: bool = False, strict_candidates: bool = False):
+    """
+    The `--data`/`--split` of a command, loaded as every command loads it: the loader's counts of what it dropped
+    and why are printed (stderr), with a warning when most of the input was dropped; a split left with no
+    impressions is refused, naming the path; `validate` also runs `RecommendationData.validate()` (e.g. duplicate
+    impression ids). Nothing is cached into the `--data` folder (`datasets` caching is off for the command).
+    """
+    import sys
+
+    import datasets
+
+    from embsum_hf.data import load_data
+
+    datasets.disable_caching()  # maps of a saved split would otherwise write cache-*.arrow into --data
+    data = load_data(args.data, args.split, strict_candidates=strict_candidates)
+    report_drops(getattr(args, "command", None) or "data", data)
+    data.require_impressions(args.data)
+    return data.validate() if validate else data
 
 
 def add_config_command(subparsers, name: str, help: str, func) -> None:
@@ -34,16 +78,38 @@ def add_config_command(subparsers, name: str, help: str, func) -> None:
     parser.set_defaults(func=func, forwards_flags=True)
 
 
-def parse_config(options: list[str], types: tuple[type, ...], prog: str, *, allow_extra_keys: bool = False) -> tuple:
+def parse_config(options: list[str], types: tuple[type, ...], prog: str, *, ignore: tuple[type, ...] = ()) -> tuple:
     """
     Fill dataclasses with `transformers.HfArgumentParser` from `--field value` flags or one YAML/JSON file (where
-    `allow_extra_keys` lets a command read only its part of a larger config, e.g. a training YAML).
+    the fields of the dataclasses in `ignore` are skipped, so a command reads only its part of a larger config, e.g.
+    a training YAML; any other unknown key is refused).
     """
+    import dataclasses
+
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(types, prog=prog)
-    if len(options) == 1 and options[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(options[0], allow_extra_keys=allow_extra_keys)
-    if len(options) == 1 and options[0].endswith(".json"):
-        return parser.parse_json_file(options[0], allow_extra_keys=allow_extra_keys)
+    if len(options) == 1 and options[0].endswith((".yaml", ".yml", ".json")):
+        values = read_recipe(options[0])
+        ignored = {f.name for kind in ignore for f in dataclasses.fields(kind)} - {
+            f.name for kind in types for f in dataclasses.fields(kind)
+        }
+        return parser.parse_dict({key: value for key, value in values.items() if key not in ignored})
     return parser.parse_args_into_dataclasses(options)
+
+
+def read_recipe(path: str) -> dict:
+    """A YAML/JSON recipe file as a mapping of field -> value; a file that does not parse, carries a tag such as
+    `!!python/object` (YAML is read with `safe_load`), or is not a mapping is refused with one line naming it."""
+    import json
+
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # JSON and Unicode errors are ValueErrors
+        raise ValueError(f"{path}: not a valid YAML/JSON recipe ({' '.join(str(error).split())})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of field: value, got {type(values).__name__}")
+    return values

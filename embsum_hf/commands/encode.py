@@ -42,14 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the `embsum` parsers loads no data or serving code
-    from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_data
+    from embsum_hf.commands import load_command_data, load_model_and_processor, require_positive
     from embsum_hf.serving import encode_items, encode_users
     from embsum_hf.utils import job_state
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require_positive(args, "batch_size", "shard_size")
     model, processor = load_model_and_processor(args.model)
-    data = load_data(args.data, args.split)
+    data = load_command_data(args)
     options = dict(
         batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress
     )

@@ -21,12 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_data, split_dev_test
+    from embsum_hf.commands import load_command_data, load_model_and_processor
+    from embsum_hf.data import split_dev_test
     from embsum_hf.training import ImpressionEvaluator
 
     model, processor = load_model_and_processor(args.model)
-    data = load_data(args.data, args.split)
+    data = load_command_data(args, validate=True)  # prints what the loader dropped (e.g. unknown candidates)
     if args.paper_split:
         data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_split]
     metrics = {"split": data.split, **ImpressionEvaluator(data, processor).evaluate(model)}

@@ -16,17 +16,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help=DATA_HELP + "; labels may be absent (MINDlarge_test)")
     parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
     parser.add_argument("--output", required=True, help="prediction.txt to write (atomically)")
+    parser.add_argument(
+        "--drop-unknown-candidates", action="store_true",
+        help="rank only the candidates whose item text is known (default: refuse them; the file would be invalid)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import load_model_and_processor
-    from embsum_hf.data import load_data
+    from embsum_hf.commands import load_command_data, load_model_and_processor
     from embsum_hf.metrics import write_prediction_file
     from embsum_hf.training import ImpressionEvaluator
 
+    # every candidate must be ranked: an unknown one is refused (naming the impression), never dropped
     model, processor = load_model_and_processor(args.model)
-    predictions = ImpressionEvaluator(load_data(args.data, args.split), processor).predict(model)
+    data = load_command_data(args, validate=True, strict_candidates=not args.drop_unknown_candidates)
+    predictions = ImpressionEvaluator(data, processor).predict(model)
     write_prediction_file(args.output, predictions.impression_ids, predictions.scores)
     print(f"wrote {len(predictions.impression_ids)} impressions to {args.output}")
     return 0

@@ -24,16 +24,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse(options: list[str]):
     from embsum_hf.commands import parse_config
+    from embsum_hf.training import EmbSumTrainingArguments
     from embsum_hf.training.recipe import EmbSumRunArguments
 
-    return parse_config(options, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True)
+    return parse_config(
+        options, (EmbSumRunArguments, PrepareArguments), "embsum prepare", ignore=(EmbSumTrainingArguments,)
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from embsum_hf.commands import report_drops
     from embsum_hf.training.recipe import load_splits, save_splits
 
     run_args, prepare_args = parse(args.extra)
     splits = load_splits(run_args)
+    report_drops("prepare", splits.train, splits.dev, splits.test)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):
         split = getattr(splits, name)

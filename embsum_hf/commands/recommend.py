@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="top-k items for every user of a user store (exact, or FAISS prefilter + exact re-rank); resumable",
         description="Rank every user of a store written by `embsum encode-users` against a store written by "
         "`embsum encode-items` (same model) and write {user_id, item_ids, scores} JSON Lines, one part per user "
-        "shard. A rerun keeps the parts already computed from the same stores and settings.",
+        "shard. A rerun keeps the parts already computed from the same stores and settings (any other setting "
+        "recomputes them all); a second run on a folder another one is writing stops with 'folder in use by pid N'.",
     )
     parser.add_argument("--users", required=True, help="user store folder (embsum encode-users)")
     parser.add_argument("--items", required=True, help="item store folder (embsum encode-items)")
@@ -38,16 +39,20 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
     from embsum_hf.utils import job_state
 
+    from embsum_hf.commands import require_positive
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
     users = EmbeddingStore.load(args.users, kind="users")
     items = EmbeddingStore.load(args.items, kind="items")
     exclude = None
     if args.exclude_history:
         if args.data is None:
             raise ValueError("--exclude-history needs --data (where the users' histories are)")
-        from embsum_hf.data import load_data, user_histories
+        from embsum_hf.commands import load_command_data
+        from embsum_hf.data import user_histories
 
-        histories = user_histories(load_data(args.data, args.split))
+        histories = user_histories(load_command_data(args))
         exclude = {user_id: [item["item_id"] for item in history] for user_id, history in histories}
     prefilter = None
     if args.faiss:

@@ -52,6 +52,9 @@ _REQUIRED = {"transformers": ("model",), "embsum": ("model",), "openai": ("base_
 
 
 def _backend_kwargs(args: argparse.Namespace) -> dict:
+    from embsum_hf.commands import require_positive
+
+    require_positive(args, "batch_size", "max_users", "concurrency", "timeout", "max_new_tokens")
     missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED.get(args.backend, ()) if not getattr(args, name)]
     if missing:
         raise ValueError(f"--backend {args.backend} needs {' and '.join(missing)}")
@@ -72,12 +75,12 @@ def _backend_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""
     # imported here: building the `embsum` parsers loads no data or serving code
-    from embsum_hf.data import load_data
+    from embsum_hf.commands import load_command_data
     from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = _backend_kwargs(args)  # a missing flag fails before any loading
-    data = load_data(args.data, args.split)
+    data = load_command_data(args)
     backend = get_backend(args.backend, **options)
     users = itertools.islice(user_histories(data), args.max_users)
     with SummaryStore(args.output) as store:

@@ -32,10 +32,13 @@ def parse(options: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.training.recipe import train_embsum
+    from embsum_hf.commands import report_drops
+    from embsum_hf.training.recipe import load_splits, train_embsum
 
     run_args, training_args = parse(args.extra)
-    results = train_embsum(run_args, training_args)
+    splits = load_splits(run_args)
+    report_drops("train", splits.train, splits.dev, splits.test)
+    results = train_embsum(run_args, training_args, splits)
     json.dump({k: v for k, v in results.items() if k != "run_args"}, sys.stdout, indent=2, default=str)
     print()
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils import tqdm as hf_tqdm
 
@@ -27,17 +30,26 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+def _raw_lines(path: Path, desc: str | None) -> Iterator[bytes]:
+    """The byte lines of `path`; a truncated or corrupted .gz is a `DataFormatError` naming the file and the line."""
+    number = 0
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(progress(handle, desc or f"Reading {path.name}"), start=1):
+                yield raw
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DataFormatError(path, number + 1, f"truncated or corrupted gzip data ({error})") from None
+
+
 def _decoded_lines(path: Path, encoding: str, desc: str | None) -> Iterator[tuple[int, str]]:
     """Every line of `path` (blank ones included) with its 1-based number; invalid bytes raise with the number."""
-    with _open_binary(path) as handle:
-        for number, raw in enumerate(progress(handle, desc or f"Reading {path.name}"), start=1):
-            try:
-                line = raw.decode(encoding)
-            except UnicodeDecodeError as error:
-                raise DataFormatError(
-                    path, number, f"not valid {encoding} ({error.reason} at byte {error.start})"
-                ) from None
-            yield number, (line.removeprefix("\ufeff") if number == 1 else line)
+    for number, raw in enumerate(_raw_lines(path, desc), start=1):
+        try:
+            line = raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            message = f"not valid {encoding} ({error.reason} at byte {error.start})"
+            raise DataFormatError(path, number, message) from None
+        yield number, (line.removeprefix("\ufeff") if number == 1 else line)
 
 
 def iter_lines(path: str | Path, *, encoding: str = "utf-8", desc: str | None = None) -> Iterator[tuple[int, str]]:
@@ -81,16 +93,24 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
     suffixes = [s for s in path.suffixes if s != ".gz"]
     kind = suffixes[-1] if suffixes else ""
     if kind == ".parquet":  # read directly with pyarrow: no copy into the datasets cache
-        batches = pq.ParquetFile(path).iter_batches()
-        rows = (row for batch in batches for row in batch.to_pylist())
-        for number, row in enumerate(progress(rows, f"Reading {path.name}"), start=1):
-            yield number, row, str(path)
+        number = 0
+        try:
+            batches = pq.ParquetFile(path).iter_batches()
+            rows = (row for batch in batches for row in batch.to_pylist())
+            for number, row in enumerate(progress(rows, f"Reading {path.name}"), start=1):
+                yield number, row, str(path)
+        except (pa.ArrowException, OSError) as error:  # not parquet, truncated, or a corrupted page
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise DataFormatError(path, None, f"unreadable parquet after row {number} ({error})") from None
     elif kind in (".json", ".jsonl", ".ndjson"):
         for number, line in iter_lines(path):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataFormatError(path, number, f"invalid JSON ({error.msg})") from None
+            except (ValueError, RecursionError) as error:  # a 5,000-digit integer, nesting too deep to read
+                raise DataFormatError(path, number, f"unreadable JSON ({error})") from None
             if not isinstance(record, dict):
                 raise DataFormatError(path, number, f"expected a JSON object, got {type(record).__name__}")
             yield number, record, str(path)
@@ -107,6 +127,25 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
             yield reader.line_num, record, str(path)
     else:
         raise ValueError(f"{path}: unsupported file type {kind or '(none)'}; use .csv, .tsv, .jsonl, .json or .parquet")
+
+
+def scalar(value: Any, column: str, source: str | Path, number: int, *, required: bool = False) -> str:
+    """
+    The one rule for a field that becomes text (an id, a title): a string or a number, as a string; null is ""
+    (refused when `required`, e.g. for ids, where it would become a user named "None"); objects, arrays and booleans
+    are refused (they would become text like "['a', 'b']"). Refusals are `DataFormatError`s naming the field.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if required:
+            raise DataFormatError(source, number, f"{column!r} is missing (null)")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        kind = {dict: "an object", list: "an array", bool: "a boolean"}.get(type(value), type(value).__name__)
+        raise DataFormatError(source, number, f"{column!r} must be a string or a number, got {kind}")
+    text = str(value)
+    if required and not text.strip():
+        raise DataFormatError(source, number, f"{column!r} is empty")
+    return text
 
 
 def require_columns(record: dict[str, Any], columns: list[str], source: str, number: int) -> None:
@@ -131,8 +170,13 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc) if value.tzinfo else value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"unrecognised time {value!r}")
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"time {value!r} is out of range") from None
     text = str(value).strip()
     if text.replace(".", "", 1).isdigit():
         return parse_time(float(text))
@@ -177,7 +221,7 @@ class ItemTable:
 
     def add(self, item_id: str, values: dict[str, Any], source: str | Path, number: int) -> None:
         """Add one item read at `source:number`; a duplicate id with different text is a `DataFormatError`."""
-        row = tuple("" if values.get(name) is None else str(values[name]) for name in self.fields)
+        row = tuple(scalar(values.get(name), name, source, number) for name in self.fields)
         if item_id in self._rows:
             if self._rows[item_id] != row:
                 raise DataFormatError(

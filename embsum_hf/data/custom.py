@@ -9,7 +9,7 @@ from typing import Any
 
 import datasets
 
-from ._io import ItemTable, iter_records, parse_time, require_columns
+from ._io import ItemTable, iter_records, parse_time, require_columns, scalar
 from .impressions import Grouping, Interaction, build_impressions
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 
@@ -37,10 +37,7 @@ def _read_items(
             columns = list(text_columns) if text_columns is not None else [c for c in record if c != id_column]
             table = ItemTable(columns, stats)
         require_columns(record, [id_column, *table.fields], name, number)
-        item_id = record[id_column]
-        if item_id is None or str(item_id) == "":
-            raise DataFormatError(name, number, f"empty {id_column!r}")
-        table.add(str(item_id), record, name, number)
+        table.add(scalar(record[id_column], id_column, name, number, required=True), record, name, number)
     if table is None:
         raise ValueError(f"{source}: the items table is empty")
     return table
@@ -100,7 +97,8 @@ def load_custom(
     events = []
     for number, record, source in iter_records(logs):
         require_columns(record, required, source, number)
-        user_id, item_id = str(record[user_column]), str(record[item_column])
+        user_id = scalar(record[user_column], user_column, source, number, required=True)
+        item_id = scalar(record[item_column], item_column, source, number, required=True)
         try:
             time = parse_time(record[time_column])
         except ValueError as error:
@@ -108,7 +106,7 @@ def load_custom(
         label = UNLABELED if label_column is None else _label(record[label_column], label_column, source, number)
         impression_id = None
         if impression_column is not None:
-            impression_id = str(record[impression_column])
+            impression_id = scalar(record[impression_column], impression_column, source, number, required=True)
             owner, where = owners.setdefault(impression_id, (user_id, f"{source}:{number}"))
             if owner != user_id:
                 raise DataFormatError(

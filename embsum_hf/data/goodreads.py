@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
-from ._io import ItemTable, iter_records, parse_time, require_columns
+from ._io import ItemTable, iter_records, parse_time, require_columns, scalar
 from .impressions import Grouping, Interaction, build_impressions, rating_to_label
 from .schema import DOMAIN_TEXT_FIELDS, DataFormatError, RecommendationData
 
@@ -16,14 +17,32 @@ GENERIC_SHELVES = frozenset({"to-read", "currently-reading", "favorites"})
 """Shelves that say how a book is kept, not what it is about; never used as the genre."""
 
 
-def _genre(shelves: list[dict] | None, excluded: Collection[str]) -> str:
+def _objects(record: dict, column: str, source: str, number: int) -> list[dict]:
+    """`record[column]` as a list of JSON objects (null or absent: none); any other shape is refused, naming it."""
+    value = record.get(column)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise DataFormatError(source, number, f"{column!r} must be an array of objects, got {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "an array of " + ", ".join(sorted({type(entry).__name__ for entry in value})) if value else "[]"
+    return type(value).__name__
+
+
+def _genre(shelves: list[dict], excluded: Collection[str], source: str, number: int) -> str:
     """The most-counted shelf not in `excluded` (first listed wins ties); "" when there is none."""
     best, best_count = "", -1
-    for shelf in shelves or []:
-        name = str(shelf.get("name", ""))
-        count = int(shelf.get("count") or 0)  # UCSD stores counts as strings
-        if name and name not in excluded and count > best_count:
-            best, best_count = name, count
+    for shelf in shelves:
+        name = scalar(shelf.get("name"), "popular_shelves.name", source, number)
+        count = scalar(shelf.get("count"), "popular_shelves.count", source, number) or "0"  # UCSD: counts as strings
+        if not count.isdigit():
+            raise DataFormatError(source, number, f"'popular_shelves' count {count!r} is not a whole number")
+        if name and name not in excluded and int(count) > best_count:
+            best, best_count = name, int(count)
     return best
 
 
@@ -31,7 +50,9 @@ def _read_authors(path: str | Path) -> dict[str, str]:
     names = {}
     for number, record, source in iter_records(path):
         require_columns(record, ["author_id", "name"], source, number)
-        names[str(record["author_id"])] = str(record["name"])
+        names[scalar(record["author_id"], "author_id", source, number, required=True)] = scalar(
+            record["name"], "name", source, number
+        )
     return names
 
 
@@ -77,27 +98,36 @@ def load_goodreads(
         column = time_field or ("date_added" if "date_added" in record else "timestamp")
         require_columns(record, [column], source, number)
         try:
-            rating = float(record["rating"])
+            rating = float(scalar(record["rating"], "rating", source, number, required=True))
+        except ValueError:
+            rating = math.nan
+        if not math.isfinite(rating):  # "nan" would otherwise compare as a negative label
+            raise DataFormatError(source, number, f"'rating' must be a number, got {record['rating']!r}")
+        try:
             time = parse_time(record[column])
         except ValueError as error:
-            raise DataFormatError(source, number, f"bad rating or {column}: {error}") from None
+            raise DataFormatError(source, number, f"bad {column!r}: {error}") from None
+        user_id = scalar(record["user_id"], "user_id", source, number, required=True)
+        book_id = scalar(record["book_id"], "book_id", source, number, required=True)
         label = rating_to_label(rating, stats)
         if label is not None:
-            events.append(Interaction(str(record["user_id"]), str(record["book_id"]), time, label))
+            events.append(Interaction(user_id, book_id, time, label))
 
     rated = {event.item_id for event in events}
     authors = _read_authors(authors_path) if authors_path is not None else {}
     books = ItemTable(DOMAIN_TEXT_FIELDS["goodreads"], stats)
     for number, record, source in iter_records(books_path):
         require_columns(record, ["book_id", "title"], source, number)
-        book_id = str(record["book_id"])
+        book_id = scalar(record["book_id"], "book_id", source, number, required=True)
         if keep_all_books or book_id in rated:
-            names = [authors.get(str(a.get("author_id")), "") for a in record.get("authors") or []]
+            author_ids = [scalar(a.get("author_id"), "authors.author_id", source, number)
+                          for a in _objects(record, "authors", source, number)]
+            names = [authors.get(author_id, "") for author_id in author_ids]
             fields = {
                 "title": record["title"],
                 "author": ", ".join(name for name in names if name),
-                "description": record.get("description") or "",
-                "genre": _genre(record.get("popular_shelves"), excluded_shelves),
+                "description": record.get("description"),
+                "genre": _genre(_objects(record, "popular_shelves", source, number), excluded_shelves, source, number),
             }
             books.add(book_id, fields, source, number)
 

@@ -48,10 +48,14 @@ def rating_to_label(rating: float, stats: Counter) -> int | None:
 
 
 def clean_history(history: Iterable[str], clicked: set[str], stats: Counter, max_history: int | None) -> list[str]:
-    """Finish a most-recent-first history: deduplicate (keep the most recent), drop the impression's own clicks
-    (counted as `history_leak_removed`), keep the `max_history` most recent, count `empty_history`."""
+    """Finish a most-recent-first history: deduplicate (keep the most recent; counted as `duplicate_history_item`),
+    drop the impression's own clicks (counted as `history_leak_removed`), keep the `max_history` most recent, count
+    `empty_history`."""
+    history = list(history)
+    unique = dict.fromkeys(history)
+    stats["duplicate_history_item"] += len(history) - len(unique)
     kept = []
-    for item_id in dict.fromkeys(history):
+    for item_id in unique:
         if item_id in clicked:
             stats["history_leak_removed"] += 1
         else:

@@ -162,6 +162,7 @@ def load_mind(
     history_from_impressions: bool = False,
     max_history: int | None = None,
     cache_dir: str | Path | None = None,
+    strict_candidates: bool = False,
 ) -> RecommendationData:
     """Load one MIND split.
 
@@ -180,7 +181,9 @@ def load_mind(
     MIND lists history oldest first; it is reversed to most recent first. A candidate clicked in an impression is
     removed from that impression's history (`history_leak_removed`). Unknown news ids are dropped from histories
     (`unknown_history_item`) and candidates (`unknown_candidate_item`); impressions left without candidates are
-    skipped (`skipped_no_candidates`). Impressions without `-label` suffixes (MIND-large test) get labels -1.
+    skipped (`skipped_no_candidates`); with `strict_candidates` an unknown candidate is a `DataFormatError` naming the
+    impression and the id instead (a leaderboard file must rank every candidate). Impressions without `-label`
+    suffixes (MIND-large test) get labels -1.
     Malformed lines raise `DataFormatError` naming file and line.
     """
     folder, split_name = _resolve(path, split, cache_dir)
@@ -203,6 +206,11 @@ def load_mind(
         known_history = [item_id for item_id in history if item_id is not None]
         stats["unknown_history_item"] += len(history) - len(known_history)
         kept = [(news.canonical(c), y) for c, y in zip(candidates, labels)]
+        unknown = [c for c, (known, _) in zip(candidates, kept) if known is None]
+        if unknown and strict_candidates:
+            raise DataFormatError(
+                behaviors_path, number, f"impression {impression_id!r}: candidates {unknown[:5]} are not in news.tsv"
+            )
         kept = [(c, y) for c, y in kept if c is not None]
         stats["unknown_candidate_item"] += len(candidates) - len(kept)
         if not kept:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import pyarrow.compute as pc
 
 from ..utils import atomic_write_text
 
@@ -104,12 +105,28 @@ class RecommendationData:
     def load_from_disk(cls, path: str | Path) -> RecommendationData:
         """A split written by `save_to_disk` (memory-mapped, not copied)."""
         path = Path(path)
-        if not (path / SAVED_DATA_NAME).is_file():
+        meta_path = path / SAVED_DATA_NAME
+        if not meta_path.is_file():
             raise FileNotFoundError(f"{path} holds no saved RecommendationData (no {SAVED_DATA_NAME})")
-        meta = json.loads((path / SAVED_DATA_NAME).read_text())
-        items = datasets.load_from_disk(str(path / "items"))
-        impressions = datasets.load_from_disk(str(path / "impressions"))
-        return cls(items, impressions, meta["domain"], meta["split"], meta.get("stats", {}))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as error:
+            raise DataFormatError(meta_path, None, f"not valid JSON ({error})") from None
+        if not isinstance(meta, dict):
+            raise DataFormatError(meta_path, None, f"expected a JSON object, got {type(meta).__name__}")
+        for key in ("domain", "split"):
+            if not isinstance(meta.get(key), str):
+                raise DataFormatError(meta_path, None, f"{key!r} must be a string, got {meta.get(key)!r}")
+        stats = meta.get("stats", {})
+        if not isinstance(stats, dict) or not all(isinstance(n, int) for n in stats.values()):
+            raise DataFormatError(meta_path, None, "'stats' must map reasons to counts")
+        tables = []
+        for name in ("items", "impressions"):
+            try:
+                tables.append(datasets.load_from_disk(str(path / name)))
+            except Exception as error:  # pyarrow and datasets raise many types for a missing or damaged table
+                raise DataFormatError(path / name, None, f"unreadable saved table ({type(error).__name__}: {error})")
+        return cls(*tables, meta["domain"], meta["split"], stats)
 
     @property
     def text_fields(self) -> list[str]:
@@ -119,6 +136,42 @@ class RecommendationData:
     def item_lookup(self) -> dict[str, dict[str, str]]:
         """Map item_id -> {text field: value}, for prompt building and serving."""
         return {row.pop("item_id"): row for row in self.items.to_list()}
+
+    # counts of `stats` that are input dropped -> what they are counted against (see `drop_report`)
+    _DROPS = {
+        "unknown_history_item": "history", "unknown_candidate_item": "candidates", "duplicate_history_item": "history",
+        "skipped_no_candidates": "impressions", "skipped_no_negative": "impressions",
+        "impression_without_click": "impressions", "unknown_interaction_item": "candidates",
+        "dropped_unrated": "candidates", "dropped_neutral_rating": "candidates",
+        "duplicate_interaction_dropped": "candidates",
+    }
+
+    def drop_report(self) -> tuple[str, str | None]:
+        """
+        What the loader dropped or noticed, for a command to print: a line with the counts by reason (`stats`), and
+        a warning (None if not needed) when most of some input was dropped, e.g. most history ids unknown.
+        """
+        counts = ", ".join(f"{key}: {n}" for key, n in sorted(self.stats.items())) or "nothing"
+        line = f"{self.split}: {len(self.impressions)} impressions, {len(self.items)} items; loader counts: {counts}"
+        kept = {"impressions": len(self.impressions)}
+        if self.stats and len(self.impressions):
+            table = self.impressions.with_format("arrow")
+            for column in ("history", "candidates"):
+                kept[column] = pc.sum(pc.list_value_length(table[column])).as_py() or 0
+        majority = [
+            f"{key} {n} vs {kept.get(self._DROPS[key], 0)} kept {self._DROPS[key]}"
+            for key, n in sorted(self.stats.items())
+            if key in self._DROPS and n > kept.get(self._DROPS[key], 0)
+        ]
+        warning = f"most of the input of {self.split} was dropped ({'; '.join(majority)})" if majority else None
+        return line, warning
+
+    def require_impressions(self, source: str | Path) -> RecommendationData:
+        """Refuse a split with no impressions, naming `source` and what the loader dropped (`stats`)."""
+        if len(self.impressions) == 0:
+            counts = ", ".join(f"{key}: {n}" for key, n in sorted(self.stats.items())) or "the input holds none"
+            raise ValueError(f"{source}: no impressions left after loading {self.split} ({counts})")
+        return self
 
     def validate(self) -> RecommendationData:
         """Check the invariants every consumer relies on; raise `ValueError` listing the first violations.

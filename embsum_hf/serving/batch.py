@@ -9,11 +9,13 @@ with `datasets.load_dataset("json", data_files="recs/part-*.jsonl")`.
 Layout of the output folder::
 
     recommendations.json        manifest: stores, k, prefilter and exclusion, parts, complete
+    .embsum.lock                held (flock) by the job writing the folder; holds its pid
     part-00000.jsonl            {"user_id": ..., "item_ids": [...], "scores": [...]} per user of user shard 0
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,9 +23,10 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_text, job_state
+from ..utils import FolderInUseError, atomic_write_text, folder_lock, job_state
 from .ranking import FaissPrefilter, check_stores, recommend
 from .store import EmbeddingStore
 
@@ -53,7 +56,9 @@ def recommend_all(
     Returns the folder.
 
     A rerun reuses the parts of an earlier run with the same store contents (`EmbeddingStore.content_digest`), `k`
-    and prefilter settings, and computes the rest; parts computed from anything else are deleted first.
+    prefilter and exclusion settings, and computes the rest; parts computed from anything else are deleted first.
+    The main process holds the folder's lock (`embsum_hf.utils.folder_lock`) for the whole job: a second job on the
+    same folder fails at once with `FolderInUseError` instead of mixing its parts with this one's.
     """
     check_stores(users, items)
     if k < 1:
@@ -72,14 +77,46 @@ def recommend_all(
         "num_parts": users.num_shards, "parts": [], "complete": False,
     }
     state = job_state()
-    if state.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        if _read_key(output) != key:
-            for stale in output.glob("part-*.jsonl"):  # computed from other stores or settings
-                stale.unlink()
-        atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    state.wait_for_everyone()
+    with contextlib.ExitStack() as stack:
+        refused = [None]  # one job per output folder: a second one fails at once ("folder in use by pid N")
+        if state.is_main_process:
+            try:
+                stack.enter_context(folder_lock(output))
+            except FolderInUseError as error:
+                refused = [str(error)]
+        if state.num_processes > 1:  # every rank stops, not only the main one (the others would wait forever)
+            broadcast_object_list(refused)
+        if refused[0] is not None:
+            raise FolderInUseError(refused[0])
+        if state.is_main_process:
+            _clean(output, key)
+            atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        state.wait_for_everyone()
+        _rank_parts(users, items, output, k, prefilter, exclude, progress, state)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            missing = [part_name(i) for i in range(users.num_shards) if not (output / part_name(i)).is_file()]
+            if missing:
+                raise RuntimeError(f"{output}: parts {missing[:5]} are missing; did a process fail?")
+            manifest.update(parts=[part_name(i) for i in range(users.num_shards)], complete=True)
+            atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        state.wait_for_everyone()
+    return output
 
+
+def _clean(output: Path, key: str) -> None:
+    """Main process, holding the folder's lock: drop what no run of this job may reuse. The job key covers every
+    setting that changes a part (both stores' contents, k, prefilter, exclusion): parts of another key are deleted,
+    never mixed with this run's under one manifest; temporary files of killed runs are deleted too."""
+    if _read_key(output) != key:
+        for stale in output.glob("part-*.jsonl"):  # computed from other stores or settings
+            stale.unlink()
+    for leftover in output.glob(".*.tmp"):  # `atomic_write_text` temporaries of a killed run
+        leftover.unlink()
+
+
+def _rank_parts(users, items, output, k, prefilter, exclude, progress, state) -> None:
+    """This process's share of the parts: rank each user shard whose part is not on disk yet."""
     mine = range(state.process_index, users.num_shards, state.num_processes)
     done = reused = 0
     with tqdm(
@@ -105,15 +142,6 @@ def recommend_all(
                 done += 1
             bar.update(stop - start)
     logger.info("rank %d: %d parts ranked, %d reused", state.process_index, done, reused)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        missing = [part_name(i) for i in range(users.num_shards) if not (output / part_name(i)).is_file()]
-        if missing:
-            raise RuntimeError(f"{output}: parts {missing[:5]} are missing; did a process fail?")
-        manifest.update(parts=[part_name(i) for i in range(users.num_shards)], complete=True)
-        atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    state.wait_for_everyone()
-    return output
 
 
 def _exclusion_digest(exclude: Mapping[str, Collection[str]]) -> str:

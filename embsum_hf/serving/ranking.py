@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from ..modeling_embsum import poly_relevance
-from .store import EmbeddingStore, StoreMismatchError
+from .store import EmbeddingStore, StoreMismatchError, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,9 @@ class FaissPrefilter:
         num_candidates: int | None = None,
         seed: int = 0,
     ):
+        for name, value in (("nlist", nlist), ("nprobe", nprobe), ("num_candidates", num_candidates)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer (or unset for the default), got {value!r}")
         faiss = _require_faiss()
         num_items, _, dim = item_embeddings.shape
         self.nlist = nlist or max(1, round(math.sqrt(num_items)))
@@ -277,6 +280,7 @@ def recommend(
         upe = users.embeddings if user_ids is None else users.embeddings[users.positions(user_ids)]
     else:
         upe = users
+        check_finite(upe, [], "user embeddings")  # store rows are checked as they are read
     banned = None
     if exclude is not None:
         if isinstance(exclude, Mapping):

@@ -84,6 +84,101 @@ def content_key(fingerprint: str, kind: str, dtype: str, ids: Sequence[str], tok
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def check_finite(tensor: torch.Tensor, ids: Sequence[str], what: str) -> None:
+    """Refuse a tensor `(rows, ...)` with NaN or infinite values, naming the rows' ids: a non-finite embedding would
+    score NaN against everything and rank first for every user."""
+    bad = ~torch.isfinite(tensor.reshape(len(tensor), -1)).all(1) if tensor.numel() else torch.zeros(0, dtype=bool)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        names = [ids[row] for row in rows[:5]] if len(ids) == len(tensor) else rows[:5]
+        raise ValueError(f"{what}: {len(rows)} entries hold NaN or infinite values, e.g. {names}")
+
+
+def _is_count(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """
+    The one validation of a store manifest (`store.json`), used by every reader: a JSON object with this code's
+    `format_version`, a known `kind` and `dtype`, a boolean `complete`, counts that agree (`num_shards` equals the
+    shard list and `ceil(num_entries / shard_size)`), entry shapes, and shards named `shard-NNNNN.safetensors`
+    inside the folder (never `../` or an absolute path). Anything else is a `StoreMismatchError` naming the file.
+    """
+    path = Path(path)
+    file = path / MANIFEST_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} is not an embedding store (no {MANIFEST_NAME})")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise StoreMismatchError(f"{file}: not valid JSON ({error})") from None
+
+    def bad(message: str) -> StoreMismatchError:
+        return StoreMismatchError(f"{file}: {message}")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"expected a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise bad(f"store format {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    if manifest.get("kind") not in STORE_KINDS:
+        raise bad(f"'kind' must be one of {list(STORE_KINDS)}, got {manifest.get('kind')!r}")
+    if not isinstance(manifest.get("complete"), bool):
+        raise bad(f"'complete' must be true or false, got {manifest.get('complete')!r}")
+    if manifest.get("dtype") not in DTYPES:
+        raise bad(f"'dtype' must be one of {sorted(DTYPES)}, got {manifest.get('dtype')!r}")
+    if not isinstance(manifest.get("fingerprint"), str):
+        raise bad("'fingerprint' must be a string")
+    entries, size, count = manifest.get("num_entries"), manifest.get("shard_size"), manifest.get("num_shards")
+    if not (_is_count(entries) and _is_count(size, 1) and _is_count(count)):
+        raise bad("'num_entries', 'shard_size' and 'num_shards' must be non-negative integers (shard_size positive)")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or len(shards) != count or count != -(-entries // size):
+        listed = len(shards) if isinstance(shards, list) else repr(shards)
+        raise bad(f"'num_shards' {count} disagrees with the shard list ({listed}) or num_entries / shard_size")
+    for index, shard in enumerate(shards):
+        if shard != shard_name(index):  # a plain name in this folder: no '../', no absolute path
+            raise bad(f"shards[{index}] must be {shard_name(index)!r}, got {shard!r}")
+    shapes = manifest.get("shapes")
+
+    def valid_shape(shape) -> bool:
+        return isinstance(shape, list) and bool(shape) and all(_is_count(n) for n in shape) and shape[0] == entries
+
+    if not isinstance(shapes, dict) or "embeddings" not in shapes or not all(map(valid_shape, shapes.values())):
+        raise bad(f"'shapes' must map tensor names (embeddings first) to [num_entries, codes, d], got {shapes!r}")
+    return manifest
+
+
+def read_ids(path: Path, num_entries: int) -> list[str]:
+    """`ids.json` of a store: `num_entries` distinct strings (a repeated id would rank as one item many times)."""
+    file = path / IDS_NAME
+    try:
+        ids = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreMismatchError(f"{path}: {IDS_NAME} is missing") from None
+    except (ValueError, RecursionError) as error:
+        raise StoreMismatchError(f"{file}: not valid JSON ({error})") from None
+    if not isinstance(ids, list) or not all(isinstance(entry, str) for entry in ids):
+        raise StoreMismatchError(f"{file}: expected a JSON array of id strings")
+    if len(ids) != num_entries:
+        raise StoreMismatchError(f"{file} lists {len(ids)} ids, the manifest {num_entries}")
+    seen: set[str] = set()
+    repeated = [entry for entry in ids if entry in seen or seen.add(entry)]
+    if repeated:
+        raise StoreMismatchError(f"{file}: {len(repeated)} ids repeat, e.g. {repeated[:5]}; ids must be unique")
+    return ids
+
+
+def _open_shard(path: Path):
+    """`safe_open` of one shard file; a missing, truncated or foreign file is a `StoreMismatchError` naming it."""
+    try:
+        return safe_open(str(path), framework="pt")
+    except FileNotFoundError:
+        raise StoreMismatchError(f"{path}: shard file is missing") from None
+    except Exception as error:  # safetensors' SafetensorError (not an OSError/ValueError) for damaged bytes
+        raise StoreMismatchError(f"{path}: unreadable shard ({error})") from None
+
+
 @dataclass
 class ShardedStoreWriter:
     """
@@ -141,6 +236,8 @@ class ShardedStoreWriter:
                 raise ValueError(
                     f"shard {index} tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {expected}"
                 )
+        for name in self.entry_shapes:
+            check_finite(tensors[name], self.ids[start:stop], f"{self.kind} {name} computed for shard {index}")
         path = self.path / shard_name(index)
         tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
         data = {name: tensors[name].to("cpu", DTYPES[self.dtype]).contiguous() for name in self.entry_shapes}
@@ -165,7 +262,18 @@ class ShardedStoreWriter:
         }
 
     def begin(self) -> None:
-        """Main process, before encoding: mark the store incomplete so nothing loads it half-written."""
+        """Main process, before encoding: mark the store incomplete so nothing loads it half-written. A folder that
+        holds a store of the other kind (e.g. users, for an item job) is refused, never overwritten."""
+        existing = self.path / MANIFEST_NAME
+        if existing.is_file():
+            try:
+                kind = json.loads(existing.read_text()).get("kind")
+            except (ValueError, AttributeError):  # damaged: the job rewrites it
+                kind = None
+            if kind in STORE_KINDS and kind != self.kind:
+                raise StoreMismatchError(
+                    f"{self.path} holds a {kind} store; refusing to overwrite it with {self.kind} (use another folder)"
+                )
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=False), indent=2) + "\n")
 
     def finalize(self) -> None:
@@ -206,14 +314,7 @@ class EmbeddingStore:
         `kind`, a store of the other kind.
         """
         path = Path(path)
-        manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{path} is not an embedding store (no {MANIFEST_NAME})")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise StoreMismatchError(
-                f"{path}: store format {manifest.get('format_version')}, this code reads {FORMAT_VERSION}"
-            )
+        manifest = read_manifest(path)
         if not manifest["complete"]:
             raise StoreMismatchError(
                 f"{path} is incomplete (its encoding job is running or was interrupted); rerun the job to finish it"
@@ -226,9 +327,7 @@ class EmbeddingStore:
                 f"{expected_fingerprint}; "
                 "re-encode the store with this model"
             )
-        ids = json.loads((path / IDS_NAME).read_text())
-        if len(ids) != manifest["num_entries"]:
-            raise StoreMismatchError(f"{path}: {IDS_NAME} lists {len(ids)} ids, the manifest {manifest['num_entries']}")
+        ids = read_ids(path, manifest["num_entries"])
         return cls(path=path, manifest=manifest, ids=ids)
 
     @property
@@ -258,15 +357,25 @@ class EmbeddingStore:
         """Tensor `name` of shard `index` alone, `(rows, codes, d)`: what a job streaming a large store holds."""
         if name not in self.manifest["shapes"]:
             raise KeyError(f"{self.path} ({self.kind}) stores {sorted(self.manifest['shapes'])}, not {name!r}")
-        with safe_open(str(self.path / self.manifest["shards"][index]), framework="pt") as handle:
-            return handle.get_tensor(name)
+        start, stop = self.shard_range(index)
+        path = self.path / self.manifest["shards"][index]
+        with _open_shard(path) as handle:
+            try:
+                tensor = handle.get_tensor(name)
+            except Exception as error:  # safetensors raises its own error types for damaged bytes
+                raise StoreMismatchError(f"{path}: unreadable tensor {name!r} ({error})") from None
+        expected = (stop - start, *self.manifest["shapes"][name][1:])
+        if tuple(tensor.shape) != expected:
+            raise StoreMismatchError(f"{path}: {name} has shape {tuple(tensor.shape)}, the manifest says {expected}")
+        check_finite(tensor, self.ids[start:stop], f"{path}: {name}")
+        return tensor
 
     def content_digest(self) -> str:
         """sha256 over the shards' content keys (model, dtype, ids and input tokens of each): what the store holds,
         without reading its tensors. Equal digests mean the same embeddings."""
         keys = []
         for shard in self.manifest["shards"]:
-            with safe_open(str(self.path / shard), framework="pt") as handle:
+            with _open_shard(self.path / shard) as handle:
                 keys.append((handle.metadata() or {}).get("content_key"))
         return hashlib.sha256(json.dumps([self.fingerprint, self.manifest["dtype"], keys]).encode()).hexdigest()
 
@@ -315,8 +424,10 @@ __all__ = [
     "EmbeddingStore",
     "ShardedStoreWriter",
     "StoreMismatchError",
+    "check_finite",
     "content_key",
     "model_fingerprint",
+    "read_manifest",
     "shard_name",
     "shard_range",
 ]

@@ -15,6 +15,7 @@ from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from ..serving.explain import generate_summaries
 from ..serving.store import model_fingerprint
+from ..utils import check_safetensors
 from .backends import TeacherBackend
 from .prompts import SummaryRequest
 
@@ -47,6 +48,7 @@ class EmbSumBackend(TeacherBackend):
         generation_kwargs: dict[str, Any] | None = None,
     ):
         if not isinstance(model, EmbSumModel):
+            check_safetensors(model)
             processor = EmbSumProcessor.from_pretrained(model)
             model = EmbSumModel.from_pretrained(model)
         elif processor is None:

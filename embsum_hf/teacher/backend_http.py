@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,23 @@ RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 class MalformedReplyError(TeacherError):
     """The server answered 200 but without a usable `choices[0].message.content`."""
+
+
+class TeacherSettingError(TeacherError, ValueError):
+    """The backend's settings cannot work for any user (a bad URL, a refused key, a redirect): raised out of
+    `generate`, so the run stops once, up front, instead of failing every user the same way."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would re-send the `Authorization` header to wherever it points (another
+    host included) and turn the POST into a GET. The 3xx reply surfaces as an `HTTPError` instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+SETTING_STATUS = frozenset({401, 403, 404, 405})  # wrong key, model or URL: the same for every request
 
 
 class _Retryable(Exception):
@@ -68,6 +86,13 @@ class OpenAIChatBackend(TeacherBackend):
         temperature: float = 0.0,
         extra_body: dict[str, Any] | None = None,
     ):
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+        for name, value, low in (("concurrency", concurrency, 1), ("timeout", timeout, 1e-9),
+                                 ("max_retries", max_retries, 0), ("backoff", backoff, 0)):
+            if not value >= low:
+                raise ValueError(f"{name} must be {'positive' if low else 'non-negative'}, got {value}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -82,7 +107,11 @@ class OpenAIChatBackend(TeacherBackend):
     def generate(self, requests: Sequence[SummaryRequest]) -> list[str | Exception]:
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(requests)))) as pool:
             futures = [pool.submit(self.complete, request.messages) for request in requests]
-        return [future.exception() or future.result() for future in futures]
+        outputs = [future.exception() or future.result() for future in futures]
+        for output in outputs:
+            if isinstance(output, TeacherSettingError):  # no user can succeed: stop the run once
+                raise output
+        return outputs
 
     def complete(self, messages: Messages) -> str:
         """The assistant reply to one chat, retrying transient failures; raises `TeacherError` when it gives up."""
@@ -106,10 +135,18 @@ class OpenAIChatBackend(TeacherBackend):
         data = json.dumps({**self.body, "messages": messages}).encode("utf-8")
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as error:
             detail = error.read()[:200].decode("utf-8", "replace")
+            if 300 <= error.code < 400:
+                raise TeacherSettingError(
+                    f"{self.url} answered HTTP {error.code}, a redirect to {error.headers.get('Location')!r}; "
+                    "redirects are not followed (the API key would go with it): set --base-url to the final address"
+                ) from None
+            if error.code in SETTING_STATUS:
+                raise TeacherSettingError(f"{self.url} answered HTTP {error.code}: {detail}; check the URL, "
+                                          "--model and OPENAI_API_KEY") from None
             if error.code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {error.code}: {detail}", _retry_after(error.headers)) from None
             raise TeacherError(f"HTTP {error.code}: {detail}") from None

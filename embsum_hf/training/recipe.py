@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow.compute as pc
 import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
@@ -122,6 +123,16 @@ class EmbSumRunArguments:
         },
     )
 
+    def __post_init__(self):
+        sizes = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "num_user_codes", "num_item_codes",
+                 "max_history_items", "session_max_tokens", "item_max_tokens", "summary_max_tokens", "num_negatives")
+        for name in sizes:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.rouge_users < 0 or not 0 <= self.dropout_rate < 1 or self.summary_loss_weight < 0:
+            raise ValueError("rouge_users and summary_loss_weight must be >= 0, dropout_rate in [0, 1)")
+
     def config_overrides(self) -> dict:
         names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "session_max_items",
                  "item_max_tokens",
@@ -138,7 +149,20 @@ class Splits:
 
 
 def load_splits(args: EmbSumRunArguments) -> Splits:
-    """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
+    """Train / dev (model selection) / test (reported) splits, named in every metric they produce. A training split
+    with no impression, or none with a click, is refused, naming the cause (the loader's counts)."""
+    splits = _load_splits(args)
+    train = splits.train.require_impressions(args.train_data)
+    labels = train.impressions.with_format("arrow")["labels"]
+    if not pc.any(pc.equal(pc.list_flatten(labels), 1)).as_py():
+        raise ValueError(
+            f"{args.train_data}: no training rows: none of the {len(train.impressions)} impressions of {train.split} "
+            "has a click (label 1)"
+        )
+    return splits
+
+
+def _load_splits(args: EmbSumRunArguments) -> Splits:
     if args.train_data is None:
         raise ValueError("train_data is required")
     if args.dataset not in DATASETS:
@@ -219,7 +243,10 @@ def build_model_and_processor(
             # the texts exactly as the processor will format them, so template words become whole tokens
             item_format = ITEM_TEMPLATES.get(template, template)
             corpus = (item_format.format(**row) for row in train.items)
-            tokenizer = train_tokenizer([*corpus, *summaries.values()], vocab_size=args.vocab_size)
+            try:
+                tokenizer = train_tokenizer([*corpus, *summaries.values()], vocab_size=args.vocab_size)
+            except Exception as error:  # the tokenizers library raises a bare Exception, e.g. for a tiny vocabulary
+                raise ValueError(f"vocab_size {args.vocab_size}: cannot train the tokenizer ({error})") from None
         config = EmbSumConfig(
             t5_config=dict(
                 vocab_size=len(tokenizer),

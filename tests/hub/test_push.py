@@ -68,13 +68,18 @@ sys.path.insert(0, folder)  # Inference Endpoints import handler.py from the rep
 from handler import EndpointHandler
 endpoint = EndpointHandler(folder)
 assert "embsum_hf" not in sys.modules, "the repo must not need embsum_hf"
+def raised(payload):  # the toolkit answers an exception from the handler with HTTP 400 and its message
+    try:
+        endpoint(payload)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
 answers = {
     "model_class": type(model).__name__,
     "pipeline_class": type(recommender).__name__,
     "pipeline": recommender(payload["inputs"], **payload["parameters"]),
     "endpoint": endpoint(payload),
     "endpoint_batch": endpoint({"inputs": [payload["inputs"]] * 2}),
-    "endpoint_error": endpoint({"inputs": {"history": [], "candidates": [{"title": 5.0, "abstract": [], "category": None}]}}),
+    "endpoint_error": raised({"inputs": {"history": [], "candidates": [{"title": 5.0, "abstract": [], "category": None}]}}),
 }
 print("ANSWERS" + json.dumps(answers))
 """
@@ -107,7 +112,7 @@ def test_fresh_process_loads_the_folder_and_ranks(tmp_path, hub_folder, hub_mode
     assert len(answers["endpoint_batch"][0]["ranking"]) == 6  # no parameters: every candidate
     assert answers["endpoint"]["summary"] == expected["summary"]
     assert [e["index"] for e in answers["endpoint"]["explanations"]] == [e["index"] for e in expected["explanations"]]
-    assert answers["endpoint_error"] == {"error": "inputs.candidates[0].abstract must be a string, number or null, got array"}
+    assert answers["endpoint_error"] == "PayloadError: inputs.candidates[0].abstract must be a string, number or null, got array"
 
 
 class FakeHub(BaseHTTPRequestHandler):
