@@ -84,7 +84,13 @@ class EmbSumRunArguments:
     summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
     teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."})
-    rouge_users: int = field(default=100, metadata={"help": "Held-out users whose generated summaries get ROUGE."})
+    rouge_users: int = field(
+        default=100,
+        metadata={
+            "help": "Held-out users whose generated summaries get ROUGE, the constant-sentence baseline, the "
+            "specificity gap and the distinct-summary share."
+        },
+    )
     backbone: str | None = field(default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained on the data."})
@@ -273,7 +279,8 @@ def train_embsum(
         trainer.create_model_card(
             dataset_name=args.dataset_name or args.dataset,
             teacher=args.teacher,
-            summary_rouge=rouge,
+            # undefined metrics (a gap over one user, distinct-n of empty summaries) are NaN: not for the card
+            summary_rouge={name: value for name, value in rouge.items() if value == value} if rouge else None,
         )
     # the other ranks wait for rank 0's ROUGE pass and files: a rank that exits alone aborts its gloo/NCCL threads
     trainer.accelerator.wait_for_everyone()
