@@ -161,6 +161,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
         super().__init__(config)
         d, p = config.t5_config.d_model, config.poly_projection_size
         self.t5 = T5ForConditionalGeneration(config.t5_config)
+        # the summaries' generation defaults live in the config (saved with the model); `generate_summary` uses them
+        self.t5.generation_config.update(**config.summary_generation)
         self.user_poly = PolyAttention(config.num_user_codes, d, p)
         self.item_poly = PolyAttention(config.num_item_codes, d, p)
         self.score_projection = nn.Linear(d, d, bias=False)  # W_s
@@ -298,6 +300,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
         states = self.encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
         return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
 
+    def _summary_memory_mask(self, session_input_ids: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, G*L)` mask of the session positions the decoder reads (`config.summary_memory`)."""
+        if self.config.summary_memory == "sessions":
+            return memory_mask
+        ids = session_input_ids.reshape(memory_mask.shape)
+        read = (ids == self.config.item_start_token_id) | (ids == self.config.t5_config.eos_token_id)
+        return memory_mask & read  # every session ends in </s>: never empty
+
     def _user_from_sessions(
         self,
         session_input_ids: torch.LongTensor,
@@ -309,8 +319,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         batch, sessions, length, d = session_states.shape
         memory = session_states.reshape(batch, sessions * length, d)  # fusion-in-decoder: [H_1; ...; H_g]
         memory_mask = session_mask.reshape(batch, sessions * length)
-        targets = self._summary_targets(memory, memory_mask.long(), summary_labels)
-        decoder_states, summary_state, decoder_input_ids = self._decode_summary(memory, memory_mask.long(), targets)
+        read = self._summary_memory_mask(session_input_ids, memory_mask).long()
+        targets = self._summary_targets(memory, read, summary_labels)
+        decoder_states, summary_state, decoder_input_ids = self._decode_summary(memory, read, targets)
 
         # history rows of Z_u: encoder states at every <sos>, gathered to the front in session order
         is_item = (session_input_ids.reshape(batch, -1) == self.config.item_start_token_id) & memory_mask
@@ -402,9 +413,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
             taught = (summary_labels != -100).any(-1)
             width = summary_labels.shape[1]
             lm_logits = self._lm_logits(decoder_states[taught, :width])  # (B', T, V)
-            summary_loss = F.cross_entropy(
-                lm_logits.reshape(-1, lm_logits.shape[-1]).float(), summary_labels[taught].reshape(-1), ignore_index=-100
-            )
+            summary_loss = self._summary_loss(lm_logits, summary_labels[taught])
             if self.config.summary_loss_weight > 0:
                 loss = ctr_loss + self.config.summary_loss_weight * summary_loss
         return EmbSumOutput(
@@ -417,6 +426,24 @@ class EmbSumModel(EmbSumPreTrainedModel):
         )
 
     # ----------------------------------------------------------------------------------------------- summaries
+    def _summary_loss(self, lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """
+        Weighted token mean of the (label-smoothed) NLL of teacher summaries `(B', T)`: the tokens all rows share at
+        their start (the batch's common prefix, e.g. a template) weigh `config.summary_prefix_weight`, the rest 1.
+        """
+        losses = F.cross_entropy(
+            lm_logits.reshape(-1, lm_logits.shape[-1]).float(),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+            label_smoothing=self.config.summary_label_smoothing,
+        ).reshape(labels.shape)
+        weights = (labels != -100).float()
+        if self.config.summary_prefix_weight != 1 and labels.shape[0] > 1:
+            shared = ((labels == labels[:1]) & (labels != -100)).all(0).long().cumprod(0).bool()  # (T,)
+            weights = weights * torch.where(shared, float(self.config.summary_prefix_weight), 1.0)[None, :]
+        return (losses * weights).sum() / weights.sum()
+
     def _generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, **generate_kwargs) -> torch.LongTensor:
         generate_kwargs.setdefault("max_new_tokens", self.config.summary_max_tokens)
         with torch.no_grad():
@@ -433,12 +460,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
         **generate_kwargs,
     ) -> torch.LongTensor | list[str]:
         """
-        The decoder writes each user's interest summary from the concatenated session states (greedy unless
-        `generate_kwargs` say otherwise). Returns token ids `(B, T)`, or decoded texts when `processor` is given.
+        The decoder writes each user's interest summary from the concatenated session states, with the settings of
+        `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise.
+        Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
-        ids = self._generate(states.reshape(batch, -1, d), mask.reshape(batch, -1).long(), **generate_kwargs)
+        read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
+        ids = self._generate(states.reshape(batch, -1, d), read.long(), **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
