@@ -27,10 +27,11 @@ Systems (all scored on the held-out users against their teacher summaries)
                 generation config. Metrics are the mean over seeds (+- the seed-to-seed standard deviation).
 
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
-summary fields of `EmbSumConfig`), `--generate NAME=VALUE` a generation setting for this run.
+summary fields of `EmbSumConfig`); `--decodings NAME:K=V,...` also scores other generation settings of the same
+trained models (rows `embsum[NAME]`).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
-        [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--generate num_beams=4] [--auc]
+        [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
 """
 
 from __future__ import annotations
@@ -122,10 +123,13 @@ def only_users(data: RecommendationData, users: set[str]) -> RecommendationData:
 
 def train_and_summarise(
     run_args, train: RecommendationData, summaries: dict[str, str], heldout_windows: list[list[Mapping]],
-    optimisation: Optimisation, budget_seconds: float, seed: int, output_dir: Path, generate: dict,
+    optimisation: Optimisation, budget_seconds: float, seed: int, output_dir: Path, generate: dict[str, dict],
     test: RecommendationData | None,
-) -> tuple[list[str], TimeBudget, float | None, str]:
-    """Train EmbSum under the CPU budget; its summaries of the held-out windows (and test AUC when `test`)."""
+) -> tuple[dict[str, list[str]], TimeBudget, float | None, str]:
+    """
+    Train EmbSum under the CPU budget; its summaries of the held-out windows under each decoding of `generate`
+    (name -> generation settings over the model's own) and its test AUC when `test` is given.
+    """
     set_seed(seed)
     model, processor = build_model_and_processor(run_args, train, summaries)
     training_args = EmbSumTrainingArguments(
@@ -138,7 +142,10 @@ def train_and_summarise(
     trainer = EmbSumTrainer(model, training_args, processor, train_data=train, summaries=summaries, callbacks=[budget])
     trainer.train()
     model = trainer.model
-    generated = generate_summaries(model, processor, heldout_windows, batch_size=32, progress=True, **generate)
+    generated = {
+        name: generate_summaries(model, processor, heldout_windows, batch_size=32, progress=True, **settings)
+        for name, settings in generate.items()
+    }
     auc = None
     if test is not None:
         scores = ImpressionEvaluator(test, processor).predict(model).scores
@@ -172,13 +179,13 @@ def summarise_runs(runs: list[dict]) -> dict:
 
 
 def print_table(rows: dict[str, dict]) -> None:
-    print(f"\n{'system':<10}" + "".join(f"{name:>20}" for name in SHOWN))
+    print(f"\n{'system':<22}" + "".join(f"{name:>20}" for name in SHOWN))
     for system, metrics in rows.items():
         cells = []
         for name in SHOWN:
             value, std = metrics.get(name, float("nan")), metrics.get(f"{name}_std")
             cells.append(f"{value:.3f}" + (f" +-{std:.3f}" if std is not None else ""))
-        print(f"{system:<10}" + "".join(f"{cell:>20}" for cell in cells))
+        print(f"{system:<22}" + "".join(f"{cell:>20}" for cell in cells))
 
 
 def main() -> None:
@@ -188,7 +195,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds: one EmbSum model each")
     parser.add_argument("--heldout", type=float, default=0.2, help="share of users held out of training")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="EmbSumRunArguments overrides")
-    parser.add_argument("--generate", nargs="*", default=[], metavar="NAME=VALUE", help="generation overrides")
+    parser.add_argument(
+        "--decodings", nargs="*", default=[], metavar="NAME:K=V,K=V",
+        help="also score these decodings of the same models, e.g. beam4:num_beams=4 greedy:no_repeat_ngram_size=0",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1)
@@ -210,7 +220,10 @@ def main() -> None:
         item_max_tokens=ITEM_MAX_TOKENS, summary_loss_weight=1.0,
     )  # fmt: skip  (the accuracy benchmark's shape, with the summary loss on)
     run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
-    generate = parse_assignments(options.generate)
+    generate = {"embsum": {}}  # the model's own generation config
+    for spec in options.decodings:
+        name, _, settings = spec.partition(":")
+        generate[f"embsum[{name}]"] = parse_assignments([pair for pair in settings.split(",") if pair])
     window = run_args.max_history_items
 
     teacher = KeywordTeacher(train.items.to_list())
@@ -236,7 +249,8 @@ def main() -> None:
         "nearest": nearest_neighbour_summaries(heldout, training, windows, summaries),
     }
     rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}
-    runs, details = [], []
+    runs: dict[str, list[dict]] = {name: [] for name in generate}
+    details = []
     with tempfile.TemporaryDirectory() as tmp:
         set_seed(seeds[0])
         _, processor = build_model_and_processor(run_args, train_users, train_summaries)  # the one tokenizer
@@ -248,20 +262,18 @@ def main() -> None:
                 run_args, train_users, train_summaries, [windows[user] for user in heldout], optimisation,
                 options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate, test if options.auc else None,
             )  # fmt: skip
-            run = metrics(generated, seed)
-            if auc is not None:
-                run["auc"] = auc
-            runs.append(run)
-            top = Counter(generated).most_common(3)
+            for name, texts in generated.items():
+                runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
+            top = Counter(generated["embsum"]).most_common(3)
             details.append({
                 "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds, "generation_config": generation,
-                "most_common_summaries": top, "examples": list(zip(heldout[:5], generated[:5], references[:5])),
+                "most_common_summaries": top, "examples": list(zip(heldout[:5], generated["embsum"][:5], references[:5])),
             })  # fmt: skip
             logger.info("seed %d: %d steps in %.0f CPU s; most common summaries %s", seed, budget.steps, budget.cpu_seconds, top)
-    rows["embsum"] = summarise_runs(runs)
+    rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
     print(f"\nMovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users; "
-          f"seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set} {options.generate}")  # fmt: skip
+          f"seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set}")  # fmt: skip
     print(f"constant sentence: {constant!r}")
     print_table(rows)
     for detail in details:
@@ -270,7 +282,7 @@ def main() -> None:
         for user, generated, reference in detail["examples"][:2]:
             print(f"  user {user}\n    embsum:  {generated}\n    teacher: {reference}")
     if "auc" in rows["embsum"]:
-        print(f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f}")
+        print(f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f} (all test users)")
     if options.json:
         report = {"options": {k: str(v) for k, v in vars(options).items()}, "run_args": dataclasses.asdict(run_args),
                   "constant": constant, "systems": rows, "embsum_runs": runs, "embsum_details": details}  # fmt: skip

@@ -111,12 +111,34 @@ class EmbSumRunArguments:
         default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
     )
     summary_mode: str = "generate"
+    # the summary path's settings: None keeps EmbSumConfig's default (documented there)
+    summary_label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing of the summary loss."})
+    summary_prefix_weight: float | None = field(
+        default=None, metadata={"help": "Summary-loss weight of the tokens every summary of a batch starts with."}
+    )
+    summary_memory: str | None = field(
+        default=None, metadata={"help": "What the decoder reads: 'sessions' (every token) or 'items' (item starts)."}
+    )
+    summary_generation: str | None = field(
+        default=None,
+        metadata={"help": 'Generation settings of the summaries as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
+    )
 
     def config_overrides(self) -> dict:
         names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
                  "summary_max_tokens", "summary_loss_weight", "summary_mode")
         negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
-        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives}
+        optional = {
+            name: getattr(self, name)
+            for name in ("summary_label_smoothing", "summary_prefix_weight", "summary_memory")
+            if getattr(self, name) is not None
+        }
+        if self.summary_generation is not None:
+            try:
+                optional["summary_generation"] = json.loads(self.summary_generation)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"summary_generation must be a JSON object: {error}") from None
+        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives, **optional}
 
 
 @dataclass
