@@ -59,6 +59,8 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
+from embsum_hf.modeling_embsum import EmbSumModel
+from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
@@ -124,24 +126,23 @@ def only_users(data: RecommendationData, users: set[str]) -> RecommendationData:
 def train_and_summarise(
     run_args, train: RecommendationData, summaries: dict[str, str], heldout_windows: list[list[Mapping]],
     optimisation: Optimisation, budget_seconds: float, seed: int, output_dir: Path, generate: dict[str, dict],
-    test: RecommendationData | None,
+    test: RecommendationData | None, saved: Path | None = None, load: bool = False,
 ) -> tuple[dict[str, list[str]], TimeBudget, float | None, str]:
     """
-    Train EmbSum under the CPU budget; its summaries of the held-out windows under each decoding of `generate`
-    (name -> generation settings over the model's own) and its test AUC when `test` is given.
+    Train EmbSum under the CPU budget (or `load` it from `saved`, else save it there); its summaries of the
+    held-out windows under each decoding of `generate` (name -> generation settings over the model's own) and its
+    test AUC when `test` is given.
     """
-    set_seed(seed)
-    model, processor = build_model_and_processor(run_args, train, summaries)
-    training_args = EmbSumTrainingArguments(
-        output_dir=str(output_dir), max_steps=10**7, per_device_train_batch_size=optimisation.batch_size,
-        learning_rate=optimisation.learning_rate, lr_scheduler_type="constant_with_warmup",
-        warmup_steps=optimisation.warmup_steps, max_grad_norm=optimisation.max_grad_norm, eval_strategy="no",
-        save_strategy="no", logging_steps=100, report_to=[], use_cpu=True, dataloader_num_workers=0, seed=seed,
-    )  # fmt: skip  (the accuracy benchmark's settings)
     budget = TimeBudget(budget_seconds)
-    trainer = EmbSumTrainer(model, training_args, processor, train_data=train, summaries=summaries, callbacks=[budget])
-    trainer.train()
-    model = trainer.model
+    if load:
+        model, processor = EmbSumModel.from_pretrained(saved), EmbSumProcessor.from_pretrained(saved)
+        budget.steps, budget.cpu_seconds = json.loads((saved / "budget.json").read_text()).values()
+    else:
+        model, processor = train(run_args, train, summaries, optimisation, budget, seed, output_dir)
+        if saved is not None:
+            model.save_pretrained(saved)
+            processor.save_pretrained(saved)
+            (saved / "budget.json").write_text(json.dumps({"steps": budget.steps, "cpu_s": budget.cpu_seconds}))
     generated = {
         name: generate_summaries(model, processor, heldout_windows, batch_size=32, progress=True, **settings)
         for name, settings in generate.items()
@@ -151,6 +152,21 @@ def train_and_summarise(
         scores = ImpressionEvaluator(test, processor).predict(model).scores
         auc = impression_metrics(scores, test.impressions["labels"], split=test.split)["auc"]
     return generated, budget, auc, repr(model.t5.generation_config.to_diff_dict())
+
+
+def train(run_args, data, summaries, optimisation, budget, seed, output_dir) -> tuple[EmbSumModel, EmbSumProcessor]:
+    """EmbSum from the recipe, trained with `EmbSumTrainer` on `data` until `budget` is spent."""
+    set_seed(seed)
+    model, processor = build_model_and_processor(run_args, data, summaries)
+    training_args = EmbSumTrainingArguments(
+        output_dir=str(output_dir), max_steps=10**7, per_device_train_batch_size=optimisation.batch_size,
+        learning_rate=optimisation.learning_rate, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=optimisation.warmup_steps, max_grad_norm=optimisation.max_grad_norm, eval_strategy="no",
+        save_strategy="no", logging_steps=100, report_to=[], use_cpu=True, dataloader_num_workers=0, seed=seed,
+    )  # fmt: skip  (the accuracy benchmark's settings)
+    trainer = EmbSumTrainer(model, training_args, processor, train_data=data, summaries=summaries, callbacks=[budget])
+    trainer.train()
+    return trainer.model, processor
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -204,6 +220,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--auc", action="store_true", help="also the test-split AUC of each EmbSum model")
     parser.add_argument("--json", type=Path, default=None, help="write every number here")
+    parser.add_argument("--save-models", type=Path, default=None, help="save each seed's model to DIR/seed-N")
+    parser.add_argument("--load-models", type=Path, default=None, help="score the models saved in DIR (no training)")
     options = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
@@ -261,6 +279,8 @@ def main() -> None:
             generated, budget, auc, generation = train_and_summarise(
                 run_args, train_users, train_summaries, [windows[user] for user in heldout], optimisation,
                 options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate, test if options.auc else None,
+                saved=folder / f"seed-{seed}" if (folder := options.load_models or options.save_models) else None,
+                load=options.load_models is not None,
             )  # fmt: skip
             for name, texts in generated.items():
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))

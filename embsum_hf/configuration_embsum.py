@@ -59,6 +59,10 @@ class EmbSumConfig(PreTrainedConfig):
             `repetition_penalty`, ...); they become the defaults of the decoder's `generation_config`, which
             [`EmbSumModel.generate_summary`] uses. Defaults to `{"no_repeat_ngram_size": 2}`, so that a summary does
             not name the same interest twice.
+        summary_guidance (`float`, defaults to 1.0):
+            Contrast of the generated summaries with the population's: next-token log-probabilities become
+            `null + summary_guidance * (user - null)`, `null` the decoder's for an empty history (see
+            `PopulationContrast`). 1.0 is plain decoding; above 1 favours what sets this user apart.
         item_start_token_id (`int`, defaults to 32100):
             Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
             UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.
@@ -82,6 +86,7 @@ class EmbSumConfig(PreTrainedConfig):
     summary_prefix_weight: float | int = 1.0
     summary_memory: str = "sessions"
     summary_generation: dict | None = None
+    summary_guidance: float | int = 1.0
     item_start_token_id: int = 32100
     tie_word_embeddings: bool = True
 
@@ -128,6 +133,8 @@ class EmbSumConfig(PreTrainedConfig):
             raise ValueError(
                 f"EmbSumConfig.summary_memory must be one of {SUMMARY_MEMORIES}, got {self.summary_memory!r}"
             )
+        if self.summary_guidance < 0:
+            raise ValueError(f"EmbSumConfig.summary_guidance must be >= 0, got {self.summary_guidance!r}")
         if not isinstance(self.summary_generation, dict):
             raise ValueError(f"EmbSumConfig.summary_generation must be a dict, got {self.summary_generation!r}")
         if self.summary_mode not in SUMMARY_MODES:

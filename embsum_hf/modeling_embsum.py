@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, T5ForConditionalGeneration
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
@@ -125,6 +125,29 @@ def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor,
     similarity = torch.einsum(pattern, user_embeddings, item_embeddings).flatten(2)  # (B, N, K*M)
     weights = torch.softmax(torch.einsum(pattern, user_embeddings, item_keys).flatten(2).float(), dim=-1)
     return (weights * similarity.float()).sum(-1)  # (B, N)
+
+
+class PopulationContrast(LogitsProcessor):
+    """
+    Steers a summary away from what the decoder writes for everybody: next-token log-probabilities become
+    `null + scale * (user - null)`, where `null` is the decoder's distribution for an empty history (one `</s>`
+    session, the population's summary) after the same tokens. `scale` 1 changes nothing; above 1 the tokens this
+    user's history makes likelier than the population's gain (classifier-free guidance, Ho & Salimans 2022).
+    """
+
+    def __init__(self, model: EmbSumModel, scale: float):
+        eos = torch.tensor([[model.config.t5_config.eos_token_id]], device=model.device)
+        with torch.no_grad():
+            self.memory = model.encode_rows(eos, torch.ones_like(eos))  # (1, 1, d)
+        self.model, self.scale = model, scale
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        with torch.no_grad():
+            states = self.model.t5.decoder(
+                input_ids=input_ids, encoder_hidden_states=self.memory.expand(input_ids.shape[0], -1, -1)
+            ).last_hidden_state[:, -1]
+            null = self.model._lm_logits(states).float().log_softmax(-1)
+        return (null + self.scale * (scores.float().log_softmax(-1) - null)).to(scores.dtype)
 
 
 class EmbSumPreTrainedModel(PreTrainedModel):
@@ -461,9 +484,15 @@ class EmbSumModel(EmbSumPreTrainedModel):
     ) -> torch.LongTensor | list[str]:
         """
         The decoder writes each user's interest summary from the concatenated session states, with the settings of
-        `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise.
+        `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise, and
+        steered away from the population's summary by [`PopulationContrast`] when `config.summary_guidance` (or a
+        `guidance=` keyword) is not 1.
         Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
+        guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
+        if guidance != 1:
+            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+            generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, PopulationContrast(self, guidance)])
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
         read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
@@ -471,4 +500,12 @@ class EmbSumModel(EmbSumPreTrainedModel):
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
-__all__ = ["EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]
+__all__ = [
+    "EmbSumModel",
+    "EmbSumPreTrainedModel",
+    "EmbSumOutput",
+    "EmbSumUserOutput",
+    "PolyAttention",
+    "PopulationContrast",
+    "poly_relevance",
+]

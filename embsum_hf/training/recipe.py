@@ -119,6 +119,9 @@ class EmbSumRunArguments:
     summary_memory: str | None = field(
         default=None, metadata={"help": "What the decoder reads: 'sessions' (every token) or 'items' (item starts)."}
     )
+    summary_guidance: float | None = field(
+        default=None, metadata={"help": "Contrast of generated summaries with the population's (1: none)."}
+    )
     summary_generation: str | None = field(
         default=None,
         metadata={"help": 'Generation settings of the summaries as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
@@ -130,7 +133,7 @@ class EmbSumRunArguments:
         negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
         optional = {
             name: getattr(self, name)
-            for name in ("summary_label_smoothing", "summary_prefix_weight", "summary_memory")
+            for name in ("summary_label_smoothing", "summary_prefix_weight", "summary_memory", "summary_guidance")
             if getattr(self, name) is not None
         }
         if self.summary_generation is not None:

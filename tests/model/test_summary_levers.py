@@ -92,3 +92,21 @@ def test_decoder_memory(tokenizer, processor, items, memory, reads_words):
         generated = model.generate_summary(ids, mask)  # every user, the empty history too, gets a summary
     assert torch.isfinite(changed.user_embeddings).all() and generated.shape[0] == 3
     assert torch.allclose(changed.summary_state, base.summary_state) != reads_words
+
+
+def test_population_contrast(tokenizer, processor, items):
+    """Guidance leaves the population's own summary (an empty history) alone and moves the others away from it."""
+    torch.manual_seed(0)
+    model = EmbSumModel(tiny_config(tokenizer, summary_generation={})).eval()
+    users = users_of(processor, items)  # the last user has an empty history
+    plain = model.generate_summary(**users)
+    torch.testing.assert_close(model.generate_summary(**users, guidance=1.0), plain)
+    guided = model.generate_summary(**users, guidance=4.0)
+    width = min(plain.shape[1], guided.shape[1])
+    assert torch.equal(guided[2, :width], plain[2, :width])  # user == population: null + 4 * 0 = null
+    assert not torch.equal(guided[:2, :width], plain[:2, :width])
+    saved = EmbSumModel(tiny_config(tokenizer, summary_generation={}, summary_guidance=4.0)).eval()
+    saved.load_state_dict(model.state_dict())
+    torch.testing.assert_close(saved.generate_summary(**users), guided)  # the config's default
+    with pytest.raises(ValueError, match="summary_guidance"):
+        tiny_config(tokenizer, summary_guidance=-1.0)
