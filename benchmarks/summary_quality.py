@@ -138,7 +138,7 @@ def train_and_summarise(
         model, processor = EmbSumModel.from_pretrained(saved), EmbSumProcessor.from_pretrained(saved)
         budget.steps, budget.cpu_seconds = json.loads((saved / "budget.json").read_text()).values()
     else:
-        model, processor = train(run_args, train, summaries, optimisation, budget, seed, output_dir)
+        model, processor = train_model(run_args, train, summaries, optimisation, budget, seed, output_dir)
         if saved is not None:
             model.save_pretrained(saved)
             processor.save_pretrained(saved)
@@ -154,7 +154,7 @@ def train_and_summarise(
     return generated, budget, auc, repr(model.t5.generation_config.to_diff_dict())
 
 
-def train(run_args, data, summaries, optimisation, budget, seed, output_dir) -> tuple[EmbSumModel, EmbSumProcessor]:
+def train_model(run_args, data, summaries, optimisation, budget, seed, output_dir) -> tuple[EmbSumModel, EmbSumProcessor]:
     """EmbSum from the recipe, trained with `EmbSumTrainer` on `data` until `budget` is spent."""
     set_seed(seed)
     model, processor = build_model_and_processor(run_args, data, summaries)
