@@ -6,6 +6,9 @@ Hub-facing file: it is copied next to saved weights for `trust_remote_code`, so 
 from transformers import AutoConfig, PreTrainedConfig, T5Config
 
 SUMMARY_MODES = ("generate", "start")
+SUMMARY_MEMORIES = ("sessions", "items")
+# generation defaults of the user-interest summaries (`EmbSumConfig.summary_generation`)
+DEFAULT_SUMMARY_GENERATION = {"no_repeat_ngram_size": 2}
 
 
 class EmbSumConfig(PreTrainedConfig):
@@ -49,6 +52,26 @@ class EmbSumConfig(PreTrainedConfig):
             Optional, off by default (the paper's model has none): the items that get a learned **item prior**, a
             per-item bias added to the poly-attention score, for catalogues whose items repeat between training and
             serving. Items not in the list (cold start) get 0, so their ranking is the content model's alone.
+        summary_label_smoothing (`float`, defaults to 0.0):
+            Label smoothing of the summary loss.
+        summary_prefix_weight (`float`, defaults to 1.0):
+            Weight in the summary loss of the label tokens every summary of the batch shares at its start (a template
+            prefix such as "The user is interested in"), relative to the user-specific tokens after it; the loss is
+            the weighted token mean, so 1.0 is the plain token mean. Lower values spend the loss on what differs
+            between users.
+        summary_memory (`str`, defaults to `"sessions"`):
+            What the decoder reads while writing the summary: `"sessions"`, every token state of every session (the
+            paper); `"items"`, only the item-start states (one per history item, the states the UPE also reads) and
+            the end-of-session states.
+        summary_generation (`dict`, *optional*):
+            Generation settings of the summaries, as `GenerationConfig` fields (`num_beams`, `no_repeat_ngram_size`,
+            `repetition_penalty`, ...); they become the defaults of the decoder's `generation_config`, which
+            [`EmbSumModel.generate_summary`] uses. Defaults to `{"no_repeat_ngram_size": 2}`, so that a summary does
+            not name the same interest twice.
+        summary_guidance (`float`, defaults to 1.0):
+            Contrast of the generated summaries with the population's: next-token log-probabilities become
+            `null + summary_guidance * (user - null)`, `null` the decoder's for an empty history (see
+            `PopulationContrast`). 1.0 is plain decoding; above 1 favours what sets this user apart.
         item_start_token_id (`int`, defaults to 32100):
             Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
             UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.
@@ -70,6 +93,11 @@ class EmbSumConfig(PreTrainedConfig):
     num_negatives: int = 4
     summary_mode: str = "generate"
     item_prior_ids: list[str] | None = None
+    summary_label_smoothing: float | int = 0.0
+    summary_prefix_weight: float | int = 1.0
+    summary_memory: str = "sessions"
+    summary_generation: dict | None = None
+    summary_guidance: float | int = 1.0
     item_start_token_id: int = 32100
     tie_word_embeddings: bool = True
 
@@ -78,6 +106,8 @@ class EmbSumConfig(PreTrainedConfig):
         # A T5Config built in code has no decoder start token; T5 starts decoding with the pad token.
         if getattr(self.t5_config, "decoder_start_token_id", None) is None:
             self.t5_config.decoder_start_token_id = self.t5_config.pad_token_id
+        if self.summary_generation is None:
+            self.summary_generation = dict(DEFAULT_SUMMARY_GENERATION)
         if self.poly_projection_size is None:
             self.poly_projection_size = self.t5_config.d_model
         self._check_values()
@@ -107,6 +137,20 @@ class EmbSumConfig(PreTrainedConfig):
             )
         if self.summary_loss_weight < 0:
             raise ValueError(f"EmbSumConfig.summary_loss_weight must be >= 0, got {self.summary_loss_weight!r}")
+        if not 0 <= self.summary_label_smoothing < 1:
+            raise ValueError(
+                f"EmbSumConfig.summary_label_smoothing must be in [0, 1), got {self.summary_label_smoothing!r}"
+            )
+        if not 0 < self.summary_prefix_weight <= 1:
+            raise ValueError(f"EmbSumConfig.summary_prefix_weight must be in (0, 1], got {self.summary_prefix_weight!r}")
+        if self.summary_memory not in SUMMARY_MEMORIES:
+            raise ValueError(
+                f"EmbSumConfig.summary_memory must be one of {SUMMARY_MEMORIES}, got {self.summary_memory!r}"
+            )
+        if self.summary_guidance < 0:
+            raise ValueError(f"EmbSumConfig.summary_guidance must be >= 0, got {self.summary_guidance!r}")
+        if not isinstance(self.summary_generation, dict):
+            raise ValueError(f"EmbSumConfig.summary_generation must be a dict, got {self.summary_generation!r}")
         if self.summary_mode not in SUMMARY_MODES:
             raise ValueError(f"EmbSumConfig.summary_mode must be one of {SUMMARY_MODES}, got {self.summary_mode!r}")
         if not 0 <= self.item_start_token_id < self.t5_config.vocab_size:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedModel, T5ForConditionalGeneration
+from transformers import AutoModel, LogitsProcessor, LogitsProcessorList, PreTrainedModel, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
@@ -131,6 +131,29 @@ def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor,
     return (weights * similarity.float()).sum(-1)  # (B, N)
 
 
+class PopulationContrast(LogitsProcessor):
+    """
+    Steers a summary away from what the decoder writes for everybody: next-token log-probabilities become
+    `null + scale * (user - null)`, where `null` is the decoder's distribution for an empty history (one `</s>`
+    session, the population's summary) after the same tokens. `scale` 1 changes nothing; above 1 the tokens this
+    user's history makes likelier than the population's gain (classifier-free guidance, Ho & Salimans 2022).
+    """
+
+    def __init__(self, model: EmbSumModel, scale: float):
+        eos = torch.tensor([[model.config.t5_config.eos_token_id]], device=model.device)
+        with torch.no_grad():
+            self.memory = model.encode_rows(eos, torch.ones_like(eos))  # (1, 1, d)
+        self.model, self.scale = model, scale
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        with torch.no_grad():
+            states = self.model.t5.decoder(
+                input_ids=input_ids, encoder_hidden_states=self.memory.expand(input_ids.shape[0], -1, -1)
+            ).last_hidden_state[:, -1]
+            null = self.model._lm_logits(states).float().log_softmax(-1)
+        return (null + self.scale * (scores.float().log_softmax(-1) - null)).to(scores.dtype)
+
+
 class EmbSumPreTrainedModel(PreTrainedModel):
     config: EmbSumConfig
     config_class = EmbSumConfig
@@ -168,6 +191,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
         super().__init__(config)
         d, p = config.t5_config.d_model, config.poly_projection_size
         self.t5 = T5ForConditionalGeneration(config.t5_config)
+        # the summaries' generation defaults live in the config (saved with the model); `generate_summary` uses them
+        self.t5.generation_config.update(**config.summary_generation)
         self.user_poly = PolyAttention(config.num_user_codes, d, p)
         self.item_poly = PolyAttention(config.num_item_codes, d, p)
         self.score_projection = nn.Linear(d, d, bias=False)  # W_s
@@ -331,6 +356,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
         states = self.encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
         return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
 
+    def _summary_memory_mask(self, session_input_ids: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, G*L)` mask of the session positions the decoder reads (`config.summary_memory`)."""
+        if self.config.summary_memory == "sessions":
+            return memory_mask
+        ids = session_input_ids.reshape(memory_mask.shape)
+        read = (ids == self.config.item_start_token_id) | (ids == self.config.t5_config.eos_token_id)
+        return memory_mask & read  # every session ends in </s>: never empty
+
     def _user_from_sessions(
         self,
         session_input_ids: torch.LongTensor,
@@ -342,8 +375,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         batch, sessions, length, d = session_states.shape
         memory = session_states.reshape(batch, sessions * length, d)  # fusion-in-decoder: [H_1; ...; H_g]
         memory_mask = session_mask.reshape(batch, sessions * length)
-        targets = self._summary_targets(memory, memory_mask.long(), summary_labels)
-        decoder_states, summary_state, decoder_input_ids = self._decode_summary(memory, memory_mask.long(), targets)
+        read = self._summary_memory_mask(session_input_ids, memory_mask).long()
+        targets = self._summary_targets(memory, read, summary_labels)
+        decoder_states, summary_state, decoder_input_ids = self._decode_summary(memory, read, targets)
 
         # history rows of Z_u: encoder states at every <sos>, gathered to the front in session order
         is_item = (session_input_ids.reshape(batch, -1) == self.config.item_start_token_id) & memory_mask
@@ -481,9 +515,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
             taught = (summary_labels != -100).any(-1)
             width = summary_labels.shape[1]
             lm_logits = self._lm_logits(decoder_states[taught, :width])  # (B', T, V)
-            summary_loss = F.cross_entropy(
-                lm_logits.reshape(-1, lm_logits.shape[-1]).float(), summary_labels[taught].reshape(-1), ignore_index=-100
-            )
+            summary_loss = self._summary_loss(lm_logits, summary_labels[taught])
             if self.config.summary_loss_weight > 0:
                 loss = ctr_loss + self.config.summary_loss_weight * summary_loss
         return EmbSumOutput(
@@ -496,6 +528,24 @@ class EmbSumModel(EmbSumPreTrainedModel):
         )
 
     # ----------------------------------------------------------------------------------------------- summaries
+    def _summary_loss(self, lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """
+        Weighted token mean of the (label-smoothed) NLL of teacher summaries `(B', T)`: the tokens all rows share at
+        their start (the batch's common prefix, e.g. a template) weigh `config.summary_prefix_weight`, the rest 1.
+        """
+        losses = F.cross_entropy(
+            lm_logits.reshape(-1, lm_logits.shape[-1]).float(),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+            label_smoothing=self.config.summary_label_smoothing,
+        ).reshape(labels.shape)
+        weights = (labels != -100).float()
+        if self.config.summary_prefix_weight != 1 and labels.shape[0] > 1:
+            shared = ((labels == labels[:1]) & (labels != -100)).all(0).long().cumprod(0).bool()  # (T,)
+            weights = weights * torch.where(shared, float(self.config.summary_prefix_weight), 1.0)[None, :]
+        return (losses * weights).sum() / weights.sum()
+
     def _generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, **generate_kwargs) -> torch.LongTensor:
         generate_kwargs.setdefault("max_new_tokens", self.config.summary_max_tokens)
         with torch.no_grad():
@@ -512,12 +562,20 @@ class EmbSumModel(EmbSumPreTrainedModel):
         **generate_kwargs,
     ) -> torch.LongTensor | list[str]:
         """
-        The decoder writes each user's interest summary from the concatenated session states (greedy unless
-        `generate_kwargs` say otherwise). Returns token ids `(B, T)`, or decoded texts when `processor` is given.
+        The decoder writes each user's interest summary from the concatenated session states, with the settings of
+        `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise, and
+        steered away from the population's summary by [`PopulationContrast`] when `config.summary_guidance` (or a
+        `guidance=` keyword) is not 1.
+        Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
+        guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
+        if guidance != 1:
+            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+            generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, PopulationContrast(self, guidance)])
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
-        ids = self._generate(states.reshape(batch, -1, d), mask.reshape(batch, -1).long(), **generate_kwargs)
+        read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
+        ids = self._generate(states.reshape(batch, -1, d), read.long(), **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
@@ -526,4 +584,13 @@ EmbSumModel.register_for_auto_class("AutoModel")
 if __name__.startswith("embsum_hf."):
     AutoModel.register(EmbSumConfig, EmbSumModel, exist_ok=True)
 
-__all__ = ["ItemPrior", "EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]
+__all__ = [
+    "ItemPrior",
+    "EmbSumModel",
+    "EmbSumPreTrainedModel",
+    "EmbSumOutput",
+    "EmbSumUserOutput",
+    "PolyAttention",
+    "PopulationContrast",
+    "poly_relevance",
+]

@@ -80,7 +80,12 @@ def main() -> None:
     if results.get("summary_examples"):
         example = results["summary_examples"][0]
         print(f"\nUser {example['user_id']}\n  generated: {example['generated']}\n  true:      {example['teacher']}")
-        print(f"Summary ROUGE-L over {results['summary_rouge']['num_summaries']} users: {results['summary_rouge']['rougeL']:.3f}")
+        rouge = results["summary_rouge"]
+        print(
+            f"Summary ROUGE-L over {rouge['num_summaries']} users: {rouge['rougeL']:.3f} "
+            f"(one constant sentence: {rouge['constant_rougeL']:.3f}); specificity gap {rouge['specificity_gap']:.3f} "
+            f"(about 0: the same summary for everyone); {100 * rouge['distinct_summaries']:.0f}% distinct summaries"
+        )
 
     report = {
         **table["embsum"],

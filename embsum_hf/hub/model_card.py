@@ -31,7 +31,25 @@ TAGS = ["recommendation", "content-based-recommendation", "embsum", "t5", "poly-
 RANKING_TASK = {"task_type": "text-ranking", "task_name": "Recommendation (click prediction)"}
 SUMMARY_TASK = {"task_type": "summarization", "task_name": "User-interest summarisation"}
 RANKING_METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
-SUMMARY_METRICS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+SUMMARY_METRICS = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    # what ROUGE cannot tell (embsum_hf.metrics.summary_metrics): a constant sentence's ROUGE, how user-specific
+    "constant_rouge1": "ROUGE-1 of one constant sentence (baseline)",
+    "constant_rouge2": "ROUGE-2 of one constant sentence (baseline)",
+    "constant_rougeL": "ROUGE-L of one constant sentence (baseline)",
+    "rougeL_other_user": "ROUGE-L against a random other user's teacher summary",
+    "specificity_gap": "Specificity gap (ROUGE-L own minus other user's; about 0 = collapsed)",
+    "distinct_summaries": "Distinct summaries (share of users)",
+    "distinct_1": "Distinct-1",
+    "distinct_2": "Distinct-2",
+    "repeated_token_rate": "Repeated-token rate",
+}
+SIGNED_METRICS = {"specificity_gap"}  # differences of two fractions: in [-1, 1]
+# card inputs kept in the metadata so that a regeneration that omits them keeps them
+STORED_INPUTS = ("repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args")
 # card inputs kept in the metadata (`embsum:`) so that a regeneration that omits them keeps them
 STORED_INPUTS = (
     "repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args", "base_model", "data_domain",
@@ -97,7 +115,8 @@ def write_model_card(
         base_model: the pretrained backbone (Hub id), or `FROM_SCRATCH` for a T5 trained from scratch.
         training_args: the training recipe (hyper-parameter name -> value), shown as a table.
         teacher: the LLM that wrote the training summaries, or `"heuristic"`.
-        summary_rouge: ROUGE of the model's summaries against the teacher's (`rouge1`, `rouge2`, `rougeL`).
+        summary_rouge: ROUGE of the model's summaries against the teacher's (`rouge1`, `rouge2`, `rougeL`) and the
+            other `summary_metrics` keys (constant-sentence baseline, specificity gap, distinct summaries).
         repo_id: the Hub repo, used in the usage snippets (defaults to the folder name).
         description: a first paragraph about this model.
         datasets: Hub dataset ids for the `datasets` metadata; the first one is the model-index dataset id.
@@ -253,8 +272,9 @@ def _eval_results(
             continue
         if key not in names:
             raise ValueError(f"unknown metric {key!r}; expected some of {sorted(names)}")
-        if not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
-            raise ValueError(f"metric {key!r} must be a fraction in [0, 1] (not x100, not NaN), got {value!r}")
+        low = -1 if key in SIGNED_METRICS else 0
+        if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= 1:
+            raise ValueError(f"metric {key!r} must be a fraction in [{low}, 1] (not x100, not NaN), got {value!r}")
         results.append(
             EvalResult(**task, dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
                        metric_type=key, metric_name=names[key], metric_value=round(100 * float(value), 2))  # fmt: skip

@@ -1,11 +1,12 @@
-"""Evaluation metrics: the official MIND ranking metrics (plain function and local `evaluate` module) and ROUGE."""
+"""Evaluation metrics: the official MIND ranking metrics (plain function and local `evaluate` module), ROUGE and the
+summary metrics it cannot replace (constant-sentence baseline, specificity gap, distinct summaries)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .mind import candidate_ranks, compute_mind_metrics, read_prediction_file, write_prediction_file
-from .summary import rouge_scores
+from .summary import COLLAPSE_GAP_THRESHOLD, constant_summary, rouge_scores, summary_metrics
 
 MIND_METRIC_PATH = Path(__file__).parent / "mind_metrics"
 """Folder of the local `evaluate` module (shipped as package data)."""
@@ -25,11 +26,14 @@ def load_mind_metric(**kwargs):
 
 
 __all__ = [
+    "COLLAPSE_GAP_THRESHOLD",
     "MIND_METRIC_PATH",
     "candidate_ranks",
     "compute_mind_metrics",
+    "constant_summary",
     "load_mind_metric",
     "read_prediction_file",
     "rouge_scores",
+    "summary_metrics",
     "write_prediction_file",
 ]

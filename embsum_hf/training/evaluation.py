@@ -184,12 +184,15 @@ def summary_rouge(
     *,
     max_users: int = 100,
     batch_size: int = 16,
+    seed: int = 0,
 ) -> tuple[dict[str, float], list[tuple[str, str, str]]]:
     """
-    ROUGE of the model's own summaries against the teacher's for the users of `data` that have one (each from the
-    history the teacher saw, at most `max_users`). Returns the scores and `(user_id, generated, teacher)` triples.
+    [`summary_metrics`] of the model's own summaries against the teacher's for the users of `data` that have one (each
+    from the history the teacher saw, at most `max_users`): ROUGE, the constant-sentence baseline (the most typical
+    of all `summaries`), the specificity gap and the distinct-summary share. Returns the metrics and
+    `(user_id, generated, teacher)` triples.
     """
-    from ..metrics import rouge_scores
+    from ..metrics import constant_summary, summary_metrics
 
     histories = {user: history for user, history in user_histories(data) if user in summaries}
     users = sorted(histories)[:max_users]
@@ -199,4 +202,5 @@ def summary_rouge(
         model, processor, [histories[user] for user in users], batch_size=batch_size, progress=True
     )
     teacher = [summaries[user] for user in users]
-    return rouge_scores(generated, teacher), list(zip(users, generated, teacher))
+    constant = constant_summary(list(summaries.values()), seed=seed)
+    return summary_metrics(generated, teacher, constant=constant, seed=seed), list(zip(users, generated, teacher))

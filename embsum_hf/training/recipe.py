@@ -92,7 +92,13 @@ class EmbSumRunArguments:
             "(MIND, Goodreads, MovieLens: non-commercial / research terms -> 'other'), 'unknown' for custom data."
         },
     )
-    rouge_users: int = field(default=100, metadata={"help": "Held-out users whose generated summaries get ROUGE."})
+    rouge_users: int = field(
+        default=100,
+        metadata={
+            "help": "Held-out users whose generated summaries get ROUGE, the constant-sentence baseline, the "
+            "specificity gap and the distinct-summary share."
+        },
+    )
     backbone: str | None = field(default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained on the data."})
@@ -114,6 +120,21 @@ class EmbSumRunArguments:
         default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
     )
     summary_mode: str = "generate"
+    # the summary path's settings: None keeps EmbSumConfig's default (documented there)
+    summary_label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing of the summary loss."})
+    summary_prefix_weight: float | None = field(
+        default=None, metadata={"help": "Summary-loss weight of the tokens every summary of a batch starts with."}
+    )
+    summary_memory: str | None = field(
+        default=None, metadata={"help": "What the decoder reads: 'sessions' (every token) or 'items' (item starts)."}
+    )
+    summary_guidance: float | None = field(
+        default=None, metadata={"help": "Contrast of generated summaries with the population's (1: none)."}
+    )
+    summary_generation: str | None = field(
+        default=None,
+        metadata={"help": 'Generation settings of the summaries as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
+    )
     item_prior: bool = field(
         default=False,
         metadata={
@@ -138,7 +159,17 @@ class EmbSumRunArguments:
                  "item_max_tokens",
                  "summary_max_tokens", "summary_loss_weight", "summary_mode")
         negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
-        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives}
+        optional = {
+            name: getattr(self, name)
+            for name in ("summary_label_smoothing", "summary_prefix_weight", "summary_memory", "summary_guidance")
+            if getattr(self, name) is not None
+        }
+        if self.summary_generation is not None:
+            try:
+                optional["summary_generation"] = json.loads(self.summary_generation)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"summary_generation must be a JSON object: {error}") from None
+        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives, **optional}
 
 
 @dataclass
@@ -324,7 +355,8 @@ def train_embsum(
         results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
     if trainer.is_world_process_zero():
         atomic_write_text(Path(training_args.output_dir, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
-        trainer.create_model_card(summary_rouge=rouge)
+        # undefined metrics (a gap over one user, distinct-n of empty summaries) are NaN: not for the card
+        trainer.create_model_card(summary_rouge={name: value for name, value in rouge.items() if value == value} if rouge else None)
     # the other ranks wait for rank 0's ROUGE pass and files: a rank that exits alone aborts its gloo/NCCL threads
     trainer.accelerator.wait_for_everyone()
     return results

@@ -1,0 +1,314 @@
+"""Do EmbSum's summaries describe the user? ROUGE vs one constant sentence, the specificity gap, distinct summaries.
+
+Reproduces, on public data, a collapse seen with real LLM teacher profiles: a from-scratch EmbSum that writes the
+population's most frequent keywords for everybody scores a ROUGE close to one constant sentence's. Prints every
+metric of `embsum_hf.metrics.summary_metrics` for EmbSum and three baselines.
+
+Protocol
+  Data: MovieLens 100K (`load_movielens` + `split_by_time`); only the train split is used. Its users are split at
+  random (seeded, `--heldout`) into training users and held-out users, who never appear in training (their
+  impressions are dropped), so every summary is written for a user the model has never seen, as for new users.
+  Teacher: a deterministic "LLM" writing "The viewer is interested in A, B, C, D and E." from the history window the
+  model reads (the latest `max_history_items` train items): the 3 most frequent genres (ties: the more common genre
+  overall) then the 2 title words recurring in at least 2 of the user's movies with the highest count x IDF (IDF
+  over all titles), more genres when fewer words recur. Genres are few and skewed (drama, comedy, action) and the
+  template is shared, so one constant sentence scores a high ROUGE; the recurring title words are a long tail
+  ("star", "trek", "ii", ...).
+
+Systems (all scored on the held-out users against their teacher summaries)
+  teacher       the teacher's own summaries: the ceiling of every metric (its gap is the most a summary can say).
+  constant      one sentence for everybody: `constant_summary` of the training users' teacher summaries.
+  nearest       the teacher summary of the training user whose history window is most similar (Jaccard of the item
+                sets; ties: the first training user). What a lookup table of training summaries achieves.
+  embsum        EmbSum from scratch (the demo's tiny shape, the recipe's tokenizer trained once on the items and the
+                training users' summaries), trained with `EmbSumTrainer` on the training users' impressions and
+                summaries until `--budget-cpu-s` CPU seconds are spent (the accuracy benchmark's `TimeBudget`, torch
+                pinned to `--threads`), one model per seed; summaries from `generate_summary` with the model's own
+                generation config. Metrics are the mean over seeds (+- the seed-to-seed standard deviation).
+
+Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
+summary fields of `EmbSumConfig`); `--decodings NAME:K=V,...` also scores other generation settings of the same
+trained models (rows `embsum[NAME]`).
+
+    OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
+        [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import logging
+import math
+import random
+import re
+import statistics
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from accuracy_movielens import DEFAULT_DATA, ITEM_MAX_TOKENS, Optimisation, TimeBudget, item_length_report
+from transformers import set_seed
+from transformers.utils import logging as hf_logging
+
+from embsum_hf.data import load_movielens, split_by_time
+from embsum_hf.data.schema import RecommendationData
+from embsum_hf.data.users import user_histories
+from embsum_hf.modeling_embsum import EmbSumModel
+from embsum_hf.processing_embsum import EmbSumProcessor
+from embsum_hf.metrics import constant_summary, summary_metrics
+from embsum_hf.serving.explain import generate_summaries
+from embsum_hf.teacher.backend_heuristic import STOPWORDS
+from embsum_hf.training import EmbSumTrainer, EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics
+from embsum_hf.training.recipe import build_model_and_processor, demo_run_arguments
+
+logger = logging.getLogger("summary_quality")
+
+TITLE_WORD = re.compile(r"[a-z][a-z0-9']+")
+SHOWN = ("rougeL", "constant_rougeL", "specificity_gap", "distinct_summaries", "distinct_1", "distinct_2",
+         "repeated_token_rate", "rouge1", "rouge2")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- teacher
+class KeywordTeacher:
+    """ "The viewer is interested in A, B, C, D and E.": top genres, then recurring title words by count x IDF."""
+
+    def __init__(self, items: Sequence[Mapping], genres: int = 3, words: int = 2):
+        self.genres, self.words = genres, words
+        self.genre_counts = Counter(genre for item in items for genre in self._genres(item))
+        document_frequency = Counter(word for item in items for word in set(self._words(item)))
+        self.idf = {word: math.log(len(items) / n) for word, n in document_frequency.items()}
+
+    @staticmethod
+    def _genres(item: Mapping) -> list[str]:
+        return [genre.strip().lower() for genre in str(item.get("genres") or "").split(",") if genre.strip()]
+
+    @staticmethod
+    def _words(item: Mapping) -> list[str]:
+        return [word for word in TITLE_WORD.findall(str(item.get("title") or "").lower()) if word not in STOPWORDS]
+
+    def __call__(self, history: Sequence[Mapping]) -> str | None:
+        genres = Counter(genre for item in history for genre in self._genres(item))
+        words = Counter(word for item in history for word in set(self._words(item)))
+        recurring = sorted((w for w, n in words.items() if n >= 2), key=lambda w: (-words[w] * self.idf[w], w))
+        keywords = recurring[: self.words]
+        ranked = sorted(genres, key=lambda g: (-genres[g], -self.genre_counts[g], g))
+        names = ranked[: self.genres + self.words - len(keywords)] + keywords
+        if not names:
+            return None
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"The viewer is interested in {listed}."
+
+
+def nearest_neighbour_summaries(
+    heldout: Sequence[str], training: Sequence[str], windows: Mapping[str, Sequence[Mapping]], summaries: Mapping[str, str]
+) -> list[str]:
+    """For each held-out user, the teacher summary of the training user with the most similar window (Jaccard)."""
+    sets = {user: {item["item_id"] for item in windows[user]} for user in (*heldout, *training)}
+
+    def jaccard(a: set, b: set) -> float:
+        return len(a & b) / len(a | b) if a or b else 0.0
+
+    return [summaries[max(training, key=lambda other: jaccard(sets[user], sets[other]))] for user in heldout]
+
+
+# ---------------------------------------------------------------------------------------------------- EmbSum
+def only_users(data: RecommendationData, users: set[str]) -> RecommendationData:
+    impressions = data.impressions.filter(lambda user: user in users, input_columns="user_id")
+    return dataclasses.replace(data, impressions=impressions, split=f"{data.split}:training-users")
+
+
+def train_and_summarise(
+    run_args, train: RecommendationData, summaries: dict[str, str], heldout_windows: list[list[Mapping]],
+    optimisation: Optimisation, budget_seconds: float, seed: int, output_dir: Path, generate: dict[str, dict],
+    test: RecommendationData | None, saved: Path | None = None, load: bool = False,
+) -> tuple[dict[str, list[str]], TimeBudget, float | None, str]:
+    """
+    Train EmbSum under the CPU budget (or `load` it from `saved`, else save it there); its summaries of the
+    held-out windows under each decoding of `generate` (name -> generation settings over the model's own) and its
+    test AUC when `test` is given.
+    """
+    budget = TimeBudget(budget_seconds)
+    if load:
+        model, processor = EmbSumModel.from_pretrained(saved), EmbSumProcessor.from_pretrained(saved)
+        budget.steps, budget.cpu_seconds = json.loads((saved / "budget.json").read_text()).values()
+    else:
+        model, processor = train_model(run_args, train, summaries, optimisation, budget, seed, output_dir)
+        if saved is not None:
+            model.save_pretrained(saved)
+            processor.save_pretrained(saved)
+            (saved / "budget.json").write_text(json.dumps({"steps": budget.steps, "cpu_s": budget.cpu_seconds}))
+    generated = {
+        name: generate_summaries(model, processor, heldout_windows, batch_size=32, progress=True, **settings)
+        for name, settings in generate.items()
+    }
+    auc = None
+    if test is not None:
+        scores = ImpressionEvaluator(test, processor).predict(model).scores
+        auc = impression_metrics(scores, test.impressions["labels"], split=test.split)["auc"]
+    return generated, budget, auc, repr(model.t5.generation_config.to_diff_dict())
+
+
+def train_model(run_args, data, summaries, optimisation, budget, seed, output_dir) -> tuple[EmbSumModel, EmbSumProcessor]:
+    """EmbSum from the recipe, trained with `EmbSumTrainer` on `data` until `budget` is spent."""
+    set_seed(seed)
+    model, processor = build_model_and_processor(run_args, data, summaries)
+    training_args = EmbSumTrainingArguments(
+        output_dir=str(output_dir), max_steps=10**7, per_device_train_batch_size=optimisation.batch_size,
+        learning_rate=optimisation.learning_rate, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=optimisation.warmup_steps, max_grad_norm=optimisation.max_grad_norm, eval_strategy="no",
+        save_strategy="no", logging_steps=100, report_to=[], use_cpu=True, dataloader_num_workers=0, seed=seed,
+    )  # fmt: skip  (the accuracy benchmark's settings)
+    trainer = EmbSumTrainer(model, training_args, processor, train_data=data, summaries=summaries, callbacks=[budget])
+    trainer.train()
+    return trainer.model, processor
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def parse_assignments(pairs: Sequence[str]) -> dict:
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"expected NAME=VALUE, got {pair!r}")
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = text
+    return values
+
+
+def summarise_runs(runs: list[dict]) -> dict:
+    """Mean and seed-to-seed standard deviation of each metric over runs."""
+    out = {}
+    for name in runs[0]:
+        values = [run[name] for run in runs if isinstance(run[name], (int, float)) and run[name] == run[name]]
+        if values:
+            out[name] = statistics.fmean(values)
+            out[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    print(f"\n{'system':<22}" + "".join(f"{name:>20}" for name in SHOWN))
+    for system, metrics in rows.items():
+        cells = []
+        for name in SHOWN:
+            value, std = metrics.get(name, float("nan")), metrics.get(f"{name}_std")
+            cells.append(f"{value:.3f}" + (f" +-{std:.3f}" if std is not None else ""))
+        print(f"{system:<22}" + "".join(f"{cell:>20}" for cell in cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
+    parser.add_argument("--budget-cpu-s", type=float, default=150.0, help="CPU seconds of training per EmbSum model")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds: one EmbSum model each")
+    parser.add_argument("--heldout", type=float, default=0.2, help="share of users held out of training")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="EmbSumRunArguments overrides")
+    parser.add_argument(
+        "--decodings", nargs="*", default=[], metavar="NAME:K=V,K=V",
+        help="also score these decodings of the same models, e.g. beam4:num_beams=4 greedy:no_repeat_ngram_size=0",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--auc", action="store_true", help="also the test-split AUC of each EmbSum model")
+    parser.add_argument("--json", type=Path, default=None, help="write every number here")
+    parser.add_argument("--save-models", type=Path, default=None, help="save each seed's model to DIR/seed-N")
+    parser.add_argument("--load-models", type=Path, default=None, help="score the models saved in DIR (no training)")
+    options = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hf_logging.set_verbosity_warning()
+    if not (options.data / "u.data").is_file():
+        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
+        sys.exit(2)
+    torch.set_num_threads(options.threads)
+    seeds = [int(seed) for seed in options.seeds.split(",")]
+
+    train, _, test = split_by_time(load_movielens(options.data))
+    run_args = demo_run_arguments(
+        options.data, dataset="movielens", train_data=str(options.data), eval_data=None, paper_split=False,
+        summaries=None, teacher="keyword teacher", dataset_name="MovieLens-100K", item_template="movielens",
+        item_max_tokens=ITEM_MAX_TOKENS, summary_loss_weight=1.0,
+    )  # fmt: skip  (the accuracy benchmark's shape, with the summary loss on)
+    run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
+    generate = {"embsum": {}}  # the model's own generation config
+    for spec in options.decodings:
+        name, _, settings = spec.partition(":")
+        generate[f"embsum[{name}]"] = parse_assignments([pair for pair in settings.split(",") if pair])
+    window = run_args.max_history_items
+
+    teacher = KeywordTeacher(train.items.to_list())
+    windows = {user: list(history[:window]) for user, history in user_histories(train)}
+    summaries = {user: text for user, history in windows.items() if (text := teacher(history)) is not None}
+    users = sorted(summaries)
+    random.Random(0).shuffle(users)
+    cut = int(len(users) * options.heldout)
+    heldout, training = sorted(users[:cut]), sorted(users[cut:])
+    train_summaries = {user: summaries[user] for user in training}
+    references = [summaries[user] for user in heldout]
+    constant = constant_summary(list(train_summaries.values()))
+    logger.info("%d training users, %d held-out users; constant sentence: %r", len(training), len(heldout), constant)
+    train_users = only_users(train, set(training))
+    optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
+
+    def metrics(predictions: list[str], seed: int) -> dict:
+        return summary_metrics(predictions, references, constant=constant, seed=seed)
+
+    baselines = {
+        "teacher": references,
+        "constant": [constant] * len(heldout),
+        "nearest": nearest_neighbour_summaries(heldout, training, windows, summaries),
+    }
+    rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}
+    runs: dict[str, list[dict]] = {name: [] for name in generate}
+    details = []
+    with tempfile.TemporaryDirectory() as tmp:
+        set_seed(seeds[0])
+        _, processor = build_model_and_processor(run_args, train_users, train_summaries)  # the one tokenizer
+        logger.info(item_length_report(processor, train.items))
+        processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
+        run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+        for seed in seeds:
+            generated, budget, auc, generation = train_and_summarise(
+                run_args, train_users, train_summaries, [windows[user] for user in heldout], optimisation,
+                options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate, test if options.auc else None,
+                saved=folder / f"seed-{seed}" if (folder := options.load_models or options.save_models) else None,
+                load=options.load_models is not None,
+            )  # fmt: skip
+            for name, texts in generated.items():
+                runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
+            top = Counter(generated["embsum"]).most_common(3)
+            details.append({
+                "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds, "generation_config": generation,
+                "most_common_summaries": top, "examples": list(zip(heldout[:5], generated["embsum"][:5], references[:5])),
+            })  # fmt: skip
+            logger.info("seed %d: %d steps in %.0f CPU s; most common summaries %s", seed, budget.steps, budget.cpu_seconds, top)
+    rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
+
+    print(f"\nMovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users; "
+          f"seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set}")  # fmt: skip
+    print(f"constant sentence: {constant!r}")
+    print_table(rows)
+    for detail in details:
+        print(f"seed {detail['seed']}: {detail['steps']} steps, {detail['train_cpu_s']:.0f} CPU s; "
+              f"top summaries {detail['most_common_summaries']}")  # fmt: skip
+        for user, generated, reference in detail["examples"][:2]:
+            print(f"  user {user}\n    embsum:  {generated}\n    teacher: {reference}")
+    if "auc" in rows["embsum"]:
+        print(f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f} (all test users)")
+    if options.json:
+        report = {"options": {k: str(v) for k, v in vars(options).items()}, "run_args": dataclasses.asdict(run_args),
+                  "constant": constant, "systems": rows, "embsum_runs": runs, "embsum_details": details}  # fmt: skip
+        options.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {options.json}")
+
+
+if __name__ == "__main__":
+    main()
