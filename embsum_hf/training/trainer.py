@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import speed_metrics
 
 from ..data.examples import build_training_rows
@@ -26,6 +27,22 @@ CARD_TRAINING_ARGS = (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class EpochSeedCallback(TrainerCallback):
+    """
+    Sets the epoch of the training rows (which seeds their negatives) from the trainer state at the start of every
+    epoch, the resumed one included. Accelerate's `DataLoaderShard.set_epoch` reaches the dataset only when the
+    sampler has no `set_epoch` of its own, and not at all on the batch-skipping loader of a resumed epoch, so a
+    run resumed after its first epoch would otherwise draw epoch 0's negatives.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # `state.epoch` is `epoch + steps done / steps in epoch`: its floor is the epoch starting (or resumed) now
+        self.dataset.set_epoch(math.floor(state.epoch or 0))
 
 
 class EmbSumTrainer(Trainer):
@@ -73,6 +90,8 @@ class EmbSumTrainer(Trainer):
             processing_class=processor,
             **kwargs,
         )
+        if train_dataset is not None:
+            self.add_callback(EpochSeedCallback(train_dataset))
 
     def _evaluator(self, data: RecommendationData, args: EmbSumTrainingArguments) -> ImpressionEvaluator:
         return ImpressionEvaluator(

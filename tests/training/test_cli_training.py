@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,35 +53,55 @@ def train_args(data: Path, output: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
-    schedule = ["--max_steps", "40", "--save_steps", "3", "--save_strategy", "steps", "--logging_steps", "1"]
+def assert_same_weights(expected: dict, path: Path) -> None:
+    actual = load_file(path)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert (expected[name] - actual[name]).abs().max() < 1e-5, name
+
+
+def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
+    # 97 training rows / 16 = 7 steps per epoch: epoch 1 is steps 1-7, epoch 2 steps 8-14, epoch 3 steps 15-21;
+    # dropout on, so the dropout RNG must be restored as well as the epoch-seeded negatives
+    schedule = [
+        "--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--save_strategy", "steps",
+        "--save_steps", "2", "--logging_steps", "1", "--dropout_rate", "0.1",
+    ]
     embsum(*train_args(data, tmp_path / "straight", *schedule))
     straight = load_file(tmp_path / "straight" / "model.safetensors")
+    state = json.loads((tmp_path / "straight" / "checkpoint-10" / "trainer_state.json").read_text())
+    assert 1 < state["epoch"] < 2  # checkpoint-10 is inside the second epoch
 
-    # a real crash: SIGKILL once the step-3 checkpoint is complete (trainer_state.json is written last)
+    # a real crash in epoch 2: SIGKILL once the step-10 checkpoint is complete (trainer_state.json is written last)
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(
         [sys.executable, "-m", "embsum_hf.cli", *train_args(data, crashed, *schedule)],
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while not (crashed / "checkpoint-3" / "trainer_state.json").exists():
-        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.2)
+    while not (crashed / "checkpoint-10" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its step-10 checkpoint"
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (crashed / "model.safetensors").exists()  # it really did not finish
-
+    # the kill lands at step 10 or a little later; a checkpoint past epoch 2 would not test a resume in epoch 2
+    for later in (14, 16, 18, 20):
+        shutil.rmtree(crashed / f"checkpoint-{later}", ignore_errors=True)
     # what a crash in the middle of saving leaves: a newer checkpoint folder without trainer_state.json
-    (crashed / "checkpoint-39").mkdir(exist_ok=True)
-    (crashed / "checkpoint-39" / "config.json").write_text("{")
+    (crashed / "checkpoint-99").mkdir()
+    (crashed / "checkpoint-99" / "config.json").write_text("{")
     embsum(*train_args(data, crashed, *schedule, "--resume_from_checkpoint", "true"))
-    resumed = load_file(crashed / "model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert (straight[name] - resumed[name]).abs().max() < 1e-5, name
+    assert_same_weights(straight, crashed / "model.safetensors")
     final = json.loads((crashed / "results.json").read_text())
     assert final["dev"]["dev_auc"] == pytest.approx(json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"], abs=1e-5)
+
+    # a checkpoint copied out of the uninterrupted run, in each epoch (14: the boundary of epochs 2 and 3)
+    for step in (4, 14, 18):
+        resumed = tmp_path / f"from-{step}"
+        shutil.copytree(tmp_path / "straight" / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
+        embsum(*train_args(data, resumed, *schedule, "--resume_from_checkpoint", "true"))
+        assert_same_weights(straight, resumed / "model.safetensors")
 
 
 def test_two_accelerate_ranks_match_one_process(tmp_path, data):
