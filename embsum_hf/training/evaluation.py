@@ -68,6 +68,7 @@ class ImpressionEvaluator:
     """
     Scores the impressions of a [`RecommendationData`] split with an [`EmbSumModel`] and computes the official MIND
     metrics (labelled splits) or just the scores (the unlabelled MIND-large test set, for `prediction.txt`).
+    Given to [`EmbSumTrainer`] (`evaluator=`), its metrics join `eval_loss`, prefixed by `name` when it has one.
     """
 
     def __init__(
@@ -78,8 +79,10 @@ class ImpressionEvaluator:
         item_batch_size: int = 128,
         user_batch_size: int = 32,
         impression_batch_size: int = 256,
+        name: str | None = None,
     ):
         self.data = data
+        self.name = name
         self.processor = processor
         self.item_batch_size = item_batch_size
         self.user_batch_size = user_batch_size

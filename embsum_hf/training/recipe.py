@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
@@ -24,12 +25,14 @@ from ..data import (
     split_by_time,
     split_dev_test,
 )
+from ..data.examples import build_training_rows
 from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
 from ..utils import atomic_write_text
 from .arguments import EmbSumTrainingArguments
-from .evaluation import summary_rouge
+from .collator import EmbSumDataCollator, tokenize_item_table
+from .evaluation import ImpressionEvaluator, summary_rouge
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
@@ -101,16 +104,12 @@ class EmbSumRunArguments:
     item_max_tokens: int = 64
     summary_max_tokens: int = 64
     summary_loss_weight: float = 1.0
-    num_negatives: int | None = field(
-        default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
-    )
     summary_mode: str = "generate"
 
     def config_overrides(self) -> dict:
         names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
                  "summary_max_tokens", "summary_loss_weight", "summary_mode")
-        negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
-        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives}
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass
@@ -231,6 +230,43 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
+def _evaluation_batch_sizes(training_args: EmbSumTrainingArguments) -> dict[str, int]:
+    return dict(item_batch_size=training_args.eval_item_batch_size, user_batch_size=training_args.eval_user_batch_size)
+
+
+def build_trainer(
+    model: EmbSumModel,
+    processor: EmbSumProcessor,
+    training_args: EmbSumTrainingArguments,
+    splits: Splits,
+    summaries: dict[str, str] | None = None,
+    **kwargs,
+) -> EmbSumTrainer:
+    """
+    The [`EmbSumTrainer`] of a run: training rows of `splits.train` (teacher `summaries` as targets), dev rows for
+    `eval_loss` and an [`ImpressionEvaluator`] over the dev impressions, and a collator over the items of both.
+    `kwargs` go to the trainer (e.g. `callbacks`).
+    """
+    rows = build_training_rows(splits.train.impressions, summaries=summaries)
+    items = splits.train.items
+    eval_rows = evaluator = None
+    if splits.dev is not None:
+        eval_rows = build_training_rows(splits.dev.impressions, summaries=summaries)
+        evaluator = ImpressionEvaluator(splits.dev, processor, **_evaluation_batch_sizes(training_args))
+        if splits.dev.items._fingerprint != items._fingerprint:  # MIND: each split has its own news.tsv
+            items = datasets.concatenate_datasets([items, splits.dev.items])
+    return EmbSumTrainer(
+        model,
+        training_args,
+        train_dataset=rows,
+        eval_dataset=eval_rows,
+        evaluator=evaluator,
+        data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, items)),
+        processing_class=processor,
+        **kwargs,
+    )
+
+
 def train_embsum(
     args: EmbSumRunArguments, training_args: EmbSumTrainingArguments, splits: Splits | None = None
 ) -> dict:
@@ -255,13 +291,20 @@ def train_embsum(
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)
     else:
         model, processor = build_model_and_processor(args, splits.train, summaries)
-    trainer = EmbSumTrainer(model, training_args, processor, train_data=splits.train, eval_data=splits.dev, summaries=summaries)
+    if training_args.num_negatives is None and args.dataset in PAPER_NEGATIVES:
+        training_args.num_negatives = PAPER_NEGATIVES[args.dataset]
+    trainer = build_trainer(model, processor, training_args, splits, summaries)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     results: dict = {"train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)}
-    for name, split in (("dev", splits.dev), ("test", splits.test)):
-        if split is not None:
-            results[name] = {"split": split.split, **trainer.evaluate(split, metric_key_prefix=name)}
+    reported_metrics = None
+    if splits.dev is not None:
+        results["dev"] = {"split": splits.dev.split, **trainer.evaluate(metric_key_prefix="dev")}
+        reported_metrics = trainer.last_evaluation[1]
+    if splits.test is not None:
+        evaluator = ImpressionEvaluator(splits.test, processor, **_evaluation_batch_sizes(training_args))
+        reported_metrics = evaluator.evaluate(trainer.accelerator.unwrap_model(trainer.model), trainer.accelerator)
+        results["test"] = {"split": splits.test.split, **{f"test_{k}": v for k, v in reported_metrics.items()}}
     reported = splits.test or splits.dev
     rouge = None
     if reported is not None and summaries and args.rouge_users > 0 and trainer.is_world_process_zero():
@@ -272,6 +315,8 @@ def train_embsum(
         atomic_write_text(Path(training_args.output_dir, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
         trainer.create_model_card(
             dataset_name=args.dataset_name or args.dataset,
+            metrics=reported_metrics,
+            dataset_split=reported.split if reported is not None else None,
             teacher=args.teacher,
             summary_rouge=rouge,
         )

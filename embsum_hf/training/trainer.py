@@ -1,23 +1,24 @@
-"""EmbSumTrainer: the joint click + summary objective on the transformers Trainer (Accelerate underneath)."""
+"""EmbSumTrainer: the joint click + summary objective on the transformers Trainer (Accelerate underneath).
+
+Its shape follows sentence-transformers' trainer: datasets of training rows in, evaluators whose metrics join the
+base Trainer's `eval_loss` in `evaluation_loop`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 
+import datasets
 import torch
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import speed_metrics
 
-from ..data.examples import build_training_rows
-from ..data.schema import RecommendationData
 from ..modeling_embsum import EmbSumModel
-from ..processing_embsum import EmbSumProcessor
 from .arguments import EmbSumTrainingArguments
-from .collator import EmbSumDataCollator, TrainingExamples, tokenize_item_table
+from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
 
 # the recipe facts the model card reports (TrainingArguments fields)
@@ -37,7 +38,7 @@ class EpochSeedCallback(TrainerCallback):
     run resumed after its first epoch would otherwise draw epoch 0's negatives.
     """
 
-    def __init__(self, dataset):
+    def __init__(self, dataset: TrainingExamples):
         self.dataset = dataset
 
     def on_epoch_begin(self, args, state, control, **kwargs):
@@ -47,56 +48,103 @@ class EpochSeedCallback(TrainerCallback):
 
 class EmbSumTrainer(Trainer):
     """
-    Trains an [`EmbSumModel`] on the impressions of a [`RecommendationData`] split.
+    Trains an [`EmbSumModel`] on training rows (one per click, from [`build_training_rows`]).
 
-    - Training rows: one per click with `config.num_negatives` negatives from the same impression, re-sampled each
-      epoch; teacher summaries (`summaries`: user id -> text) become the summary targets.
-    - Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately.
-    - Optimiser: the layers new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
-    - Evaluation: [`ImpressionEvaluator`] over whole impressions of `eval_data` (each item and user encoded once,
-      sharded across ranks); the best checkpoint is chosen by dev AUC. Checkpoints carry the processor, so each is a
-      complete model folder.
+    Args:
+        model: the [`EmbSumModel`].
+        args: [`EmbSumTrainingArguments`]; `args.negatives_per_click` negatives per click are drawn from each row's
+            `negative_pool`, re-sampled every epoch (deterministic in `args.seed`, the epoch and the row).
+        train_dataset: a `datasets.Dataset` of training rows (`history`, `positive`, `negative_pool`, `summary`).
+        eval_dataset: training rows of the dev split (or a dict of them) for `eval_loss`; optional.
+        evaluator: an [`ImpressionEvaluator`] or a list of them: their metrics join `eval_loss` at every evaluation
+            (keys prefixed by each evaluator's `name`, if it has one); the best checkpoint is chosen by dev AUC.
+        data_collator: an [`EmbSumDataCollator`] over the items of every row (train and eval).
+        processing_class: the [`EmbSumProcessor`]; saved with every checkpoint, so each is a complete model folder.
+
+    Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately. Optimiser: the layers
+    new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
     """
 
     def __init__(
         self,
-        model: EmbSumModel,
-        args: EmbSumTrainingArguments,
-        processor: EmbSumProcessor,
-        train_data: RecommendationData | None = None,
-        eval_data: RecommendationData | None = None,
-        summaries: Mapping[str, str] | None = None,
+        model: EmbSumModel | None = None,
+        args: EmbSumTrainingArguments | None = None,
+        train_dataset: datasets.Dataset | None = None,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
+        evaluator: ImpressionEvaluator | Sequence[ImpressionEvaluator] | None = None,
+        data_collator=None,
+        processing_class=None,
         **kwargs,
     ):
+        if args is None:
+            args = EmbSumTrainingArguments(output_dir="embsum_trainer")
         if not isinstance(args, EmbSumTrainingArguments):
             raise TypeError(f"args must be EmbSumTrainingArguments, got {type(args).__name__}")
-        self.processor = processor
-        self.summaries = dict(summaries or {})
-        train_dataset = None
-        collator = None
-        if train_data is not None:
-            rows = build_training_rows(train_data.impressions, summaries=self.summaries)
-            train_dataset = TrainingExamples(rows, num_negatives=model.config.num_negatives, seed=args.seed)
-            collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train_data.items))
-        self.evaluator = self._evaluator(eval_data, args) if eval_data is not None else None
+        if (train_dataset is not None or eval_dataset is not None) and data_collator is None:
+            raise ValueError(
+                "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, items))"
+                " over the items of its training rows"
+            )
+        self.evaluators = [] if evaluator is None else [evaluator] if not isinstance(evaluator, Sequence) else list(evaluator)
+        names = [getattr(e, "name", None) for e in self.evaluators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluators need distinct names to keep their metrics apart, got {names}")
         self._loss_parts: dict[str, list[torch.Tensor]] = {"ctr_loss": [], "summary_loss": []}
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
         super().__init__(
             model=model,
             args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_data,
-            data_collator=collator,
-            processing_class=processor,
+            train_dataset=self._examples(train_dataset, args),
+            eval_dataset=self._examples(eval_dataset, args),
+            data_collator=data_collator,
+            processing_class=processing_class,
             **kwargs,
         )
-        if train_dataset is not None:
-            self.add_callback(EpochSeedCallback(train_dataset))
+        if self.train_dataset is not None:
+            self.add_callback(EpochSeedCallback(self.train_dataset))
 
-    def _evaluator(self, data: RecommendationData, args: EmbSumTrainingArguments) -> ImpressionEvaluator:
-        return ImpressionEvaluator(
-            data, self.processor, item_batch_size=args.eval_item_batch_size, user_batch_size=args.eval_user_batch_size
-        )
+    @staticmethod
+    def _examples(rows, args: EmbSumTrainingArguments):
+        """Training rows -> [`TrainingExamples`] drawing `args.negatives_per_click` (a dict: each value)."""
+        if rows is None or isinstance(rows, TrainingExamples):
+            return rows
+        if isinstance(rows, dict):
+            return {name: EmbSumTrainer._examples(value, args) for name, value in rows.items()}
+        return TrainingExamples(rows, num_negatives=args.negatives_per_click, seed=args.seed)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """`eval_loss` on `eval_dataset` (training rows; default the trainer's) and the evaluators' metrics."""
+        return super().evaluate(self._examples(eval_dataset, self.args), ignore_keys, metric_key_prefix)
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        if eval_dataset is None and self.eval_dataset is None and self.evaluators:
+            return DataLoader([])  # evaluators only: no rows for eval_loss
+        return super().get_eval_dataloader(eval_dataset)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # EmbSum's metrics come from the evaluators; evaluation rows only give the loss
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        # with several eval datasets the Trainer evaluates each as `eval_<name>`: the evaluators run once, with the
+        # first one, under the plain prefix
+        if isinstance(self.eval_dataset, dict) and metric_key_prefix.startswith("eval_"):
+            if metric_key_prefix[len("eval_"):] != next(iter(self.eval_dataset)):
+                return output
+            metric_key_prefix = "eval"
+        model = self.accelerator.unwrap_model(self.model)
+        for evaluator in self.evaluators:
+            metrics = evaluator.evaluate(model, self.accelerator)
+            if evaluator is self.evaluators[0]:
+                self.last_evaluation = (evaluator.data.split, metrics)
+            name = getattr(evaluator, "name", None)
+            prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
+            output.metrics.update({prefix + key: value for key, value in metrics.items()})
+        return output
 
     # the model returns a per-batch mean; the Trainer must divide it for gradient accumulation
     loss_is_scaled_for_ga = False
@@ -153,23 +201,6 @@ class EmbSumTrainer(Trainer):
                 values.clear()
         super().log(logs, start_time)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """MIND metrics of the model on `eval_dataset` (a `RecommendationData`; default: the trainer's `eval_data`)."""
-        # the trainer's own split keeps its evaluator (and its tokenised items)
-        own = eval_dataset is None or eval_dataset is self.eval_dataset
-        evaluator = self.evaluator if own else self._evaluator(eval_dataset, self.args)
-        if evaluator is None:
-            raise ValueError("EmbSumTrainer.evaluate needs eval_data (a RecommendationData split)")
-        start = time.time()
-        model = self.accelerator.unwrap_model(self.model)
-        metrics = evaluator.evaluate(model, self.accelerator)
-        self.last_evaluation = (evaluator.data.split, metrics)
-        metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
-        metrics.update(speed_metrics(metric_key_prefix, start, num_samples=len(evaluator.impression_ids)))
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
-
     def create_model_card(
         self,
         *,
@@ -194,7 +225,7 @@ class EmbSumTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         # plain JSON values (enums such as lr_scheduler_type become their strings) for the card's YAML
         recipe = json.loads(json.dumps({name: getattr(self.args, name) for name in CARD_TRAINING_ARGS}, default=str))
-        recipe.update(summary_loss_weight=model.config.summary_loss_weight, num_negatives=model.config.num_negatives)
+        recipe.update(num_negatives=self.args.negatives_per_click, summary_loss_weight=model.config.summary_loss_weight)
         keep = {"base_model", "repo_id", "description", "datasets", "widget", "language", "license", "tags"}
         base_model = model.config.name_or_path or None
         return write_model_card(
