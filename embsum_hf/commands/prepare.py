@@ -24,12 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embsum_hf.commands import parse_config
-    from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, save_splits
+    from embsum_hf.data.arguments import DataArguments, load_splits, save_splits
 
-    run_args, prepare_args = parse_config(
-        args.extra, (EmbSumRunArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True
+    data_args, prepare_args = parse_config(
+        args.extra, (DataArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True
     )
-    splits = load_splits(run_args)
+    splits = load_splits(data_args)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):
         split = getattr(splits, name)

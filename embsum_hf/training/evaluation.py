@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from ..data.schema import UNLABELED, RecommendationData
 from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
+from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
-from ..serving.explain import generate_summaries
 from ..utils import evaluating
 from .collator import tokenize_item_table
 
@@ -40,7 +40,11 @@ class ImpressionPredictions:
 
 
 def _sharded(
-    accelerator: Accelerator | None, count: int, batch_size: int, encode: Callable[[list[int]], torch.Tensor], desc: str
+    accelerator: Accelerator | None,
+    count: int,
+    batch_size: int,
+    encode: Callable[[list[int]], torch.Tensor],
+    desc: str,
 ) -> torch.Tensor:
     """Rows `encode(indices)` for indices 0..count-1: each rank encodes every world-th index, then all gather."""
     world = accelerator.num_processes if accelerator is not None else 1
@@ -106,7 +110,9 @@ class ImpressionEvaluator:
     def item_token_ids(self) -> dict[str, list[int]]:
         if self._item_token_ids is None:
             needed = set(self.item_ids) | {item for history in self.histories for item in history}
-            items = self.data.items.filter(lambda batch: [i in needed for i in batch], input_columns="item_id", batched=True)
+            items = self.data.items.filter(
+                lambda batch: [i in needed for i in batch], input_columns="item_id", batched=True
+            )
             self._item_token_ids = tokenize_item_table(self.processor, items)
         return self._item_token_ids
 
@@ -161,7 +167,9 @@ def impression_metrics(
     return compute_mind_metrics([scores[i] for i in labelled], [list(labels[i]) for i in labelled])
 
 
-def baseline_scores(data: RecommendationData, train: RecommendationData, kind: str, seed: int = 0) -> list[list[float]]:
+def baseline_scores(
+    data: RecommendationData, train: RecommendationData, kind: str, seed: int = 0
+) -> list[list[float]]:
     """
     Scores of a non-learned baseline for every impression of `data`: `"random"` (uniform, seeded) or `"popularity"`
     (clicks of each item in `train`, ties broken by impression count).

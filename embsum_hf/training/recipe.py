@@ -1,7 +1,7 @@
 """The end-to-end recipe behind `embsum train` and `make demo`: data -> tokenizer -> model -> joint training -> card.
 
-`EmbSumRunArguments` holds what is not a `TrainingArguments` field; both dataclasses are filled by
-`transformers.HfArgumentParser` from flags or a YAML/JSON file.
+`EmbSumRunArguments` (data, model shape and run options) holds what is not a `TrainingArguments` field; both
+dataclasses are filled by `transformers.HfArgumentParser` from flags or a YAML/JSON file.
 """
 
 from __future__ import annotations
@@ -16,160 +16,58 @@ import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
-from ..data import (
-    load_custom,
-    load_goodreads,
-    load_mind,
-    load_movielens,
-    load_summaries,
-    split_by_time,
-    split_dev_test,
-)
-from ..data.examples import build_training_rows
+from ..data.arguments import DataArguments, Splits, load_splits, save_splits
+from ..data.examples import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
+from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
 from ..utils import atomic_write_text
-from .arguments import EmbSumTrainingArguments
+from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, tokenize_item_table
 from .evaluation import ImpressionEvaluator, summary_rouge
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mind", "goodreads", "movielens", "custom")
-_ITEMS_FILE = {"goodreads": "books JSON lines", "custom": "items table"}  # what `items_data` names
-PAPER_NEGATIVES = {"mind": 4, "goodreads": 2}  # negatives per click in the paper's training
-
-
 @dataclass
-class EmbSumRunArguments:
-    """Data, backbone and model-shape choices of a training run (everything that is not a TrainingArguments field)."""
+class EmbSumRunArguments(ModelArguments, DataArguments):
+    """
+    Data ([`DataArguments`]), model shape ([`ModelArguments`]) and the rest of a training run that is not a
+    TrainingArguments field.
+    """
 
-    dataset: str = field(default="mind", metadata={"help": f"Data format: one of {DATASETS}."})
-    train_data: str | None = field(
-        default=None,
-        metadata={
-            "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name "
-            "(MINDsmall_train). Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the engagement log. "
-            "Goodreads, MovieLens and custom data are split by time into train/dev/test (each user's last impression "
-            "to test, the one before to dev)."
-        },
-    )
-    eval_data: str | None = field(default=None, metadata={"help": "MIND only: the dev split (folder or name)."})
-    paper_split: bool = field(
-        default=False,
-        metadata={
-            "help": "MIND only: split eval_data by impression into 10 percent Dev (model selection) and 90 percent "
-            "Test (report)."
-        },
-    )
-    items_data: str | None = field(
-        default=None,
-        metadata={"help": "Goodreads: the books JSON lines. Custom: the items table (CSV/TSV/JSON lines/parquet)."},
-    )
-    authors_data: str | None = field(default=None, metadata={"help": "Goodreads: the authors file (optional)."})
-    id_column: str = field(default="item_id", metadata={"help": "Custom: the items table's id column."})
-    text_columns: str | None = field(
-        default=None, metadata={"help": "Custom: comma-separated item text columns (default: all but the id)."}
-    )
-    user_column: str = field(default="user_id", metadata={"help": "Custom: the log's user column."})
-    item_column: str = field(default="item_id", metadata={"help": "Custom: the log's item column."})
-    label_column: str | None = field(default="label", metadata={"help": "Custom: the log's 0/1 click column."})
-    time_column: str = field(default="timestamp", metadata={"help": "Custom: the log's time column."})
-    impression_column: str | None = field(
-        default=None, metadata={"help": "Custom: rows sharing this id form one impression (default: same time)."}
-    )
     save_splits: bool = field(
         default=False,
-        metadata={"help": "Also save the loaded train/dev/test splits to OUTPUT_DIR/data/<split> (any command's --data)."},
+        metadata={
+            "help": "Also save the loaded train/dev/test splits to OUTPUT_DIR/data/<split> (any command's --data)."
+        },
     )
     summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
-    teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."})
+    teacher: str | None = field(
+        default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."}
+    )
     rouge_users: int = field(default=100, metadata={"help": "Held-out users whose generated summaries get ROUGE."})
-    backbone: str | None = field(default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."})
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."})
+    backbone: str | None = field(
+        default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."}
+    )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained on the data."})
-    item_template: str | None = field(default=None, metadata={"help": "Item template name or format string; default by dataset."})
-    d_model: int = field(default=512, metadata={"help": "From-scratch backbone width (t5-small: 512)."})
-    num_layers: int = field(default=6, metadata={"help": "From-scratch encoder and decoder layers."})
-    num_heads: int = field(default=8, metadata={"help": "From-scratch attention heads."})
-    d_ff: int = field(default=2048, metadata={"help": "From-scratch feed-forward width."})
-    dropout_rate: float = field(default=0.1, metadata={"help": "From-scratch dropout."})
-    num_user_codes: int = 16
-    num_item_codes: int = 4
-    max_history_items: int = 60
-    session_max_tokens: int = 512
-    item_max_tokens: int = 64
-    summary_max_tokens: int = 64
-    summary_loss_weight: float = 1.0
-    summary_mode: str = "generate"
-
-    def config_overrides(self) -> dict:
-        names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
-                 "summary_max_tokens", "summary_loss_weight", "summary_mode")
-        return {name: getattr(self, name) for name in names}
-
-
-@dataclass
-class Splits:
-    train: RecommendationData
-    dev: RecommendationData | None
-    test: RecommendationData | None
-
-
-def load_splits(args: EmbSumRunArguments) -> Splits:
-    """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
-    if args.train_data is None:
-        raise ValueError("train_data is required")
-    if args.dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {args.dataset!r}")
-    if args.dataset == "mind":
-        train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
-        if args.eval_data is None:
-            return Splits(train, None, None)
-        dev = load_mind(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
-        if args.paper_split:
-            dev, test = split_dev_test(dev)
-            return Splits(train, dev, test)
-        return Splits(train, dev, None)
-    if args.eval_data is not None or args.paper_split:
-        raise ValueError(f"eval_data and paper_split are for MIND; {args.dataset} data is split by time")
-    if args.dataset == "movielens":
-        return Splits(*split_by_time(load_movielens(args.train_data)))
-    if args.items_data is None:
-        raise ValueError(f"items_data is required for {args.dataset} (the {_ITEMS_FILE[args.dataset]})")
-    if args.dataset == "goodreads":
-        data = load_goodreads(args.items_data, args.train_data, authors_path=args.authors_data)
-    else:
-        data = load_custom(
-            args.items_data,
-            args.train_data,
-            id_column=args.id_column,
-            text_columns=args.text_columns.split(",") if args.text_columns else None,
-            user_column=args.user_column,
-            item_column=args.item_column,
-            label_column=args.label_column or None,
-            time_column=args.time_column,
-            impression_column=args.impression_column,
-        )
-    return Splits(*split_by_time(data))
-
-
-def save_splits(splits: Splits, output_dir: str | Path) -> Path:
-    """Save each split to `output_dir/data/<train|dev|test>`, where every command's `--data` reads it."""
-    folder = Path(output_dir, "data")
-    for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
-        if split is not None:
-            split.save_to_disk(folder / name)
-    return folder
+    item_template: str | None = field(
+        default=None, metadata={"help": "Item template name or format string; default by dataset."}
+    )
 
 
 def default_item_template(data: RecommendationData) -> str:
-    """The domain's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its item columns."""
-    if data.domain in ITEM_TEMPLATES:
-        return data.domain
+    """The source's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its columns."""
+    source = SOURCES.get(data.domain)
+    if source is not None and source.item_template is not None:
+        return source.item_template
     fields = [name for name in data.items.column_names if name != "item_id"]
     return "; ".join(f"{name.replace('_', ' ').capitalize()}: {{{name}}}" for name in fields)
 
@@ -199,15 +97,7 @@ def build_model_and_processor(
             corpus = (item_format.format(**row) for row in train.items)
             tokenizer = train_tokenizer([*corpus, *summaries.values()], vocab_size=args.vocab_size)
         config = EmbSumConfig(
-            t5_config=dict(
-                vocab_size=len(tokenizer),
-                d_model=args.d_model,
-                d_kv=args.d_model // args.num_heads,
-                num_heads=args.num_heads,
-                d_ff=args.d_ff,
-                num_layers=args.num_layers,
-                dropout_rate=args.dropout_rate,
-            ),
+            t5_config=dict(vocab_size=len(tokenizer), d_kv=args.d_model // args.num_heads, **args.t5_overrides()),
             item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
             **args.config_overrides(),
         )
@@ -291,12 +181,14 @@ def train_embsum(
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)
     else:
         model, processor = build_model_and_processor(args, splits.train, summaries)
-    if training_args.num_negatives is None and args.dataset in PAPER_NEGATIVES:
-        training_args.num_negatives = PAPER_NEGATIVES[args.dataset]
+    if training_args.num_negatives is None:
+        training_args.num_negatives = get_source(args.dataset).paper_negatives
     trainer = build_trainer(model, processor, training_args, splits, summaries)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
-    results: dict = {"train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)}
+    results: dict = {
+        "train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)
+    }
     reported_metrics = None
     if splits.dev is not None:
         results["dev"] = {"split": splits.dev.split, **trainer.evaluate(metric_key_prefix="dev")}
@@ -312,7 +204,8 @@ def train_embsum(
         results["summary_rouge"] = {"split": reported.split, **rouge}
         results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
     if trainer.is_world_process_zero():
-        atomic_write_text(Path(training_args.output_dir, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+        text = json.dumps(results, indent=2, default=str) + "\n"
+        atomic_write_text(Path(training_args.output_dir, "results.json"), text)
         trainer.create_model_card(
             dataset_name=args.dataset_name or args.dataset,
             metrics=reported_metrics,

@@ -82,10 +82,12 @@ class EmbSumTrainer(Trainer):
             raise TypeError(f"args must be EmbSumTrainingArguments, got {type(args).__name__}")
         if (train_dataset is not None or eval_dataset is not None) and data_collator is None:
             raise ValueError(
-                "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, items))"
-                " over the items of its training rows"
+                "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, "
+                "items)) over the items of its training rows"
             )
-        self.evaluators = [] if evaluator is None else [evaluator] if not isinstance(evaluator, Sequence) else list(evaluator)
+        if evaluator is None:
+            evaluator = []
+        self.evaluators = list(evaluator) if isinstance(evaluator, Sequence) else [evaluator]
         names = [getattr(e, "name", None) for e in self.evaluators]
         if len(set(names)) != len(names):
             raise ValueError(f"evaluators need distinct names to keep their metrics apart, got {names}")
@@ -128,7 +130,9 @@ class EmbSumTrainer(Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         # with several eval datasets the Trainer evaluates each as `eval_<name>`: the evaluators run once, with the
         # first one, under the plain prefix
@@ -194,7 +198,8 @@ class EmbSumTrainer(Trainer):
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):
             for name, values in self._loss_parts.items():
                 total = torch.stack(values).double().sum() if values else torch.zeros((), dtype=torch.float64)
-                local = torch.stack([total.to(self.args.device), torch.tensor(float(len(values)), dtype=torch.float64, device=self.args.device)])
+                count = torch.tensor(float(len(values)), dtype=torch.float64, device=self.args.device)
+                local = torch.stack([total.to(self.args.device), count])
                 total, count = self.accelerator.reduce(local, reduction="sum").tolist()
                 if count:
                     logs[name] = round(total / count, 4)
@@ -225,7 +230,9 @@ class EmbSumTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         # plain JSON values (enums such as lr_scheduler_type become their strings) for the card's YAML
         recipe = json.loads(json.dumps({name: getattr(self.args, name) for name in CARD_TRAINING_ARGS}, default=str))
-        recipe.update(num_negatives=self.args.negatives_per_click, summary_loss_weight=model.config.summary_loss_weight)
+        recipe.update(
+            num_negatives=self.args.negatives_per_click, summary_loss_weight=model.config.summary_loss_weight
+        )
         keep = {"base_model", "repo_id", "description", "datasets", "widget", "language", "license", "tags"}
         base_model = model.config.name_or_path or None
         return write_model_card(

@@ -16,14 +16,15 @@ tokenizer.save_pretrained(sys.argv[2])
 
 def test_train_tokenizer_is_identical_across_processes(tmp_path):
     # rare characters (digits, capitals) that the Unigram model drops and the trainer re-adds in hash order
-    texts = [f"News Title: {words} {i}; Category: {topic.upper()} Q{i}x" for i, (topic, words) in enumerate(TOPICS.items())]
+    texts = [
+        f"News Title: {words} {i}; Category: {topic.upper()} Q{i}x" for i, (topic, words) in enumerate(TOPICS.items())
+    ]
     texts = texts * 20 + ["zebra quiz 7", "Jackdaws love my big sphinx of quartz 1984"]
     files = []
     for run in range(3):
         folder = tmp_path / str(run)
-        subprocess.run(
-            [sys.executable, "-c", SCRIPT, "120", str(folder)], input="\n".join(texts), text=True, check=True, timeout=300
-        )
+        command = [sys.executable, "-c", SCRIPT, "120", str(folder)]
+        subprocess.run(command, input="\n".join(texts), text=True, check=True, timeout=300)
         files.append((folder / "tokenizer.json").read_bytes())
     assert files[0] == files[1] == files[2]
 

@@ -1,4 +1,5 @@
-"""`embsum train / evaluate / predict` as real subprocesses: crash + resume, two Accelerate ranks, the leaderboard file."""
+"""`embsum train / evaluate / predict` as real subprocesses: crash + resume, reproducible runs, two Accelerate ranks,
+the leaderboard file."""
 
 import json
 import os
@@ -31,7 +32,8 @@ def env() -> dict:
 
 def embsum(*args: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", *args], capture_output=True, text=True, env=env(), timeout=600, **kwargs
+        [sys.executable, "-m", "embsum_hf.cli", *args],
+        capture_output=True, text=True, env=env(), timeout=600, **kwargs,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -49,7 +51,8 @@ def data(tmp_path_factory, tokenizer) -> Path:
 
 def train_args(data: Path, output: Path, *extra: str) -> list[str]:
     return [
-        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer", str(data / "tokenizer"),
+        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"),
+        "--tokenizer", str(data / "tokenizer"),
         "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY, *extra,
     ]
 
@@ -95,7 +98,8 @@ def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
     embsum(*train_args(data, crashed, *schedule, "--resume_from_checkpoint", "true"))
     assert_same_weights(straight, crashed / "model.safetensors")
     final = json.loads((crashed / "results.json").read_text())
-    assert final["dev"]["dev_auc"] == pytest.approx(json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"], abs=1e-5)
+    expected = json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"]
+    assert final["dev"]["dev_auc"] == pytest.approx(expected, abs=1e-5)
 
     # a checkpoint copied out of the uninterrupted run, in each epoch (14: the boundary of epochs 2 and 3)
     for step in (4, 14, 18):
@@ -123,11 +127,13 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
     common = ["--max_steps", "4", "--save_strategy", "no", "--eval_strategy", "no", "--summary_loss_weight", "0"]
     embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embsum_hf.cli",
         *train_args(data, tmp_path / "two", *common, "--per_device_train_batch_size", "4"),
     ]
-    result = subprocess.run(launch, capture_output=True, text=True, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=600)
+    cpu = {**env(), "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(launch, capture_output=True, text=True, env=cpu, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
     assert (one["world_size"], two["world_size"]) == (1, 2)  # two real ranks, each with half of every batch

@@ -112,7 +112,8 @@ def test_prepare_saves_the_splits_train_would_use(tmp_path, interactions):
                                               items_data=config["items_data"]))
     for name in ("train", "dev", "test"):
         saved = load_data(tmp_path / "run" / "data", name)
-        assert saved.split == f"custom:{name}" and f"{tmp_path / 'run' / 'data' / name}: custom:{name}" in result.stdout
+        assert saved.split == f"custom:{name}"
+        assert f"{tmp_path / 'run' / 'data' / name}: custom:{name}" in result.stdout
         assert saved.impressions.to_list() == getattr(expected, name).impressions.to_list()
 
 

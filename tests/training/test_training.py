@@ -38,7 +38,8 @@ class WarningRecorder(logging.Handler):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
     return make_synthetic_mind(
-        tmp_path_factory.mktemp("synthetic"), num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20
+        tmp_path_factory.mktemp("synthetic"),
+        num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20,
     )
 
 
