@@ -19,7 +19,9 @@ COMMANDS = ("prepare", "train", "evaluate", "predict", "summarize", "encode", "r
 
 def build_parser() -> argparse.ArgumentParser:
     description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend, push to the Hub."
-    parser = argparse.ArgumentParser(prog="embsum", description=description)
+    from embsum_hf.commands import ArgumentParser  # one dialect: --batch-size and --batch_size alike
+
+    parser = ArgumentParser(prog="embsum", description=description)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"embsum_hf.commands.{name}").register(subparsers)

@@ -9,11 +9,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .modeling_embsum import EmbSumModel
 from .processing_embsum import EmbSumProcessor
-from .utils import evaluating
+from .utils import evaluating, tqdm
 
 # config keys that change with saving/loading, not with what the model computes
 _VOLATILE_CONFIG_KEYS = frozenset(

@@ -21,9 +21,7 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ..utils import atomic_write_text, job_state
+from ..utils import atomic_write_text, job_state, tqdm
 from .ranking import FaissPrefilter, check_stores, recommend
 from .store import EmbeddingStore
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from ..data.schema import UNLABELED, RecommendationData
 from ..data.users import user_histories
@@ -23,7 +22,7 @@ from ..metrics import compute_mind_metrics
 from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
-from ..utils import evaluating
+from ..utils import evaluating, tqdm
 from .collator import tokenize_item_table
 
 logger = logging.getLogger(__name__)

@@ -3,6 +3,7 @@ the leaderboard file."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -144,9 +145,13 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
 
 def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
     model = tmp_path / "model"
-    embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
+    trained = embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
     metrics = json.loads(embsum("evaluate", "--model", str(model), "--data", str(data / "dev")).stdout)
     results = json.loads((model / "results.json").read_text())
+    # stdout is the results JSON alone (the Trainer's log lines go to stderr), and --disable_tqdm true silenced
+    # every bar: the Trainer's, the package's and datasets' ("[00:01<00:00, 3.2it/s]", "[00:00, 12 rows/s]")
+    assert json.loads(trained.stdout)["dev"]["dev_auc"] == results["dev"]["dev_auc"]
+    assert "'train_loss'" in trained.stderr and not re.search(r"\[\d+:\d\d[<,]", trained.stderr), trained.stderr[-2000:]
     assert metrics["auc"] == pytest.approx(results["dev"]["dev_auc"], abs=1e-6)
     assert (model / "README.md").read_text().count("model-index") >= 1
 
