@@ -28,11 +28,18 @@ class DataArguments:
         metadata={
             "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name "
             "(MINDsmall_train). Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the "
-            "engagement log. Goodreads, MovieLens and custom data are split by time into train/dev/test (each "
+            "engagement log. Impressions: the train impressions (JSON lines/CSV/parquet; user_id, history, "
+            "candidates, labels). Goodreads, MovieLens and custom data are split by time into train/dev/test (each "
             "user's last impression to test, the one before to dev)."
         },
     )
-    eval_data: str | None = field(default=None, metadata={"help": "MIND only: the dev split (folder or name)."})
+    eval_data: str | None = field(
+        default=None,
+        metadata={"help": "MIND: the dev split (folder or name). Impressions: the dev impressions (model selection)."},
+    )
+    test_data: str | None = field(
+        default=None, metadata={"help": "Impressions only: the test impressions (reported)."}
+    )
     paper_split: bool = field(
         default=False,
         metadata={
@@ -64,11 +71,28 @@ class Splits:
 
 def load_splits(args: DataArguments) -> Splits:
     """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
-    from . import load_custom, load_goodreads, load_mind, load_movielens
+    from . import load_custom, load_goodreads, load_impressions, load_mind, load_movielens
 
     if args.train_data is None:
         raise ValueError("train_data is required")
     source = get_source(args.dataset)
+    if args.test_data is not None and args.dataset != "impressions":
+        raise ValueError(f"test_data is for impressions; {args.dataset} gives its test split itself")
+    if args.dataset == "impressions":
+        if args.paper_split:
+            raise ValueError("paper_split is for MIND; impressions are used as given")
+        if args.items_data is None:
+            raise ValueError(f"items_data is required for impressions (the {source.items_file})")
+        columns = dict(
+            id_column=args.id_column,
+            text_columns=args.text_columns.split(",") if args.text_columns else None,
+            user_column=args.user_column,
+        )
+        splits = [
+            load_impressions(args.items_data, path, split=f"impressions:{name}", **columns) if path else None
+            for name, path in (("train", args.train_data), ("dev", args.eval_data), ("test", args.test_data))
+        ]
+        return Splits(*splits)
     if not source.split_by_time:  # MIND: its own train and dev folders
         train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
         if args.eval_data is None:

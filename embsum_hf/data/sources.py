@@ -24,7 +24,7 @@ class DataSource:
         prompt_domain: the teacher prompt's wording (`teacher.prompts.DOMAINS`).
         paper_negatives: non-clicked items per click in EmbSum's training on it (None: no paper setting).
         items_file: what `--items_data` names for it (None: the source needs no items file).
-        split_by_time: True when one file is split by time into train/dev/test (False: MIND's own split folders).
+        split_by_time: True when one file is split by time into train/dev/test (False: the source's own splits).
     """
 
     name: str
@@ -66,6 +66,8 @@ SOURCES: dict[str, DataSource] = {
             prompt_domain="movies",
         ),
         DataSource("custom", "load_custom", items_file="items table"),
+        # your own impressions, already split: --train_data / --eval_data / --test_data are used as given
+        DataSource("impressions", "load_impressions", items_file="items table", split_by_time=False),
     )
 }
 

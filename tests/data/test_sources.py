@@ -27,7 +27,8 @@ def test_every_source_table_reads_the_registry():
             template = ITEM_TEMPLATES[source.item_template]
             assert set(fields_of(template)) <= set(source.text_fields)
     assert get_source("goodreads").paper_negatives == 2 and get_source("mind").paper_negatives == 4
-    with pytest.raises(ValueError, match=r"dataset must be one of \('mind', 'goodreads', 'movielens', 'custom'\)"):
+    known = r"\('mind', 'goodreads', 'movielens', 'custom', 'impressions'\)"
+    with pytest.raises(ValueError, match="dataset must be one of " + known):
         load_splits(DataArguments(dataset="amazon", train_data="x"))
 
 

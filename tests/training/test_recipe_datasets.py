@@ -148,7 +148,8 @@ def test_missing_or_misplaced_data_arguments_are_named(tmp_path):
         run(tmp_path, dataset="custom", train_data="log.csv")
     with pytest.raises(ValueError, match="eval_data and paper_split are for MIND; goodreads data is split by time"):
         run(tmp_path, dataset="goodreads", train_data="x.json", items_data="b.json", eval_data="dev")
-    with pytest.raises(ValueError, match=r"dataset must be one of \('mind', 'goodreads', 'movielens', 'custom'\)"):
+    known = r"\('mind', 'goodreads', 'movielens', 'custom', 'impressions'\)"
+    with pytest.raises(ValueError, match="dataset must be one of " + known):
         run(tmp_path, dataset="amazon", train_data="x")
 
 
