@@ -93,15 +93,19 @@ class EmbSumTrainer(Trainer):
             raise ValueError(f"evaluators need distinct names to keep their metrics apart, got {names}")
         self._loss_parts: dict[str, list[torch.Tensor]] = {"ctr_loss": [], "summary_loss": []}
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
+        # evaluators alone make evaluation possible: a placeholder passes the base Trainer's "no eval_dataset" check
+        placeholder = eval_dataset is None and bool(self.evaluators)
         super().__init__(
             model=model,
             args=args,
             train_dataset=self._examples(train_dataset, args),
-            eval_dataset=self._examples(eval_dataset, args),
+            eval_dataset=[] if placeholder else self._examples(eval_dataset, args),
             data_collator=data_collator,
             processing_class=processing_class,
             **kwargs,
         )
+        if placeholder:
+            self.eval_dataset = None
         if self.train_dataset is not None:
             self.add_callback(EpochSeedCallback(self.train_dataset))
 

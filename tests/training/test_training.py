@@ -208,3 +208,22 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
     assert batch["candidate_input_ids"].shape[1] == 3  # the click and 2 negatives
     with pytest.raises(ValueError, match="data_collator"):
         EmbSumTrainer(EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions))
+
+
+def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
+    train, dev, _ = splits
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, eval_strategy="steps", eval_steps=1, report_to=[], use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = EmbSumTrainer(
+        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
+        evaluator=ImpressionEvaluator(dev, data_processor),
+        data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items)),
+        processing_class=data_processor,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
+    during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
+    assert during and during[0]["eval_auc"] == metrics["eval_auc"]  # the step-1 evaluation, same model
