@@ -71,58 +71,53 @@ class Splits:
 
 def load_splits(args: DataArguments) -> Splits:
     """Train / dev (model selection) / test (reported) splits, named in every metric they produce."""
-    from . import load_custom, load_goodreads, load_impressions, load_mind, load_movielens
+    from .. import data
 
     if args.train_data is None:
         raise ValueError("train_data is required")
     source = get_source(args.dataset)
+    load = getattr(data, source.loader)
     if args.test_data is not None and args.dataset != "impressions":
         raise ValueError(f"test_data is for impressions; {args.dataset} gives its test split itself")
-    if args.dataset == "impressions":
-        if args.paper_split:
-            raise ValueError("paper_split is for MIND; impressions are used as given")
-        if args.items_data is None:
-            raise ValueError(f"items_data is required for impressions (the {source.items_file})")
-        columns = dict(
-            id_column=args.id_column,
-            text_columns=args.text_columns.split(",") if args.text_columns else None,
-            user_column=args.user_column,
-        )
-        splits = [
-            load_impressions(args.items_data, path, split=f"impressions:{name}", **columns) if path else None
+    if args.paper_split and args.dataset != "mind":
+        raise ValueError(f"paper_split is for MIND; {args.dataset} data is not split by impression")
+    if args.eval_data is not None and source.split_by_time:
+        raise ValueError(f"eval_data is for MIND and impressions; {args.dataset} data is split by time")
+    if source.items_file and args.items_data is None:
+        raise ValueError(f"items_data is required for {args.dataset} (the {source.items_file})")
+    text_columns = args.text_columns.split(",") if args.text_columns else None
+    if args.dataset == "impressions":  # the user's own splits, as given
+        columns = dict(id_column=args.id_column, text_columns=text_columns, user_column=args.user_column)
+        return Splits(*(
+            load(args.items_data, path, split=f"impressions:{name}", **columns) if path else None
             for name, path in (("train", args.train_data), ("dev", args.eval_data), ("test", args.test_data))
-        ]
-        return Splits(*splits)
-    if not source.split_by_time:  # MIND: its own train and dev folders
-        train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
+        ))
+    if args.dataset == "mind":  # its own train and dev folders
+        train = load(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
         if args.eval_data is None:
             return Splits(train, None, None)
-        dev = load_mind(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
+        dev = load(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
         if args.paper_split:
             dev, test = split_dev_test(dev)
             return Splits(train, dev, test)
         return Splits(train, dev, None)
-    if args.eval_data is not None or args.paper_split:
-        raise ValueError(f"eval_data and paper_split are for MIND; {args.dataset} data is split by time")
-    if source.items_file and args.items_data is None:
-        raise ValueError(f"items_data is required for {args.dataset} (the {source.items_file})")
     if args.dataset == "movielens":
-        data = load_movielens(args.train_data)
+        loaded = load(args.train_data)
     elif args.dataset == "goodreads":
-        data = load_goodreads(args.items_data, args.train_data, authors_path=args.authors_data)
+        loaded = load(args.items_data, args.train_data, authors_path=args.authors_data)
     else:
-        data = load_custom(
+        loaded = load(
             args.items_data,
             args.train_data,
             id_column=args.id_column,
-            text_columns=args.text_columns.split(",") if args.text_columns else None,
+            text_columns=text_columns,
             user_column=args.user_column,
             item_column=args.item_column,
             label_column=args.label_column or None,
             time_column=args.time_column,
             impression_column=args.impression_column,
         )
-    return Splits(*split_by_time(data))
+    return Splits(*split_by_time(loaded))
 
 
 def save_splits(splits: Splits, output_dir: str | Path) -> Path:
