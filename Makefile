@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test lint bench clean
 
 install: $(STAMP) browser
 
@@ -30,6 +30,9 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -26,7 +26,7 @@ Fairness
   by NRMS and both EmbSum variants, so every model reads the same token ids, item budget and history window (the
   latest `max_history_items` = 16 items; TF-IDF uses that window too). Same training rows and negatives
   (`build_training_rows` + `TrainingExamples` with the same seed) and the same NCE loss over one click and
-  `num_negatives` non-clicks. Same batch size, learning rate, warm-up, constant schedule and gradient clipping
+  `DEFAULT_NUM_NEGATIVES` non-clicks. Same batch size, learning rate, warm-up, constant schedule and gradient clipping
   (EmbSum's new layers keep the recipe's learning-rate multiplier). Same CPU-time budget per learned model: process
   CPU time of the training loop with torch pinned to `--threads` threads; a `TrainerCallback` stops EmbSum and the
   NRMS loop checks the same clock. Tokenizer training, item tokenisation and evaluation are outside the budget.
@@ -66,7 +66,6 @@ from embsum_hf.data.schema import RecommendationData
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
 from embsum_hf.training import (
-    EmbSumTrainer,
     EmbSumTrainingArguments,
     ImpressionEvaluator,
     TrainingExamples,
@@ -75,7 +74,14 @@ from embsum_hf.training import (
     tokenize_item_table,
 )
 from embsum_hf.training.evaluation import summary_rouge
-from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, demo_run_arguments
+from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
+from embsum_hf.training.recipe import (
+    EmbSumRunArguments,
+    Splits,
+    build_model_and_processor,
+    build_trainer,
+    demo_run_arguments,
+)
 
 logger = logging.getLogger("accuracy_movielens")
 
@@ -255,7 +261,7 @@ def train_nrms(
     config = processor.config
     tokens = ItemTokens(processor, train.items)
     model = NRMS(len(processor.tokenizer), processor.pad_token_id)
-    examples = TrainingExamples(build_training_rows(train.impressions), num_negatives=config.num_negatives, seed=seed)
+    examples = TrainingExamples(build_training_rows(train.impressions), num_negatives=DEFAULT_NUM_NEGATIVES, seed=seed)
     loader = torch.utils.data.DataLoader(
         examples, batch_size=optimisation.batch_size, shuffle=True, collate_fn=list,
         generator=torch.Generator().manual_seed(seed),
@@ -327,7 +333,7 @@ def train_embsum(
     )
     training_args = dataclasses.replace(training_args, **(training_overrides or {}))
     budget = TimeBudget(budget_seconds)
-    trainer = EmbSumTrainer(model, training_args, processor, train_data=train, summaries=summaries, callbacks=[budget])
+    trainer = build_trainer(model, processor, training_args, Splits(train, None, None), summaries, callbacks=[budget])
     trainer.train()
     scores = ImpressionEvaluator(test, processor).predict(trainer.model).scores
     result = Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
@@ -360,7 +366,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-per-click": ({}, {"group_by_impression": False}),
     "embsum+in-batch": ({}, {"in_batch_negatives": True}),
     "embsum+in-batch+logq": ({}, {"in_batch_negatives": True, "logq_correction": True}),
-    "embsum-8-negatives": ({"num_negatives": 8}, {}),
+    "embsum-8-negatives": ({}, {"num_negatives": 8}),
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),

@@ -19,6 +19,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from embsum_hf import EmbSumConfig, EmbSumModel
+from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 
 SHAPES = {  # t5 sizes; "small" is t5-small's
     "tiny": dict(d_model=64, d_kv=16, num_heads=4, d_ff=256, num_layers=2),
@@ -84,7 +85,8 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = EmbSumModel(config).train()
-    batch = random_batch(config, options.users, options.sessions, config.num_negatives + 1, torch.Generator().manual_seed(0))
+    candidates = DEFAULT_NUM_NEGATIVES + 1
+    batch = random_batch(config, options.users, options.sessions, candidates, torch.Generator().manual_seed(0))
     tokens = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()
 
     def timed(step) -> float:
@@ -100,12 +102,13 @@ def main() -> None:
         embsum_times.append(timed(embsum_step))
         ratios.append(embsum_times[-1] / bare_times[-1])
     params = sum(p.numel() for p in model.parameters())
-    print(f"shape {options.shape} ({params / 1e6:.2f}M params), batch {options.users} users x {options.sessions} sessions x "
-          f"{options.session_tokens} tokens + {config.num_negatives + 1} candidates x {config.item_max_tokens} tokens "
+    print(f"shape {options.shape} ({params / 1e6:.2f}M params), batch {options.users} users x {options.sessions} "
+          f"sessions x {options.session_tokens} tokens + {candidates} candidates x {config.item_max_tokens} tokens "
           f"= {tokens} encoder tokens, summary {config.summary_max_tokens} tokens, {torch.get_num_threads()} threads")
     print(f"bare T5 step   median {statistics.median(bare_times) * 1000:8.1f} ms")
     print(f"EmbSum step    median {statistics.median(embsum_times) * 1000:8.1f} ms")
-    print(f"median ratio EmbSum / bare T5 = {statistics.median(ratios):.3f} (over {options.repeats} alternating repeats)")
+    ratio = statistics.median(ratios)
+    print(f"median ratio EmbSum / bare T5 = {ratio:.3f} (over {options.repeats} alternating repeats)")
 
 
 if __name__ == "__main__":

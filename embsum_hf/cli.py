@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     from embsum_hf import __version__
 
     description = "EmbSum: prepare data, train, evaluate, summarise, encode, recommend, push to the Hub."
-    parser = argparse.ArgumentParser(prog="embsum", description=description)
+    from embsum_hf.commands import ArgumentParser  # one dialect: --batch-size and --batch_size alike
+
+    parser = ArgumentParser(prog="embsum", description=description)
     parser.add_argument("--version", action="version", version=f"embsum_hf {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

@@ -41,8 +41,6 @@ class EmbSumConfig(PreTrainedConfig):
             Longest user-interest summary, end-of-sequence token included (teacher targets and generation).
         summary_loss_weight (`float`, defaults to 1.0):
             lambda in `L = L_NCE + lambda * L_sum`.
-        num_negatives (`int`, defaults to 4):
-            Non-clicked items sampled per clicked item for the NCE loss (MIND 4, Goodreads 2).
         summary_mode (`str`, defaults to `"generate"`):
             How `h_sum` is taken for a user without a teacher summary (always the case at inference):
             `"generate"` lets the decoder greedily write its summary and reads the state at its end (the paper's
@@ -90,7 +88,6 @@ class EmbSumConfig(PreTrainedConfig):
     item_max_tokens: int = 64
     summary_max_tokens: int = 64
     summary_loss_weight: float | int = 1.0
-    num_negatives: int = 4
     summary_mode: str = "generate"
     item_prior_ids: list[str] | None = None
     summary_label_smoothing: float | int = 0.0
@@ -102,6 +99,9 @@ class EmbSumConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
+        # a sampling setting of training, not of the model: configs saved before it moved to the training arguments
+        # still load
+        kwargs.pop("num_negatives", None)
         super().__post_init__(**kwargs)
         # A T5Config built in code has no decoder start token; T5 starts decoding with the pad token.
         if getattr(self.t5_config, "decoder_start_token_id", None) is None:
@@ -121,7 +121,6 @@ class EmbSumConfig(PreTrainedConfig):
             "session_max_tokens",
             "item_max_tokens",
             "summary_max_tokens",
-            "num_negatives",
             "session_max_items",
         )
         for name in positive:

@@ -1,4 +1,5 @@
-"""Small helpers several layers share: durable file replacement, a no-grad evaluation context, the jobs' processes."""
+"""Small helpers several layers share: durable file replacement, a no-grad evaluation context, the jobs' processes,
+the package's progress bars."""
 
 from __future__ import annotations
 
@@ -13,6 +14,26 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
+from tqdm.auto import tqdm as _tqdm
+
+_progress_bars = True
+
+
+def tqdm(*args, **kwargs) -> _tqdm:
+    """The package's progress bar (`tqdm.auto`), silent after [`disable_progress_bars`]."""
+    kwargs["disable"] = kwargs.get("disable") or not _progress_bars
+    return _tqdm(*args, **kwargs)
+
+
+def disable_progress_bars() -> None:
+    """Silence every progress bar: the package's own, `datasets`' (table maps, file readers) and transformers'."""
+    global _progress_bars
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    _progress_bars = False
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

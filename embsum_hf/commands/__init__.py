@@ -1,7 +1,10 @@
-"""Subcommands of the `embsum` CLI (see `embsum_hf.cli`), and what several of them share."""
+"""Subcommands of the `embsum` CLI (see `embsum_hf.cli`), and what several of them share: one dialect (every
+`--long-option` also spelt `--long_option`), the `--model/--data/--split` and `--no-progress` options, and configs
+read from flags, a YAML/JSON file, or a file plus flags that override it."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -10,6 +13,49 @@ DATA_HELP = (
     "MIND folder (news.tsv + behaviors.tsv) or split name, or any data saved by RecommendationData.save_to_disk "
     "(e.g. by `embsum train --save_splits true` under OUTPUT_DIR/data/)"
 )
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """
+    `argparse.ArgumentParser` that accepts every long option with dashes and with underscores (`--batch-size` and
+    `--batch_size`), as `HfArgumentParser` does for `train` and `prepare`; its subparsers are of the same class.
+    """
+
+    def add_argument(self, *names, **kwargs):
+        spellings = list(names)
+        for name in names:
+            if name.startswith("--"):
+                for other in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
+                    if other not in spellings:
+                        spellings.append(other)
+        return super().add_argument(*spellings, **kwargs)
+
+
+def add_model_argument(parser: argparse.ArgumentParser, help: str | None = None, required: bool = True) -> None:
+    """The `--model` of a command that loads a trained EmbSum (see [`load_model_and_processor`])."""
+    parser.add_argument(
+        "--model", required=required, help=help or "folder (or Hub id) with the model and its processor"
+    )
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser, when: str = "", required: bool = True, note: str = ""
+) -> None:
+    """`--data` (see `embsum_hf.data.load_data`) and `--split`; `when` prefixes their help (`--exclude-history: `)."""
+    parser.add_argument("--data", required=required, help=when + DATA_HELP + note)
+    parser.add_argument("--split", default=None, help=when + "train/dev/test when --data holds several splits")
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def apply_progress(disabled: bool) -> None:
+    """Silence every progress bar when `disabled` (`--no-progress`, or train's `--disable_tqdm true`)."""
+    if disabled:
+        from embsum_hf.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def load_model_and_processor(name_or_path: str):
@@ -78,24 +124,44 @@ def add_config_command(subparsers, name: str, help: str, func) -> None:
     parser.set_defaults(func=func, forwards_flags=True)
 
 
-def parse_config(options: list[str], types: tuple[type, ...], prog: str, *, ignore: tuple[type, ...] = ()) -> tuple:
+def parse_config(
+    options: list[str],
+    types: tuple[type, ...],
+    prog: str,
+    *,
+    ignore: tuple[type, ...] = (),
+    allow_extra_keys: bool = False,
+) -> tuple:
     """
-    Fill dataclasses with `transformers.HfArgumentParser` from `--field value` flags or one YAML/JSON file (where
-    the fields of the dataclasses in `ignore` are skipped, so a command reads only its part of a larger config, e.g.
-    a training YAML; any other unknown key is refused).
+    Fill dataclasses with `transformers.HfArgumentParser` from `--field value` flags, one YAML/JSON file, or a file
+    followed by flags that override it (`embsum train recipe.yaml --learning_rate 1e-4`). In the file, the fields of
+    the dataclasses in `ignore` are skipped and, with `allow_extra_keys`, any key the command does not take, so a
+    command reads only its part of a larger config (e.g. `prepare` a training YAML); otherwise an unknown key is
+    refused, naming the file.
     """
     import dataclasses
 
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(types, prog=prog)
-    if len(options) == 1 and options[0].endswith((".yaml", ".yml", ".json")):
-        values = read_recipe(options[0])
-        ignored = {f.name for kind in ignore for f in dataclasses.fields(kind)} - {
-            f.name for kind in types for f in dataclasses.fields(kind)
-        }
-        return parser.parse_dict({key: value for key, value in values.items() if key not in ignored})
-    return parser.parse_args_into_dataclasses(options)
+    if not options or not options[0].endswith((".yaml", ".yml", ".json")):
+        return parser.parse_args_into_dataclasses(options)
+    path, overrides = options[0], options[1:]
+    values = read_recipe(path)
+    ignored = {f.name for kind in ignore for f in dataclasses.fields(kind)}
+    fields = {action.dest for action in parser._actions}
+    unknown = sorted(set(values) - fields - ignored)
+    if unknown and not allow_extra_keys:
+        raise ValueError(f"{path}: unknown fields {unknown}")
+    known = {key: value for key, value in values.items() if key in fields}
+    if not overrides:
+        return parser.parse_dict(known)
+    # the file's values become the defaults of the flags, so a flag given after the file wins
+    parser.set_defaults(**known)
+    for action in parser._actions:
+        if action.dest in known:
+            action.required = False
+    return parser.parse_args_into_dataclasses(overrides)
 
 
 def read_recipe(path: str) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import add_data_arguments, add_model_argument, add_progress_argument
 
 KINDS = {"encode-items": "items", "encode-users": "users"}
 
@@ -20,14 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser = subparsers.add_parser(
             command,
             help=f"pre-compute the {kind}' poly-embeddings of a dataset into an embedding store (resumable)",
-            description=f"Encode every {kind[:-1]} of a MIND-format dataset with a trained EmbSum model into a sharded "
-            "safetensors store. Rerunning the same command skips the shards already written.",
+            description=f"Encode every {kind[:-1]} of a MIND-format dataset with a trained EmbSum model into a "
+            "sharded safetensors store. Rerunning the same command skips the shards already written.",
         )
-        parser.add_argument(
-            "--model", required=True, help="folder written by EmbSumModel/EmbSumProcessor.save_pretrained"
-        )
-        parser.add_argument("--data", required=True, help=DATA_HELP)
-        parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+        add_model_argument(parser)
+        add_data_arguments(parser)
         parser.add_argument("--output", required=True, help="store folder (created; resumed when it exists)")
         parser.add_argument("--batch-size", type=int, default=64 if kind == "items" else 16)
         parser.add_argument(
@@ -36,18 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--shard-size", type=int, default=4096 if kind == "items" else 1024, help=f"{kind} per shard file"
         )
-        parser.add_argument("--no-progress", action="store_true")
+        add_progress_argument(parser)
         parser.set_defaults(func=run, kind=kind)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the `embsum` parsers loads no data or serving code
-    from embsum_hf.commands import load_command_data, load_model_and_processor, require_positive
+    from embsum_hf.commands import apply_progress, load_command_data, load_model_and_processor, require_positive
     from embsum_hf.serving import encode_items, encode_users
     from embsum_hf.utils import job_state
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "batch_size", "shard_size")
+    apply_progress(args.no_progress)
     model, processor = load_model_and_processor(args.model)
     data = load_command_data(args)
     options = dict(

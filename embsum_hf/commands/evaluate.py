@@ -6,16 +6,19 @@ import argparse
 import json
 import sys
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import add_data_arguments, add_model_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a labelled split")
-    parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
-    parser.add_argument("--data", required=True, help=DATA_HELP)
-    parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
-    parser.add_argument("--paper-split", choices=("dev", "test"), default=None,
-                        help="evaluate on the paper's 10%% Dev or 90%% Test part of the split (by impression, seed 42)")
+    parser = subparsers.add_parser(
+        "evaluate", help="AUC / MRR / nDCG@5 / nDCG@10 of a saved model on a labelled split"
+    )
+    add_model_argument(parser)
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--paper-split", choices=("dev", "test"), default=None,
+        help="evaluate on the paper's 10%% Dev or 90%% Test part of the split (by impression, seed 42)",
+    )
     parser.add_argument("--output", default=None, help="also write the metrics JSON here")
     parser.set_defaults(func=run)
 

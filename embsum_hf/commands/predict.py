@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import add_data_arguments, add_model_argument
 
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="write a MIND leaderboard prediction.txt (1-based ranks per impression)")
-    parser.add_argument("--model", required=True, help="folder (or Hub id) with the model and its processor")
-    parser.add_argument("--data", required=True, help=DATA_HELP + "; labels may be absent (MINDlarge_test)")
-    parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+    parser = subparsers.add_parser(
+        "predict", help="write a MIND leaderboard prediction.txt (1-based ranks per impression)"
+    )
+    add_model_argument(parser)
+    add_data_arguments(parser, note="; labels may be absent (MINDlarge_test)")
     parser.add_argument("--output", required=True, help="prediction.txt to write (atomically)")
     parser.add_argument(
         "--drop-unknown-candidates", action="store_true",

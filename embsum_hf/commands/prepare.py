@@ -24,20 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse(options: list[str]):
     from embsum_hf.commands import parse_config
-    from embsum_hf.training import EmbSumTrainingArguments
-    from embsum_hf.training.recipe import EmbSumRunArguments
+    from embsum_hf.data.arguments import DataArguments
 
-    return parse_config(
-        options, (EmbSumRunArguments, PrepareArguments), "embsum prepare", ignore=(EmbSumTrainingArguments,)
-    )
+    return parse_config(options, (DataArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from embsum_hf.commands import report_drops
-    from embsum_hf.training.recipe import load_splits, save_splits
+    from embsum_hf.data.arguments import load_splits, save_splits
 
-    run_args, prepare_args = parse(args.extra)
-    splits = load_splits(run_args)
+    data_args, prepare_args = parse(args.extra)
+    splits = load_splits(data_args)
     report_drops("prepare", splits.train, splits.dev, splits.test)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import add_data_arguments, add_progress_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exclude-history", action="store_true",
         help="never recommend an item from the user's history in --data (each user's latest history)",
     )
-    parser.add_argument("--data", default=None, help="--exclude-history: where the histories are; " + DATA_HELP)
-    parser.add_argument("--split", default=None, help="--exclude-history: train/dev/test when --data holds several")
-    parser.add_argument("--no-progress", action="store_true")
+    add_data_arguments(parser, when="--exclude-history: ", required=False)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the `embsum` parsers loads no data or serving code
+    from embsum_hf.commands import apply_progress
     from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
     from embsum_hf.utils import job_state
 
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
+    apply_progress(args.no_progress)
     users = EmbeddingStore.load(args.users, kind="users")
     items = EmbeddingStore.load(args.items, kind="items")
     exclude = None

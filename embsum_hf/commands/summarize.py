@@ -7,7 +7,7 @@ import argparse
 import itertools
 import logging
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import add_data_arguments, add_model_argument, add_progress_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,16 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "into an append-only JSONL store. Rerunning the same command skips users already summarised and regenerates "
         "users whose history changed.",
     )
-    parser.add_argument("--data", required=True, help=DATA_HELP)
-    parser.add_argument("--split", default=None, help="train/dev/test when --data holds several splits")
+    add_data_arguments(parser)
     parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
     parser.add_argument(
         "--backend", required=True, choices=("transformers", "openai", "heuristic", "embsum"),
         help="an LLM teacher (transformers, openai), template sentences (heuristic), or a trained EmbSum's own "
         "summaries of its users (embsum: the model's explanations)",
     )
-    parser.add_argument(
-        "--model", help="transformers: Hub id or folder; openai: the served model name; embsum: the trained model"
+    add_model_argument(
+        parser, "transformers: Hub id or folder; openai: the served model name; embsum: the trained model", False
     )
     parser.add_argument("--gguf-file", help="transformers: GGUF file inside --model (needs the gguf package)")
     parser.add_argument("--base-url", help="openai: API root with version, e.g. http://127.0.0.1:8000/v1")
@@ -37,13 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="users per generate call and per durable write")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (for trials)")
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="summary length limit (default: 256 tokens for LLMs, the model's own for embsum)"
+        "--max-new-tokens", type=int, default=None,
+        help="summary length limit (default: 256 tokens for LLMs, the model's own for embsum)",
     )
     parser.add_argument("--device", default=None, help="transformers: cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="transformers: e.g. bfloat16")
     parser.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     parser.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
-    parser.add_argument("--no-progress", action="store_true")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -75,10 +75,11 @@ def _backend_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""
     # imported here: building the `embsum` parsers loads no data or serving code
-    from embsum_hf.commands import load_command_data
+    from embsum_hf.commands import apply_progress, load_command_data
     from embsum_hf.teacher import SummaryStore, get_backend, summarize_users, user_histories
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    apply_progress(args.no_progress)
     options = _backend_kwargs(args)  # a missing flag fails before any loading
     data = load_command_data(args)
     backend = get_backend(args.backend, **options)

@@ -1,6 +1,8 @@
 """`embsum train`: the joint EmbSum recipe from flags or a YAML/JSON file (`embsum train run.yaml`).
 
 Every `EmbSumRunArguments` and `EmbSumTrainingArguments` field is a flag (`--train_data`, `--learning_rate`, ...);
+flags after a YAML/JSON file override it (`embsum train recipe.yaml --learning_rate 1e-4`). The results JSON is the
+only output on stdout; logs and progress go to stderr (`--disable_tqdm true` silences every bar).
 `--resume_from_checkpoint true` continues from the last checkpoint in `--output_dir` after a crash. Multi-process:
 `accelerate launch -m embsum_hf.cli train ...`.
 """
@@ -8,6 +10,7 @@ Every `EmbSumRunArguments` and `EmbSumTrainingArguments` field is a flag (`--tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -18,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_command(
         subparsers,
         "train",
-        "train EmbSum (click NCE + summary NLL) on MIND, Goodreads, MovieLens or your own logs; flags or a YAML/JSON file",
+        "train EmbSum (click NCE + summary NLL) on MIND, Goodreads, MovieLens or your own logs; flags, a YAML/JSON "
+        "file, or a file then flags that override it",
         run,
     )
 
@@ -32,13 +36,17 @@ def parse(options: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import report_drops
-    from embsum_hf.training.recipe import load_splits, train_embsum
+    from embsum_hf.commands import apply_progress, report_drops
+    from embsum_hf.data.arguments import load_splits
+    from embsum_hf.training.recipe import train_embsum
 
     run_args, training_args = parse(args.extra)
-    splits = load_splits(run_args)
-    report_drops("train", splits.train, splits.dev, splits.test)
-    results = train_embsum(run_args, training_args, splits)
+    apply_progress(training_args.disable_tqdm)
+    # stdout carries the results JSON alone: the Trainer prints its logs (and tqdm writes its bars) to stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        splits = load_splits(run_args)
+        report_drops("train", splits.train, splits.dev, splits.test)
+        results = train_embsum(run_args, training_args, splits)
     json.dump({k: v for k, v in results.items() if k != "run_args"}, sys.stdout, indent=2, default=str)
     print()
     return 0

@@ -15,8 +15,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from ..utils import tqdm
 from ._io import ItemTable, iter_fields
 from .impressions import clean_history
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData

@@ -12,15 +12,13 @@ import datasets
 import pyarrow.compute as pc
 
 from ..utils import atomic_write_text
+from .sources import SOURCES
 
 logger = logging.getLogger(__name__)
 
-# Text columns of the items table per known domain; the processor formats them with the domain's template.
-DOMAIN_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "mind": ("title", "abstract", "category", "subcategory"),
-    "goodreads": ("title", "author", "description", "genre"),
-    "movielens": ("title", "year", "genres"),
-}
+# Text columns of the items table per known source (see `sources.SOURCES`); the processor formats them with the
+# source's template.
+DOMAIN_TEXT_FIELDS: dict[str, tuple[str, ...]] = {name: s.text_fields for name, s in SOURCES.items() if s.text_fields}
 
 SAVED_DATA_NAME = "recommendation_data.json"  # marks a folder written by RecommendationData.save_to_disk
 

@@ -207,9 +207,14 @@ class ModelCardCallback(TrainerCallback):
     def __init__(self, trainer):
         self.trainer = trainer
 
+    def _evaluator(self):
+        """The trainer's first evaluator (its metrics pick the best model), or None."""
+        evaluators = getattr(self.trainer, "evaluators", None) or []
+        return evaluators[0] if evaluators else None
+
     def _data(self) -> EmbSumModelCardData:
         data = model_card_data(self.trainer.accelerator.unwrap_model(self.trainer.model))
-        evaluator = getattr(self.trainer, "evaluator", None)
+        evaluator = self._evaluator()
         if evaluator is not None:  # a trainer used without the recipe: name the data by its domain
             data.data_domain = data.data_domain or evaluator.data.domain
             data.dataset_name = data.dataset_name or evaluator.data.domain
@@ -219,13 +224,13 @@ class ModelCardCallback(TrainerCallback):
         data = self._data()
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         recipe = {name: getattr(args, name) for name in CARD_TRAINING_ARGS if hasattr(args, name)}
-        recipe.update(summary_loss_weight=model.config.summary_loss_weight, num_negatives=model.config.num_negatives)
+        recipe.update(summary_loss_weight=model.config.summary_loss_weight, num_negatives=args.negatives_per_click)
         # plain JSON values (enums such as lr_scheduler_type become their strings) for the card's YAML
         data.hyperparameters = json.loads(json.dumps(recipe, default=str))
         sizes = {}
         if self.trainer.train_dataset is not None:
-            sizes["train (clicks)"] = len(self.trainer.train_dataset)
-        evaluator = getattr(self.trainer, "evaluator", None)
+            sizes["train (clicks)"] = len(getattr(self.trainer.train_dataset, "rows", self.trainer.train_dataset))
+        evaluator = self._evaluator()
         if evaluator is not None:
             sizes[f"{evaluator.data.split} (impressions)"] = len(evaluator.impression_ids)
         data.dataset_sizes.update(sizes)

@@ -323,7 +323,7 @@ def _folder_details(folder: Path) -> dict[str, Any]:
     config, t5 = processor.config, processor.config.t5_config
     details = {name: getattr(config, name) for name in (
         "num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
-        "summary_max_tokens", "summary_mode", "summary_loss_weight", "num_negatives")}  # fmt: skip
+        "summary_max_tokens", "summary_mode", "summary_loss_weight")}  # fmt: skip
     details.update(
         d_model=t5.d_model,
         num_layers=t5.num_layers,

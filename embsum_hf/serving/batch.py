@@ -24,9 +24,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
-from tqdm.auto import tqdm
 
-from ..utils import FolderInUseError, atomic_write_text, folder_lock, job_state
+from ..utils import FolderInUseError, atomic_write_text, folder_lock, job_state, tqdm
 from .ranking import FaissPrefilter, check_stores, recommend
 from .store import EmbeddingStore
 

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..utils import evaluating, job_state
+from ..utils import evaluating, job_state, tqdm
 from .store import EmbeddingStore, ShardedStoreWriter, content_key, model_fingerprint
 
 logger = logging.getLogger(__name__)

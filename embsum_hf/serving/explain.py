@@ -1,5 +1,5 @@
 """Why an item scored high for a user: which history items, and which user/item code pairs, carried the score; and
-the model's own interest summaries of users (`generate_summaries`).
+the model's own interest summaries of users (`generate_summaries`, from `embsum_hf.model_helpers`).
 
 The score is `sum_am w_am (u_a . v_m)` with `w = softmax(u_a . gelu(v_m W_s))` over the `K x M` code pairs, and each
 user code is `u_a = sum_j alpha_aj z_j` over the history items' states and `h_sum`. So user code `a` carries the share
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
 from ..utils import evaluating
@@ -110,26 +110,6 @@ def explain(
         history=sorted(contributions, key=lambda entry: -entry.weight),
         pairs=sorted(pairs, key=lambda entry: -entry.weight),
     )
-
-
-def generate_summaries(
-    model: EmbSumModel,
-    processor: EmbSumProcessor,
-    histories: Sequence[Sequence[Mapping[str, Any]]],
-    *,
-    batch_size: int = 16,
-    progress: bool = False,
-    **generate_kwargs,
-) -> list[str]:
-    """The model's interest summary of each history (item dicts, most recent first), `batch_size` users per
-    `generate_summary` call (greedy unless `generate_kwargs` say otherwise)."""
-    texts: list[str] = []
-    with evaluating(model):
-        for start in tqdm(range(0, len(histories), batch_size), desc="Generating summaries", disable=not progress):
-            batch = [list(history) for history in histories[start : start + batch_size]]
-            users = processor.encode_users(batch).to(model.device)
-            texts += [text.strip() for text in model.generate_summary(**users, processor=processor, **generate_kwargs)]
-    return texts
 
 
 def explain_recommendation(

@@ -17,15 +17,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
+from ..model_helpers import model_fingerprint
 from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -35,37 +35,8 @@ IDS_NAME = "ids.json"
 FORMAT_VERSION = 1
 STORE_KINDS = ("items", "users")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# config keys that change with saving/loading, not with what the model computes (`custom_pipelines`: written when the
-# pipeline is saved with the model, e.g. into a Hub folder)
-_VOLATILE_CONFIG_KEYS = frozenset(
-    {"_name_or_path", "transformers_version", "architectures", "auto_map", "custom_pipelines", "dtype", "torch_dtype"}
-)
-
-
 class StoreMismatchError(ValueError):
     """A store was written by another model (fingerprint), or is of the wrong kind, or is incomplete."""
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """
-    sha256 over the model's config (without save/load bookkeeping such as `_name_or_path`) and every tensor of its
-    state dict (name, dtype, shape, bytes), in name order. Deterministic across processes and save/load round trips;
-    about 0.3 s for a t5-small-sized model.
-    """
-
-    def stable(value):
-        if isinstance(value, Mapping):
-            return {key: stable(item) for key, item in value.items() if key not in _VOLATILE_CONFIG_KEYS}
-        return value
-
-    digest = hashlib.sha256()
-    config = stable(model.config.to_dict()) if hasattr(model, "config") else {}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
-    return digest.hexdigest()
 
 
 def shard_name(index: int) -> str:

@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 
+from ..model_helpers import generate_summaries, model_fingerprint
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..serving.explain import generate_summaries
-from ..serving.store import model_fingerprint
 from ..utils import check_safetensors
 from .backends import TeacherBackend
 from .prompts import SummaryRequest

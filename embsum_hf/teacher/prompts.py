@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.sources import SOURCES
+
 MAX_HISTORY_ITEMS = 30
 MAX_TEXT_WORDS = 100
 
@@ -77,7 +79,7 @@ DOMAINS: dict[str, DomainWording] = {
 }
 
 # data-source names of `RecommendationData.domain` -> prompt domain
-DOMAIN_ALIASES = {"mind": "news", "goodreads": "books", "movielens": "movies"}
+DOMAIN_ALIASES = {name: source.prompt_domain for name, source in SOURCES.items() if source.prompt_domain != name}
 
 
 def get_domain(domain: str) -> DomainWording:

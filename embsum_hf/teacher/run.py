@@ -9,9 +9,8 @@ from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..data.users import UserHistory, user_histories  # noqa: F401 (re-exported: the teacher's input)
+from ..utils import tqdm
 from .backends import TeacherBackend
 from .prompts import MAX_TEXT_WORDS, SummaryRequest
 from .store import SummaryRecord, SummaryStore

@@ -1,6 +1,6 @@
 """Joint training (click NCE + summary NLL) and whole-impression evaluation of EmbSum."""
 
-from .arguments import EmbSumTrainingArguments
+from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, TrainingExamples, tokenize_item_table
 from .evaluation import ImpressionEvaluator, ImpressionPredictions, baseline_scores, impression_metrics, summary_rouge
 from .trainer import EmbSumTrainer
@@ -11,6 +11,7 @@ __all__ = [
     "EmbSumTrainingArguments",
     "ImpressionEvaluator",
     "ImpressionPredictions",
+    "ModelArguments",
     "TrainingExamples",
     "baseline_scores",
     "impression_metrics",

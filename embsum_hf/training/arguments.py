@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import T5Config, TrainingArguments
+
+from ..configuration_embsum import EmbSumConfig
+
+DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
 
 @dataclass
@@ -12,11 +18,19 @@ class EmbSumTrainingArguments(TrainingArguments):
     """
     [`TrainingArguments`] with EmbSum defaults: the best checkpoint is chosen by dev AUC, and the layers new on top
     of T5 (poly-attention codes and projections, the score projection) learn `new_layers_lr_multiplier` times faster
-    than the backbone (SPAR used 5x).
+    than the backbone (SPAR used 5x). Each click is contrasted with `num_negatives` non-clicked items of its
+    impression, re-sampled every epoch.
     """
 
     new_layers_lr_multiplier: float = field(
         default=5.0, metadata={"help": "Learning-rate multiplier of the layers added on top of T5."}
+    )
+    num_negatives: int | None = field(
+        default=None,
+        metadata={
+            "help": "Non-clicked items sampled per click for the NCE loss (default: the data source's paper setting, "
+            f"MIND 4 and Goodreads 2; else {DEFAULT_NUM_NEGATIVES})."
+        },
     )
     group_by_impression: bool = field(
         default=False,
@@ -38,8 +52,12 @@ class EmbSumTrainingArguments(TrainingArguments):
     )
     eval_item_batch_size: int = field(default=128, metadata={"help": "Items per encoder batch in evaluation."})
     eval_user_batch_size: int = field(default=32, metadata={"help": "Users per encoder batch in evaluation."})
-    metric_for_best_model: str | None = field(default="auc", metadata={"help": "Dev metric that picks the best model."})
-    greater_is_better: bool | None = field(default=True, metadata={"help": "Higher `metric_for_best_model` is better."})
+    metric_for_best_model: str | None = field(
+        default="auc", metadata={"help": "Dev metric that picks the best model."}
+    )
+    greater_is_better: bool | None = field(
+        default=True, metadata={"help": "Higher `metric_for_best_model` is better."}
+    )
     # the collator needs the example's item ids, which are no model inputs
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: examples are item ids."})
 
@@ -49,3 +67,59 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError(f"new_layers_lr_multiplier must be > 0, got {self.new_layers_lr_multiplier}")
         if self.logq_correction and not self.in_batch_negatives:
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
+        if self.num_negatives is not None and self.num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
+
+    @property
+    def negatives_per_click(self) -> int:
+        """`num_negatives`, or the default when it is unset."""
+        return DEFAULT_NUM_NEGATIVES if self.num_negatives is None else self.num_negatives
+
+
+# the EmbSumConfig fields a training run sets, and the backbone's shape when it trains from scratch: their defaults
+# and help come from the configs themselves (EmbSumConfig: the paper's model; T5Config: t5-small)
+MODEL_CONFIG_FIELDS = (
+    "num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "session_max_items",
+    "item_max_tokens", "summary_max_tokens", "summary_loss_weight", "summary_mode", "summary_label_smoothing",
+    "summary_prefix_weight", "summary_memory", "summary_guidance",
+)
+BACKBONE_FIELDS = ("d_model", "num_layers", "num_heads", "d_ff", "dropout_rate")
+
+
+def _config_fields(config_class: type, names: tuple[str, ...], help_prefix: str) -> list[tuple]:
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+    types = {f.name: f.type for f in dataclasses.fields(config_class)}
+
+    def help(name: str) -> str:
+        # the first line of the field's entry in the config's docstring (`name (`type`, ...):\n    text`)
+        found = re.search(rf"\n\s*{name} \(.*\):\n\s*(.+)", config_class.__doc__ or "")
+        return f"{help_prefix}{name}" + (f": {found.group(1).strip()}" if found else ".")
+
+    return [
+        # the default's own type: HfArgumentParser takes no `float | int` union (an optional field keeps its own)
+        (name, types[name] if defaults[name] is None else type(defaults[name]),
+         field(default=defaults[name], metadata={"help": help(name)}))
+        for name in names
+    ]
+
+
+def _config_overrides(self) -> dict:
+    """The `EmbSumConfig` keyword arguments of these arguments."""
+    return {name: getattr(self, name) for name in MODEL_CONFIG_FIELDS}
+
+
+def _t5_overrides(self) -> dict:
+    """The `T5Config` keyword arguments of a backbone trained from scratch."""
+    return {name: getattr(self, name) for name in BACKBONE_FIELDS}
+
+
+ModelArguments = dataclasses.make_dataclass(
+    "ModelArguments",
+    _config_fields(EmbSumConfig, MODEL_CONFIG_FIELDS, "EmbSumConfig.")
+    + _config_fields(T5Config, BACKBONE_FIELDS, "From-scratch backbone: T5Config."),
+    namespace={"config_overrides": _config_overrides, "t5_overrides": _t5_overrides, "__module__": __name__},
+)
+ModelArguments.__doc__ = (
+    "The model shape of a training run: the `EmbSumConfig` fields it sets and, when it trains from scratch, the T5 "
+    "backbone's; every default is the config's own (one home per default)."
+)

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from ..data.schema import UNLABELED, RecommendationData
 from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
+from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
-from ..serving.explain import generate_summaries
-from ..utils import evaluating
+from ..utils import evaluating, tqdm
 from .collator import tokenize_item_table
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,11 @@ class ImpressionPredictions:
 
 
 def _sharded(
-    accelerator: Accelerator | None, count: int, batch_size: int, encode: Callable[[list[int]], torch.Tensor], desc: str
+    accelerator: Accelerator | None,
+    count: int,
+    batch_size: int,
+    encode: Callable[[list[int]], torch.Tensor],
+    desc: str,
 ) -> torch.Tensor:
     """Rows `encode(indices)` for indices 0..count-1: each rank encodes every world-th index, then all gather."""
     world = accelerator.num_processes if accelerator is not None else 1
@@ -68,6 +71,7 @@ class ImpressionEvaluator:
     """
     Scores the impressions of a [`RecommendationData`] split with an [`EmbSumModel`] and computes the official MIND
     metrics (labelled splits) or just the scores (the unlabelled MIND-large test set, for `prediction.txt`).
+    Given to [`EmbSumTrainer`] (`evaluator=`), its metrics join `eval_loss`, prefixed by `name` when it has one.
     """
 
     def __init__(
@@ -78,8 +82,10 @@ class ImpressionEvaluator:
         item_batch_size: int = 128,
         user_batch_size: int = 32,
         impression_batch_size: int = 256,
+        name: str | None = None,
     ):
         self.data = data
+        self.name = name
         self.processor = processor
         self.item_batch_size = item_batch_size
         self.user_batch_size = user_batch_size
@@ -103,7 +109,9 @@ class ImpressionEvaluator:
     def item_token_ids(self) -> dict[str, list[int]]:
         if self._item_token_ids is None:
             needed = set(self.item_ids) | {item for history in self.histories for item in history}
-            items = self.data.items.filter(lambda batch: [i in needed for i in batch], input_columns="item_id", batched=True)
+            items = self.data.items.filter(
+                lambda batch: [i in needed for i in batch], input_columns="item_id", batched=True
+            )
             self._item_token_ids = tokenize_item_table(self.processor, items)
         return self._item_token_ids
 
@@ -159,7 +167,9 @@ def impression_metrics(
     return compute_mind_metrics([scores[i] for i in labelled], [list(labels[i]) for i in labelled])
 
 
-def baseline_scores(data: RecommendationData, train: RecommendationData, kind: str, seed: int = 0) -> list[list[float]]:
+def baseline_scores(
+    data: RecommendationData, train: RecommendationData, kind: str, seed: int = 0
+) -> list[list[float]]:
     """
     Scores of a non-learned baseline for every impression of `data`: `"random"` (uniform, seeded) or `"popularity"`
     (clicks of each item in `train`, ties broken by impression count).

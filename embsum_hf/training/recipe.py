@@ -1,7 +1,7 @@
 """The end-to-end recipe behind `embsum train` and `make demo`: data -> tokenizer -> model -> joint training -> card.
 
-`EmbSumRunArguments` holds what is not a `TrainingArguments` field; both dataclasses are filled by
-`transformers.HfArgumentParser` from flags or a YAML/JSON file.
+`EmbSumRunArguments` (data, model shape and run options) holds what is not a `TrainingArguments` field; both
+dataclasses are filled by `transformers.HfArgumentParser` from flags or a YAML/JSON file.
 """
 
 from __future__ import annotations
@@ -11,80 +11,45 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow.compute as pc
+import datasets
 import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
-from ..data import (
-    load_custom,
-    load_goodreads,
-    load_mind,
-    load_movielens,
-    load_summaries,
-    split_by_time,
-    split_dev_test,
-)
+from ..data.arguments import DataArguments, Splits, load_splits, save_splits
+from ..data.examples import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
+from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
 from ..utils import atomic_write_text
-from .arguments import EmbSumTrainingArguments
-from .evaluation import summary_rouge
+from .arguments import EmbSumTrainingArguments, ModelArguments
+from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
+from .evaluation import ImpressionEvaluator, summary_rouge
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mind", "goodreads", "movielens", "custom")
-_ITEMS_FILE = {"goodreads": "books JSON lines", "custom": "items table"}  # what `items_data` names
-PAPER_NEGATIVES = {"mind": 4, "goodreads": 2}  # negatives per click in the paper's training
-
-
 @dataclass
-class EmbSumRunArguments:
-    """Data, backbone and model-shape choices of a training run (everything that is not a TrainingArguments field)."""
+class EmbSumRunArguments(ModelArguments, DataArguments):
+    """
+    Data ([`DataArguments`]), model shape ([`ModelArguments`]) and the rest of a training run that is not a
+    TrainingArguments field.
+    """
 
-    dataset: str = field(default="mind", metadata={"help": f"Data format: one of {DATASETS}."})
-    train_data: str | None = field(
-        default=None,
-        metadata={
-            "help": "MIND: the train split, a folder with news.tsv/behaviors.tsv or an official name "
-            "(MINDsmall_train). Goodreads: the interactions file. MovieLens: the ml-100k folder. Custom: the engagement log. "
-            "Goodreads, MovieLens and custom data are split by time into train/dev/test (each user's last impression "
-            "to test, the one before to dev)."
-        },
-    )
-    eval_data: str | None = field(default=None, metadata={"help": "MIND only: the dev split (folder or name)."})
-    paper_split: bool = field(
-        default=False,
-        metadata={
-            "help": "MIND only: split eval_data by impression into 10 percent Dev (model selection) and 90 percent "
-            "Test (report)."
-        },
-    )
-    items_data: str | None = field(
-        default=None,
-        metadata={"help": "Goodreads: the books JSON lines. Custom: the items table (CSV/TSV/JSON lines/parquet)."},
-    )
-    authors_data: str | None = field(default=None, metadata={"help": "Goodreads: the authors file (optional)."})
-    id_column: str = field(default="item_id", metadata={"help": "Custom: the items table's id column."})
-    text_columns: str | None = field(
-        default=None, metadata={"help": "Custom: comma-separated item text columns (default: all but the id)."}
-    )
-    user_column: str = field(default="user_id", metadata={"help": "Custom: the log's user column."})
-    item_column: str = field(default="item_id", metadata={"help": "Custom: the log's item column."})
-    label_column: str | None = field(default="label", metadata={"help": "Custom: the log's 0/1 click column."})
-    time_column: str = field(default="timestamp", metadata={"help": "Custom: the log's time column."})
-    impression_column: str | None = field(
-        default=None, metadata={"help": "Custom: rows sharing this id form one impression (default: same time)."}
-    )
     save_splits: bool = field(
         default=False,
-        metadata={"help": "Also save the loaded train/dev/test splits to OUTPUT_DIR/data/<split> (any command's --data)."},
+        metadata={
+            "help": "Also save the loaded train/dev/test splits to OUTPUT_DIR/data/<split> (any command's --data)."
+        },
     )
     summaries: str | None = field(default=None, metadata={"help": "Teacher summaries, JSON lines {user_id, summary}."})
-    teacher: str | None = field(default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."})
+    teacher: str | None = field(
+        default=None, metadata={"help": "Who wrote the summaries (LLM id or 'heuristic'), for the card."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Dataset name for the model card, e.g. MIND-small."}
+    )
     license: str | None = field(
         default=None,
         metadata={
@@ -99,37 +64,15 @@ class EmbSumRunArguments:
             "specificity gap and the distinct-summary share."
         },
     )
-    backbone: str | None = field(default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."})
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."})
+    backbone: str | None = field(
+        default=None, metadata={"help": "Pretrained T5 (Hub id or folder); None trains from scratch."}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer (Hub id or folder); None: the backbone's, or trained on the data."}
+    )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained on the data."})
-    item_template: str | None = field(default=None, metadata={"help": "Item template name or format string; default by dataset."})
-    d_model: int = field(default=512, metadata={"help": "From-scratch backbone width (t5-small: 512)."})
-    num_layers: int = field(default=6, metadata={"help": "From-scratch encoder and decoder layers."})
-    num_heads: int = field(default=8, metadata={"help": "From-scratch attention heads."})
-    d_ff: int = field(default=2048, metadata={"help": "From-scratch feed-forward width."})
-    dropout_rate: float = field(default=0.1, metadata={"help": "From-scratch dropout."})
-    num_user_codes: int = 16
-    num_item_codes: int = 4
-    max_history_items: int = 60
-    session_max_tokens: int = 512
-    session_max_items: int | None = None
-    item_max_tokens: int = 64
-    summary_max_tokens: int = 64
-    summary_loss_weight: float = 1.0
-    num_negatives: int | None = field(
-        default=None, metadata={"help": "Negatives per click; default the paper's: 2 for Goodreads, else 4."}
-    )
-    summary_mode: str = "generate"
-    # the summary path's settings: None keeps EmbSumConfig's default (documented there)
-    summary_label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing of the summary loss."})
-    summary_prefix_weight: float | None = field(
-        default=None, metadata={"help": "Summary-loss weight of the tokens every summary of a batch starts with."}
-    )
-    summary_memory: str | None = field(
-        default=None, metadata={"help": "What the decoder reads: 'sessions' (every token) or 'items' (item starts)."}
-    )
-    summary_guidance: float | None = field(
-        default=None, metadata={"help": "Contrast of generated summaries with the population's (1: none)."}
+    item_template: str | None = field(
+        default=None, metadata={"help": "Item template name or format string; default by dataset."}
     )
     summary_generation: str | None = field(
         default=None,
@@ -146,7 +89,7 @@ class EmbSumRunArguments:
 
     def __post_init__(self):
         sizes = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "num_user_codes", "num_item_codes",
-                 "max_history_items", "session_max_tokens", "item_max_tokens", "summary_max_tokens", "num_negatives")
+                 "max_history_items", "session_max_tokens", "item_max_tokens", "summary_max_tokens")
         for name in sizes:
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -155,94 +98,21 @@ class EmbSumRunArguments:
             raise ValueError("rouge_users and summary_loss_weight must be >= 0, dropout_rate in [0, 1)")
 
     def config_overrides(self) -> dict:
-        names = ("num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "session_max_items",
-                 "item_max_tokens",
-                 "summary_max_tokens", "summary_loss_weight", "summary_mode")
-        negatives = self.num_negatives if self.num_negatives is not None else PAPER_NEGATIVES.get(self.dataset, 4)
-        optional = {
-            name: getattr(self, name)
-            for name in ("summary_label_smoothing", "summary_prefix_weight", "summary_memory", "summary_guidance")
-            if getattr(self, name) is not None
-        }
+        """The `EmbSumConfig` keyword arguments of this run (`ModelArguments`' fields, the summaries' generation)."""
+        overrides = super().config_overrides()
         if self.summary_generation is not None:
             try:
-                optional["summary_generation"] = json.loads(self.summary_generation)
+                overrides["summary_generation"] = json.loads(self.summary_generation)
             except json.JSONDecodeError as error:
                 raise ValueError(f"summary_generation must be a JSON object: {error}") from None
-        return {**{name: getattr(self, name) for name in names}, "num_negatives": negatives, **optional}
-
-
-@dataclass
-class Splits:
-    train: RecommendationData
-    dev: RecommendationData | None
-    test: RecommendationData | None
-
-
-def load_splits(args: EmbSumRunArguments) -> Splits:
-    """Train / dev (model selection) / test (reported) splits, named in every metric they produce. A training split
-    with no impression, or none with a click, is refused, naming the cause (the loader's counts)."""
-    splits = _load_splits(args)
-    train = splits.train.require_impressions(args.train_data)
-    labels = train.impressions.with_format("arrow")["labels"]
-    if not pc.any(pc.equal(pc.list_flatten(labels), 1)).as_py():
-        raise ValueError(
-            f"{args.train_data}: no training rows: none of the {len(train.impressions)} impressions of {train.split} "
-            "has a click (label 1)"
-        )
-    return splits
-
-
-def _load_splits(args: EmbSumRunArguments) -> Splits:
-    if args.train_data is None:
-        raise ValueError("train_data is required")
-    if args.dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {args.dataset!r}")
-    if args.dataset == "mind":
-        train = load_mind(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
-        if args.eval_data is None:
-            return Splits(train, None, None)
-        dev = load_mind(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
-        if args.paper_split:
-            dev, test = split_dev_test(dev)
-            return Splits(train, dev, test)
-        return Splits(train, dev, None)
-    if args.eval_data is not None or args.paper_split:
-        raise ValueError(f"eval_data and paper_split are for MIND; {args.dataset} data is split by time")
-    if args.dataset == "movielens":
-        return Splits(*split_by_time(load_movielens(args.train_data)))
-    if args.items_data is None:
-        raise ValueError(f"items_data is required for {args.dataset} (the {_ITEMS_FILE[args.dataset]})")
-    if args.dataset == "goodreads":
-        data = load_goodreads(args.items_data, args.train_data, authors_path=args.authors_data)
-    else:
-        data = load_custom(
-            args.items_data,
-            args.train_data,
-            id_column=args.id_column,
-            text_columns=args.text_columns.split(",") if args.text_columns else None,
-            user_column=args.user_column,
-            item_column=args.item_column,
-            label_column=args.label_column or None,
-            time_column=args.time_column,
-            impression_column=args.impression_column,
-        )
-    return Splits(*split_by_time(data))
-
-
-def save_splits(splits: Splits, output_dir: str | Path) -> Path:
-    """Save each split to `output_dir/data/<train|dev|test>`, where every command's `--data` reads it."""
-    folder = Path(output_dir, "data")
-    for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
-        if split is not None:
-            split.save_to_disk(folder / name)
-    return folder
+        return overrides
 
 
 def default_item_template(data: RecommendationData) -> str:
-    """The domain's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its item columns."""
-    if data.domain in ITEM_TEMPLATES:
-        return data.domain
+    """The source's template (MIND, Goodreads, MovieLens); for other data `Field: {field}; ...` over its columns."""
+    source = SOURCES.get(data.domain)
+    if source is not None and source.item_template is not None:
+        return source.item_template
     fields = [name for name in data.items.column_names if name != "item_id"]
     return "; ".join(f"{name.replace('_', ' ').capitalize()}: {{{name}}}" for name in fields)
 
@@ -279,15 +149,7 @@ def build_model_and_processor(
             except Exception as error:  # the tokenizers library raises a bare Exception, e.g. for a tiny vocabulary
                 raise ValueError(f"vocab_size {args.vocab_size}: cannot train the tokenizer ({error})") from None
         config = EmbSumConfig(
-            t5_config=dict(
-                vocab_size=len(tokenizer),
-                d_model=args.d_model,
-                d_kv=args.d_model // args.num_heads,
-                num_heads=args.num_heads,
-                d_ff=args.d_ff,
-                num_layers=args.num_layers,
-                dropout_rate=args.dropout_rate,
-            ),
+            t5_config=dict(vocab_size=len(tokenizer), d_kv=args.d_model // args.num_heads, **args.t5_overrides()),
             item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
             **overrides,
         )
@@ -308,6 +170,49 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     ) if folder.is_dir() else []
     complete = [path for _, path in steps if (path / TRAINER_STATE_NAME).is_file()]
     return str(complete[-1]) if complete else None
+
+
+def _evaluation_batch_sizes(training_args: EmbSumTrainingArguments) -> dict[str, int]:
+    return dict(item_batch_size=training_args.eval_item_batch_size, user_batch_size=training_args.eval_user_batch_size)
+
+
+def build_trainer(
+    model: EmbSumModel,
+    processor: EmbSumProcessor,
+    training_args: EmbSumTrainingArguments,
+    splits: Splits,
+    summaries: dict[str, str] | None = None,
+    **kwargs,
+) -> EmbSumTrainer:
+    """
+    The [`EmbSumTrainer`] of a run: training rows of `splits.train` (teacher `summaries` as targets), dev rows for
+    `eval_loss` and an [`ImpressionEvaluator`] over the dev impressions, and a collator over the items of both.
+    `kwargs` go to the trainer (e.g. `callbacks`).
+    """
+    # with in-batch negatives, clicks of impressions without a non-click still get negatives (the batch's)
+    keep = training_args.in_batch_negatives and training_args.group_by_impression
+    rows = build_training_rows(splits.train.impressions, summaries=summaries, keep_without_negatives=keep)
+    items = splits.train.items
+    eval_rows = evaluator = None
+    if splits.dev is not None:
+        eval_rows = build_training_rows(splits.dev.impressions, summaries=summaries)
+        evaluator = ImpressionEvaluator(splits.dev, processor, **_evaluation_batch_sizes(training_args))
+        if splits.dev.items._fingerprint != items._fingerprint:  # MIND: each split has its own news.tsv
+            items = datasets.concatenate_datasets([items, splits.dev.items])
+    return EmbSumTrainer(
+        model,
+        training_args,
+        train_dataset=rows,
+        eval_dataset=eval_rows,
+        evaluator=evaluator,
+        data_collator=EmbSumDataCollator(
+            processor,
+            tokenize_item_table(processor, items),
+            item_log_q=candidate_log_q(rows) if training_args.logq_correction else None,
+        ),
+        processing_class=processor,
+        **kwargs,
+    )
 
 
 def train_embsum(
@@ -334,7 +239,9 @@ def train_embsum(
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)
     else:
         model, processor = build_model_and_processor(args, splits.train, summaries)
-    trainer = EmbSumTrainer(model, training_args, processor, train_data=splits.train, eval_data=splits.dev, summaries=summaries)
+    if training_args.num_negatives is None:
+        training_args.num_negatives = get_source(args.dataset).paper_negatives
+    trainer = build_trainer(model, processor, training_args, splits, summaries)
     # the card's facts, rendered at every save (a resumed model already holds those of its checkpoint's card)
     card = trainer.model_card_data
     card.dataset_name = args.dataset_name or args.dataset
@@ -343,10 +250,17 @@ def train_embsum(
     card.license = args.license
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
-    results: dict = {"train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)}
-    for name, split in (("dev", splits.dev), ("test", splits.test)):
-        if split is not None:
-            results[name] = {"split": split.split, **trainer.evaluate(split, metric_key_prefix=name)}
+    results: dict = {
+        "train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)
+    }
+    reported_metrics = None
+    if splits.dev is not None:
+        results["dev"] = {"split": splits.dev.split, **trainer.evaluate(metric_key_prefix="dev")}
+        reported_metrics = trainer.last_evaluation[1]
+    if splits.test is not None:
+        evaluator = ImpressionEvaluator(splits.test, processor, **_evaluation_batch_sizes(training_args))
+        reported_metrics = evaluator.evaluate(trainer.accelerator.unwrap_model(trainer.model), trainer.accelerator)
+        results["test"] = {"split": splits.test.split, **{f"test_{k}": v for k, v in reported_metrics.items()}}
     reported = splits.test or splits.dev
     rouge = None
     if reported is not None and summaries and args.rouge_users > 0 and trainer.is_world_process_zero():
@@ -354,9 +268,14 @@ def train_embsum(
         results["summary_rouge"] = {"split": reported.split, **rouge}
         results["summary_examples"] = [dict(zip(("user_id", "generated", "teacher"), e)) for e in examples[:5]]
     if trainer.is_world_process_zero():
-        atomic_write_text(Path(training_args.output_dir, "results.json"), json.dumps(results, indent=2, default=str) + "\n")
+        text = json.dumps(results, indent=2, default=str) + "\n"
+        atomic_write_text(Path(training_args.output_dir, "results.json"), text)
         # undefined metrics (a gap over one user, distinct-n of empty summaries) are NaN: not for the card
-        trainer.create_model_card(summary_rouge={name: value for name, value in rouge.items() if value == value} if rouge else None)
+        trainer.create_model_card(
+            metrics=reported_metrics,
+            dataset_split=reported.split if reported is not None else None,
+            summary_rouge={name: value for name, value in rouge.items() if value == value} if rouge else None,
+        )
     # the other ranks wait for rank 0's ROUGE pass and files: a rank that exits alone aborts its gloo/NCCL threads
     trainer.accelerator.wait_for_everyone()
     return results

@@ -1,83 +1,160 @@
-"""EmbSumTrainer: the joint click + summary objective on the transformers Trainer (Accelerate underneath)."""
+"""EmbSumTrainer: the joint click + summary objective on the transformers Trainer (Accelerate underneath).
+
+Its shape follows sentence-transformers' trainer: datasets of training rows in, evaluators whose metrics join the
+base Trainer's `eval_loss` in `evaluation_loop`.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping
+import math
+from collections.abc import Sequence
 
+import datasets
 import torch
-from transformers import Trainer
-from transformers.trainer_utils import speed_metrics
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainerCallback
 
-from ..data.examples import build_training_rows
-from ..data.schema import RecommendationData
 from ..hub.repo import SavesHubRepo
 from ..modeling_embsum import EmbSumModel
-from ..processing_embsum import EmbSumProcessor
 from .arguments import EmbSumTrainingArguments
-from .collator import EmbSumDataCollator, TrainingExamples, candidate_log_q, tokenize_item_table
+from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
 
 logger = logging.getLogger(__name__)
 
 
+class EpochSeedCallback(TrainerCallback):
+    """
+    Sets the epoch of the training rows (which seeds their negatives) from the trainer state at the start of every
+    epoch, the resumed one included. Accelerate's `DataLoaderShard.set_epoch` reaches the dataset only when the
+    sampler has no `set_epoch` of its own, and not at all on the batch-skipping loader of a resumed epoch, so a
+    run resumed after its first epoch would otherwise draw epoch 0's negatives.
+    """
+
+    def __init__(self, dataset: TrainingExamples):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # `state.epoch` is `epoch + steps done / steps in epoch`: its floor is the epoch starting (or resumed) now
+        self.dataset.set_epoch(math.floor(state.epoch or 0))
+
+
 class EmbSumTrainer(SavesHubRepo, Trainer):
     """
-    Trains an [`EmbSumModel`] on the impressions of a [`RecommendationData`] split.
+    Trains an [`EmbSumModel`] on training rows (one per click, from [`build_training_rows`]).
 
-    - Training rows: one per click with `config.num_negatives` negatives from the same impression, re-sampled each
-      epoch; teacher summaries (`summaries`: user id -> text) become the summary targets.
-    - Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately.
-    - Optimiser: the layers new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
-    - Evaluation: [`ImpressionEvaluator`] over whole impressions of `eval_data` (each item and user encoded once,
-      sharded across ranks); the best checkpoint is chosen by dev AUC.
-    - Saving ([`SavesHubRepo`]): the output folder and every checkpoint are complete Hub repos (processor, remote
-      code, pipeline, endpoint handler, card); the card's facts are recorded while training (`model_card_data`).
+    Args:
+        model: the [`EmbSumModel`].
+        args: [`EmbSumTrainingArguments`]; `args.negatives_per_click` negatives per click are drawn from each row's
+            `negative_pool`, re-sampled every epoch (deterministic in `args.seed`, the epoch and the row).
+        train_dataset: a `datasets.Dataset` of training rows (`history`, `positive`, `negative_pool`, `summary`).
+        eval_dataset: training rows of the dev split (or a dict of them) for `eval_loss`; optional.
+        evaluator: an [`ImpressionEvaluator`] or a list of them: their metrics join `eval_loss` at every evaluation
+            (keys prefixed by each evaluator's `name`, if it has one); the best checkpoint is chosen by dev AUC.
+        data_collator: an [`EmbSumDataCollator`] over the items of every row (train and eval).
+        processing_class: the [`EmbSumProcessor`]; saved with every checkpoint, so each is a complete model folder.
+
+    Loss: `ctr_loss + lambda * summary_loss` (the model's own), both parts logged separately. Optimiser: the layers
+    new on top of T5 get `args.new_layers_lr_multiplier` x the learning rate.
+
+    Saving ([`SavesHubRepo`]): the output folder and every checkpoint are complete Hub repos (processor, remote code,
+    pipeline, endpoint handler, card); the card's facts are recorded while training (`model_card_data`).
+
+    Click-loss choices ([`EmbSumTrainingArguments`]): `group_by_impression` (one example per impression, all its
+    clicks against its negatives), `in_batch_negatives` (with `logq_correction`: the collator's `candidate_log_q`).
     """
 
     def __init__(
         self,
-        model: EmbSumModel,
-        args: EmbSumTrainingArguments,
-        processor: EmbSumProcessor,
-        train_data: RecommendationData | None = None,
-        eval_data: RecommendationData | None = None,
-        summaries: Mapping[str, str] | None = None,
+        model: EmbSumModel | None = None,
+        args: EmbSumTrainingArguments | None = None,
+        train_dataset: datasets.Dataset | None = None,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
+        evaluator: ImpressionEvaluator | Sequence[ImpressionEvaluator] | None = None,
+        data_collator=None,
+        processing_class=None,
         **kwargs,
     ):
+        if args is None:
+            args = EmbSumTrainingArguments(output_dir="embsum_trainer")
         if not isinstance(args, EmbSumTrainingArguments):
             raise TypeError(f"args must be EmbSumTrainingArguments, got {type(args).__name__}")
-        self.processor = processor
-        self.summaries = dict(summaries or {})
-        train_dataset = None
-        collator = None
-        if train_data is not None:
-            # clicks without a non-clicked candidate still meet the other users' items as in-batch negatives
-            keep = args.in_batch_negatives and args.group_by_impression
-            rows = build_training_rows(train_data.impressions, summaries=self.summaries, keep_without_negatives=keep)
-            train_dataset = TrainingExamples(
-                rows, num_negatives=model.config.num_negatives, seed=args.seed, group_by_impression=args.group_by_impression
+        if (train_dataset is not None or eval_dataset is not None) and data_collator is None:
+            raise ValueError(
+                "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, "
+                "items)) over the items of its training rows"
             )
-            log_q = candidate_log_q(rows) if args.logq_correction else None
-            collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train_data.items), log_q)
-        self.evaluator = self._evaluator(eval_data, args) if eval_data is not None else None
+        if evaluator is None:
+            evaluator = []
+        self.evaluators = list(evaluator) if isinstance(evaluator, Sequence) else [evaluator]
+        names = [getattr(e, "name", None) for e in self.evaluators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluators need distinct names to keep their metrics apart, got {names}")
         self._loss_parts: dict[str, list[torch.Tensor]] = {"ctr_loss": [], "summary_loss": []}
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
+        # evaluators alone make evaluation possible: a placeholder passes the base Trainer's "no eval_dataset" check
+        placeholder = eval_dataset is None and bool(self.evaluators)
         super().__init__(
             model=model,
             args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_data,
-            data_collator=collator,
-            processing_class=processor,
+            train_dataset=self._examples(train_dataset, args),
+            eval_dataset=[] if placeholder else self._examples(eval_dataset, args),
+            data_collator=data_collator,
+            processing_class=processing_class,
             **kwargs,
         )
+        if placeholder:
+            self.eval_dataset = None
+        if self.train_dataset is not None:
+            self.add_callback(EpochSeedCallback(self.train_dataset))
 
-    def _evaluator(self, data: RecommendationData, args: EmbSumTrainingArguments) -> ImpressionEvaluator:
-        return ImpressionEvaluator(
-            data, self.processor, item_batch_size=args.eval_item_batch_size, user_batch_size=args.eval_user_batch_size
+    @staticmethod
+    def _examples(rows, args: EmbSumTrainingArguments):
+        """Training rows -> [`TrainingExamples`] drawing `args.negatives_per_click` (a dict: each value)."""
+        if rows is None or isinstance(rows, TrainingExamples):
+            return rows
+        if isinstance(rows, dict):
+            return {name: EmbSumTrainer._examples(value, args) for name, value in rows.items()}
+        return TrainingExamples(
+            rows, num_negatives=args.negatives_per_click, seed=args.seed, group_by_impression=args.group_by_impression
         )
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """`eval_loss` on `eval_dataset` (training rows; default the trainer's) and the evaluators' metrics."""
+        return super().evaluate(self._examples(eval_dataset, self.args), ignore_keys, metric_key_prefix)
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        if eval_dataset is None and self.eval_dataset is None and self.evaluators:
+            return DataLoader([])  # evaluators only: no rows for eval_loss
+        return super().get_eval_dataloader(eval_dataset)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # EmbSum's metrics come from the evaluators; evaluation rows only give the loss
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        # with several eval datasets the Trainer evaluates each as `eval_<name>`: the evaluators run once, with the
+        # first one, under the plain prefix
+        if isinstance(self.eval_dataset, dict) and metric_key_prefix.startswith("eval_"):
+            if metric_key_prefix[len("eval_"):] != next(iter(self.eval_dataset)):
+                return output
+            metric_key_prefix = "eval"
+        model = self.accelerator.unwrap_model(self.model)
+        for evaluator in self.evaluators:
+            metrics = evaluator.evaluate(model, self.accelerator)
+            if evaluator is self.evaluators[0]:
+                self.last_evaluation = (evaluator.data.split, metrics)
+            name = getattr(evaluator, "name", None)
+            prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
+            output.metrics.update({prefix + key: value for key, value in metrics.items()})
+        return output
 
     # the model returns a per-batch mean; the Trainer must divide it for gradient accumulation
     loss_is_scaled_for_ga = False
@@ -129,26 +206,11 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):
             for name, values in self._loss_parts.items():
                 total = torch.stack(values).double().sum() if values else torch.zeros((), dtype=torch.float64)
-                local = torch.stack([total.to(self.args.device), torch.tensor(float(len(values)), dtype=torch.float64, device=self.args.device)])
+                count = torch.tensor(float(len(values)), dtype=torch.float64, device=self.args.device)
+                local = torch.stack([total.to(self.args.device), count])
                 total, count = self.accelerator.reduce(local, reduction="sum").tolist()
                 if count:
                     logs[name] = round(total / count, 4)
                 values.clear()
         super().log(logs, start_time)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """MIND metrics of the model on `eval_dataset` (a `RecommendationData`; default: the trainer's `eval_data`)."""
-        # the trainer's own split keeps its evaluator (and its tokenised items)
-        own = eval_dataset is None or eval_dataset is self.eval_dataset
-        evaluator = self.evaluator if own else self._evaluator(eval_dataset, self.args)
-        if evaluator is None:
-            raise ValueError("EmbSumTrainer.evaluate needs eval_data (a RecommendationData split)")
-        start = time.time()
-        model = self.accelerator.unwrap_model(self.model)
-        metrics = evaluator.evaluate(model, self.accelerator)
-        self.last_evaluation = (evaluator.data.split, metrics)
-        metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
-        metrics.update(speed_metrics(metric_key_prefix, start, num_samples=len(evaluator.impression_ids)))
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics

@@ -1,7 +1,10 @@
-"""`embsum train / evaluate / predict` as real subprocesses: crash + resume, two Accelerate ranks, the leaderboard file."""
+"""`embsum train / evaluate / predict` as real subprocesses: crash + resume, reproducible runs, two Accelerate ranks,
+the leaderboard file."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from embsum_hf.data import make_synthetic_mind
@@ -29,7 +33,8 @@ def env() -> dict:
 
 def embsum(*args: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", *args], capture_output=True, text=True, env=env(), timeout=600, **kwargs
+        [sys.executable, "-m", "embsum_hf.cli", *args],
+        capture_output=True, text=True, env=env(), timeout=600, **kwargs,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -40,58 +45,96 @@ def data(tmp_path_factory, tokenizer) -> Path:
     root = make_synthetic_mind(
         tmp_path_factory.mktemp("mind"), num_users=30, num_news=100, num_train_impressions=40, num_dev_impressions=16
     )
-    # one saved tokenizer for every run: a retrained one may assign other ids (see train_tokenizer)
+    # one saved tokenizer for every run (training one per process is slower)
     tokenizer.save_pretrained(root / "tokenizer")
     return root
 
 
 def train_args(data: Path, output: Path, *extra: str) -> list[str]:
     return [
-        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer", str(data / "tokenizer"),
+        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"),
+        "--tokenizer", str(data / "tokenizer"),
         "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY, *extra,
     ]
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
-    schedule = ["--max_steps", "40", "--save_steps", "3", "--save_strategy", "steps", "--logging_steps", "1"]
+def assert_same_weights(expected: dict, path: Path) -> None:
+    actual = load_file(path)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert (expected[name] - actual[name]).abs().max() < 1e-5, name
+
+
+def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
+    # 97 training rows / 16 = 7 steps per epoch: epoch 1 is steps 1-7, epoch 2 steps 8-14, epoch 3 steps 15-21;
+    # dropout on, so the dropout RNG must be restored as well as the epoch-seeded negatives
+    schedule = [
+        "--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--save_strategy", "steps",
+        "--save_steps", "2", "--logging_steps", "1", "--dropout_rate", "0.1",
+    ]
     embsum(*train_args(data, tmp_path / "straight", *schedule))
     straight = load_file(tmp_path / "straight" / "model.safetensors")
+    state = json.loads((tmp_path / "straight" / "checkpoint-10" / "trainer_state.json").read_text())
+    assert 1 < state["epoch"] < 2  # checkpoint-10 is inside the second epoch
 
-    # a real crash: SIGKILL once the step-3 checkpoint is complete (trainer_state.json is written last)
+    # a real crash in epoch 2: SIGKILL once the step-10 checkpoint is complete (trainer_state.json is written last)
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(
         [sys.executable, "-m", "embsum_hf.cli", *train_args(data, crashed, *schedule)],
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while not (crashed / "checkpoint-3" / "trainer_state.json").exists():
-        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.2)
+    while not (crashed / "checkpoint-10" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its step-10 checkpoint"
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (crashed / "model.safetensors").exists()  # it really did not finish
-
+    # the kill lands at step 10 or a little later; a checkpoint past epoch 2 would not test a resume in epoch 2
+    for later in (14, 16, 18, 20):
+        shutil.rmtree(crashed / f"checkpoint-{later}", ignore_errors=True)
     # what a crash in the middle of saving leaves: a newer checkpoint folder without trainer_state.json
-    (crashed / "checkpoint-39").mkdir(exist_ok=True)
-    (crashed / "checkpoint-39" / "config.json").write_text("{")
+    (crashed / "checkpoint-99").mkdir()
+    (crashed / "checkpoint-99" / "config.json").write_text("{")
     embsum(*train_args(data, crashed, *schedule, "--resume_from_checkpoint", "true"))
-    resumed = load_file(crashed / "model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert (straight[name] - resumed[name]).abs().max() < 1e-5, name
+    assert_same_weights(straight, crashed / "model.safetensors")
     final = json.loads((crashed / "results.json").read_text())
-    assert final["dev"]["dev_auc"] == pytest.approx(json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"], abs=1e-5)
+    expected = json.loads((tmp_path / "straight" / "results.json").read_text())["dev"]["dev_auc"]
+    assert final["dev"]["dev_auc"] == pytest.approx(expected, abs=1e-5)
+
+    # a checkpoint copied out of the uninterrupted run, in each epoch (14: the boundary of epochs 2 and 3)
+    for step in (4, 14, 18):
+        resumed = tmp_path / f"from-{step}"
+        shutil.copytree(tmp_path / "straight" / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
+        embsum(*train_args(data, resumed, *schedule, "--resume_from_checkpoint", "true"))
+        assert_same_weights(straight, resumed / "model.safetensors")
+
+
+def test_two_seeded_runs_from_scratch_are_bitwise_identical(tmp_path, data):
+    # no --tokenizer: each process trains its own tokenizer on the data (hash-ordered in the Rust trainer)
+    for name in ("a", "b"):
+        embsum(
+            "train", "--train_data", str(data / "train"), "--summaries", str(data / "summaries.jsonl"),
+            "--output_dir", str(tmp_path / name), *TINY, "--dropout_rate", "0.1", "--max_steps", "3",
+            "--save_strategy", "no",
+        )
+    for file in ("tokenizer.json", "tokenizer_config.json", "config.json", "processor_config.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_two_accelerate_ranks_match_one_process(tmp_path, data):
     common = ["--max_steps", "4", "--save_strategy", "no", "--eval_strategy", "no", "--summary_loss_weight", "0"]
     embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embsum_hf.cli",
         *train_args(data, tmp_path / "two", *common, "--per_device_train_batch_size", "4"),
     ]
-    result = subprocess.run(launch, capture_output=True, text=True, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=600)
+    cpu = {**env(), "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(launch, capture_output=True, text=True, env=cpu, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
     assert (one["world_size"], two["world_size"]) == (1, 2)  # two real ranks, each with half of every batch
@@ -102,9 +145,14 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
 
 def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
     model = tmp_path / "model"
-    embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
+    trained = embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
     metrics = json.loads(embsum("evaluate", "--model", str(model), "--data", str(data / "dev")).stdout)
     results = json.loads((model / "results.json").read_text())
+    # stdout is the results JSON alone (the Trainer's log lines go to stderr), and --disable_tqdm true silenced
+    # every bar: the Trainer's, the package's and datasets' ("[00:01<00:00, 3.2it/s]", "[00:00, 12 rows/s]")
+    assert json.loads(trained.stdout)["dev"]["dev_auc"] == results["dev"]["dev_auc"]
+    assert "'train_loss'" in trained.stderr
+    assert not re.search(r"\[\d+:\d\d[<,]", trained.stderr), trained.stderr[-2000:]
     assert metrics["auc"] == pytest.approx(results["dev"]["dev_auc"], abs=1e-6)
     assert (model / "README.md").read_text().count("model-index") >= 1
 

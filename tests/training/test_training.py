@@ -1,15 +1,18 @@
 """Training rows, collator, whole-impression evaluation and the EmbSumTrainer, in process, on tiny synthetic data."""
 
+import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers.utils import logging as transformers_logging
 
-from embsum_hf import EmbSumModel, EmbSumProcessor
+from embsum_hf import EmbSumConfig, EmbSumModel, EmbSumProcessor
 from embsum_hf.data import build_training_rows, load_mind, load_summaries, make_synthetic_mind
 from embsum_hf.metrics import compute_mind_metrics
 from embsum_hf.training import (
@@ -36,7 +39,8 @@ class WarningRecorder(logging.Handler):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
     return make_synthetic_mind(
-        tmp_path_factory.mktemp("synthetic"), num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20
+        tmp_path_factory.mktemp("synthetic"),
+        num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20,
     )
 
 
@@ -117,7 +121,20 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
         use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = EmbSumTrainer(model, args, data_processor, train_data=train, eval_data=dev, summaries=summaries)
+    items = datasets.concatenate_datasets([train.items, dev.items])
+    trainer = EmbSumTrainer(
+        model,
+        args,
+        train_dataset=build_training_rows(train.impressions, summaries=summaries),
+        eval_dataset=build_training_rows(dev.impressions, summaries=summaries),
+        evaluator=[
+            ImpressionEvaluator(dev, data_processor, item_batch_size=64),
+            ImpressionEvaluator(dataclasses.replace(train, impressions=train.impressions.select(range(10))),
+                                data_processor, name="train"),
+        ],
+        data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, items)),
+        processing_class=data_processor,
+    )
     # new layers learn 5x faster than the backbone
     rates = {group["lr"] for group in trainer.create_optimizer().param_groups}
     assert rates == {3e-3, 3e-3 * 5}
@@ -138,6 +155,9 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
     assert logs[-1]["loss"] < logs[0]["loss"]
     evals = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
     assert len(evals) == 2 and trainer.state.best_metric == max(e["eval_auc"] for e in evals)
+    # the evaluators' metrics sit next to the base Trainer's eval_loss, the second one under its name
+    assert all({"eval_loss", "eval_runtime", "eval_train_auc", "eval_ndcg@10"} <= set(e) for e in evals)
+    assert all(e["eval_train_auc"] != e["eval_auc"] for e in evals)
     checkpoint = Path(trainer.state.best_model_checkpoint)
     assert {"processor_config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in checkpoint.iterdir()}
     best = load_file(checkpoint / "model.safetensors")  # what load_best_model_at_end put back
@@ -154,11 +174,12 @@ def test_train_command_reads_yaml_json_and_flags(tmp_path):
 
     (tmp_path / "run.yaml").write_text(
         f"train_data: data/train\nsummary_loss_weight: 0.3\noutput_dir: {tmp_path / 'out'}\nlearning_rate: 0.001\n"
-        "new_layers_lr_multiplier: 4\n"
+        "new_layers_lr_multiplier: 4\nnum_negatives: 3\n"
     )
     run_args, training_args = parse([str(tmp_path / "run.yaml")])
     assert (run_args.train_data, run_args.summary_loss_weight) == ("data/train", 0.3)
     assert (training_args.learning_rate, training_args.new_layers_lr_multiplier) == (0.001, 4)
+    assert training_args.negatives_per_click == 3  # a sampling setting of training, not of the Hub config
     assert training_args.metric_for_best_model == "auc" and training_args.remove_unused_columns is False
     run_args, training_args = parse(["--train_data", "x", "--output_dir", str(tmp_path), "--num_user_codes", "8"])
     assert run_args.num_user_codes == 8 and run_args.config_overrides()["num_user_codes"] == 8
@@ -208,3 +229,46 @@ def test_clicks_without_negatives_are_kept_only_when_asked(splits):
     assert all(pool for pool in dropped["negative_pool"])
     examples = TrainingExamples(kept, num_negatives=2, group_by_impression=True)
     assert all(set(example["labels"]) <= {0, 1} for example in (examples[i] for i in range(len(examples))))
+
+
+def test_a_config_saved_with_num_negatives_still_loads(tmp_path, data_processor):
+    # before num_negatives moved to EmbSumTrainingArguments it was saved in config.json
+    data_processor.config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "num_negatives" not in saved
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "num_negatives": 2}))
+    config = EmbSumConfig.from_pretrained(tmp_path)
+    assert config.num_user_codes == data_processor.config.num_user_codes and not hasattr(config, "num_negatives")
+
+
+def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
+    train, _, _ = splits
+    args = EmbSumTrainingArguments(output_dir=str(tmp_path), num_negatives=2, report_to=[], use_cpu=True)
+    collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
+    trainer = EmbSumTrainer(
+        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
+        data_collator=collator, processing_class=data_processor,
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["candidate_input_ids"].shape[1] == 3  # the click and 2 negatives
+    with pytest.raises(ValueError, match="data_collator"):
+        EmbSumTrainer(EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions))
+
+
+def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
+    train, dev, _ = splits
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, eval_strategy="steps", eval_steps=1, report_to=[], use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = EmbSumTrainer(
+        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
+        evaluator=ImpressionEvaluator(dev, data_processor),
+        data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items)),
+        processing_class=data_processor,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
+    during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
+    assert during and during[0]["eval_auc"] == metrics["eval_auc"]  # the step-1 evaluation, same model

@@ -1,0 +1,82 @@
+"""The `impressions` source: impressions already split by the user, read as given from JSONL, CSV, parquet, a
+Dataset or a DataFrame, and trained and evaluated on exactly those splits."""
+
+import csv
+import json
+
+import datasets
+import pytest
+
+from embsum_hf.data import DataFormatError, load_impressions, load_mind, make_synthetic_mind
+from embsum_hf.training import EmbSumTrainingArguments
+from embsum_hf.training.recipe import EmbSumRunArguments, train_embsum
+
+COLUMNS = ("impression_id", "user_id", "history", "candidates", "labels")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The synthetic MIND train split as items.parquet + train.jsonl / dev.csv / test.parquet impressions."""
+    root = make_synthetic_mind(
+        tmp_path_factory.mktemp("mind"), num_users=20, num_news=60, num_train_impressions=60, num_dev_impressions=1
+    )
+    data = load_mind(root, "train")
+    folder = tmp_path_factory.mktemp("impressions")
+    data.items.to_parquet(str(folder / "items.parquet"))
+    rows = data.impressions.select_columns(list(COLUMNS)).to_list()
+    train, dev, test = rows[:40], rows[40:50], rows[50:]
+    with open(folder / "train.jsonl", "w") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in train)
+    with open(folder / "dev.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in dev:  # lists as space-separated values
+            writer.writerow({**row, **{c: " ".join(map(str, row[c])) for c in ("history", "candidates", "labels")}})
+    datasets.Dataset.from_list(test).to_parquet(str(folder / "test.parquet"))
+    return folder, data, (train, dev, test)
+
+
+def test_each_format_reads_back_the_same_impressions(files):
+    folder, data, (train, dev, test) = files
+    for source, rows in (("train.jsonl", train), ("dev.csv", dev), ("test.parquet", test)):
+        loaded = load_impressions(folder / "items.parquet", folder / source, split=source).validate()
+        assert loaded.impressions.select_columns(list(COLUMNS)).to_list() == [
+            {**row, "labels": [int(label) for label in row["labels"]]} for row in rows
+        ]
+        assert loaded.split == source and set(loaded.text_fields) == set(data.text_fields)
+    frame = datasets.Dataset.from_list(test).to_pandas()
+    from_frame = load_impressions(data.items, frame)
+    assert from_frame.impressions["candidates"] == [row["candidates"] for row in test]
+    unlabeled = load_impressions(data.items, datasets.Dataset.from_list(test).remove_columns("labels"))
+    assert all(set(labels) == {-1} for labels in unlabeled.impressions["labels"])
+
+
+def test_bad_rows_are_named_by_file_and_line(files, tmp_path):
+    folder, data, (train, _, _) = files
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(train[0]) + "\n" + json.dumps({**train[1], "candidates": ["N-nope"], "labels": [1]}))
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:2: candidates \['N-nope'\] are not in the items table"):
+        load_impressions(data.items, bad)
+    bad.write_text(json.dumps({**train[1], "labels": [1]}))
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:1: 1 labels for \d+ candidates"):
+        load_impressions(data.items, bad)
+
+
+def test_train_and_evaluate_on_exactly_the_given_splits(files, tmp_path):
+    folder, _, (_, dev, test) = files
+    args = EmbSumRunArguments(
+        dataset="impressions", items_data=str(folder / "items.parquet"), train_data=str(folder / "train.jsonl"),
+        eval_data=str(folder / "dev.csv"), test_data=str(folder / "test.parquet"), vocab_size=300, d_model=32,
+        num_layers=1, num_heads=2, d_ff=64, num_user_codes=4, num_item_codes=2, max_history_items=8,
+        session_max_tokens=64, item_max_tokens=24, summary_max_tokens=8, summary_mode="start", rouge_users=0,
+    )
+    training_args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path / "model"), max_steps=2, per_device_train_batch_size=8, save_strategy="no",
+        eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+    )
+    results = train_embsum(args, training_args)
+    assert (results["train_split"], results["dev"]["split"], results["test"]["split"]) == (
+        "impressions:train", "impressions:dev", "impressions:test"
+    )
+    assert results["dev"]["dev_num_impressions"] + results["dev"]["dev_num_skipped_one_class"] == len(dev)
+    assert results["test"]["test_num_impressions"] + results["test"]["test_num_skipped_one_class"] == len(test)
