@@ -33,10 +33,11 @@ class EmbSumTrainingArguments(TrainingArguments):
         },
     )
     group_by_impression: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "One training example per impression (all its clicks against its sampled non-clicks, the history "
-            "encoded once) instead of one per click."
+            "encoded once) instead of one per click (false: the paper's rows). Measured faster to learn per CPU-second "
+            "(README, accuracy ablation)."
         },
     )
     in_batch_negatives: bool = field(

@@ -30,6 +30,12 @@ from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
 
+# A model trained from scratch encodes every history item alone unless `session_max_items` says otherwise: each
+# distinct item is then encoded once per batch (shared between histories and candidates), which trains about 1.5x
+# more steps per CPU-second than the paper's packed sessions at equal accuracy (README, accuracy ablation). A
+# pretrained backbone keeps the paper's packing.
+FROM_SCRATCH_SESSION_MAX_ITEMS = 1
+
 @dataclass
 class EmbSumRunArguments(ModelArguments, DataArguments):
     """
@@ -135,6 +141,8 @@ def build_model_and_processor(
             args.backbone, vocab_size=len(tokenizer), item_start_token_id=start_id, **overrides
         )
     else:
+        if args.session_max_items is None:  # from scratch: every history item alone (see FROM_SCRATCH_SESSION_MAX_ITEMS)
+            overrides["session_max_items"] = FROM_SCRATCH_SESSION_MAX_ITEMS
         if args.tokenizer is not None:
             from transformers import AutoTokenizer
 
