@@ -42,8 +42,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import logging
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -73,8 +73,8 @@ from embsum_hf.training import (
     impression_metrics,
     tokenize_item_table,
 )
-from embsum_hf.training.evaluation import summary_rouge
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
+from embsum_hf.training.evaluation import summary_rouge
 from embsum_hf.training.recipe import (
     EmbSumRunArguments,
     Splits,
@@ -228,7 +228,9 @@ def nrms_users(model: NRMS, vectors: torch.Tensor, histories: Sequence[Sequence[
 def nrms_training_scores(model: NRMS, tokens: ItemTokens, batch: Sequence[dict], window: int) -> torch.Tensor:
     """(B, C) scores of a batch of `TrainingExamples` (clicked item first); each distinct item is encoded once."""
     histories = [example["history"][:window] for example in batch]
-    unique = sorted({item for example, history in zip(batch, histories) for item in (*history, *example["candidates"])})
+    unique = sorted(
+        {item for example, history in zip(batch, histories) for item in (*history, *example["candidates"])}
+    )
     row = {item: r for r, item in enumerate(unique)}
     vectors = tokens.encode(model, unique)
     users = nrms_users(model, vectors, [[row[item] for item in history] for history in histories])
@@ -237,13 +239,19 @@ def nrms_training_scores(model: NRMS, tokens: ItemTokens, batch: Sequence[dict],
 
 
 @torch.no_grad()
-def nrms_test_scores(model: NRMS, tokens: ItemTokens, test: RecommendationData, window: int, batch_size: int = 256) -> list[list[float]]:
+def nrms_test_scores(
+    model: NRMS, tokens: ItemTokens, test: RecommendationData, window: int, batch_size: int = 256
+) -> list[list[float]]:
     """Scores of every test impression: all items encoded once, users in batches."""
     model.eval()
     item_ids = list(tokens.index)
-    vectors = torch.cat([tokens.encode(model, item_ids[i : i + batch_size]) for i in range(0, len(item_ids), batch_size)])
+    vectors = torch.cat(
+        [tokens.encode(model, item_ids[i : i + batch_size]) for i in range(0, len(item_ids), batch_size)]
+    )
     histories = [[tokens.index[item] for item in history[:window]] for history in test.impressions["history"]]
-    users = torch.cat([nrms_users(model, vectors, histories[i : i + batch_size]) for i in range(0, len(histories), batch_size)])
+    users = torch.cat(
+        [nrms_users(model, vectors, histories[i : i + batch_size]) for i in range(0, len(histories), batch_size)]
+    )
     candidates = test.impressions["candidates"]
     return [(vectors[[tokens.index[item] for item in row]] @ user).tolist() for user, row in zip(users, candidates)]
 
@@ -263,7 +271,10 @@ def train_nrms(
     model = NRMS(len(processor.tokenizer), processor.pad_token_id)
     examples = TrainingExamples(build_training_rows(train.impressions), num_negatives=DEFAULT_NUM_NEGATIVES, seed=seed)
     loader = torch.utils.data.DataLoader(
-        examples, batch_size=optimisation.batch_size, shuffle=True, collate_fn=list,
+        examples,
+        batch_size=optimisation.batch_size,
+        shuffle=True,
+        collate_fn=list,
         generator=torch.Generator().manual_seed(seed),
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=optimisation.learning_rate, weight_decay=0.0)
@@ -277,7 +288,9 @@ def train_nrms(
             examples.set_epoch(epoch)
             for batch in loader:
                 scores = nrms_training_scores(model, tokens, batch, config.max_history_items)
-                loss = nn.functional.cross_entropy(scores, scores.new_zeros(len(batch), dtype=torch.long))  # NCE: click first
+                loss = nn.functional.cross_entropy(
+                    scores, scores.new_zeros(len(batch), dtype=torch.long)
+                )  # NCE: click first
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), optimisation.max_grad_norm)
@@ -296,7 +309,9 @@ def train_nrms(
 def heuristic_summaries(train: RecommendationData, folder: Path) -> dict[str, str]:
     """`HeuristicBackend` summaries of every train user's longest train history (user id -> text)."""
     with SummaryStore(folder / "heuristic_summaries.jsonl") as store:
-        logger.info("teacher: %s", summarize_users(user_histories(train), HeuristicBackend(), store, domain=train.domain))
+        logger.info(
+            "teacher: %s", summarize_users(user_histories(train), HeuristicBackend(), store, domain=train.domain)
+        )
         return store.as_dict()
 
 
@@ -397,19 +412,30 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     torch.set_num_threads(options.threads)
     set_seed(seed)
     train, _, test = split_by_time(load_movielens(options.data))
-    logger.info("train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items))
+    logger.info(
+        "train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items)
+    )
     optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
     run_args = demo_run_arguments(
         options.data,  # the demo's tiny shape; the data fields are MovieLens's
-        dataset="movielens", train_data=str(options.data), eval_data=None, paper_split=False, summaries=None,
-        teacher="heuristic", dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
+        dataset="movielens",
+        train_data=str(options.data),
+        eval_data=None,
+        paper_split=False,
+        summaries=None,
+        teacher="heuristic",
+        dataset_name="MovieLens-100K",
+        item_template="movielens",
+        item_max_tokens=ITEM_MAX_TOKENS,
     )
     labels = test.impressions["labels"]
     results: dict[str, Result] = {
         kind: Result(impression_metrics(baseline_scores(test, train, kind, seed=seed), labels))
         for kind in ("random", "popularity")
     }
-    results["item-mean-rating"] = Result(impression_metrics(item_mean_rating_scores(options.data, train, test), labels))
+    results["item-mean-rating"] = Result(
+        impression_metrics(item_mean_rating_scores(options.data, train, test), labels)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         summaries = heuristic_summaries(train, Path(tmp))
         # the one tokenizer: trained on the item texts (and summaries) by the recipe, then reused by every model
@@ -425,14 +451,23 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
             if name in VARIANTS:
                 run_overrides, training_overrides = VARIANTS[name]
                 results[name] = train_embsum(
-                    dataclasses.replace(run_args, **{**RECIPE_RUN, **run_overrides}), train, test, summaries,
-                    optimisation, options.budget_cpu_s, seed, Path(tmp, name), training_overrides,
+                    dataclasses.replace(run_args, **{**RECIPE_RUN, **run_overrides}),
+                    train,
+                    test,
+                    summaries,
+                    optimisation,
+                    options.budget_cpu_s,
+                    seed,
+                    Path(tmp, name),
+                    training_overrides,
                 )
     rows = {}
     for name, result in results.items():
         row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
         if result.budget is not None:
-            row.update(steps=result.budget.steps, train_cpu_s=result.budget.cpu_seconds, wall_s=result.budget.wall_seconds)
+            row.update(
+                steps=result.budget.steps, train_cpu_s=result.budget.cpu_seconds, wall_s=result.budget.wall_seconds
+            )
         rows[name] = row
     return rows
 
@@ -457,7 +492,11 @@ def print_table(summary: dict[str, dict], seeds: list[int]) -> None:
         f"\nml-100k:test | {counts['num_impressions']:.0f} impressions scored "
         f"({counts['num_skipped_one_class']:.0f} one-class skipped) | seeds {seeds} | mean ± std"
     )
-    print(f"{'system':<26}" + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10")) + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}")
+    print(
+        f"{'system':<26}"
+        + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
+        + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}"
+    )
     for name, row in summary.items():
         mean, std = row["mean"], row["std"]
         line = f"{name:<26}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
@@ -473,20 +512,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; mean and std over them")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     parser.add_argument(
-        "--systems", default="nrms,embsum",
+        "--systems",
+        default="nrms,embsum",
         help=f"learned systems to run (the baselines always run): nrms and any of {', '.join(VARIANTS)}",
     )
     parser.add_argument("--json", type=Path, default=None, help="write every system's metrics, mean and std here")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)"
+    )
     options = parser.parse_args()
     options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
     unknown = [name for name in options.systems if name != "nrms" and name not in VARIANTS]
     if unknown:
         parser.error(f"unknown systems {unknown}")
     if not (options.data / "u.data").is_file():
-        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
+        print(
+            f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr
+        )
         sys.exit(2)
     seeds = list(range(options.seeds))
     if options.jobs > 1:
@@ -497,7 +541,9 @@ def main() -> None:
     summary = aggregate(per_seed)
     print_table(summary, seeds)
     if options.json is not None:
-        options.json.write_text(json.dumps({"budget_cpu_s": options.budget_cpu_s, "seeds": seeds, "systems": summary}, indent=2) + "\n")
+        options.json.write_text(
+            json.dumps({"budget_cpu_s": options.budget_cpu_s, "seeds": seeds, "systems": summary}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from the decoder start token (`start`, the demo's), and the summary loss weight 
 summary objective). Prints AUC / MRR / nDCG@5 / nDCG@10, ROUGE-L of the generated summaries, seconds per run, and
 each variant's AUC over the demo recipe's.
 
-    python benchmarks/objective_ablation.py [--max-steps 400] [--variants start-1 generate-1 start-0.2 start-0] [--bf16]
+    python benchmarks/objective_ablation.py [--max-steps 400] [--variants start-1 generate-1 start-0.2 start-0] \\
+        [--bf16]
 """
 
 from __future__ import annotations
@@ -77,11 +78,16 @@ def main() -> None:
             }
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"\n{options.max_steps} steps x {options.batch_size}, lr {options.learning_rate}, {device}, bf16={options.bf16}")
+    print(
+        f"\n{options.max_steps} steps x {options.batch_size}, lr {options.learning_rate}, "
+        f"{device}, bf16={options.bf16}"
+    )
     print(f"{'variant':<12}" + "".join(f"{m:>9}" for m in METRICS) + f"{'rougeL':>9}{'seconds':>9}")
     for name, row in results.items():
         rouge = "-" if row["rougeL"] is None else f"{row['rougeL']:.3f}"
-        print(f"{name:<12}" + "".join(f"{100 * row[m]:>9.2f}" for m in METRICS) + f"{rouge:>9}{row['seconds_total']:>9}")
+        print(
+            f"{name:<12}" + "".join(f"{100 * row[m]:>9.2f}" for m in METRICS) + f"{rouge:>9}{row['seconds_total']:>9}"
+        )
     if BASELINE in results:
         for name, row in results.items():
             print(f"{name:<12} AUC / {BASELINE} AUC = {row['auc'] / results[BASELINE]['auc']:.3f}")

@@ -59,9 +59,9 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
+from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
-from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import EmbSumTrainer, EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics
@@ -106,7 +106,10 @@ class KeywordTeacher:
 
 
 def nearest_neighbour_summaries(
-    heldout: Sequence[str], training: Sequence[str], windows: Mapping[str, Sequence[Mapping]], summaries: Mapping[str, str]
+    heldout: Sequence[str],
+    training: Sequence[str],
+    windows: Mapping[str, Sequence[Mapping]],
+    summaries: Mapping[str, str],
 ) -> list[str]:
     """For each held-out user, the teacher summary of the training user with the most similar window (Jaccard)."""
     sets = {user: {item["item_id"] for item in windows[user]} for user in (*heldout, *training)}
@@ -154,7 +157,9 @@ def train_and_summarise(
     return generated, budget, auc, repr(model.t5.generation_config.to_diff_dict())
 
 
-def train_model(run_args, data, summaries, optimisation, budget, seed, output_dir) -> tuple[EmbSumModel, EmbSumProcessor]:
+def train_model(
+    run_args, data, summaries, optimisation, budget, seed, output_dir
+) -> tuple[EmbSumModel, EmbSumProcessor]:
     """EmbSum from the recipe, trained with `EmbSumTrainer` on `data` until `budget` is spent."""
     set_seed(seed)
     model, processor = build_model_and_processor(run_args, data, summaries)
@@ -226,7 +231,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
     if not (options.data / "u.data").is_file():
-        print(f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr)
+        print(
+            f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr
+        )
         sys.exit(2)
     torch.set_num_threads(options.threads)
     seeds = [int(seed) for seed in options.seeds.split(",")]
@@ -286,10 +293,14 @@ def main() -> None:
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
             top = Counter(generated["embsum"]).most_common(3)
             details.append({
-                "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds, "generation_config": generation,
-                "most_common_summaries": top, "examples": list(zip(heldout[:5], generated["embsum"][:5], references[:5])),
+                "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds,
+                "generation_config": generation, "most_common_summaries": top,
+                "examples": list(zip(heldout[:5], generated["embsum"][:5], references[:5])),
             })  # fmt: skip
-            logger.info("seed %d: %d steps in %.0f CPU s; most common summaries %s", seed, budget.steps, budget.cpu_seconds, top)
+            logger.info(
+                "seed %d: %d steps in %.0f CPU s; most common summaries %s",
+                seed, budget.steps, budget.cpu_seconds, top,
+            )  # fmt: skip
     rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
     print(f"\nMovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users; "
@@ -302,7 +313,10 @@ def main() -> None:
         for user, generated, reference in detail["examples"][:2]:
             print(f"  user {user}\n    embsum:  {generated}\n    teacher: {reference}")
     if "auc" in rows["embsum"]:
-        print(f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f} (all test users)")
+        print(
+            f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f} "
+            "(all test users)"
+        )
     if options.json:
         report = {"options": {k: str(v) for k, v in vars(options).items()}, "run_args": dataclasses.asdict(run_args),
                   "constant": constant, "systems": rows, "embsum_runs": runs, "embsum_details": details}  # fmt: skip

@@ -98,7 +98,9 @@ class ItemPrior(nn.Embedding):
     """The optional per-item bias (`EmbSumConfig.item_prior_ids`): row 0 is every item without one and stays 0."""
 
 
-def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, item_keys: torch.Tensor) -> torch.Tensor:
+def poly_relevance(
+    user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, item_keys: torch.Tensor
+) -> torch.Tensor:
     """
     SPAR's score (eqs. 5-6, kept by EmbSum): `S = flatten(UPE CPE^T)`, `w = softmax(flatten(UPE keys^T))`,
     `score = w . S`, where `keys = gelu(CPE W_s)` depends on the item alone (so stores can keep it).
@@ -111,7 +113,9 @@ def poly_relevance(user_embeddings: torch.Tensor, item_embeddings: torch.Tensor,
     if user_embeddings.dim() != 3:
         raise ValueError(f"user_embeddings must have shape (B, K, d), got {tuple(user_embeddings.shape)}")
     if item_embeddings.shape != item_keys.shape:
-        raise ValueError(f"item_keys {tuple(item_keys.shape)} must match item_embeddings {tuple(item_embeddings.shape)}")
+        raise ValueError(
+            f"item_keys {tuple(item_keys.shape)} must match item_embeddings {tuple(item_embeddings.shape)}"
+        )
     d = user_embeddings.shape[-1]
     if item_embeddings.shape[-1] != d:
         raise ValueError(f"item_embeddings have width {item_embeddings.shape[-1]}, user_embeddings {d}")
@@ -173,7 +177,6 @@ class EmbSumPreTrainedModel(PreTrainedModel):
             nn.init.xavier_uniform_(module.score_projection.weight)
 
 
-
 class EmbSumModel(EmbSumPreTrainedModel):
     """
     EmbSum: content-based recommendation with offline-computable user and item poly-embeddings.
@@ -197,7 +200,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         self.item_poly = PolyAttention(config.num_item_codes, d, p)
         self.score_projection = nn.Linear(d, d, bias=False)  # W_s
         # optional per-item bias (config.item_prior_ids); row 0 is every item without one and stays 0
-        self.item_prior = ItemPrior(len(config.item_prior_ids) + 1, 1, padding_idx=0) if config.item_prior_ids else None
+        self.item_prior = (
+            ItemPrior(len(config.item_prior_ids) + 1, 1, padding_idx=0) if config.item_prior_ids else None
+        )
         self._item_prior_rows = {item: row for row, item in enumerate(config.item_prior_ids or (), start=1)}
         self.post_init()
 
@@ -227,9 +232,13 @@ class EmbSumModel(EmbSumPreTrainedModel):
     @staticmethod
     def _check_ids(name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, dims: tuple[int, ...]) -> None:
         if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"{name}_input_ids must be an integer tensor, got {getattr(input_ids, 'dtype', type(input_ids))}")
+            raise ValueError(
+                f"{name}_input_ids must be an integer tensor, got {getattr(input_ids, 'dtype', type(input_ids))}"
+            )
         if input_ids.dim() not in dims:
-            raise ValueError(f"{name}_input_ids must have {' or '.join(map(str, dims))} dimensions, got {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"{name}_input_ids must have {' or '.join(map(str, dims))} dimensions, got {tuple(input_ids.shape)}"
+            )
         if attention_mask is None or attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"{name}_attention_mask must have the shape of {name}_input_ids {tuple(input_ids.shape)}, "
@@ -469,7 +478,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
             if not bool(present[:, 0].all()):
                 raise ValueError("candidate 0 of every user must be its clicked item, but some are empty")
         elif candidate_labels.shape != present.shape:
-            raise ValueError(f"candidate_labels must have shape {tuple(present.shape)}, got {tuple(candidate_labels.shape)}")
+            raise ValueError(
+                f"candidate_labels must have shape {tuple(present.shape)}, got {tuple(candidate_labels.shape)}"
+            )
         clicked, negative = (candidate_labels == 1) & present, (candidate_labels == 0) & present  # (B, C)
         if not bool(clicked.any(-1).all()):
             raise ValueError("every user needs at least one clicked candidate (candidate_labels == 1)")
@@ -550,7 +561,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         generate_kwargs.setdefault("max_new_tokens", self.config.summary_max_tokens)
         with torch.no_grad():
             return self.t5.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=memory_mask, **generate_kwargs
+                encoder_outputs=BaseModelOutput(last_hidden_state=memory),
+                attention_mask=memory_mask,
+                **generate_kwargs,
             )
 
     def generate_summary(
@@ -571,7 +584,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
         if guidance != 1:
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-            generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, PopulationContrast(self, guidance)])
+            generate_kwargs["logits_processor"] = LogitsProcessorList(
+                [*processors, PopulationContrast(self, guidance)]
+            )
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
         read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))

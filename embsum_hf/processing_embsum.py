@@ -125,16 +125,20 @@ class EmbSumProcessor(ProcessorMixin):
         self.template_name = item_template if item_template in ITEM_TEMPLATES else "custom"
         self.item_fields = [field for _, field, _, _ in string.Formatter().parse(self.item_template) if field]
         if not self.item_fields:
-            raise ValueError(f"item_template {item_template!r} is neither a known domain nor a format string with fields")
+            raise ValueError(
+                f"item_template {item_template!r} is neither a known domain nor a format string with fields"
+            )
         self.item_start_token_id = add_item_start_token(tokenizer)
         if self.item_start_token_id != config.item_start_token_id:
             raise ValueError(
-                f"the tokenizer's {ITEM_START_TOKEN} id is {self.item_start_token_id} but config.item_start_token_id is "
-                f"{config.item_start_token_id}; build the config with item_start_token_id=add_item_start_token(tokenizer)"
+                f"the tokenizer's {ITEM_START_TOKEN} id is {self.item_start_token_id} but "
+                f"config.item_start_token_id is {config.item_start_token_id}; build the config with "
+                "item_start_token_id=add_item_start_token(tokenizer)"
             )
         if len(tokenizer) > config.t5_config.vocab_size:
             raise ValueError(
-                f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.t5_config.vocab_size}"
+                f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                f"{config.t5_config.vocab_size}"
             )
         self.pad_token_id = tokenizer.pad_token_id
         self.eos_token_id = tokenizer.eos_token_id
@@ -177,7 +181,9 @@ class EmbSumProcessor(ProcessorMixin):
             raise ValueError(
                 f"item {item_id!r} lacks field(s) {missing} required by the item template {self.item_template!r}"
             )
-        return self.item_template.format(**{field: "" if item[field] is None else item[field] for field in self.item_fields})
+        return self.item_template.format(
+            **{field: "" if item[field] is None else item[field] for field in self.item_fields}
+        )
 
     def tokenize_items(self, items: Sequence[ItemInput]) -> list[list[int]]:
         """Token ids of each item: `<sos>` then its template text, within `item_max_tokens`."""
@@ -185,7 +191,11 @@ class EmbSumProcessor(ProcessorMixin):
             return []
         texts = [self.format_item(item) for item in items]
         encoded = self.tokenizer(
-            texts, add_special_tokens=False, split_special_tokens=True, truncation=True, max_length=self.config.item_max_tokens - 1
+            texts,
+            add_special_tokens=False,
+            split_special_tokens=True,
+            truncation=True,
+            max_length=self.config.item_max_tokens - 1,
         )["input_ids"]
         return [[self.item_start_token_id, *ids] for ids in encoded]
 
@@ -245,7 +255,9 @@ class EmbSumProcessor(ProcessorMixin):
         self, histories: Sequence[Sequence[ItemInput]], summaries: Sequence[str | None] | None = None
     ) -> BatchFeature:
         """Histories (lists of items, most recent first) -> the user-side tensors of [`EmbSumModel.encode_user`]."""
-        sessions = [self.pack_sessions(self.tokenize_items(history[: self.config.max_history_items])) for history in histories]
+        sessions = [
+            self.pack_sessions(self.tokenize_items(history[: self.config.max_history_items])) for history in histories
+        ]
         return self.pad_users(sessions, summaries)
 
     # ------------------------------------------------------------------------------------------------ summaries

@@ -71,9 +71,12 @@ def main() -> None:
     labels = test.impressions["labels"]
     table = {"embsum": {k: results["test"][f"test_{k}"] for k in METRICS}}
     for kind in ("random", "popularity"):
-        table[kind] = {k: v for k, v in impression_metrics(baseline_scores(test, train, kind), labels).items() if k in METRICS}
+        scores = impression_metrics(baseline_scores(test, train, kind), labels)
+        table[kind] = {k: v for k, v in scores.items() if k in METRICS}
 
-    print(f"\nHeld-out impressions: {results['test']['split']} ({results['test']['test_num_impressions']} impressions)")
+    print(
+        f"\nHeld-out impressions: {results['test']['split']} ({results['test']['test_num_impressions']} impressions)"
+    )
     print(f"{'system':<12}" + "".join(f"{name:>10}" for name in METRICS))
     for system, metrics in table.items():
         print(f"{system:<12}" + "".join(f"{100 * metrics[name]:>10.2f}" for name in METRICS))

@@ -104,8 +104,6 @@ def load_command_data(args, *, validate: bool = False, strict_candidates: bool =
     impressions is refused, naming the path; `validate` also runs `RecommendationData.validate()` (e.g. duplicate
     impression ids). Nothing is cached into the `--data` folder (`datasets` caching is off for the command).
     """
-    import sys
-
     import datasets
 
     from embsum_hf.data import load_data

@@ -35,11 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the `embsum` parsers loads no data or serving code
-    from embsum_hf.commands import apply_progress
+    from embsum_hf.commands import apply_progress, require_positive
     from embsum_hf.serving import EmbeddingStore, FaissPrefilter, recommend_all
     from embsum_hf.utils import job_state
-
-    from embsum_hf.commands import require_positive
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default

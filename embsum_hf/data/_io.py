@@ -126,7 +126,9 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
                 raise DataFormatError(path, reader.line_num, f"fewer fields than the {width} header columns")
             yield reader.line_num, record, str(path)
     else:
-        raise ValueError(f"{path}: unsupported file type {kind or '(none)'}; use .csv, .tsv, .jsonl, .json or .parquet")
+        raise ValueError(
+            f"{path}: unsupported file type {kind or '(none)'}; use .csv, .tsv, .jsonl, .json or .parquet"
+        )
 
 
 def scalar(value: Any, column: str, source: str | Path, number: int, *, required: bool = False) -> str:

@@ -62,5 +62,7 @@ def split_by_time(
         parts["train"] += indices[:-held_out]
         parts["dev"] += indices[len(indices) - held_out : len(indices) - test_impressions]
         parts["test"] += indices[-test_impressions:]
-    train, dev, test = (_subset(data, sorted(parts[name]), f"{data.split}:{name}") for name in ("train", "dev", "test"))
+    train, dev, test = (
+        _subset(data, sorted(parts[name]), f"{data.split}:{name}") for name in ("train", "dev", "test")
+    )
     return train, dev, test

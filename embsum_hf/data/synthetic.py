@@ -220,7 +220,9 @@ def make_synthetic_mind(
         interests = rng.sample(topics, min(len(topics), rng.choice([1, 2, 2, 3])))
         weights = sorted((rng.random() + 0.5 for _ in interests), reverse=True)
         user = _User(f"U{index + 1}", interests, weights, {t: rng.choice(list(TOPICS[t][1])) for t in interests}, [])
-        length = 0 if rng.random() < empty_history_fraction else min(max_history, 1 + int(rng.lognormvariate(2.3, 1.0)))
+        length = (
+            0 if rng.random() < empty_history_fraction else min(max_history, 1 + int(rng.lognormvariate(2.3, 1.0)))
+        )
         seen: set[str] = set()
         for _ in range(length * 3):  # bounded retries to find distinct items
             if len(user.history) == length:

@@ -17,9 +17,11 @@ __all__ = [
     "load_card_inputs",
     "missing_repo_files",
     "model_card_data",
+    "push_space",
     "push_to_hub",
     "save_repo",
     "stage_repo",
     "upload_repo",
     "write_model_card",
+    "write_space",
 ]

@@ -142,13 +142,16 @@ def summary_metrics(
     scorer = _scorer(use_stemmer)
     result: dict = _mean_scores(scorer, predictions, references, ROUGE_TYPES)
     if n:
-        constant = constant if constant is not None else constant_summary(references, seed=seed, use_stemmer=use_stemmer)
+        if constant is None:
+            constant = constant_summary(references, seed=seed, use_stemmer=use_stemmer)
         baseline = _mean_scores(scorer, [constant] * n, references, ROUGE_TYPES)
     else:
         baseline = dict.fromkeys(ROUGE_TYPES, nan)
     result.update({f"constant_{name}": value for name, value in baseline.items()})
     others = other_user_references(references, seed)
-    other = _mean_scores(_scorer(use_stemmer, ("rougeL",)), predictions, others, ("rougeL",))["rougeL"] if others else nan
+    other = (
+        _mean_scores(_scorer(use_stemmer, ("rougeL",)), predictions, others, ("rougeL",))["rougeL"] if others else nan
+    )
     result["rougeL_other_user"] = other
     result["specificity_gap"] = result["rougeL"] - other if others else nan
     result["distinct_summaries"] = len({text.strip() for text in predictions}) / n if n else nan

@@ -113,7 +113,8 @@ def encode_items(
 ) -> EmbeddingStore:
     """
     Encode every item's Content Poly-Embedding into a store: `embeddings` `(n, M, d)` = `model.encode_item` and
-    `keys` `(n, M, d)` = `model.item_score_keys(embeddings)`, rows in the order of `items`.
+    `keys` `(n, M, d)` = `model.item_score_keys(embeddings)`, rows in the order of `items`; for a model with an item
+    prior (`EmbSumConfig.item_prior_ids`) also `prior` `(n, 1)`, 0 for items without one.
 
     Args:
         items: item dicts or a `datasets.Dataset` with an `item_id` column and the processor template's fields.
@@ -123,25 +124,36 @@ def encode_items(
     """
     config = model.config
     shape = (config.num_item_codes, config.hidden_size)
+    has_prior = model.item_prior is not None
     writer = ShardedStoreWriter(
         Path(output_dir),
         "items",
         _item_ids(items),
         model_fingerprint(model),
         dtype,
-        {"embeddings": shape, "keys": shape},
+        {"embeddings": shape, "keys": shape, **({"prior": (1,)} if has_prior else {})},
         shard_size,
     )
 
-    def encode(token_ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    # an entry is the item's token ids, or (its item-prior row, token ids) for a model with an item prior
+    def encode(entries: list) -> dict[str, torch.Tensor]:
+        token_ids = [ids for _, ids in entries] if has_prior else entries
         batch = processor.pad_items(token_ids).to(model.device)
         embeddings = model.encode_item(**batch)  # (b, M, d)
-        return {"embeddings": embeddings, "keys": model.item_score_keys(embeddings)}
+        outputs = {"embeddings": embeddings, "keys": model.item_score_keys(embeddings)}
+        if has_prior:
+            rows = torch.tensor([row for row, _ in entries], device=model.device)
+            outputs["prior"] = model.item_prior_scores(rows)[:, None]  # (b, 1)
+        return outputs
 
-    def prepare(start: int, stop: int) -> list[list[int]]:
-        return processor.tokenize_items(_item_rows(items, start, stop))
+    def prepare(start: int, stop: int) -> list:
+        token_ids = processor.tokenize_items(_item_rows(items, start, stop))
+        if not has_prior:
+            return token_ids
+        return list(zip(model.item_prior_index(writer.ids[start:stop]).tolist(), token_ids))
 
-    return _run_job(model, writer, prepare, len, encode, batch_size, progress)
+    length = (lambda entry: len(entry[1])) if has_prior else len
+    return _run_job(model, writer, prepare, length, encode, batch_size, progress)
 
 
 def encode_users(

@@ -47,6 +47,7 @@ def top_k_scores(
     chunk_size: int | None = None,
     user_batch_size: int = _USER_BLOCK,
     exclude: Sequence[torch.Tensor] | None = None,
+    item_prior: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Exact top-k of `poly_relevance` over all items: users in blocks of `user_batch_size`, each block walking the
@@ -60,6 +61,7 @@ def top_k_scores(
             256K elements (at least 64 items). Any value gives the same result.
         user_batch_size: users scored together (one GEMM row block). Any value gives the same result.
         exclude: per user, item row indices never to return (e.g. items already seen), as `B` long tensors.
+        item_prior: `(N,)` the model's optional item prior (`EmbSumConfig.item_prior_ids`), added to every score.
 
     Returns:
         scores `(B, k)` float32, best first, and item row indices `(B, k)`; where exclusions leave a user fewer
@@ -89,6 +91,8 @@ def top_k_scores(
             chunk_items = item_embeddings[start:stop].to(device, torch.float32)
             chunk_keys = item_keys[start:stop].to(device, torch.float32)
             scores = poly_relevance(block_users, chunk_items, chunk_keys)  # (block, c)
+            if item_prior is not None:
+                scores = scores + item_prior[start:stop].to(device, torch.float32)
             if exclude is not None:
                 here = (banned_items >= start) & (banned_items < stop)
                 scores[banned_users[here], banned_items[here] - start] = float("-inf")
@@ -116,6 +120,7 @@ def rerank(
     item_keys: torch.Tensor,
     candidates: torch.Tensor,
     k: int,
+    item_prior: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Exact `poly_relevance` top-k among each user's candidates.
@@ -124,6 +129,7 @@ def rerank(
         user_embeddings: `(B, K, d)`.
         item_embeddings, item_keys: `(N, M, d)`.
         candidates: `(B, C)` item row indices, `-1` padded.
+        item_prior: `(N,)` the model's optional item prior, added to every score.
 
     Returns:
         scores `(B, k)` and item indices `(B, k)`; where a user has fewer than `k` candidates the tail is `-inf`/`-1`.
@@ -141,6 +147,8 @@ def rerank(
         gathered_keys = item_keys[safe].to(users.device, torch.float32)
         rows = rows.to(users.device)
         scores = poly_relevance(users[start : start + step], gathered, gathered_keys)
+        if item_prior is not None:
+            scores = scores + item_prior[safe].to(users.device, torch.float32)
         scores = scores.masked_fill(rows < 0, float("-inf"))  # (b, C)
         top = scores.topk(k, dim=1)
         all_scores.append(top.values)
@@ -264,7 +272,8 @@ def recommend(
     Args:
         users: UPEs `(B, K, d)`, or a user store (all its users, or those named by `user_ids`); a user store must
             come from the same model as `items` (same fingerprint).
-        items: an item store (`embeddings` and `keys`).
+        items: an item store (`embeddings`, `keys` and, for a model with an item prior, `prior`, added to the
+            scores; the FAISS prefilter retrieves by content alone, the re-ranking adds the prior).
         chunk_size: see [`top_k_scores`]; ignored with a prefilter (only candidates are scored).
         prefilter: rank only the candidates it retrieves (approximate: see `recall_at_k`).
         exclude: item ids never to recommend to a user, e.g. the items in their history: a mapping user id -> ids
@@ -289,12 +298,14 @@ def recommend(
             exclude = [exclude.get(user_id, ()) for user_id in row_ids]
         banned = [items.positions(list(ids), skip_unknown=True) for ids in exclude]
     if prefilter is None:
-        scores, indices = top_k_scores(upe, items.embeddings, items.keys, k, chunk_size=chunk_size, exclude=banned)
+        scores, indices = top_k_scores(
+            upe, items.embeddings, items.keys, k, chunk_size=chunk_size, exclude=banned, item_prior=items.prior
+        )
     else:
         candidates = prefilter.candidates(upe, k)
         if banned is not None:
             candidates = _drop_pairs(candidates, banned)
-        scores, indices = rerank(upe, items.embeddings, items.keys, candidates, k)
+        scores, indices = rerank(upe, items.embeddings, items.keys, candidates, k, item_prior=items.prior)
     item_ids = [[items.ids[i] if i >= 0 else None for i in row] for row in indices.tolist()]
     return Recommendations(scores, item_ids)
 

@@ -375,6 +375,12 @@ class EmbeddingStore:
         """`(n, M, d)` item score keys `gelu(CPE W_s)` (item stores only)."""
         return self.tensor("keys")
 
+    @property
+    def prior(self) -> torch.Tensor | None:
+        """`(n,)` the item prior of a model that has one (`EmbSumConfig.item_prior_ids`; 0 for items without a
+        learned prior), None for stores without it."""
+        return self.tensor("prior")[:, 0] if "prior" in self.manifest["shapes"] else None
+
     def positions(self, ids: Sequence[str], *, skip_unknown: bool = False) -> torch.Tensor:
         """Row numbers of the given entry ids; an unknown id is a `KeyError` naming it, or left out with
         `skip_unknown` (e.g. history items that are not in an item store)."""

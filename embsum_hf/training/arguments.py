@@ -35,16 +35,17 @@ class EmbSumTrainingArguments(TrainingArguments):
     group_by_impression: bool = field(
         default=True,
         metadata={
-            "help": "One training example per impression (all its clicks against its sampled non-clicks, the history "
-            "encoded once) instead of one per click (false: the paper's rows). Measured faster to learn per CPU-second "
-            "(README, accuracy ablation)."
+            "help": "One training example per impression (all its clicks against its sampled non-clicks, the "
+            "history encoded once) instead of one per click (false: the paper's rows). Measured faster to learn per "
+            "CPU-second (README, accuracy ablation)."
         },
     )
     in_batch_negatives: bool = field(
         default=False,
         metadata={
-            "help": "Also contrast each click with the other users' candidates of the batch (with group_by_impression, "
-            "clicks of impressions without a non-click are then kept: the batch gives them negatives)."
+            "help": "Also contrast each click with the other users' candidates of the batch (with "
+            "group_by_impression, clicks of impressions without a non-click are then kept: the batch gives them "
+            "negatives)."
         },
     )
     logq_correction: bool = field(
@@ -80,9 +81,19 @@ class EmbSumTrainingArguments(TrainingArguments):
 # the EmbSumConfig fields a training run sets, and the backbone's shape when it trains from scratch: their defaults
 # and help come from the configs themselves (EmbSumConfig: the paper's model; T5Config: t5-small)
 MODEL_CONFIG_FIELDS = (
-    "num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "session_max_items",
-    "item_max_tokens", "summary_max_tokens", "summary_loss_weight", "summary_mode", "summary_label_smoothing",
-    "summary_prefix_weight", "summary_memory", "summary_guidance",
+    "num_user_codes",
+    "num_item_codes",
+    "max_history_items",
+    "session_max_tokens",
+    "session_max_items",
+    "item_max_tokens",
+    "summary_max_tokens",
+    "summary_loss_weight",
+    "summary_mode",
+    "summary_label_smoothing",
+    "summary_prefix_weight",
+    "summary_memory",
+    "summary_guidance",
 )
 BACKBONE_FIELDS = ("d_model", "num_layers", "num_heads", "d_ff", "dropout_rate")
 
@@ -98,8 +109,11 @@ def _config_fields(config_class: type, names: tuple[str, ...], help_prefix: str)
 
     return [
         # the default's own type: HfArgumentParser takes no `float | int` union (an optional field keeps its own)
-        (name, types[name] if defaults[name] is None else type(defaults[name]),
-         field(default=defaults[name], metadata={"help": help(name)}))
+        (
+            name,
+            types[name] if defaults[name] is None else type(defaults[name]),
+            field(default=defaults[name], metadata={"help": help(name)}),
+        )
         for name in names
     ]
 

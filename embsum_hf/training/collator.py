@@ -18,7 +18,10 @@ def tokenize_item_table(processor: EmbSumProcessor, items: datasets.Dataset) -> 
     columns = [name for name in items.column_names if name != "item_id"]
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        rows = [dict(zip(columns, values), item_id=item_id) for item_id, *values in zip(batch["item_id"], *(batch[c] for c in columns))]
+        rows = [
+            dict(zip(columns, values), item_id=item_id)
+            for item_id, *values in zip(batch["item_id"], *(batch[c] for c in columns))
+        ]
         return {"input_ids": processor.tokenize_items(rows)}
 
     tokenized = items.map(tokenize, batched=True, batch_size=1000, remove_columns=columns, desc="Tokenizing items")
@@ -63,7 +66,12 @@ class TrainingExamples(torch.utils.data.Dataset):
             )
             candidates = [*rows["positive"], *negatives]
             labels = [1] * len(rows["positive"]) + [0] * len(negatives)
-            return {"history": rows["history"][0], "candidates": candidates, "labels": labels, "summary": rows["summary"][0]}
+            return {
+                "history": rows["history"][0],
+                "candidates": candidates,
+                "labels": labels,
+                "summary": rows["summary"][0],
+            }
         row = self.rows[index]
         negatives = sample_negatives(
             row["negative_pool"], self.num_negatives, seed=self.seed, epoch=self.epoch, index=index
@@ -124,7 +132,9 @@ class EmbSumDataCollator:
         if self.item_log_q is not None:
             log_q = torch.zeros(len(examples), width)
             for row, example in enumerate(examples):
-                log_q[row, : len(example["candidates"])] = torch.tensor([self.item_log_q[c] for c in example["candidates"]])
+                log_q[row, : len(example["candidates"])] = torch.tensor(
+                    [self.item_log_q[c] for c in example["candidates"]]
+                )
             batch["candidate_log_q"] = log_q
         return batch
 

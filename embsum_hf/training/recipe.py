@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 # pretrained backbone keeps the paper's packing.
 FROM_SCRATCH_SESSION_MAX_ITEMS = 1
 
+
 @dataclass
 class EmbSumRunArguments(ModelArguments, DataArguments):
     """
@@ -82,7 +83,9 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
     )
     summary_generation: str | None = field(
         default=None,
-        metadata={"help": 'Generation settings of the summaries as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
+        metadata={
+            "help": "Generation settings of the summaries as JSON, e.g. '{\"num_beams\": 4}' (saved with the model)."
+        },
     )
     item_prior: bool = field(
         default=False,
@@ -94,8 +97,19 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
     )
 
     def __post_init__(self):
-        sizes = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "num_user_codes", "num_item_codes",
-                 "max_history_items", "session_max_tokens", "item_max_tokens", "summary_max_tokens")
+        sizes = (
+            "vocab_size",
+            "d_model",
+            "num_layers",
+            "num_heads",
+            "d_ff",
+            "num_user_codes",
+            "num_item_codes",
+            "max_history_items",
+            "session_max_tokens",
+            "item_max_tokens",
+            "summary_max_tokens",
+        )
         for name in sizes:
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -141,7 +155,9 @@ def build_model_and_processor(
             args.backbone, vocab_size=len(tokenizer), item_start_token_id=start_id, **overrides
         )
     else:
-        if args.session_max_items is None:  # from scratch: every history item alone (see FROM_SCRATCH_SESSION_MAX_ITEMS)
+        if (
+            args.session_max_items is None
+        ):  # from scratch: every history item alone (see FROM_SCRATCH_SESSION_MAX_ITEMS)
             overrides["session_max_items"] = FROM_SCRATCH_SESSION_MAX_ITEMS
         if args.tokenizer is not None:
             from transformers import AutoTokenizer
@@ -171,11 +187,15 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     not atomically, so a crash while saving leaves a newer folder without it, which must not be resumed from.
     """
     folder = Path(output_dir)
-    steps = sorted(
-        (int(path.name.split("-")[1]), path)
-        for path in folder.glob("checkpoint-*")
-        if path.name.split("-")[1].isdigit() and path.is_dir()
-    ) if folder.is_dir() else []
+    steps = (
+        sorted(
+            (int(path.name.split("-")[1]), path)
+            for path in folder.glob("checkpoint-*")
+            if path.name.split("-")[1].isdigit() and path.is_dir()
+        )
+        if folder.is_dir()
+        else []
+    )
     complete = [path for _, path in steps if (path / TRAINER_STATE_NAME).is_file()]
     return str(complete[-1]) if complete else None
 
@@ -259,7 +279,9 @@ def train_embsum(
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     results: dict = {
-        "train_split": splits.train.split, "world_size": training_args.world_size, "run_args": asdict(args)
+        "train_split": splits.train.split,
+        "world_size": training_args.world_size,
+        "run_args": asdict(args),
     }
     reported_metrics = None
     if splits.dev is not None:

@@ -64,7 +64,9 @@ def mirror(serve):
 @pytest.fixture(scope="module")
 def mind_zip(tmp_path_factory) -> tuple[bytes, object]:
     """A MIND-style zip (TSVs at its root, as the official ones) and the same split loaded from its folder."""
-    root = make_synthetic_mind(tmp_path_factory.mktemp("synthetic"), num_users=20, num_news=60, num_train_impressions=30)
+    root = make_synthetic_mind(
+        tmp_path_factory.mktemp("synthetic"), num_users=20, num_news=60, num_train_impressions=30
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in ("news.tsv", "behaviors.tsv"):

@@ -20,7 +20,9 @@ ITEM = {"title": "Moon rocket launch", "abstract": "NASA flies again.", "categor
 
 @pytest.fixture()
 def validate():
-    return handler.PayloadValidator(FIELDS, max_batch_users=2, max_history_items=3, max_candidates=4, max_field_chars=50)
+    return handler.PayloadValidator(
+        FIELDS, max_batch_users=2, max_history_items=3, max_candidates=4, max_field_chars=50
+    )
 
 
 def test_valid_payloads_pass_through(validate):
@@ -57,20 +59,38 @@ def user(**overrides):
         ({"inputs": user(candidates=[])}, "inputs.candidates must hold 1 to 4 items, got 0"),
         ({"inputs": user(candidates=[ITEM] * 5)}, "inputs.candidates must hold 1 to 4 items, got 5"),
         ({"inputs": user(history=[ITEM] * 4)}, "inputs.history must hold 0 to 3 items, got 4"),
-        ({"inputs": user(candidates=[ITEM, ITEM, ITEM, {**ITEM, "title": ["a"]}])}, "inputs.candidates[3].title must be a string, number or null, got array"),
-        ({"inputs": user(candidates=[{**ITEM, "title": True}])}, "inputs.candidates[0].title must be a string, number or null, got boolean"),
+        (
+            {"inputs": user(candidates=[ITEM, ITEM, ITEM, {**ITEM, "title": ["a"]}])},
+            "inputs.candidates[3].title must be a string, number or null, got array",
+        ),
+        (
+            {"inputs": user(candidates=[{**ITEM, "title": True}])},
+            "inputs.candidates[0].title must be a string, number or null, got boolean",
+        ),
         ({"inputs": user(history=[{"title": "t", "abstract": "a"}])}, "inputs.history[0].category is required"),
         ({"inputs": user(history=[ITEM, 7])}, "inputs.history[1] must be a string or an object"),
         ({"inputs": user(history=["x" * 51])}, "inputs.history[0] is longer than 50 characters (51)"),
-        ({"inputs": user(candidates=[{**ITEM, "abstract": "y" * 60}])}, "inputs.candidates[0].abstract is longer than 50"),
-        ({"inputs": user(candidates=[{**ITEM, "tags": ["a"]}])}, "inputs.candidates[0].tags must be a string, number, boolean or null"),
-        ({"inputs": user(candidates=[{**ITEM, **{f"k{i}": i for i in range(40)}}])}, "inputs.candidates[0] has 44 fields"),
+        (
+            {"inputs": user(candidates=[{**ITEM, "abstract": "y" * 60}])},
+            "inputs.candidates[0].abstract is longer than 50",
+        ),
+        (
+            {"inputs": user(candidates=[{**ITEM, "tags": ["a"]}])},
+            "inputs.candidates[0].tags must be a string, number, boolean or null",
+        ),
+        (
+            {"inputs": user(candidates=[{**ITEM, **{f"k{i}": i for i in range(40)}}])},
+            "inputs.candidates[0] has 44 fields",
+        ),
         ({"inputs": [user(), user(history=[{**ITEM, "title": {}}])]}, "inputs[1].history[0].title must be"),
         ({"inputs": user(), "parameters": [1]}, "parameters must be an object, got array"),
         ({"inputs": user(), "parameters": {"topk": 3}}, "parameters.topk is not supported"),
         ({"inputs": user(), "parameters": {"top_k": 0}}, "parameters.top_k must be a positive integer, got 0"),
         ({"inputs": user(), "parameters": {"top_k": True}}, "parameters.top_k must be a positive integer"),
-        ({"inputs": user(), "parameters": {"return_summary": "yes"}}, "parameters.return_summary must be a boolean, got string"),
+        (
+            {"inputs": user(), "parameters": {"return_summary": "yes"}},
+            "parameters.return_summary must be a boolean, got string",
+        ),
     ],
 )
 def test_rejections_name_the_field(validate, payload, message):

@@ -1,4 +1,5 @@
-"""Model cards: metadata that parses, a model-index naming dataset and split, and regeneration that updates in place."""
+"""Model cards: metadata that parses, a model-index naming dataset and split, and regeneration that updates in
+place."""
 
 from pathlib import Path
 
@@ -8,7 +9,14 @@ from huggingface_hub import ModelCard
 from embsum_hf.hub import AUTO_END, AUTO_START, load_card_inputs, write_model_card
 
 MODEL_CARDS = Path(__file__).resolve().parents[2] / "model_cards"
-METRICS = {"auc": 0.6321, "mrr": 0.3012, "ndcg@5": 0.2899, "ndcg@10": 0.3555, "num_impressions": 120, "num_skipped_one_class": 3}
+METRICS = {
+    "auc": 0.6321,
+    "mrr": 0.3012,
+    "ndcg@5": 0.2899,
+    "ndcg@10": 0.3555,
+    "num_impressions": 120,
+    "num_skipped_one_class": 3,
+}
 
 
 @pytest.fixture()
@@ -19,7 +27,9 @@ def folder(tmp_path, model, processor) -> Path:
 
 
 def results_by_key(card: ModelCard) -> dict:
-    return {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    return {
+        (r.task_type, r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results
+    }
 
 
 def test_card_metadata_parses_and_names_dataset_and_split(folder):
@@ -79,7 +89,9 @@ def test_regeneration_keeps_user_text_and_merges_metrics(folder):
 
     # a new evaluation: the dev split, plus an improved test AUC; nothing else restated
     write_model_card(folder, metrics={"auc": 0.65}, dataset_name="MIND-small", dataset_split="MINDsmall_dev:dev(10%)")
-    write_model_card(folder, metrics={"auc": 0.6412}, dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)")
+    write_model_card(
+        folder, metrics={"auc": 0.6412}, dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)"
+    )
     updated = ModelCard.load(readme)
     assert note in updated.text
     assert updated.text.count(AUTO_START) == 1

@@ -33,7 +33,9 @@ def test_ranks_every_candidate_with_the_models_scores(recommender, model, proces
     assert scores == sorted(scores, reverse=True)
     assert all(entry["item"] == candidates[entry["index"]] for entry in ranking)
     expected = direct_scores(model, processor, history, candidates)
-    torch.testing.assert_close(torch.tensor([entry["score"] for entry in ranking]), expected[[e["index"] for e in ranking]])
+    torch.testing.assert_close(
+        torch.tensor([entry["score"] for entry in ranking]), expected[[e["index"] for e in ranking]]
+    )
 
 
 def test_top_k_strings_batches_and_chunked_candidates(recommender, model, processor, items):
@@ -59,7 +61,9 @@ def test_top_k_strings_batches_and_chunked_candidates(recommender, model, proces
 def test_explanations_map_attention_rows_back_to_history(recommender, model, processor, items):
     history = items[:15]  # longer than max_history_items = 12: the 3 oldest are not read
     kept = processor.session_item_count(len(history))
-    result = recommender({"history": history, "candidates": items[30:33]}, return_explanations=True, num_explanations=kept)
+    result = recommender(
+        {"history": history, "candidates": items[30:33]}, return_explanations=True, num_explanations=kept
+    )
     explanations = result["explanations"]
     assert sorted(e["index"] for e in explanations) == list(range(kept))
     assert all(e["item"] == history[e["index"]] for e in explanations)

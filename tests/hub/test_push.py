@@ -44,13 +44,18 @@ def test_folder_is_self_contained(hub_folder):
         "AutoProcessor": "processing_embsum.EmbSumProcessor"
     }
     config = json.loads((hub_folder / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_embsum.EmbSumConfig", "AutoModel": "modeling_embsum.EmbSumModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_embsum.EmbSumConfig",
+        "AutoModel": "modeling_embsum.EmbSumModel",
+    }
     assert config["custom_pipelines"] == {
         "embsum-recommendation": {"impl": "pipeline_embsum.EmbSumRecommendationPipeline", "pt": ["AutoModel"]}
     }
     for name in (*REMOTE_CODE, "handler.py"):  # flat: no embsum_hf import anywhere
         assert "embsum_hf" not in "\n".join(
-            line for line in (hub_folder / name).read_text().splitlines() if line.lstrip().startswith(("import ", "from "))
+            line
+            for line in (hub_folder / name).read_text().splitlines()
+            if line.lstrip().startswith(("import ", "from "))
         ), name
     lines = (hub_folder / "requirements.txt").read_text().splitlines()
     requirements = {line.split(">")[0].split("=")[0] for line in lines if line and not line.startswith("#")}
@@ -79,7 +84,9 @@ answers = {
     "pipeline": recommender(payload["inputs"], **payload["parameters"]),
     "endpoint": endpoint(payload),
     "endpoint_batch": endpoint({"inputs": [payload["inputs"]] * 2}),
-    "endpoint_error": raised({"inputs": {"history": [], "candidates": [{"title": 5.0, "abstract": [], "category": None}]}}),
+    "endpoint_error": raised(
+        {"inputs": {"history": [], "candidates": [{"title": 5.0, "abstract": [], "category": None}]}}
+    ),
 }
 print("ANSWERS" + json.dumps(answers))
 """
@@ -112,7 +119,9 @@ def test_fresh_process_loads_the_folder_and_ranks(tmp_path, hub_folder, hub_mode
     assert len(answers["endpoint_batch"][0]["ranking"]) == 6  # no parameters: every candidate
     assert answers["endpoint"]["summary"] == expected["summary"]
     assert [e["index"] for e in answers["endpoint"]["explanations"]] == [e["index"] for e in expected["explanations"]]
-    assert answers["endpoint_error"] == "PayloadError: inputs.candidates[0].abstract must be a string, number or null, got array"
+    assert answers["endpoint_error"] == (
+        "PayloadError: inputs.candidates[0].abstract must be a string, number or null, got array"
+    )
 
 
 class FakeHub(BaseHTTPRequestHandler):
@@ -132,7 +141,11 @@ class FakeHub(BaseHTTPRequestHandler):
             answer = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
         elif "/commit/" in self.path:
             lines = [json.loads(line) for line in body.splitlines()]
-            files = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines if line["key"] == "file"}
+            files = {
+                line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                for line in lines
+                if line["key"] == "file"
+            }
             FakeHub.commits.append({"path": self.path, "header": lines[0]["value"], "files": files})
             answer = {"commitUrl": f"http://{self.headers['Host']}/org/embsum-tiny/commit/abc", "commitOid": "abc"}
         else:
@@ -177,8 +190,13 @@ def trained_folder(tmp_path, hub_model, processor):
     """A model folder as `embsum train` leaves it: the repo with the run's card, plus checkpoints and logs."""
     folder = tmp_path / "run"
     save_repo(hub_model, processor, folder)
-    write_model_card(folder, metrics={"auc": 0.61, "mrr": 0.3, "ndcg@5": 0.31, "ndcg@10": 0.37},
-                     dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)", teacher="heuristic")  # fmt: skip
+    write_model_card(
+        folder,
+        metrics={"auc": 0.61, "mrr": 0.3, "ndcg@5": 0.31, "ndcg@10": 0.37},
+        dataset_name="MIND-small",
+        dataset_split="MINDsmall_dev:test(90%)",
+        teacher="heuristic",
+    )
     (folder / "checkpoint-3").mkdir()
     (folder / "checkpoint-3" / "model.safetensors").write_bytes(b"x")
     (folder / "results.json").write_text("{}")

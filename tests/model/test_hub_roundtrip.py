@@ -14,7 +14,9 @@ from embsum_hf import EmbSumModel, EmbSumProcessor
 def test_from_backbone_keeps_t5_weights(tmp_path, tokenizer):
     torch.manual_seed(3)
     t5 = T5ForConditionalGeneration(
-        T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2, decoder_start_token_id=0)
+        T5Config(
+            vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2, decoder_start_token_id=0
+        )
     )
     t5.save_pretrained(tmp_path / "t5")
     model = EmbSumModel.from_backbone(
@@ -38,10 +40,14 @@ def test_save_load_and_fresh_process_remote_code(tmp_path, model, processor, ite
     assert {"model.safetensors", "config.json", "configuration_embsum.py", "modeling_embsum.py",
             "processor_config.json", "tokenizer.json"} <= saved
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_embsum.EmbSumConfig", "AutoModel": "modeling_embsum.EmbSumModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_embsum.EmbSumConfig",
+        "AutoModel": "modeling_embsum.EmbSumModel",
+    }
     for name in ("configuration_embsum.py", "modeling_embsum.py"):  # the Hub-facing files stay flat
         imports = [line for line in (folder / name).read_text().splitlines() if line.startswith(("import ", "from "))]
-        assert all(line.split()[1].split(".")[0] in {"torch", "transformers", "__future__", "dataclasses", ""} for line in imports), imports
+        allowed = {"torch", "transformers", "__future__", "dataclasses", ""}
+        assert all(line.split()[1].split(".")[0] in allowed for line in imports), imports
 
     batch = {
         **processor.encode_users([items[:6], items[10:12]]),

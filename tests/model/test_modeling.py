@@ -33,7 +33,9 @@ def test_forward_logits_equal_precomputed_scores(tokenizer, processor, items, su
             present = candidates["candidate_attention_mask"][b].any(-1)
             ids = candidates["candidate_input_ids"][b][present]
             cpe = model.encode_item(ids, candidates["candidate_attention_mask"][b][present])
-            torch.testing.assert_close(model.score(upe[b : b + 1], cpe)[0], out.logits[b][present], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                model.score(upe[b : b + 1], cpe)[0], out.logits[b][present], atol=1e-5, rtol=1e-5
+            )
     assert out.logits[2, 2] == float("-inf")  # the padded candidate
 
 
@@ -88,7 +90,8 @@ def test_losses_match_manual_definitions(model, processor, items):
     # the summary loss is T5's own teacher-forced cross-entropy over the concatenated session states
     taught = [0, 2]
     states = model.t5.encoder(
-        input_ids=users["session_input_ids"].flatten(0, 1), attention_mask=users["session_attention_mask"].flatten(0, 1)
+        input_ids=users["session_input_ids"].flatten(0, 1),
+        attention_mask=users["session_attention_mask"].flatten(0, 1),
     ).last_hidden_state
     memory = states.reshape(3, -1, states.shape[-1])[taught]
     memory_mask = users["session_attention_mask"].reshape(3, -1)[taught]
@@ -106,7 +109,9 @@ def test_losses_match_manual_definitions(model, processor, items):
 def test_every_parameter_gets_a_gradient(model, processor, items):
     model.train()
     model(**user_batch(processor, items), **candidate_batch(processor, items)).loss.backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    missing = [
+        name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
     assert missing == []
 
 

@@ -50,11 +50,16 @@ def test_in_batch_negatives_and_logq(model, processor, items):
         own = [b * 4 + c for c in range(4) if present[b, c]]
         own_rows = {tuple(flat_ids[i].tolist()) for i in own}
         others = [
-            i for i in range(12)
+            i
+            for i in range(12)
             if i // 4 != b and present.flatten()[i] and tuple(flat_ids[i].tolist()) not in own_rows
         ]
-        negatives = torch.cat([scores[b, [b * 4 + c for c in range(4) if labels[b, c] == 0]],
-                               scores[b, others] - log_q.flatten()[others] - math.log(int(present.sum()))])
+        negatives = torch.cat(
+            [
+                scores[b, [b * 4 + c for c in range(4) if labels[b, c] == 0]],
+                scores[b, others] - log_q.flatten()[others] - math.log(int(present.sum())),
+            ]
+        )
         for c in (labels[b] == 1).nonzero()[:, 0]:
             click = scores[b, b * 4 + c]
             losses.append(-(click - torch.logsumexp(torch.cat([click[None], negatives]), 0)))
@@ -70,16 +75,22 @@ def test_shared_rows_give_the_states_of_separate_encoding(model, processor, item
     ids, mask = inputs["item_input_ids"], inputs["item_attention_mask"]
     with torch.no_grad():
         shared = model.encode_rows(ids, mask)
-        alone = torch.cat([model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state
-                           for i in range(len(ids))])
+        alone = torch.cat(
+            [
+                model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state
+                for i in range(len(ids))
+            ]
+        )
     torch.testing.assert_close(shared, alone, atol=1e-5, rtol=1e-5)
     # gradients reach every copy's parameters as if the rows had been encoded one by one
     model.zero_grad()
     model.encode_rows(ids, mask).sum().backward()
     grad = model.t5.shared.weight.grad.clone()
     model.zero_grad()
-    sum(model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state.sum()
-        for i in range(len(ids))).backward()
+    sum(
+        model.t5.encoder(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1]).last_hidden_state.sum()
+        for i in range(len(ids))
+    ).backward()
     torch.testing.assert_close(grad, model.t5.shared.weight.grad, atol=1e-4, rtol=1e-4)
 
 
@@ -88,7 +99,10 @@ def test_one_item_sessions(tokenizer, items):
     processor = EmbSumProcessor(tokenizer, config, item_template="mind")
     sessions = processor.pack_sessions(processor.tokenize_items(items[:5]))
     assert len(sessions) == 5
-    assert all(session.count(config.item_start_token_id) == 1 and session[-1] == processor.eos_token_id for session in sessions)
+    assert all(
+        session.count(config.item_start_token_id) == 1 and session[-1] == processor.eos_token_id
+        for session in sessions
+    )
     # oldest first, as with the paper's packing
     assert sessions[-1][:-1] == processor.tokenize_items(items[:1])[0]
     model = EmbSumModel(config).eval()

@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 
 from .harness import (
     BEHAVIORS,
-    NEWS,
     World,
     behavior_lines,
     custom_items,

@@ -225,6 +225,11 @@ def test_cli_recommend_excludes_each_users_history(tmp_path, saved_model, mind_f
     assert "(exact, history excluded)" in result.stdout
     rows = [json.loads(line) for line in (tmp_path / "recs" / "part-00000.jsonl").open()]
     rows = {row["user_id"]: row for row in rows}
-    histories = {"U1": {"N10", "N3", "N2", "N1"}, "U2": {f"N{n}" for n in range(4, 10)}, "U3": set(), "U4": {"N20", "N21"}}
+    histories = {
+        "U1": {"N10", "N3", "N2", "N1"},
+        "U2": {f"N{n}" for n in range(4, 10)},
+        "U3": set(),
+        "U4": {"N20", "N21"},
+    }
     for user_id, history in histories.items():
         assert len(rows[user_id]["item_ids"]) == 30 and not set(rows[user_id]["item_ids"]) & history, user_id

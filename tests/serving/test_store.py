@@ -96,7 +96,11 @@ def test_rerun_reuses_matching_shards_and_recomputes_changed_ones(tmp_path, mode
     torch.testing.assert_close(again.embeddings, first.embeddings, atol=0, rtol=0)
 
     # one item's text changes: only its shard is recomputed; a shorter item list drops the stale shards
-    edited = [*items[:25], make_item(25, topic="space") | {"item_id": "N25", "title": "brand new title"}, *items[26:30]]
+    edited = [
+        *items[:25],
+        make_item(25, topic="space") | {"item_id": "N25", "title": "brand new title"},
+        *items[26:30],
+    ]
     store = encode_items(model, processor, edited, tmp_path / "items", shard_size=10, progress=False)
     handle.remove()
     assert sum(rows) == 10 and len(store) == 30

@@ -154,7 +154,9 @@ class PayloadValidator:
             raise PayloadError(f"{where} has {len(item)} fields, more than the limit of {self.max_item_keys}")
         for field in self.item_fields:
             if field not in item:
-                raise PayloadError(f"{where}.{field} is required (item template fields: {', '.join(self.item_fields)})")
+                raise PayloadError(
+                    f"{where}.{field} is required (item template fields: {', '.join(self.item_fields)})"
+                )
         for key, value in item.items():
             if not isinstance(key, str):
                 raise PayloadError(f"{where} has a field name that is not a string: {key!r}")
