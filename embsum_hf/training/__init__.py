@@ -3,7 +3,7 @@
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, TrainingExamples, tokenize_item_table
 from .evaluation import ImpressionEvaluator, ImpressionPredictions, baseline_scores, impression_metrics, summary_rouge
-from .trainer import EmbSumTrainer
+from .trainer import EmbSumTrainer, default_hp_space
 
 __all__ = [
     "EmbSumDataCollator",
@@ -14,6 +14,7 @@ __all__ = [
     "ModelArguments",
     "TrainingExamples",
     "baseline_scores",
+    "default_hp_space",
     "impression_metrics",
     "summary_rouge",
     "tokenize_item_table",

@@ -24,6 +24,19 @@ from .evaluation import ImpressionEvaluator
 logger = logging.getLogger(__name__)
 
 
+def default_hp_space(trial) -> dict:
+    """
+    The search space of [`EmbSumTrainer.hyperparameter_search`] (an Optuna trial): the learning rate (1e-4 to 5e-3,
+    log), the new layers' multiplier (1 to 10, log), negatives per click (1 to 8) and weight decay (0 to 0.1).
+    """
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 5e-3, log=True),
+        "new_layers_lr_multiplier": trial.suggest_float("new_layers_lr_multiplier", 1.0, 10.0, log=True),
+        "num_negatives": trial.suggest_int("num_negatives", 1, 8),
+        "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
+    }
+
+
 class EpochSeedCallback(TrainerCallback):
     """
     Sets the epoch of the training rows (which seeds their negatives) from the trainer state at the start of every
@@ -155,6 +168,42 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
             output.metrics.update({prefix + key: value for key, value in metrics.items()})
         return output
+
+    def hyperparameter_search(
+        self,
+        hp_space=None,
+        compute_objective=None,
+        n_trials: int = 20,
+        direction: str = "maximize",
+        backend: str = "optuna",
+        **kwargs,
+    ):
+        """
+        transformers' search (`model_init=` needed, Optuna by default) with EmbSum's defaults: the search space
+        [`default_hp_space`] (learning rate, new-layer multiplier, negatives per click, weight decay) and the dev
+        metric that picks the best checkpoint (`args.metric_for_best_model`, AUC) as the objective, maximised.
+        """
+        metric = f"eval_{self.args.metric_for_best_model}"
+
+        def objective(metrics: dict[str, float]) -> float:
+            if metric not in metrics:
+                raise ValueError(f"the search objective {metric} is missing: give the trainer an evaluator")
+            return metrics[metric]
+
+        return super().hyperparameter_search(
+            hp_space=hp_space or default_hp_space,
+            compute_objective=compute_objective or objective,
+            n_trials=n_trials,
+            direction=direction,
+            backend=backend,
+            **kwargs,
+        )
+
+    def _hp_search_setup(self, trial) -> None:
+        super()._hp_search_setup(trial)
+        # the training rows draw as many negatives as the trial's arguments say
+        if isinstance(self.train_dataset, TrainingExamples):
+            self.train_dataset.num_negatives = self.args.negatives_per_click
 
     # the model returns a per-batch mean; the Trainer must divide it for gradient accumulation
     loss_is_scaled_for_ga = False

@@ -272,3 +272,38 @@ def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp
     assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
     during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
     assert during and during[0]["eval_auc"] == metrics["eval_auc"]  # the step-1 evaluation, same model
+
+
+def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path):
+    pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
+    from transformers import TrainerCallback
+
+    from embsum_hf.training import ImpressionEvaluator, default_hp_space
+
+    train, dev, summaries = splits
+    collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, eval_strategy="no",
+        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+    )
+    seen = []
+
+    def model_init(trial=None):
+        return EmbSumModel(data_processor.config)
+
+    class Negatives(TrainerCallback):  # each trial's num_negatives must reach the sampled rows
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen.append((args.num_negatives, trainer.train_dataset.num_negatives))
+
+    trainer = EmbSumTrainer(
+        model_init=model_init, args=args, train_dataset=build_training_rows(train.impressions, summaries=summaries),
+        evaluator=ImpressionEvaluator(dev, data_processor), data_collator=collator, processing_class=data_processor,
+        callbacks=[Negatives()],
+    )
+    best = trainer.hyperparameter_search(n_trials=2)
+    # the default space: every hyper-parameter of it, within its bounds
+    assert set(best.hyperparameters) == {"learning_rate", "new_layers_lr_multiplier", "num_negatives", "weight_decay"}
+    assert 1e-4 <= best.hyperparameters["learning_rate"] <= 5e-3 and 1 <= best.hyperparameters["num_negatives"] <= 8
+    assert 0.0 <= best.objective <= 1.0  # the objective is the dev AUC
+    assert len(seen) == 2 and all(asked == used for asked, used in seen)
+    assert callable(default_hp_space)
