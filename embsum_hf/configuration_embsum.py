@@ -128,7 +128,9 @@ class EmbSumConfig(PreTrainedConfig):
                 f"EmbSumConfig.summary_label_smoothing must be in [0, 1), got {self.summary_label_smoothing!r}"
             )
         if not 0 < self.summary_prefix_weight <= 1:
-            raise ValueError(f"EmbSumConfig.summary_prefix_weight must be in (0, 1], got {self.summary_prefix_weight!r}")
+            raise ValueError(
+                f"EmbSumConfig.summary_prefix_weight must be in (0, 1], got {self.summary_prefix_weight!r}"
+            )
         if self.summary_memory not in SUMMARY_MEMORIES:
             raise ValueError(
                 f"EmbSumConfig.summary_memory must be one of {SUMMARY_MEMORIES}, got {self.summary_memory!r}"

@@ -492,7 +492,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
         guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
         if guidance != 1:
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-            generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, PopulationContrast(self, guidance)])
+            processors.append(PopulationContrast(self, guidance))
+            generate_kwargs["logits_processor"] = processors
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
         read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
@@ -500,12 +501,4 @@ class EmbSumModel(EmbSumPreTrainedModel):
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
-__all__ = [
-    "EmbSumModel",
-    "EmbSumPreTrainedModel",
-    "EmbSumOutput",
-    "EmbSumUserOutput",
-    "PolyAttention",
-    "PopulationContrast",
-    "poly_relevance",
-]
+__all__ = ["EmbSumModel", "EmbSumPreTrainedModel", "EmbSumOutput", "EmbSumUserOutput", "PolyAttention", "poly_relevance"]

@@ -67,7 +67,7 @@ class HeuristicBackend(TeacherBackend):
                 values = value if isinstance(value, (list, tuple)) else CATEGORY_SEPARATORS.split(str(value or ""))
                 categories.extend(str(v).strip().lower() for v in values if str(v).strip())
             text = " ".join(
-                str(value) for key, value in item.items() if isinstance(value, str) and _is_text_field(key, category_keys)
+                value for key, value in item.items() if isinstance(value, str) and _is_text_field(key, category_keys)
             )
             item_words.append([word for word in WORD.findall(text.lower()) if word not in STOPWORDS])
         if not categories and not any(item_words):
@@ -83,7 +83,8 @@ class HeuristicBackend(TeacherBackend):
         themes.sort(key=lambda word: -in_items[word])  # stable: mentions and recency break ties
         if categories:
             top = _ranked(categories, self.top_categories)
-            lead = f"The top category, {top[0]}, appears in {Counter(categories)[top[0]]} of the {items} {wording.items}."
+            count = Counter(categories)[top[0]]
+            lead = f"The top category, {top[0]}, appears in {count} of the {items} {wording.items}."
         elif themes:
             top, themes = themes[: self.top_categories], themes[self.top_categories :]
             lead = f"The top theme, {top[0]}, appears in {in_items[top[0]]} of the {items} {wording.items}."

@@ -112,7 +112,9 @@ class EmbSumRunArguments:
     )
     summary_mode: str = "generate"
     # the summary path's settings: None keeps EmbSumConfig's default (documented there)
-    summary_label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing of the summary loss."})
+    summary_label_smoothing: float | None = field(
+        default=None, metadata={"help": "Label smoothing of the summary loss."}
+    )
     summary_prefix_weight: float | None = field(
         default=None, metadata={"help": "Summary-loss weight of the tokens every summary of a batch starts with."}
     )
@@ -124,7 +126,7 @@ class EmbSumRunArguments:
     )
     summary_generation: str | None = field(
         default=None,
-        metadata={"help": 'Generation settings of the summaries as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
+        metadata={"help": 'Summary generation settings as JSON, e.g. \'{"num_beams": 4}\' (saved with the model).'},
     )
 
     def config_overrides(self) -> dict:
