@@ -59,9 +59,9 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
-from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
+from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import EmbSumTrainer, EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics
@@ -127,9 +127,18 @@ def only_users(data: RecommendationData, users: set[str]) -> RecommendationData:
 
 
 def train_and_summarise(
-    run_args, train: RecommendationData, summaries: dict[str, str], heldout_windows: list[list[Mapping]],
-    optimisation: Optimisation, budget_seconds: float, seed: int, output_dir: Path, generate: dict[str, dict],
-    test: RecommendationData | None, saved: Path | None = None, load: bool = False,
+    run_args,
+    train: RecommendationData,
+    summaries: dict[str, str],
+    heldout_windows: list[list[Mapping]],
+    optimisation: Optimisation,
+    budget_seconds: float,
+    seed: int,
+    output_dir: Path,
+    generate: dict[str, dict],
+    test: RecommendationData | None,
+    saved: Path | None = None,
+    load: bool = False,
 ) -> tuple[dict[str, list[str]], TimeBudget, float | None, str]:
     """
     Train EmbSum under the CPU budget (or `load` it from `saved`, else save it there); its summaries of the
@@ -164,10 +173,20 @@ def train_model(
     set_seed(seed)
     model, processor = build_model_and_processor(run_args, data, summaries)
     training_args = EmbSumTrainingArguments(
-        output_dir=str(output_dir), max_steps=10**7, per_device_train_batch_size=optimisation.batch_size,
-        learning_rate=optimisation.learning_rate, lr_scheduler_type="constant_with_warmup",
-        warmup_steps=optimisation.warmup_steps, max_grad_norm=optimisation.max_grad_norm, eval_strategy="no",
-        save_strategy="no", logging_steps=100, report_to=[], use_cpu=True, dataloader_num_workers=0, seed=seed,
+        output_dir=str(output_dir),
+        max_steps=10**7,
+        per_device_train_batch_size=optimisation.batch_size,
+        learning_rate=optimisation.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=optimisation.warmup_steps,
+        max_grad_norm=optimisation.max_grad_norm,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=100,
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=seed,
     )  # fmt: skip  (the accuracy benchmark's settings)
     trainer = EmbSumTrainer(model, training_args, processor, train_data=data, summaries=summaries, callbacks=[budget])
     trainer.train()
@@ -240,9 +259,17 @@ def main() -> None:
 
     train, _, test = split_by_time(load_movielens(options.data))
     run_args = demo_run_arguments(
-        options.data, dataset="movielens", train_data=str(options.data), eval_data=None, paper_split=False,
-        summaries=None, teacher="keyword teacher", dataset_name="MovieLens-100K", item_template="movielens",
-        item_max_tokens=ITEM_MAX_TOKENS, summary_loss_weight=1.0,
+        options.data,
+        dataset="movielens",
+        train_data=str(options.data),
+        eval_data=None,
+        paper_split=False,
+        summaries=None,
+        teacher="keyword teacher",
+        dataset_name="MovieLens-100K",
+        item_template="movielens",
+        item_max_tokens=ITEM_MAX_TOKENS,
+        summary_loss_weight=1.0,
     )  # fmt: skip  (the accuracy benchmark's shape, with the summary loss on)
     run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
     generate = {"embsum": {}}  # the model's own generation config
@@ -292,15 +319,12 @@ def main() -> None:
             for name, texts in generated.items():
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
             top = Counter(generated["embsum"]).most_common(3)
+            examples = list(zip(heldout[:5], generated["embsum"][:5], references[:5]))
             details.append({
                 "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds,
-                "generation_config": generation, "most_common_summaries": top,
-                "examples": list(zip(heldout[:5], generated["embsum"][:5], references[:5])),
+                "generation_config": generation, "most_common_summaries": top, "examples": examples,
             })  # fmt: skip
-            logger.info(
-                "seed %d: %d steps in %.0f CPU s; most common summaries %s",
-                seed, budget.steps, budget.cpu_seconds, top,
-            )  # fmt: skip
+            logger.info("seed %d: %d steps, %.0f CPU s; top summaries %s", seed, budget.steps, budget.cpu_seconds, top)
     rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
     print(f"\nMovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users; "
@@ -313,10 +337,8 @@ def main() -> None:
         for user, generated, reference in detail["examples"][:2]:
             print(f"  user {user}\n    embsum:  {generated}\n    teacher: {reference}")
     if "auc" in rows["embsum"]:
-        print(
-            f"EmbSum test AUC {100 * rows['embsum']['auc']:.2f} +-{100 * rows['embsum']['auc_std']:.2f} "
-            "(all test users)"
-        )
+        auc, std = 100 * rows["embsum"]["auc"], 100 * rows["embsum"]["auc_std"]
+        print(f"EmbSum test AUC {auc:.2f} +-{std:.2f} (all test users)")
     if options.json:
         report = {"options": {k: str(v) for k, v in vars(options).items()}, "run_args": dataclasses.asdict(run_args),
                   "constant": constant, "systems": rows, "embsum_runs": runs, "embsum_details": details}  # fmt: skip

@@ -142,8 +142,9 @@ def summary_metrics(
     scorer = _scorer(use_stemmer)
     result: dict = _mean_scores(scorer, predictions, references, ROUGE_TYPES)
     if n:
-        if constant is None:
-            constant = constant_summary(references, seed=seed, use_stemmer=use_stemmer)
+        constant = (
+            constant if constant is not None else constant_summary(references, seed=seed, use_stemmer=use_stemmer)
+        )
         baseline = _mean_scores(scorer, [constant] * n, references, ROUGE_TYPES)
     else:
         baseline = dict.fromkeys(ROUGE_TYPES, nan)
@@ -164,7 +165,11 @@ def summary_metrics(
             "summaries barely depend on the user: specificity gap %.3f < %.2f (ROUGE-L %.3f against their own teacher "
             "summaries, %.3f against other users'; %.0f%% distinct summaries over %d users). The model writes the "
             "population's summary, not this user's.",
-            result["specificity_gap"], COLLAPSE_GAP_THRESHOLD, result["rougeL"], other,
-            100 * result["distinct_summaries"], n,
+            result["specificity_gap"],
+            COLLAPSE_GAP_THRESHOLD,
+            result["rougeL"],
+            other,
+            100 * result["distinct_summaries"],
+            n,
         )
     return result

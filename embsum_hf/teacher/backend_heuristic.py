@@ -15,8 +15,7 @@ STOPWORDS = frozenset(
     could did do does during each few for from further had has have he her here hers him his how i if in into is it
     its just me more most my new no nor not now of off on once only or other our out over own same she should so some
     such than that the their them then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your says said year years one two first
-    last""".split()
+    what when where which while who whom why will with would you your says said year years one two first last""".split()
 )
 WORD = re.compile(r"[a-z][a-z'-]{2,}")
 CATEGORY_SEPARATORS = re.compile(r"[|,]")  # MovieLens "Action|Comedy", lists like "fantasy, fiction"
@@ -68,9 +67,7 @@ class HeuristicBackend(TeacherBackend):
                 values = value if isinstance(value, (list, tuple)) else CATEGORY_SEPARATORS.split(str(value or ""))
                 categories.extend(str(v).strip().lower() for v in values if str(v).strip())
             text = " ".join(
-                str(value)
-                for key, value in item.items()
-                if isinstance(value, str) and _is_text_field(key, category_keys)
+                value for key, value in item.items() if isinstance(value, str) and _is_text_field(key, category_keys)
             )
             item_words.append([word for word in WORD.findall(text.lower()) if word not in STOPWORDS])
         if not categories and not any(item_words):
@@ -86,10 +83,8 @@ class HeuristicBackend(TeacherBackend):
         themes.sort(key=lambda word: -in_items[word])  # stable: mentions and recency break ties
         if categories:
             top = _ranked(categories, self.top_categories)
-            lead = (
-                f"The top category, {top[0]}, appears in {Counter(categories)[top[0]]} of the {items} "
-                f"{wording.items}."
-            )
+            count = Counter(categories)[top[0]]
+            lead = f"The top category, {top[0]}, appears in {count} of the {items} {wording.items}."
         elif themes:
             top, themes = themes[: self.top_categories], themes[self.top_categories :]
             lead = f"The top theme, {top[0]}, appears in {in_items[top[0]]} of the {items} {wording.items}."

@@ -1,5 +1,4 @@
-"""The summary path's settings: generation defaults saved with the model, the weighted summary loss, the decoder
-memory."""
+"""The summary path's settings: generation defaults saved with the model, the weighted loss, the decoder memory."""
 
 import pytest
 import torch
@@ -64,9 +63,9 @@ def test_prefix_weight_and_label_smoothing_loss(tokenizer, items):
             encoder_attention_mask=users["session_attention_mask"].flatten(1),
         ).last_hidden_state
         logits = plain._lm_logits(decoder)
-    nll = F.cross_entropy(
-        logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
-    ).view(labels.shape)
+    nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none").view(
+        labels.shape
+    )
     smooth = F.cross_entropy(
         logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none", label_smoothing=0.1
     ).view(labels.shape)

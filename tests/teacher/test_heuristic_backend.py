@@ -17,8 +17,7 @@ def test_items_without_a_category_column_name_recurring_themes_from_titles_and_d
     ]
     summary = summarize(history)
     assert "various topics" not in summary
-    # trail, running, mountain each recur in 3 items (trail and running 4 mentions, mountain 3); the latest title
-    # does not
+    # trail, running, mountain each recur in 3 items (trail, running: 4 mentions; mountain 3), the latest title not
     assert summary.startswith("The user mostly engaged with items about trail, running and mountain.")
     assert "velvet" not in summary and "shade" not in summary and "brass" not in summary
     assert "light" in summary  # from descriptions only ("Light shoes", "Bright light")
