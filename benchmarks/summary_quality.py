@@ -59,9 +59,9 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
+from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
-from embsum_hf.metrics import constant_summary, summary_metrics
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import EmbSumTrainer, EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics

@@ -15,7 +15,8 @@ STOPWORDS = frozenset(
     could did do does during each few for from further had has have he her here hers him his how i if in into is it
     its just me more most my new no nor not now of off on once only or other our out over own same she should so some
     such than that the their them then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your says said year years one two first last""".split()
+    what when where which while who whom why will with would you your says said year years one two first
+    last""".split()
 )
 WORD = re.compile(r"[a-z][a-z'-]{2,}")
 CATEGORY_SEPARATORS = re.compile(r"[|,]")  # MovieLens "Action|Comedy", lists like "fantasy, fiction"
