@@ -54,7 +54,8 @@ class EmbSumOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`): `ctr_loss + summary_loss_weight * summary_loss`.
-        ctr_loss (`()`): NCE loss, the mean over the batch's clicks of `-log softmax` against the user's negatives.
+        ctr_loss (`()`): NCE loss: `-log softmax` of each click against its user's negatives, averaged over each
+            user's clicks, then over the users.
         summary_loss (`()`, when summary labels are given): token-mean NLL of the teacher summaries.
         logits (`(B, C)`): relevance scores of every candidate; padded candidates are `-inf`.
         user_embeddings (`(B, K, d)`), item_embeddings (`(B, C, M, d)`): the two poly-embeddings scored.
@@ -518,7 +519,12 @@ class EmbSumModel(EmbSumPreTrainedModel):
             negative_logits = torch.cat([negative_logits, others.masked_fill(~keep, float("-inf"))], dim=1)
         negative_lse = torch.logsumexp(negative_logits.float(), dim=-1)  # (B,), -inf for a user without negatives
         click_logits = logits.float()[clicked]  # (P,) every click of the batch
-        ctr_loss = (torch.logaddexp(click_logits, negative_lse[clicked.nonzero()[:, 0]]) - click_logits).mean()
+        click_user = clicked.nonzero()[:, 0]  # (P,)
+        click_losses = torch.logaddexp(click_logits, negative_lse[click_user]) - click_logits
+        # each user's clicks averaged, then the users: every example weighs the same, so the mean over a batch split
+        # across ranks (averaged by DDP) equals the mean over the whole batch in one process
+        per_user = click_losses.new_zeros(batch).index_add(0, click_user, click_losses)
+        ctr_loss = (per_user / clicked.sum(-1).clamp(min=1)).mean()
 
         summary_loss = None
         loss = ctr_loss

@@ -6,7 +6,8 @@
 - Shell blocks: every `embsum` line goes through the CLI's own parser (`embsum_hf.cli.build_parser()`, and
   `transformers.HfArgumentParser` for `train` / `prepare`, which also builds the TrainingArguments); `accelerate
   launch ... -m embsum_hf.cli ...` lines parse their embsum part; `make` targets exist in the Makefile; `hf` lines go
-  through the `hf` CLI's parser (`--help` of the subcommand); `pip install` lines are the install tests of
+  through the `hf` CLI's parser (`--help` of the subcommand); `python script.py` runs a script a command wrote;
+  `pip install` lines are the install tests of
   tests/test_packaging.py. An unknown command fails the test, so a new kind of line gets a check.
 - Untagged blocks are diagrams, not code.
 """
@@ -112,6 +113,12 @@ def check_shell(words: list[str]) -> None:
         assert words[1:3] == ["clone", REPOSITORY], words
     elif command == "cd":
         assert len(words) == 2, words
+    elif command == "python":  # a script of this repository, or one the README's own commands wrote (a Space's app.py)
+        assert words[1].endswith(".py"), words
+        if words[1].startswith(("benchmarks/", "examples/")):
+            assert (ROOT / words[1]).is_file(), words
+        else:
+            assert len(words) == 2, words
     else:
         raise AssertionError(f"no check for shell command {command!r}: {' '.join(words)}")
 

@@ -169,6 +169,8 @@ def read_recipe(path: str) -> dict:
 
     import yaml
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
     try:
         with open(path, encoding="utf-8") as handle:
             values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)

@@ -7,6 +7,7 @@ card inputs (`model_cards/*.yaml`), and commits it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from huggingface_hub import HfApi
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
+from ..utils import check_safetensors
 from .model_card import check_card_inputs, write_model_card
 from .repo import TEMPLATES, missing_repo_files, save_repo  # noqa: F401 (TEMPLATES: where the handler lives)
 
@@ -34,6 +36,14 @@ def stage_repo(
     (base model, data, teacher, license) is an error naming both values.
     """
     folder, staging = Path(folder), Path(staging)
+    # damaged weights or config are named before anything is staged: nothing broken is ever uploaded
+    check_safetensors(folder)
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{config}: not valid JSON ({error})") from None
     missing = missing_repo_files(folder)
     if missing:
         raise ValueError(

@@ -22,12 +22,15 @@ def test_several_clicks_each_against_the_users_negatives(model, processor, items
     users, candidates, labels = batch(processor, items)
     out = model(**users, **candidates, candidate_labels=labels)
     logits = out.logits
-    losses = []
+    users_losses = []  # each user's clicks averaged, then the users (users 0 and 2 have 2 and 1 clicks)
     for b in range(3):
         negatives = logits[b][labels[b] == 0]
-        for p in (labels[b] == 1).nonzero()[:, 0]:
-            losses.append(-(logits[b, p] - torch.logsumexp(torch.cat([logits[b, p : p + 1], negatives]), 0)))
-    torch.testing.assert_close(out.ctr_loss, torch.stack(losses).mean())
+        losses = [
+            -(logits[b, p] - torch.logsumexp(torch.cat([logits[b, p : p + 1], negatives]), 0))
+            for p in (labels[b] == 1).nonzero()[:, 0]
+        ]
+        users_losses.append(torch.stack(losses).mean())
+    torch.testing.assert_close(out.ctr_loss, torch.stack(users_losses).mean())
     # the default labels are "candidate 0 clicked, the rest not": the paper's NCE, unchanged
     default = model(**users, **candidates)
     explicit = (candidates["candidate_attention_mask"].any(-1).long() - 1) * 100  # -100 padding, 0 elsewhere
@@ -45,7 +48,7 @@ def test_in_batch_negatives_and_logq(model, processor, items):
     flat_ids = candidates["candidate_input_ids"].flatten(0, 1)
     cpe = model.encode_item(flat_ids, candidates["candidate_attention_mask"].flatten(0, 1))
     scores = model.score(upe, cpe)  # (B, B*C)
-    losses = []
+    users_losses = []
     for b in range(3):
         own = [b * 4 + c for c in range(4) if present[b, c]]
         own_rows = {tuple(flat_ids[i].tolist()) for i in own}
@@ -60,10 +63,10 @@ def test_in_batch_negatives_and_logq(model, processor, items):
                 scores[b, others] - log_q.flatten()[others] - math.log(int(present.sum())),
             ]
         )
-        for c in (labels[b] == 1).nonzero()[:, 0]:
-            click = scores[b, b * 4 + c]
-            losses.append(-(click - torch.logsumexp(torch.cat([click[None], negatives]), 0)))
-    torch.testing.assert_close(out.ctr_loss, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
+        clicks = scores[b, [b * 4 + c for c in (labels[b] == 1).nonzero()[:, 0].tolist()]]
+        losses = [-(click - torch.logsumexp(torch.cat([click[None], negatives]), 0)) for click in clicks]
+        users_losses.append(torch.stack(losses).mean())
+    torch.testing.assert_close(out.ctr_loss, torch.stack(users_losses).mean(), atol=1e-5, rtol=1e-5)
     # (item 20, user 0's click and user 1's negative, is left out of user 0's in-batch negatives above)
     # without logQ the in-batch scores are not shifted
     no_q = model(**users, **candidates, candidate_labels=labels, in_batch_negatives=True)

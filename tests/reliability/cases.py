@@ -595,7 +595,9 @@ def all_cases() -> list[Case]:
                                   lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
                                   names, output="out.json"))
     for name, (filename, text, names) in RECIPES.items():
-        for command in ("prepare", "train"):
+        # `prepare` reads its part of a training recipe and ignores the other keys (documented), so an unknown key
+        # is refused by `train` only
+        for command in ("prepare", "train") if name != "yaml-unknown-key" else ("train",):
             def argv(world, tmp, f=filename, t=text, c=command):
                 (tmp / f).write_text(t)
                 return [c, str(tmp / f)]

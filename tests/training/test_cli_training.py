@@ -66,11 +66,13 @@ def assert_same_weights(expected: dict, path: Path) -> None:
 
 
 def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
-    # 97 training rows / 16 = 7 steps per epoch: epoch 1 is steps 1-7, epoch 2 steps 8-14, epoch 3 steps 15-21;
-    # dropout on, so the dropout RNG must be restored as well as the epoch-seeded negatives
+    # 97 training rows (one per click: the paper's rows, whose step count the numbers below use; examples per
+    # impression draw their negatives through the same epoch-seeded rows) / 16 = 7 steps per epoch: epoch 1 is steps
+    # 1-7, epoch 2 steps 8-14, epoch 3 steps 15-21; dropout on, so the dropout RNG must be restored as well as the
+    # epoch-seeded negatives
     schedule = [
         "--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--save_strategy", "steps",
-        "--save_steps", "2", "--logging_steps", "1", "--dropout_rate", "0.1",
+        "--save_steps", "2", "--logging_steps", "1", "--dropout_rate", "0.1", "--group_by_impression", "false",
     ]
     embsum(*train_args(data, tmp_path / "straight", *schedule))
     straight = load_file(tmp_path / "straight" / "model.safetensors")

@@ -243,7 +243,9 @@ def test_a_config_saved_with_num_negatives_still_loads(tmp_path, data_processor)
 
 def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
     train, _, _ = splits
-    args = EmbSumTrainingArguments(output_dir=str(tmp_path), num_negatives=2, report_to=[], use_cpu=True)
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), num_negatives=2, group_by_impression=False, report_to=[], use_cpu=True
+    )
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
     trainer = EmbSumTrainer(
         EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
