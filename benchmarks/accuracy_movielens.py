@@ -63,6 +63,7 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import build_training_rows, load_movielens, split_by_time
 from embsum_hf.data._io import iter_fields
 from embsum_hf.data.schema import RecommendationData
+from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
 from embsum_hf.training import (
@@ -315,19 +316,17 @@ def heuristic_summaries(train: RecommendationData, folder: Path) -> dict[str, st
         return store.as_dict()
 
 
-def train_embsum(
+def train_under_budget(
     run_args: EmbSumRunArguments,
     train: RecommendationData,
-    test: RecommendationData,
     summaries: dict[str, str],
     optimisation: Optimisation,
-    budget_seconds: float,
+    budget: TimeBudget,
     seed: int,
     output_dir: Path,
     training_overrides: dict | None = None,
-    rouge_users: int = 100,
-) -> Result:
-    """EmbSum from the package recipe, trained with `EmbSumTrainer` until the CPU-time budget is spent."""
+) -> tuple[EmbSumModel, EmbSumProcessor]:
+    """EmbSum from the package recipe (`build_model_and_processor`, `build_trainer`), trained until `budget` ends."""
     set_seed(seed)
     model, processor = build_model_and_processor(run_args, train, summaries)
     training_args = EmbSumTrainingArguments(
@@ -345,15 +344,34 @@ def train_embsum(
         use_cpu=True,
         dataloader_num_workers=0,
         seed=seed,
+        **(training_overrides or {}),
     )
-    training_args = dataclasses.replace(training_args, **(training_overrides or {}))
-    budget = TimeBudget(budget_seconds)
     trainer = build_trainer(model, processor, training_args, Splits(train, None, None), summaries, callbacks=[budget])
     trainer.train()
-    scores = ImpressionEvaluator(test, processor).predict(trainer.model).scores
+    return trainer.model, processor
+
+
+def train_embsum(
+    run_args: EmbSumRunArguments,
+    train: RecommendationData,
+    test: RecommendationData,
+    summaries: dict[str, str],
+    optimisation: Optimisation,
+    budget_seconds: float,
+    seed: int,
+    output_dir: Path,
+    training_overrides: dict | None = None,
+    rouge_users: int = 100,
+) -> Result:
+    """EmbSum trained under the CPU-time budget, scored on the test impressions (and ROUGE-L when it summarises)."""
+    budget = TimeBudget(budget_seconds)
+    model, processor = train_under_budget(
+        run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
+    )
+    scores = ImpressionEvaluator(test, processor).predict(model).scores
     result = Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
     if summaries and model.config.summary_loss_weight > 0:
-        rouge, _ = summary_rouge(trainer.model, processor, test, summaries, max_users=rouge_users)
+        rouge, _ = summary_rouge(model, processor, test, summaries, max_users=rouge_users)
         result.metrics["rougeL"] = rouge.get("rougeL", float("nan"))
     return result
 

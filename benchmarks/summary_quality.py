@@ -52,7 +52,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from accuracy_movielens import DEFAULT_DATA, ITEM_MAX_TOKENS, Optimisation, TimeBudget, item_length_report
+from accuracy_movielens import (
+    DEFAULT_DATA,
+    ITEM_MAX_TOKENS,
+    Optimisation,
+    TimeBudget,
+    item_length_report,
+    train_under_budget,
+)
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
@@ -64,7 +71,7 @@ from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
-from embsum_hf.training import EmbSumTrainer, EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics
+from embsum_hf.training import ImpressionEvaluator, impression_metrics
 from embsum_hf.training.recipe import build_model_and_processor, demo_run_arguments
 
 logger = logging.getLogger("summary_quality")
@@ -169,28 +176,8 @@ def train_and_summarise(
 def train_model(
     run_args, data, summaries, optimisation, budget, seed, output_dir
 ) -> tuple[EmbSumModel, EmbSumProcessor]:
-    """EmbSum from the recipe, trained with `EmbSumTrainer` on `data` until `budget` is spent."""
-    set_seed(seed)
-    model, processor = build_model_and_processor(run_args, data, summaries)
-    training_args = EmbSumTrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=10**7,
-        per_device_train_batch_size=optimisation.batch_size,
-        learning_rate=optimisation.learning_rate,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=optimisation.warmup_steps,
-        max_grad_norm=optimisation.max_grad_norm,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=100,
-        report_to=[],
-        use_cpu=True,
-        dataloader_num_workers=0,
-        seed=seed,
-    )  # fmt: skip  (the accuracy benchmark's settings)
-    trainer = EmbSumTrainer(model, training_args, processor, train_data=data, summaries=summaries, callbacks=[budget])
-    trainer.train()
-    return trainer.model, processor
+    """EmbSum from the recipe, trained on `data` until `budget` is spent (the accuracy benchmark's settings)."""
+    return train_under_budget(run_args, data, summaries, optimisation, budget, seed, output_dir)
 
 
 # ---------------------------------------------------------------------------------------------------- main
