@@ -8,9 +8,17 @@ from embsum_hf.commands.train import parse
 
 def test_every_long_option_takes_dashes_and_underscores():
     parser = build_parser()
-    dashed = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper-split", "test"])
-    underscored = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper_split", "test"])
-    assert vars(dashed) == vars(underscored) and dashed.paper_split == "test"
+    dashed = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper-split", "true",
+                                "--paper-part", "dev"])
+    underscored = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper_split", "true",
+                                     "--paper_part", "dev"])
+    assert vars(dashed) == vars(underscored) and dashed.paper_split is True and dashed.paper_part == "dev"
+    # --paper_split means the same on evaluate as on train and prepare: a true/false switch
+    assert parser.parse_args(["evaluate", "--model", "m", "--data", "d"]).paper_split is False
+    train_args, _ = parse(["--train_data", "t", "--output_dir", "o", "--paper_split", "true"])
+    assert train_args.paper_split is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper-split", "test"])
     args = parser.parse_args(["encode-items", "--model", "m", "--data", "d", "--output", "o", "--batch_size", "3",
                               "--shard-size", "5", "--no_progress"])
     assert (args.batch_size, args.shard_size, args.no_progress) == (3, 5, True)

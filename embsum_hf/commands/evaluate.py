@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from transformers.hf_argparser import string_to_bool
+
 from embsum_hf.commands import add_data_arguments, add_model_argument
 
 
@@ -15,9 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_argument(parser)
     add_data_arguments(parser)
+    # one dialect with `embsum train`/`prepare`: --paper_split true splits MIND data by impression (seed 42)
     parser.add_argument(
-        "--paper-split", choices=("dev", "test"), default=None,
-        help="evaluate on the paper's 10%% Dev or 90%% Test part of the split (by impression, seed 42)",
+        "--paper-split", type=string_to_bool, default=False, metavar="{true,false}",
+        help="as in `embsum train`: split --data by impression into the paper's 10%% Dev and 90%% Test",
+    )
+    parser.add_argument(
+        "--paper-part", choices=("dev", "test"), default="test",
+        help="with --paper_split true: the part to evaluate on (default: test, the reported one)",
     )
     parser.add_argument("--output", default=None, help="also write the metrics JSON here")
     parser.set_defaults(func=run)
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     model, processor = load_model_and_processor(args.model)
     data = load_command_data(args, validate=True)  # prints what the loader dropped (e.g. unknown candidates)
     if args.paper_split:
-        data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_split]
+        data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_part]
     metrics = {"split": data.split, **ImpressionEvaluator(data, processor).evaluate(model)}
     text = json.dumps(metrics, indent=2)
     if args.output:
