@@ -6,9 +6,14 @@ import argparse
 import json
 import sys
 
-from transformers.hf_argparser import string_to_bool
-
 from embsum_hf.commands import add_data_arguments, add_model_argument
+
+
+def string_to_bool(value: str) -> bool:
+    """`true`/`false` as `embsum train` reads them (transformers' own parser, imported only when a flag is given)."""
+    from transformers.hf_argparser import string_to_bool
+
+    return string_to_bool(value)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
