@@ -408,6 +408,15 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 
 
+def movielens_run_arguments(folder: Path, **overrides) -> EmbSumRunArguments:
+    """The demo's tiny from-scratch shape on MovieLens 100K (its data fields, template and item budget)."""
+    values = dict(
+        dataset="movielens", train_data=str(folder), eval_data=None, paper_split=False, summaries=None,
+        dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
+    )  # fmt: skip
+    return demo_run_arguments(folder, **{**values, **overrides})
+
+
 def item_mean_rating_scores(folder: Path, train: RecommendationData, test: RecommendationData, prior: float = 5.0):
     """Each item's mean star rating over the train impressions' ratings, damped towards the global mean."""
     ratings = {}
@@ -434,18 +443,7 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         "train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items)
     )
     optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
-    run_args = demo_run_arguments(
-        options.data,  # the demo's tiny shape; the data fields are MovieLens's
-        dataset="movielens",
-        train_data=str(options.data),
-        eval_data=None,
-        paper_split=False,
-        summaries=None,
-        teacher="heuristic",
-        dataset_name="MovieLens-100K",
-        item_template="movielens",
-        item_max_tokens=ITEM_MAX_TOKENS,
-    )
+    run_args = movielens_run_arguments(options.data, teacher="heuristic")
     labels = test.impressions["labels"]
     results: dict[str, Result] = {
         kind: Result(impression_metrics(baseline_scores(test, train, kind, seed=seed), labels))

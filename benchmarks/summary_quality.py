@@ -54,10 +54,10 @@ from pathlib import Path
 import torch
 from accuracy_movielens import (
     DEFAULT_DATA,
-    ITEM_MAX_TOKENS,
     Optimisation,
     TimeBudget,
     item_length_report,
+    movielens_run_arguments,
     train_under_budget,
 )
 from transformers import set_seed
@@ -72,7 +72,7 @@ from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import ImpressionEvaluator, impression_metrics
-from embsum_hf.training.recipe import build_model_and_processor, demo_run_arguments
+from embsum_hf.training.recipe import build_model_and_processor
 
 logger = logging.getLogger("summary_quality")
 
@@ -245,19 +245,8 @@ def main() -> None:
     seeds = [int(seed) for seed in options.seeds.split(",")]
 
     train, _, test = split_by_time(load_movielens(options.data))
-    run_args = demo_run_arguments(
-        options.data,
-        dataset="movielens",
-        train_data=str(options.data),
-        eval_data=None,
-        paper_split=False,
-        summaries=None,
-        teacher="keyword teacher",
-        dataset_name="MovieLens-100K",
-        item_template="movielens",
-        item_max_tokens=ITEM_MAX_TOKENS,
-        summary_loss_weight=1.0,
-    )  # fmt: skip  (the accuracy benchmark's shape, with the summary loss on)
+    # the accuracy benchmark's shape, with the summary loss on
+    run_args = movielens_run_arguments(options.data, teacher="keyword teacher", summary_loss_weight=1.0)
     run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
     generate = {"embsum": {}}  # the model's own generation config
     for spec in options.decodings:
