@@ -280,7 +280,7 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
     pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
     from transformers import TrainerCallback
 
-    from embsum_hf.training import ImpressionEvaluator, default_hp_space
+    from embsum_hf.training import ImpressionEvaluator
 
     train, dev, summaries = splits
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
@@ -308,4 +308,28 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
     assert 1e-4 <= best.hyperparameters["learning_rate"] <= 5e-3 and 1 <= best.hyperparameters["num_negatives"] <= 8
     assert 0.0 <= best.objective <= 1.0  # the objective is the dev AUC
     assert len(seen) == 2 and all(asked == used for asked, used in seen)
-    assert callable(default_hp_space)
+
+
+def test_recipe_item_prior_reaches_config_save_and_evaluation(splits, tmp_path):
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
+
+    train, dev, _ = splits
+    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
+    model, processor = build_model_and_processor(run_args, train, {})
+    seen = sorted({item for candidates in train.impressions["candidates"] for item in candidates})
+    assert model.config.item_prior_ids == seen and model.config.session_max_items == 1  # from scratch: one-item
+    plain, _ = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})
+    assert plain.item_prior is None and plain.config.item_prior_ids is None  # off by default: the paper's model
+    model.save_pretrained(tmp_path)
+    assert EmbSumModel.from_pretrained(tmp_path).config.item_prior_ids == seen
+    # evaluation adds each candidate's prior to the content score (0 for items never seen in training)
+    evaluator = ImpressionEvaluator(dev, processor)
+    content = evaluator.predict(model.eval()).scores
+    with torch.no_grad():
+        model.item_prior.weight[1:] = torch.arange(1, len(seen) + 1, dtype=torch.float)[:, None]
+    shifted = evaluator.predict(model).scores
+    rows = {item: row for row, item in enumerate(seen, start=1)}
+    for before, after, candidates in zip(content, shifted, dev.impressions["candidates"]):
+        assert after == pytest.approx([b + rows.get(c, 0) for b, c in zip(before, candidates)], abs=1e-3)
