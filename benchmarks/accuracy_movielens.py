@@ -16,25 +16,29 @@ Systems
                       additive attention = item vector; history item vectors -> multi-head self-attention ->
                       additive attention = user vector (plus one learned slot, so an empty history has a vector too,
                       as EmbSum's h_sum does); score = dot product.
+  item-mean-rating    each item's mean star rating over the train impressions (damped towards the global mean).
   embsum              EmbSum-tiny from scratch with the package recipe (`build_model_and_processor` with the demo's
-                      tiny shape, `EmbSumTrainer`), no summaries (lambda 0, h_sum from the decoder start token).
-  embsum+heuristic    the same, plus `HeuristicBackend` teacher summaries of the train histories (template
-                      sentences naming top genres and title words, not LLM text) with lambda 0.2.
+                      tiny shape, `EmbSumTrainer`), the summary decoder trained on `HeuristicBackend` teacher
+                      summaries of the train histories (template sentences, not LLM text) with lambda 0.2; h_sum from
+                      the decoder start token.
+  embsum+item-prior   the same plus the optional item prior (fitted to the training clicks before the first step),
+                      also scored with the prior dropped ("(content only)" row). The other `VARIANTS` each change one
+                      lever of the recipe (the README's ablation).
 
 Fairness
   Same split and test impressions. Same tokenizer: trained once on the item texts by the EmbSum recipe, then reused
-  by NRMS and both EmbSum variants, so every model reads the same token ids, item budget and history window (the
+  by NRMS and every EmbSum variant, so every model reads the same token ids, item budget and history window (the
   latest `max_history_items` = 16 items; TF-IDF uses that window too). Same training rows and negatives
   (`build_training_rows` + `TrainingExamples` with the same seed) and the same NCE loss over one click and
   `DEFAULT_NUM_NEGATIVES` non-clicks. Same batch size, learning rate, warm-up, constant schedule and gradient clipping
   (EmbSum's new layers keep the recipe's learning-rate multiplier). Same CPU-time budget per learned model: process
   CPU time of the training loop with torch pinned to `--threads` threads; a `TrainerCallback` stops EmbSum and the
   NRMS loop checks the same clock. Tokenizer training, item tokenisation and evaluation are outside the budget.
-  Everything is seeded, but the tokenizer's training is not bit-reproducible across processes and a time budget
-  ends at a load-dependent step, so reruns differ slightly.
+  Everything is seeded, but a time budget ends at a load-dependent step, so reruns differ (the README shows two
+  runs of the same code).
 
-    OMP_NUM_THREADS=1 python benchmarks/accuracy_movielens.py [--data ../shared/data/ml-100k] [--budget-seconds 150]
-    OMP_NUM_THREADS=1 python benchmarks/accuracy_movielens.py --quick    # 30 s per learned model, smoke run
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_movielens.py [--data ../shared/data/ml-100k] [--budget-cpu-s 600] \
+        [--seeds 3] [--jobs 3] [--systems nrms,embsum,embsum+item-prior] [--json out.json]
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from embsum_hf.training import (
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 from embsum_hf.training.evaluation import summary_rouge
 from embsum_hf.training.recipe import (
+    FROM_SCRATCH_LEARNING_RATE,
     EmbSumRunArguments,
     Splits,
     build_model_and_processor,
@@ -368,11 +373,18 @@ def train_embsum(
     model, processor = train_under_budget(
         run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
     )
-    scores = ImpressionEvaluator(test, processor).predict(model).scores
+    evaluator = ImpressionEvaluator(test, processor)
+    scores = evaluator.predict(model).scores
     result = Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
     if summaries and model.config.summary_loss_weight > 0:
         rouge, _ = summary_rouge(model, processor, test, summaries, max_users=rouge_users)
         result.metrics["rougeL"] = rouge.get("rougeL", float("nan"))
+    if model.item_prior is not None:
+        # the content model's own strength: the same weights scored with the prior dropped (every item cold)
+        with torch.no_grad():
+            model.item_prior.weight.zero_()
+        content = impression_metrics(evaluator.predict(model).scores, test.impressions["labels"], split=test.split)
+        result.metrics.update({f"content_{name}": content[name] for name in METRICS})
     return result
 
 
@@ -389,13 +401,14 @@ def item_length_report(processor: EmbSumProcessor, items) -> str:
 
 # ---------------------------------------------------------------------------------------------------- main
 # EmbSum variants: name -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides). "embsum" is the
-# library's from-scratch recipe as `embsum train` runs it; the others each change one lever of it (the ablation).
-# "embsum" is the library's from-scratch recipe as `embsum train` runs it (tiny shape, lambda 0.2 on heuristic
-# summaries); each other variant changes one lever of it (the README's ablation table)
+# library's from-scratch recipe as `embsum train` runs it (tiny shape, lambda 0.2 on heuristic summaries); each other
+# variant changes one lever of it (the README's ablation table). "embsum+item-prior" starts its prior from
+# `fit_item_prior` (the trainer's default); "embsum+item-prior-unfitted" from zeros.
 RECIPE_RUN = {"summary_loss_weight": 0.2}
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum": ({}, {}),
     "embsum+item-prior": ({"item_prior": True}, {}),
+    "embsum+item-prior-unfitted": ({"item_prior": True}, {"fit_item_prior": False}),
     "embsum-paper-sessions": ({"session_max_items": 10**6}, {}),
     "embsum-per-click": ({}, {"group_by_impression": False}),
     "embsum+in-batch": ({}, {"in_batch_negatives": True}),
@@ -480,11 +493,14 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     rows = {}
     for name, result in results.items():
         row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
+        content = {metric: row.pop(f"content_{metric}") for metric in METRICS if f"content_{metric}" in row}
         if result.budget is not None:
             row.update(
                 steps=result.budget.steps, train_cpu_s=result.budget.cpu_seconds, wall_s=result.budget.wall_seconds
             )
         rows[name] = row
+        if content:  # a model with an item prior, scored again without it: a row of its own
+            rows[f"{name} (content only)"] = content
     return rows
 
 
@@ -529,12 +545,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     parser.add_argument(
         "--systems",
-        default="nrms,embsum",
+        default="nrms,embsum,embsum+item-prior",
         help=f"learned systems to run (the baselines always run): nrms and any of {', '.join(VARIANTS)}",
     )
     parser.add_argument("--json", type=Path, default=None, help="write every system's metrics, mean and std here")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)"
     )

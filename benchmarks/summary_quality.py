@@ -72,7 +72,7 @@ from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import ImpressionEvaluator, impression_metrics
-from embsum_hf.training.recipe import build_model_and_processor
+from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, build_model_and_processor
 
 logger = logging.getLogger("summary_quality")
 
@@ -227,7 +227,7 @@ def main() -> None:
         help="also score these decodings of the same models, e.g. beam4:num_beams=4 greedy:no_repeat_ngram_size=0",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--auc", action="store_true", help="also the test-split AUC of each EmbSum model")
     parser.add_argument("--json", type=Path, default=None, help="write every number here")

@@ -159,6 +159,82 @@ class PopulationContrast(LogitsProcessor):
         return (null + self.scale * (scores.float().log_softmax(-1) - null)).to(scores.dtype)
 
 
+class HistoryTokenBoost(LogitsProcessor):
+    """
+    A soft copy mechanism: adds `strength * count / max_count` to the next-token log-probabilities of every token
+    that occurs in the user's history (its session tokens), `count` the times its word occurs there and `max_count`
+    that of the user's most frequent word, so the summary names what this user read most rather than what everybody
+    reads. A word the summary has already written gains no more (coverage: each interest is named once). Only tokens
+    the decoder itself finds plausible gain: probability at least `plausibility` times the most
+    likely token's (the adaptive plausibility constraint of contrastive decoding, Li et al. 2023), so the template the
+    decoder is sure of stays intact and the boost chooses among the words it hesitates between.
+
+    Args:
+        history_ids: `(B, N)` token ids of each user's history; positions where `history_mask` is 0 are ignored.
+        history_mask: `(B, N)`.
+        strength: added log-probability (0 changes nothing).
+        token_classes: `(V',)` a class per token id (e.g. [`EmbSumProcessor.token_classes`]: the token's lower-cased
+            word): a token gains when any token of its class occurs in the history; -1 marks tokens that never gain
+            (special tokens, punctuation). Tokens without an entry are their own class. Default: each token alone.
+        excluded: token ids that never gain (padding, `</s>`, `<unk>`, `<sos>`).
+        plausibility: in [0, 1]; 0 lets every token of the history gain.
+    """
+
+    def __init__(
+        self,
+        history_ids: torch.LongTensor,
+        history_mask: torch.Tensor,
+        strength: float,
+        token_classes: torch.LongTensor | None = None,
+        excluded: tuple[int, ...] = (),
+        plausibility: float = 0.0,
+    ):
+        if not 0 <= plausibility <= 1:
+            raise ValueError(f"plausibility must be in [0, 1], got {plausibility}")
+        self.history_ids, self.history_mask = history_ids, history_mask.bool()
+        self.strength, self.token_classes, self.excluded = float(strength), token_classes, tuple(excluded)
+        self.log_plausibility = float(torch.tensor(float(plausibility)).log())  # -inf for 0
+        self._boost: tuple | None = None  # (class weights (B, classes + 1), classes (V,)), built at the first step
+
+    def _classes(self, vocab_size: int, device: torch.device) -> torch.LongTensor:
+        own = torch.arange(vocab_size, device=device)
+        if self.token_classes is None:
+            classes = own
+        else:
+            known = self.token_classes.to(device)[:vocab_size]
+            offset = int(known.max().clamp(min=-1)) + 1  # tokens without an entry: classes after the known ones
+            classes = torch.cat([known, own[len(known) :] + offset])
+        if self.excluded:
+            classes = classes.clone()
+            classes[[i for i in self.excluded if 0 <= i < vocab_size]] = -1
+        return classes
+
+    def _build(self, vocab_size: int, device: torch.device) -> tuple[torch.Tensor, torch.LongTensor]:
+        classes = self._classes(vocab_size, device)
+        ids = self.history_ids.to(device).clamp(0, vocab_size - 1)
+        history_classes = classes[ids].masked_fill(~self.history_mask.to(device), -1)  # (B, N)
+        width = int(classes.max()) + 2  # slot 0: "never gains" (-1)
+        counts = torch.zeros(len(ids), width, device=device)
+        counts.scatter_add_(1, history_classes + 1, torch.ones_like(history_classes, dtype=counts.dtype))
+        counts[:, 0] = 0
+        weights = counts / counts.amax(1, keepdim=True).clamp(min=1)  # (B, classes + 1) in [0, 1]
+        return weights, classes
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._boost is None:
+            self._boost = self._build(scores.shape[-1], scores.device)
+        weights, classes = self._boost
+        if scores.shape[0] != weights.shape[0]:  # beam search: every beam of a user gets the user's rows
+            weights = weights.repeat_interleave(scores.shape[0] // weights.shape[0], dim=0)
+        # coverage: a word the summary has already written gains no more (each interest is named once)
+        written = classes[input_ids.clamp(0, len(classes) - 1)] + 1  # (B', T) class slots of the tokens so far
+        weights = weights.scatter(1, written, 0.0)
+        boost = weights[:, classes + 1]  # (B', V)
+        log_probs = scores.float().log_softmax(-1)
+        plausible = log_probs >= log_probs.amax(-1, keepdim=True) + self.log_plausibility
+        return (log_probs + self.strength * boost.to(log_probs.dtype) * plausible).to(scores.dtype)
+
+
 class EmbSumPreTrainedModel(PreTrainedModel):
     config: EmbSumConfig
     config_class = EmbSumConfig
@@ -584,15 +660,35 @@ class EmbSumModel(EmbSumPreTrainedModel):
         The decoder writes each user's interest summary from the concatenated session states, with the settings of
         `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise, and
         steered away from the population's summary by [`PopulationContrast`] when `config.summary_guidance` (or a
-        `guidance=` keyword) is not 1.
+        `guidance=` keyword) is not 1, and towards the words of the user's own history by [`HistoryTokenBoost`] when
+        `config.summary_history_boost` (or a `history_boost=` keyword) is above 0, among the tokens at least
+        `config.summary_history_boost_plausibility` (`history_boost_plausibility=`) times as likely as the best (given
+        `processor`, a word counts in any letter case: `processor.token_classes()`).
         Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
         guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
+        history_boost = generate_kwargs.pop("history_boost", self.config.summary_history_boost)
+        plausibility = generate_kwargs.pop(
+            "history_boost_plausibility", self.config.summary_history_boost_plausibility
+        )
+        added = []
         if guidance != 1:
-            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-            generate_kwargs["logits_processor"] = LogitsProcessorList(
-                [*processors, PopulationContrast(self, guidance)]
+            added.append(PopulationContrast(self, guidance))
+        if history_boost:
+            t5 = self.config.t5_config
+            added.append(
+                HistoryTokenBoost(
+                    session_input_ids.flatten(1),
+                    session_attention_mask.flatten(1),
+                    history_boost,
+                    token_classes=processor.token_classes() if processor is not None else None,
+                    excluded=(t5.pad_token_id, t5.eos_token_id, self.config.item_start_token_id),
+                    plausibility=plausibility,
+                )
             )
+        if added:
+            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+            generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
         read = self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
@@ -608,6 +704,7 @@ if __name__.startswith("embsum_hf."):
 __all__ = [
     "ItemPrior",
     "EmbSumModel",
+    "HistoryTokenBoost",
     "EmbSumPreTrainedModel",
     "EmbSumOutput",
     "EmbSumUserOutput",

@@ -69,7 +69,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer
     specials, pieces = vocab[:3], vocab[3:]
     low = min((score for _, score in pieces), default=0.0)
     readded = {
-        i for i, (piece, score) in enumerate(pieces)
+        i
+        for i, (piece, score) in enumerate(pieces)
         if len(piece) == 1 and abs((score - low) * 1e4 - round((score - low) * 1e4)) < 1e-6
     }
     readded_pieces = zip(sorted(pieces[i][0] for i in readded), sorted(pieces[i][1] for i in readded))
@@ -278,6 +279,34 @@ class EmbSumProcessor(ProcessorMixin):
         if isinstance(token_ids, torch.Tensor):
             token_ids = token_ids.masked_fill(token_ids < 0, self.pad_token_id).tolist()
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+    def token_classes(self) -> torch.LongTensor:
+        """
+        `(len(tokenizer),)` a class per token id for [`HistoryTokenBoost`]: tokens spelling the same word in any
+        letter case (word-start marker aside) share a class; special tokens, tokens without a letter or digit and the
+        words of the item template itself ("Title", "Genres", ...: every item has them) get -1 (they never gain).
+        Computed once per tokenizer size.
+        """
+        size = len(self.tokenizer)
+        cached = getattr(self, "_token_classes", None)
+        if cached is not None and len(cached) == size:
+            return cached
+        literal = " ".join(text for text, _, _, _ in string.Formatter().parse(self.item_template) if text)
+        template_words = {"".join(c for c in word if c.isalnum()) for word in literal.lower().split()}
+        # the template's words and the pieces the tokenizer cuts them into ("Gen" + "res")
+        special = set(self.tokenizer.all_special_ids) | set(
+            self.tokenizer(literal, add_special_tokens=False)["input_ids"]
+        )
+        keys: dict[str, int] = {}
+        classes = []
+        for token_id, token in enumerate(self.tokenizer.convert_ids_to_tokens(list(range(size)))):
+            word = (token or "").replace("\u2581", "").replace("\u0120", "").lower()
+            if token_id in special or word in template_words or not any(character.isalnum() for character in word):
+                classes.append(-1)
+            else:
+                classes.append(keys.setdefault(word, len(keys)))
+        self._token_classes = torch.tensor(classes, dtype=torch.long)
+        return self._token_classes
 
     # ------------------------------------------------------------------------------------------------ padding
     def _pad_2d(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

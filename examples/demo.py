@@ -27,7 +27,7 @@ from embsum_hf.data import RecommendationData, make_synthetic_mind, user_histori
 from embsum_hf.hub.space import example_users, write_space
 from embsum_hf.serving import encode_items, encode_users, explain_recommendation, recommend
 from embsum_hf.training import EmbSumTrainingArguments, baseline_scores, impression_metrics
-from embsum_hf.training.recipe import demo_run_arguments, load_splits, train_embsum
+from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, demo_run_arguments, load_splits, train_embsum
 from embsum_hf.utils import atomic_write_text
 
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
@@ -49,7 +49,7 @@ def main() -> None:
         output_dir=str(output / "model"),
         max_steps=options.max_steps,
         per_device_train_batch_size=32,
-        learning_rate=2e-3,
+        learning_rate=FROM_SCRATCH_LEARNING_RATE,
         warmup_steps=20,
         logging_steps=25,
         eval_strategy="steps",

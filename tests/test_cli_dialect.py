@@ -49,3 +49,18 @@ def test_a_recipe_file_then_flags_that_override_it(tmp_path):
         parse([str(tmp_path / "typo.yaml"), "--seed", "1"])
     with pytest.raises(FileNotFoundError, match="no such config file"):
         parse([str(tmp_path / "missing.yaml")])
+
+
+def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
+    from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE
+
+    base = ["--train_data", "t", "--output_dir", str(tmp_path)]
+    _, scratch = parse(base)
+    _, pretrained = parse([*base, "--backbone", "google-t5/t5-small"])
+    assert scratch.learning_rate == FROM_SCRATCH_LEARNING_RATE != pretrained.learning_rate  # fine-tuning keeps 5e-5
+    for given in (["--learning_rate", "5e-5"], ["--learning-rate=5e-5"]):  # a rate given is kept, even the default
+        assert parse([*base, *given])[1].learning_rate == 5e-5
+    (tmp_path / "run.yaml").write_text("train_data: t\nlearning_rate: 5.0e-5\n")
+    assert parse([str(tmp_path / "run.yaml")])[1].learning_rate == 5e-5
+    (tmp_path / "bare.yaml").write_text("train_data: t\n")
+    assert parse([str(tmp_path / "bare.yaml"), "--seed", "3"])[1].learning_rate == FROM_SCRATCH_LEARNING_RATE

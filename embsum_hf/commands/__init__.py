@@ -38,9 +38,7 @@ def add_model_argument(parser: argparse.ArgumentParser, help: str | None = None,
     )
 
 
-def add_data_arguments(
-    parser: argparse.ArgumentParser, when: str = "", required: bool = True, note: str = ""
-) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, when: str = "", required: bool = True, note: str = "") -> None:
     """`--data` (see `embsum_hf.data.load_data`) and `--split`; `when` prefixes their help (`--exclude-history: `)."""
     parser.add_argument("--data", required=required, help=when + DATA_HELP + note)
     parser.add_argument("--split", default=None, help=when + "train/dev/test when --data holds several splits")
@@ -160,6 +158,19 @@ def parse_config(
         if action.dest in known:
             action.required = False
     return parser.parse_args_into_dataclasses(overrides)
+
+
+def given_fields(options: list[str]) -> set[str]:
+    """The fields a command line sets itself: the keys of its YAML/JSON file and its flags (`--name value`,
+    `--name=value`, with dashes or underscores), so a command can tell a value given from a default."""
+    given: set[str] = set()
+    if options and options[0].endswith((".yaml", ".yml", ".json")):
+        given |= set(read_recipe(options[0]))
+        options = options[1:]
+    for option in options:
+        if option.startswith("--"):
+            given.add(option[2:].split("=", 1)[0].replace("-", "_"))
+    return given
 
 
 def read_recipe(path: str) -> dict:

@@ -52,6 +52,14 @@ class EmbSumTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019)."},
     )
+    fit_item_prior: bool = field(
+        default=True,
+        metadata={
+            "help": "When the model has an item prior that is still all zeros, fit it to the training rows before the "
+            "first step (`fit_item_prior`: each item's MAP bias under the click loss, seconds), so the content model "
+            "learns the rest from the start. No effect on models without an item prior."
+        },
+    )
     eval_item_batch_size: int = field(default=128, metadata={"help": "Items per encoder batch in evaluation."})
     eval_user_batch_size: int = field(default=32, metadata={"help": "Users per encoder batch in evaluation."})
     metric_for_best_model: str | None = field(
@@ -94,6 +102,8 @@ MODEL_CONFIG_FIELDS = (
     "summary_prefix_weight",
     "summary_memory",
     "summary_guidance",
+    "summary_history_boost",
+    "summary_history_boost_plausibility",
 )
 BACKBONE_FIELDS = ("d_model", "num_layers", "num_heads", "d_ff", "dropout_rate")
 

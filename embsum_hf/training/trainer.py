@@ -20,6 +20,7 @@ from ..modeling_embsum import EmbSumModel
 from .arguments import EmbSumTrainingArguments
 from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
+from .item_prior import ItemPriorFitCallback
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
 
     Click-loss choices ([`EmbSumTrainingArguments`]): `group_by_impression` (one example per impression, all its
     clicks against its negatives), `in_batch_negatives` (with `logq_correction`: the collator's `candidate_log_q`).
+    A model with an item prior gets it fitted to the training rows before the first step (`fit_item_prior`).
     """
 
     def __init__(
@@ -121,6 +123,8 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             self.eval_dataset = None
         if self.train_dataset is not None:
             self.add_callback(EpochSeedCallback(self.train_dataset))
+            if args.fit_item_prior:
+                self.add_callback(ItemPriorFitCallback(self.train_dataset.rows))
 
     @staticmethod
     def _examples(rows, args: EmbSumTrainingArguments):
@@ -156,7 +160,7 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         # with several eval datasets the Trainer evaluates each as `eval_<name>`: the evaluators run once, with the
         # first one, under the plain prefix
         if isinstance(self.eval_dataset, dict) and metric_key_prefix.startswith("eval_"):
-            if metric_key_prefix[len("eval_"):] != next(iter(self.eval_dataset)):
+            if metric_key_prefix[len("eval_") :] != next(iter(self.eval_dataset)):
                 return output
             metric_key_prefix = "eval"
         model = self.accelerator.unwrap_model(self.model)
@@ -262,4 +266,3 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
                     logs[name] = round(total / count, 4)
                 values.clear()
         super().log(logs, start_time)
-

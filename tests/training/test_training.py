@@ -333,3 +333,57 @@ def test_recipe_item_prior_reaches_config_save_and_evaluation(splits, tmp_path):
     rows = {item: row for row, item in enumerate(seen, start=1)}
     for before, after, candidates in zip(content, shifted, dev.impressions["candidates"]):
         assert after == pytest.approx([b + rows.get(c, 0) for b, c in zip(before, candidates)], abs=1e-3)
+
+
+def test_fit_item_prior_is_the_click_loss_map_bias():
+    from embsum_hf.training.item_prior import fit_item_prior
+
+    # "A" beats "B" 9 times in 10, "C" loses to both every time, "D" is never shown; "Z" has no prior row
+    rows = datasets.Dataset.from_dict({
+        "positive": ["A"] * 9 + ["B"] + ["A", "B"] * 5 + ["Z"],
+        "negative_pool": [["B"]] * 9 + [["A"]] + [["C"]] * 10 + [["A", "C"]],
+    })  # fmt: skip
+    weights = fit_item_prior(rows, ["A", "B", "C", "D"], prior_std=10.0)
+    assert weights.shape == (5,) and weights[0] == 0 and weights[4] == 0  # no-prior row, never-shown item
+    assert weights[1] > weights[2] > weights[3]
+    # with a weak Gaussian prior the A-vs-B margin approaches the log-odds of its 9:1 record, pulled by the C rows
+    assert 1.0 < float(weights[1] - weights[2]) < math.log(9) + 0.5
+    tight = fit_item_prior(rows, ["A", "B", "C", "D"], prior_std=0.1)
+    assert tight.abs().max() < weights.abs().max() / 3  # a tight prior keeps every bias near 0
+    with pytest.raises(ValueError, match="prior_std"):
+        fit_item_prior(rows, ["A"], prior_std=0.0)
+    empty = datasets.Dataset.from_dict({"positive": ["A"], "negative_pool": [[]]})
+    assert fit_item_prior(empty, ["A", "B"]).eq(0).all()  # nothing to learn from: the prior stays 0
+
+
+def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_path):
+    from embsum_hf.training.item_prior import fit_item_prior
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
+
+    train, _, _ = splits
+    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
+    rows = build_training_rows(train.impressions)
+
+    def trained(fit: bool, learning_rate: float = 0.0, model=None):
+        if model is None:
+            model, _ = build_model_and_processor(run_args, train, {})
+        _, processor = build_model_and_processor(run_args, train, {})
+        args = EmbSumTrainingArguments(
+            output_dir=str(tmp_path), max_steps=1, learning_rate=learning_rate, fit_item_prior=fit, report_to=[],
+            use_cpu=True, disable_tqdm=True, save_strategy="no",
+        )
+        collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train.items))
+        EmbSumTrainer(model, args, train_dataset=rows, data_collator=collator, processing_class=processor).train()
+        return model
+
+    fitted = trained(fit=True)  # learning rate 0: what the prior holds is the fit alone
+    expected = fit_item_prior(rows, fitted.config.item_prior_ids)
+    torch.testing.assert_close(fitted.item_prior.weight[:, 0].detach(), expected)
+    assert expected.abs().max() > 0.1  # the synthetic clicks prefer some items: the fit is not all zeros
+    assert trained(fit=False).item_prior.weight.eq(0).all()  # fit_item_prior=False: a fresh prior stays 0
+    with torch.no_grad():
+        fitted.item_prior.weight.mul_(2.0)  # a trained prior (non-zero) is kept as it is
+    kept = fitted.item_prior.weight.detach().clone()
+    torch.testing.assert_close(trained(fit=True, model=fitted).item_prior.weight.detach(), kept)
