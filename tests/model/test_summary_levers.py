@@ -155,7 +155,7 @@ def test_history_token_boost_by_hand():
         HistoryTokenBoost(history, mask, 1.0, plausibility=2.0)
 
 
-def test_token_classes_fold_letter_case():
+def test_token_classes_fold_letter_case(tmp_path):
     from transformers import T5Tokenizer
 
     from embsum_hf.processing_embsum import add_item_start_token
@@ -175,6 +175,10 @@ def test_token_classes_fold_letter_case():
     assert classes[ids["▁News"]] == classes[ids["▁Title"]] == -1  # words of the item template: every item has them
     assert classes[ids["a"]] == -1  # a piece the tokenizer cuts a template word into ("Abstract" -> ... "a" ...)
     assert processor.token_classes() is classes  # computed once
+    processor.save_pretrained(tmp_path)  # the cache is not part of the saved processor
+    processor.config.save_pretrained(tmp_path)
+    assert "_token_classes" not in (tmp_path / "processor_config.json").read_text()
+    torch.testing.assert_close(EmbSumProcessor.from_pretrained(tmp_path).token_classes(), classes)
 
 
 def test_history_boost_writes_the_users_own_words(tmp_path, tokenizer, processor, items):
