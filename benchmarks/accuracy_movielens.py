@@ -32,8 +32,11 @@ Fairness
   by NRMS and every EmbSum variant, so every model reads the same token ids, item budget and history window (the
   latest `max_history_items` = 16 items; TF-IDF uses that window too). Same training rows and negatives
   (`build_training_rows` + `TrainingExamples` with the same seed) and the same NCE loss over one click and
-  `DEFAULT_NUM_NEGATIVES` non-clicks. Same batch size, learning rate, warm-up, constant schedule and gradient clipping
-  (EmbSum's new layers keep the recipe's learning-rate multiplier). Same CPU-time budget per learned model: process
+  `DEFAULT_NUM_NEGATIVES` non-clicks. Same batch size, learning rate, warm-up, schedule and gradient clipping
+  (EmbSum's new layers keep the recipe's learning-rate multiplier). The schedule (`--schedule anneal`, the default)
+  decays the rate linearly to 0 at the end of the CPU budget, as `embsum train`'s linear schedule does at the end of
+  its steps (a budget's last step is not known in advance, so the decay follows the clock); `--schedule constant`
+  keeps the rate flat after the warm-up. Same CPU-time budget per learned model: process
   CPU time of the training loop with torch pinned to `--threads` threads; a `TrainerCallback` stops EmbSum and the
   NRMS loop checks the same clock. Tokenizer training, item tokenisation and evaluation are outside the budget.
   Everything is seeded, but a time budget ends at a load-dependent step, so reruns differ (the README shows two
@@ -108,8 +111,9 @@ class TimeBudget(TrainerCallback):
     hold the training time and steps up to the last step.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, anneal: bool = False):
         self.seconds = seconds
+        self.anneal = anneal
         self._cpu_start = self._wall_start = 0.0
         self.cpu_seconds = self.wall_seconds = 0.0
         self.steps = 0
@@ -125,8 +129,24 @@ class TimeBudget(TrainerCallback):
         self.wall_seconds = time.perf_counter() - self._wall_start
         return self.cpu_seconds >= self.seconds
 
+    def lr_factor(self) -> float:
+        """With `anneal`, the share of the budget left (1 -> 0, linear in CPU time), else 1."""
+        if not self.anneal:
+            return 1.0
+        return max(0.0, 1.0 - (time.process_time() - self._cpu_start) / self.seconds)
+
+    def scale_learning_rate(self, optimizer) -> None:
+        """Scale this optimiser step's learning rate (the scheduler sets it again from its base after the step)."""
+        factor = self.lr_factor()
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+
     def on_train_begin(self, args, state, control, **kwargs):
         self.start()
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if self.anneal:
+            self.scale_learning_rate(optimizer)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.step():
@@ -147,6 +167,9 @@ class Optimisation:
     learning_rate: float
     warmup_steps: int = 20
     max_grad_norm: float = 1.0
+    # "constant": warm-up then constant; "anneal": the same, times the share of the CPU budget left (a linear decay to
+    # 0 at the budget's end: what a linear schedule over a known number of steps does)
+    schedule: str = "constant"
 
 
 # ---------------------------------------------------------------------------------------------------- TF-IDF
@@ -288,7 +311,7 @@ def train_nrms(
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=optimisation.learning_rate, weight_decay=0.0)
     schedule = get_constant_schedule_with_warmup(optimizer, optimisation.warmup_steps)  # the Trainer's own
-    budget = TimeBudget(budget_seconds)
+    budget = TimeBudget(budget_seconds, anneal=optimisation.schedule == "anneal")
     model.train()
     budget.start()
     spent, epoch = False, 0
@@ -303,6 +326,7 @@ def train_nrms(
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), optimisation.max_grad_norm)
+                budget.scale_learning_rate(optimizer)
                 optimizer.step()
                 schedule.step()
                 bar.update()
@@ -372,7 +396,7 @@ def train_embsum(
     rouge_users: int = 100,
 ) -> Result:
     """EmbSum trained under the CPU-time budget, scored on the test impressions (and ROUGE-L when it summarises)."""
-    budget = TimeBudget(budget_seconds)
+    budget = TimeBudget(budget_seconds, anneal=optimisation.schedule == "anneal")
     model, processor = train_under_budget(
         run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
     )
@@ -417,6 +441,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum+in-batch": ({}, {"in_batch_negatives": True}),
     "embsum+in-batch+logq": ({}, {"in_batch_negatives": True, "logq_correction": True}),
     "embsum-8-negatives": ({}, {"num_negatives": 8}),
+    "embsum+user-negatives": ({}, {"user_negatives": True}),
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
@@ -471,7 +496,9 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     logger.info(
         "train %d / test %d impressions; %d items", len(train.impressions), len(test.impressions), len(train.items)
     )
-    optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
+    optimisation = Optimisation(
+        batch_size=options.batch_size, learning_rate=options.learning_rate, schedule=options.schedule
+    )
     run_args = movielens_run_arguments(options.data, teacher="heuristic")
     labels = test.impressions["labels"]
     results: dict[str, Result] = {
@@ -569,6 +596,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument(
+        "--schedule",
+        choices=("constant", "anneal"),
+        default="anneal",
+        help="learning rate after warm-up, for every learned model: constant, or annealed linearly to 0 at the end "
+        "of the CPU budget",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (the budget counts CPU time of all of them)"
     )
     options = parser.parse_args()
@@ -591,7 +625,17 @@ def main() -> None:
     print_table(summary, seeds)
     if options.json is not None:
         options.json.write_text(
-            json.dumps({"budget_cpu_s": options.budget_cpu_s, "seeds": seeds, "systems": summary}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "budget_cpu_s": options.budget_cpu_s,
+                    "seeds": seeds,
+                    "learning_rate": options.learning_rate,
+                    "schedule": options.schedule,
+                    "systems": summary,
+                },
+                indent=2,
+            )
+            + "\n"
         )
 
 

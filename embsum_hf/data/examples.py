@@ -29,7 +29,11 @@ TRAINING_FEATURES = datasets.Features(
 
 
 def build_training_rows(
-    impressions: datasets.Dataset, *, summaries: dict[str, str] | None = None, keep_without_negatives: bool = False
+    impressions: datasets.Dataset,
+    *,
+    summaries: dict[str, str] | None = None,
+    keep_without_negatives: bool = False,
+    user_negatives: bool = False,
 ) -> datasets.Dataset:
     """One training row per clicked candidate: the impression's history, the click, and its non-clicked items.
 
@@ -37,12 +41,16 @@ def build_training_rows(
     candidates, from which `sample_negatives` draws each epoch) and `summary` (the user's teacher summary, None
     when `summaries` has none). Clicks of impressions without any non-clicked candidate are skipped and logged
     (`skipped_no_negative`) unless `keep_without_negatives` (training with in-batch negatives gives them some),
-    as are impressions without clicks (`impression_without_click`). Unlabeled impressions (labels -1) raise
-    `ValueError`: they cannot be trained on.
+    as are impressions without clicks (`impression_without_click`). With `user_negatives`, the clicks of an
+    impression without a non-click draw their negatives from the same user's non-clicks in the other impressions
+    instead (items the user clicked anywhere excluded; `borrowed_user_negatives` counts them): data whose
+    impressions are cut from a user's ratings (MovieLens: 10 ratings each) keep the impressions where everything
+    was liked. Unlabeled impressions (labels -1) raise `ValueError`: they cannot be trained on.
     """
     summaries = summaries or {}
     stats: Counter = Counter()
     rows: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
+    user_pools = _user_negative_pools(impressions) if user_negatives else {}
     for row in impressions:
         labels = row["labels"]
         if UNLABELED in labels:
@@ -51,6 +59,9 @@ def build_training_rows(
             )
         positives = [c for c, y in zip(row["candidates"], labels) if y == 1]
         negatives = [c for c, y in zip(row["candidates"], labels) if y == 0]
+        if positives and not negatives and user_pools.get(row["user_id"]):
+            negatives = user_pools[row["user_id"]]
+            stats["borrowed_user_negatives"] += len(positives)
         if not positives:
             stats["impression_without_click"] += 1
             continue
@@ -67,6 +78,19 @@ def build_training_rows(
     stats["with_summary"] = sum(summary is not None for summary in rows["summary"])
     logger.info("Built %d training rows from %d impressions; %s", len(rows["positive"]), len(impressions), dict(stats))
     return datasets.Dataset.from_dict(rows, features=TRAINING_FEATURES)
+
+
+def _user_negative_pools(impressions: datasets.Dataset) -> dict[str, list[str]]:
+    """user id -> the items the user did not click in any impression and clicked in none (first-seen order)."""
+    clicked: dict[str, set[str]] = {}
+    shown: dict[str, dict[str, None]] = {}
+    for user, candidates, labels in zip(impressions["user_id"], impressions["candidates"], impressions["labels"]):
+        for item, label in zip(candidates, labels):
+            if label == 1:
+                clicked.setdefault(user, set()).add(item)
+            elif label == 0:
+                shown.setdefault(user, {})[item] = None
+    return {user: [item for item in items if item not in clicked.get(user, ())] for user, items in shown.items()}
 
 
 def sample_negatives(pool: list[str], k: int, *, seed: int, epoch: int, index: int) -> list[str]:

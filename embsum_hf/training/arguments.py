@@ -48,6 +48,14 @@ class EmbSumTrainingArguments(TrainingArguments):
             "negatives)."
         },
     )
+    user_negatives: bool = field(
+        default=False,
+        metadata={
+            "help": "Clicks of an impression without a non-click take their negatives from the same user's non-clicks "
+            "in other training impressions instead of being skipped (for impressions cut from a user's ratings, "
+            "e.g. MovieLens)."
+        },
+    )
     logq_correction: bool = field(
         default=False,
         metadata={"help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019)."},

@@ -223,7 +223,12 @@ def build_trainer(
     """
     # with in-batch negatives, clicks of impressions without a non-click still get negatives (the batch's)
     keep = training_args.in_batch_negatives and training_args.group_by_impression
-    rows = build_training_rows(splits.train.impressions, summaries=summaries, keep_without_negatives=keep)
+    rows = build_training_rows(
+        splits.train.impressions,
+        summaries=summaries,
+        keep_without_negatives=keep,
+        user_negatives=training_args.user_negatives,
+    )
     items = splits.train.items
     eval_rows = evaluator = None
     if splits.dev is not None:

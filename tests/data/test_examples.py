@@ -61,6 +61,28 @@ def test_build_training_rows_one_row_per_click(caplog):
     assert "'skipped_no_negative': 2" in caplog.text and "'impression_without_click': 1" in caplog.text
 
 
+def test_build_training_rows_user_negatives_borrow_the_users_own_non_clicks(caplog):
+    impressions = impressions_dataset(
+        [
+            imp("1", "u1", ["a", "b"], [1, 1]),  # all clicked: borrows u1's non-clicks of the other impressions
+            imp("2", "u1", ["c", "d", "e"], [0, 1, 0]),  # has its own non-clicks: keeps them
+            imp("3", "u1", ["f", "a"], [0, 0]),  # a: clicked in impression 1, so never a negative of u1's
+            imp("4", "u2", ["g"], [1]),  # u2 never skipped anything: still skipped
+            imp("5", "u3", ["c"], [0]),  # another user's non-click is not u1's
+        ]
+    )
+    plain = build_training_rows(impressions)
+    assert [row["impression_id"] for row in plain] == ["2"]
+    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
+        rows = build_training_rows(impressions, user_negatives=True)
+    assert [(row["impression_id"], row["positive"], row["negative_pool"]) for row in rows] == [
+        ("1", "a", ["c", "e", "f"]),
+        ("1", "b", ["c", "e", "f"]),
+        ("2", "d", ["c", "e"]),
+    ]
+    assert "'borrowed_user_negatives': 2" in caplog.text and "'skipped_no_negative': 1" in caplog.text
+
+
 def test_build_training_rows_rejects_unlabeled():
     with pytest.raises(ValueError, match="unlabeled"):
         build_training_rows(impressions_dataset([imp("1", "u1", ["a", "b"], [-1, -1])]))

@@ -387,3 +387,33 @@ def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_pat
         fitted.item_prior.weight.mul_(2.0)  # a trained prior (non-zero) is kept as it is
     kept = fitted.item_prior.weight.detach().clone()
     torch.testing.assert_close(trained(fit=True, model=fitted).item_prior.weight.detach(), kept)
+
+
+def test_recipe_user_negatives_keep_impressions_without_a_non_click(splits, tmp_path):
+    from embsum_hf.data.arguments import Splits
+    from embsum_hf.data.schema import impressions_dataset
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
+
+    train, _, _ = splits
+    # one more impression of a user in which every candidate was clicked (MovieLens-like)
+    first = train.impressions[0]
+    user = first["user_id"]
+    clicked = {item for row in train.impressions if row["user_id"] == user for item, y in
+               zip(row["candidates"], row["labels"]) if y == 1}  # fmt: skip
+    liked = [item for item in train.items["item_id"] if item not in clicked][:2]
+    extra = dict(first, impression_id="all-clicked", candidates=liked, labels=[1, 1])
+    data = dataclasses.replace(train, impressions=impressions_dataset([*train.impressions, extra]))
+    pool = sorted({item for row in data.impressions if row["user_id"] == user for item, y in
+                   zip(row["candidates"], row["labels"]) if y == 0} - clicked - set(liked))  # fmt: skip
+    assert pool, "the fixture's user has non-clicks elsewhere"
+    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    model, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), data, {})
+
+    def rows_of(**overrides):
+        args = EmbSumTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, **overrides)
+        rows = build_trainer(model, processor, args, Splits(data, None, None)).train_dataset.rows
+        return {row["positive"]: sorted(row["negative_pool"]) for row in rows if row["impression_id"] == "all-clicked"}
+
+    assert rows_of() == {}  # the paper's rows: a click needs a non-click of its own impression
+    assert rows_of(user_negatives=True) == {liked[0]: pool, liked[1]: pool}
