@@ -444,6 +444,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum+user-negatives": ({}, {"user_negatives": True}),
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
+    "embsum-1-layer": ({"num_layers": 1}, {}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
     "embsum-paper": ({"session_max_items": 10**6}, {"group_by_impression": False}),
 }
