@@ -167,9 +167,13 @@ class Optimisation:
     learning_rate: float
     warmup_steps: int = 20
     max_grad_norm: float = 1.0
-    # "constant": warm-up then constant; "anneal": the same, times the share of the CPU budget left (a linear decay to
-    # 0 at the budget's end: what a linear schedule over a known number of steps does)
-    schedule: str = "constant"
+    # "anneal": warm-up, then times the share of the CPU budget left (a linear decay to 0 at the budget's end: what a
+    # linear schedule over a known number of steps does); "constant": warm-up, then constant
+    schedule: str = "anneal"
+
+    def budget(self, seconds: float) -> TimeBudget:
+        """The CPU-time budget of one training loop under this schedule."""
+        return TimeBudget(seconds, anneal=self.schedule == "anneal")
 
 
 # ---------------------------------------------------------------------------------------------------- TF-IDF
@@ -311,7 +315,7 @@ def train_nrms(
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=optimisation.learning_rate, weight_decay=0.0)
     schedule = get_constant_schedule_with_warmup(optimizer, optimisation.warmup_steps)  # the Trainer's own
-    budget = TimeBudget(budget_seconds, anneal=optimisation.schedule == "anneal")
+    budget = optimisation.budget(budget_seconds)
     model.train()
     budget.start()
     spent, epoch = False, 0
@@ -396,7 +400,7 @@ def train_embsum(
     rouge_users: int = 100,
 ) -> Result:
     """EmbSum trained under the CPU-time budget, scored on the test impressions (and ROUGE-L when it summarises)."""
-    budget = TimeBudget(budget_seconds, anneal=optimisation.schedule == "anneal")
+    budget = optimisation.budget(budget_seconds)
     model, processor = train_under_budget(
         run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
     )
@@ -599,7 +603,7 @@ def main() -> None:
     parser.add_argument(
         "--schedule",
         choices=("constant", "anneal"),
-        default="anneal",
+        default=Optimisation.schedule,
         help="learning rate after warm-up, for every learned model: constant, or annealed linearly to 0 at the end "
         "of the CPU budget",
     )

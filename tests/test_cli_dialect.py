@@ -64,3 +64,11 @@ def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
     assert parse([str(tmp_path / "run.yaml")])[1].learning_rate == 5e-5
     (tmp_path / "bare.yaml").write_text("train_data: t\n")
     assert parse([str(tmp_path / "bare.yaml"), "--seed", "3"])[1].learning_rate == FROM_SCRATCH_LEARNING_RATE
+
+
+def test_the_training_levers_are_flags(tmp_path):
+    base = ["--train_data", "t", "--output_dir", str(tmp_path)]
+    _, defaults = parse(base)
+    assert not defaults.user_negatives and defaults.fit_item_prior  # the paper's rows; a prior, if any, is fitted
+    _, given = parse([*base, "--user_negatives", "true", "--fit_item_prior", "false"])
+    assert given.user_negatives and not given.fit_item_prior
