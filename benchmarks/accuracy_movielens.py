@@ -449,6 +449,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
     "embsum-1-layer": ({"num_layers": 1}, {}),
+    "embsum-3-layers": ({"num_layers": 3}, {}),
+    "embsum-wide": ({"d_model": 96, "d_ff": 384}, {}),
+    "embsum-dropout": ({"dropout_rate": 0.1}, {}),
+    "embsum-weight-decay": ({}, {"weight_decay": 0.01}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
     "embsum-paper": ({"session_max_items": 10**6}, {"group_by_impression": False}),
 }

@@ -6,7 +6,14 @@ the decoder teacher-forced on the summaries over each user's concatenated sessio
 it (the candidate states get a mean-square loss so that they are back-propagated too). The EmbSum step adds the
 poly-attention heads, the score and the NCE loss. Prints the median of per-repeat time ratios (EmbSum / bare).
 
+`--ragged` measures something else: a from-scratch batch (one item per session, as `embsum train` packs them
+without `--backbone`) whose items have different lengths in a padded width, as real items do (token counts drawn
+between `--min-item-tokens` and `--max-item-tokens`; MovieLens 100K's under the recipe's tokenizer run from 4 to 50,
+median 21). It times EmbSum's step with the encoder's length groups (`ENCODE_LENGTH_BUCKETS`) against the same
+step with one group (every row at the batch's longest width), alternating in one process.
+
     python benchmarks/train_throughput.py [--shape tiny|small] [--repeats 7]
+    python benchmarks/train_throughput.py --ragged --shape tiny --users 32 [--repeats 7]
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from embsum_hf import EmbSumConfig, EmbSumModel
+from embsum_hf import EmbSumConfig, EmbSumModel, modeling_embsum
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 
 SHAPES = {  # t5 sizes; "small" is t5-small's
@@ -50,6 +57,74 @@ def random_batch(config: EmbSumConfig, users: int, sessions: int, candidates: in
     }
 
 
+def ragged_batch(
+    config: EmbSumConfig,
+    users: int,
+    history: int,
+    candidates: int,
+    lengths: tuple[int, int],
+    generator: torch.Generator,
+) -> dict:
+    """One-item sessions `(B, history, W)` and candidates `(B, C, W)` of `lengths[0]..lengths[1]` tokens, padded."""
+    vocab, start, eos = config.t5_config.vocab_size, config.item_start_token_id, config.t5_config.eos_token_id
+    low, high = lengths
+    width = high + 1  # <sos> + item tokens (+ </s> closing a session)
+
+    def rows(*shape: int, close: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.zeros(*shape, width, dtype=torch.long)
+        sizes = torch.randint(low, high + 1, shape, generator=generator)
+        for index in torch.cartesian_prod(*map(torch.arange, shape)).reshape(-1, len(shape)).tolist():
+            size = int(sizes[tuple(index)])
+            ids[tuple(index)][0] = start
+            ids[tuple(index)][1:size] = torch.randint(3, start, (size - 1,), generator=generator)
+            if close:
+                ids[tuple(index)][size] = eos
+        return ids, (ids != 0).long()
+
+    session_ids, session_mask = rows(users, history, close=True)
+    candidate_ids, candidate_mask = rows(users, candidates, close=False)
+    assert vocab > start
+    return {
+        "session_input_ids": session_ids,
+        "session_attention_mask": session_mask,
+        "candidate_input_ids": candidate_ids,
+        "candidate_attention_mask": candidate_mask,
+        "summary_labels": torch.randint(3, start, (users, config.summary_max_tokens), generator=generator),
+    }
+
+
+def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumConfig) -> None:
+    """EmbSum's step with the encoder's length groups against one group, on items of varied lengths."""
+    candidates = DEFAULT_NUM_NEGATIVES + 1
+    lengths = (options.min_item_tokens, options.max_item_tokens)
+    batch = ragged_batch(config, options.users, options.history, candidates, lengths, torch.Generator().manual_seed(0))
+    groups = modeling_embsum.ENCODE_LENGTH_BUCKETS
+
+    def timed(buckets: int) -> float:
+        modeling_embsum.ENCODE_LENGTH_BUCKETS = buckets
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        embsum_step(model, batch)
+        return time.perf_counter() - start
+
+    timed(groups), timed(1)  # warm-up
+    grouped, single = [], []
+    for _ in range(options.repeats):
+        single.append(timed(1))
+        grouped.append(timed(groups))
+    modeling_embsum.ENCODE_LENGTH_BUCKETS = groups
+    attended = int(batch["session_attention_mask"].sum() + batch["candidate_attention_mask"].sum())
+    padded = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()
+    print(f"shape {options.shape}, {options.users} users x {options.history} one-item sessions + {candidates} "
+          f"candidates, items of {lengths[0]}-{lengths[1]} tokens: {attended} of {padded} positions attended, "
+          f"{torch.get_num_threads()} threads")
+    print(f"one group ({padded // (options.users * (options.history + candidates))} wide)  median "
+          f"{statistics.median(single) * 1000:8.1f} ms")
+    print(f"{groups} length groups           median {statistics.median(grouped) * 1000:8.1f} ms")
+    ratio = statistics.median(s / g for s, g in zip(single, grouped))
+    print(f"median speed-up of the length groups = {ratio:.2f}x (over {options.repeats} alternating repeats)")
+
+
 def embsum_step(model: EmbSumModel, batch: dict) -> None:
     model(**batch).loss.backward()
 
@@ -72,6 +147,10 @@ def main() -> None:
     parser.add_argument("--session-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--ragged", action="store_true", help="length groups vs one group on items of varied lengths")
+    parser.add_argument("--history", type=int, default=16, help="--ragged: history items (one-item sessions) per user")
+    parser.add_argument("--min-item-tokens", type=int, default=4)
+    parser.add_argument("--max-item-tokens", type=int, default=43)
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -85,6 +164,8 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = EmbSumModel(config).train()
+    if options.ragged:
+        return ragged_main(options, model, config)
     candidates = DEFAULT_NUM_NEGATIVES + 1
     batch = random_batch(config, options.users, options.sessions, candidates, torch.Generator().manual_seed(0))
     tokens = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()

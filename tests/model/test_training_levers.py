@@ -97,6 +97,57 @@ def test_shared_rows_give_the_states_of_separate_encoding(model, processor, item
     torch.testing.assert_close(grad, model.t5.shared.weight.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_rows_of_different_lengths_are_encoded_at_their_own_width(model, processor, items):
+    # 80 distinct rows of 1 to 40 tokens: more than one length group, each encoded at its own width
+    ids = torch.zeros(80, 40, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    generator = torch.Generator().manual_seed(0)
+    for row in range(80):
+        length = 1 + row % 40
+        ids[row, :length] = torch.randint(3, processor.tokenizer.vocab_size, (length,), generator=generator)
+        mask[row, :length] = 1
+    lengths = mask.sum(-1)
+    with torch.no_grad():
+        grouped = model.encode_rows(ids, mask)
+    for row in range(80):
+        n = int(lengths[row])
+        alone = model.t5.encoder(input_ids=ids[row : row + 1, :n], attention_mask=mask[row : row + 1, :n])
+        torch.testing.assert_close(grouped[row, :n], alone.last_hidden_state[0], atol=1e-5, rtol=1e-5)
+        assert not grouped[row, n:].any()  # past the row's width: zeros, which every consumer masks
+    # the gradients are those of encoding each row alone
+    model.zero_grad()
+    model.encode_rows(ids, mask).sum().backward()
+    grad = model.t5.shared.weight.grad.clone()
+    model.zero_grad()
+    sum(
+        model.t5.encoder(input_ids=ids[row : row + 1, :n], attention_mask=mask[row : row + 1, :n])
+        .last_hidden_state.sum()
+        for row, n in enumerate(lengths.tolist())
+    ).backward()
+    torch.testing.assert_close(grad, model.t5.shared.weight.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_the_summary_decoder_reads_only_the_attended_memory(model, processor, items):
+    # the decoder's memory is the attended session positions gathered to the front: the teacher-forced states are
+    # those of cross-attending over the whole padded memory with its mask
+    users = processor.encode_users([items[:7], items[10:12], items[5:6]])
+    labels = processor.tokenizer(["the user reads sports", "music"], padding=True, return_tensors="pt").input_ids
+    labels = torch.cat([labels, torch.full((1, labels.shape[1]), -100)]).masked_fill(
+        torch.cat([labels, labels[:1]]) == processor.tokenizer.pad_token_id, -100
+    )
+    with torch.no_grad():
+        out = model.encode_user(**users, summary_labels=labels, output_details=True)
+        states = out.session_states
+        batch, sessions, length, d = states.shape
+        memory = states.reshape(batch, -1, d)
+        memory_mask = users["session_attention_mask"].reshape(batch, -1).bool()
+        read = model._summary_memory_mask(users["session_input_ids"], memory_mask)
+        assert (~read).any()  # the padding is there to be skipped
+        targets = model._summary_targets(memory, read.long(), labels)
+        _, full_state, _ = model._decode_summary(memory, read.long(), targets)
+    torch.testing.assert_close(out.summary_state, full_state, atol=1e-5, rtol=1e-5)
+
+
 def test_one_item_sessions(tokenizer, items):
     config = tiny_config(tokenizer, session_max_items=1)
     processor = EmbSumProcessor(tokenizer, config, item_template="mind")
