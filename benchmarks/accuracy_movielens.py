@@ -145,8 +145,7 @@ class TimeBudget(TrainerCallback):
         self.start()
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        if self.anneal:
-            self.scale_learning_rate(optimizer)
+        self.scale_learning_rate(optimizer)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.step():

@@ -9,8 +9,8 @@ poly-attention heads, the score and the NCE loss. Prints the median of per-repea
 `--ragged` measures something else: a from-scratch batch (one item per session, as `embsum train` packs them
 without `--backbone`) whose items have different lengths in a padded width, as real items do (token counts drawn
 between `--min-item-tokens` and `--max-item-tokens`; MovieLens 100K's under the recipe's tokenizer run from 4 to 50,
-median 21). It times EmbSum's step with the encoder's length groups (`ENCODE_LENGTH_BUCKETS`) against the same
-step with one group (every row at the batch's longest width), alternating in one process.
+median 21). It times EmbSum's step with the encoder's length groups (`EmbSumModel.encode_length_groups`) against
+the same step with one group (every row at the batch's longest width), alternating in one process.
 
     python benchmarks/train_throughput.py [--shape tiny|small] [--repeats 7]
     python benchmarks/train_throughput.py --ragged --shape tiny --users 32 [--repeats 7]
@@ -25,7 +25,7 @@ import time
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from embsum_hf import EmbSumConfig, EmbSumModel, modeling_embsum
+from embsum_hf import EmbSumConfig, EmbSumModel
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 
 SHAPES = {  # t5 sizes; "small" is t5-small's
@@ -71,14 +71,14 @@ def ragged_batch(
     width = high + 1  # <sos> + item tokens (+ </s> closing a session)
 
     def rows(*shape: int, close: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.zeros(*shape, width, dtype=torch.long)
-        sizes = torch.randint(low, high + 1, shape, generator=generator)
-        for index in torch.cartesian_prod(*map(torch.arange, shape)).reshape(-1, len(shape)).tolist():
-            size = int(sizes[tuple(index)])
-            ids[tuple(index)][0] = start
-            ids[tuple(index)][1:size] = torch.randint(3, start, (size - 1,), generator=generator)
+        sizes = torch.randint(low, high + 1, shape, generator=generator).flatten().tolist()
+        ids = torch.zeros(len(sizes), width, dtype=torch.long)
+        for row, size in enumerate(sizes):
+            ids[row, 0] = start
+            ids[row, 1:size] = torch.randint(3, start, (size - 1,), generator=generator)
             if close:
-                ids[tuple(index)][size] = eos
+                ids[row, size] = eos
+        ids = ids.reshape(*shape, width)
         return ids, (ids != 0).long()
 
     session_ids, session_mask = rows(users, history, close=True)
@@ -98,10 +98,10 @@ def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumC
     candidates = DEFAULT_NUM_NEGATIVES + 1
     lengths = (options.min_item_tokens, options.max_item_tokens)
     batch = ragged_batch(config, options.users, options.history, candidates, lengths, torch.Generator().manual_seed(0))
-    groups = modeling_embsum.ENCODE_LENGTH_BUCKETS
+    groups = model.encode_length_groups
 
-    def timed(buckets: int) -> float:
-        modeling_embsum.ENCODE_LENGTH_BUCKETS = buckets
+    def timed(count: int) -> float:
+        model.encode_length_groups = count
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         embsum_step(model, batch)
@@ -112,7 +112,7 @@ def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumC
     for _ in range(options.repeats):
         single.append(timed(1))
         grouped.append(timed(groups))
-    modeling_embsum.ENCODE_LENGTH_BUCKETS = groups
+    model.encode_length_groups = groups
     attended = int(batch["session_attention_mask"].sum() + batch["candidate_attention_mask"].sum())
     padded = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()
     print(f"shape {options.shape}, {options.users} users x {options.history} one-item sessions + {candidates} "

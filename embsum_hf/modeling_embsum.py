@@ -20,11 +20,6 @@ from transformers.utils import ModelOutput
 
 from .configuration_embsum import EmbSumConfig
 
-# `encode_rows` encodes a batch's rows in up to this many groups of similar length, each at its own width (no value
-# changes; fewer padded positions through the encoder, forward and backward)
-ENCODE_LENGTH_BUCKETS = 4
-ENCODE_BUCKET_MIN_ROWS = 32
-
 
 @dataclass
 class EmbSumUserOutput(ModelOutput):
@@ -284,6 +279,10 @@ class EmbSumModel(EmbSumPreTrainedModel):
 
     # the new layers on top of T5 (they get a higher learning rate in training)
     new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior")
+    # `encode_rows` encodes a batch's rows in up to this many groups of similar length (each of at least
+    # `encode_group_min_rows` rows), each at its own width: no value changes, fewer padded positions
+    encode_length_groups = 4
+    encode_group_min_rows = 32
 
     def __init__(self, config: EmbSumConfig):
         super().__init__(config)
@@ -370,25 +369,25 @@ class EmbSumModel(EmbSumPreTrainedModel):
     def _encode_by_length(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """
         T5 encoder states `(U, L) -> (U, L, d)` with rows grouped by length: the rows are sorted by their last
-        attended position and cut into up to `ENCODE_LENGTH_BUCKETS` groups of at least `ENCODE_BUCKET_MIN_ROWS`, each
+        attended position and cut into up to `encode_length_groups` groups of at least `encode_group_min_rows`, each
         encoded at its own width, so short rows are not padded to the longest row of the batch (MovieLens items:
-        median 21 tokens in batches padded to about 43). A row's attended states are those of an encoding of the row
+        median 21 tokens, longest 50). A row's attended states are those of an encoding of the row
         alone; its padded positions come back zero (every consumer masks them: poly-attention, the decoder's memory).
         """
         width = ids.shape[-1]
         positions = torch.arange(1, width + 1, device=mask.device)
         ends = (mask.bool() * positions).amax(-1)  # (U,): last attended position + 1
-        buckets = max(1, min(ENCODE_LENGTH_BUCKETS, len(ids) // ENCODE_BUCKET_MIN_ROWS))
-        order = torch.argsort(ends, stable=True) if buckets > 1 else torch.arange(len(ids), device=ids.device)
+        groups = max(1, min(self.encode_length_groups, len(ids) // self.encode_group_min_rows))
+        order = torch.argsort(ends, stable=True) if groups > 1 else torch.arange(len(ids), device=ids.device)
         parts = []
-        for rows in order.tensor_split(buckets):
+        for rows in order.tensor_split(groups):
             end = int(ends[rows].max()) if len(rows) else width
             group_ids, group_mask = ids[rows, :end], mask[rows, :end]
             states = self.t5.encoder(input_ids=group_ids, attention_mask=group_mask).last_hidden_state
             states = states * group_mask[..., None].to(states.dtype)
             parts.append(F.pad(states, (0, 0, 0, width - end)))
         states = torch.cat(parts)
-        return states if buckets == 1 else states[torch.argsort(order)]  # back to the rows' order
+        return states if groups == 1 else states[torch.argsort(order)]  # back to the rows' order
 
     def encode_item(self, item_input_ids: torch.LongTensor, item_attention_mask: torch.Tensor) -> torch.Tensor:
         """

@@ -81,7 +81,8 @@ def build_training_rows(
 
 
 def _user_negative_pools(impressions: datasets.Dataset) -> dict[str, list[str]]:
-    """user id -> the items the user did not click in any impression and clicked in none (first-seen order)."""
+    """user id -> the items shown to the user without a click, less every item the user clicked anywhere (in
+    first-seen order)."""
     clicked: dict[str, set[str]] = {}
     shown: dict[str, dict[str, None]] = {}
     for user, candidates, labels in zip(impressions["user_id"], impressions["candidates"], impressions["labels"]):
