@@ -21,9 +21,9 @@ from datasets.utils import tqdm as hf_tqdm
 from .schema import DataFormatError, items_dataset
 
 
-def progress(iterable, desc: str):
+def progress(iterable, desc: str, total: int | None = None):
     """A tqdm bar that honours `datasets.disable_progress_bars()` / `HF_DATASETS_DISABLE_PROGRESS_BARS`."""
-    return hf_tqdm(iterable, desc=desc, unit=" rows", leave=False)
+    return hf_tqdm(iterable, desc=desc, total=total, unit=" rows", leave=False)
 
 
 def _open_binary(path: Path):
@@ -86,7 +86,11 @@ def iter_records(source: str | Path | datasets.Dataset) -> Iterator[tuple[int, d
     """
     if isinstance(source, datasets.Dataset):
         name = f"<Dataset {source.info.dataset_name or 'in memory'}>"
-        for number, row in enumerate(progress(source, "Reading dataset"), start=1):
+        # column batches: far faster than the Dataset's own row iterator, which formats one row at a time
+        rows = (
+            dict(zip(batch, values)) for batch in source.iter(batch_size=1024) for values in zip(*batch.values())
+        )
+        for number, row in enumerate(progress(rows, "Reading dataset", len(source)), start=1):
             yield number, row, name
         return
     path = Path(source)

@@ -303,3 +303,28 @@ def test_build_impressions_with_overlapping_explicit_impressions():
     rows = {r["impression_id"]: r for r in build_impressions(events, grouping="impression", stats=Counter())}
     assert rows["z"]["history"] == ["i3", "i1"]  # positives strictly before t4, most recent first; not i2 (t5)
     assert rows["x"]["history"] == [] and rows["y"]["history"] == ["i1"]
+
+
+
+def test_custom_dataset_logs_over_several_read_batches_keep_rows_and_numbers():
+    """A `datasets.Dataset` log is read in column batches of 1,024 rows: every row arrives once with its own values,
+    and an error names the Dataset row number past the first batch."""
+    items = datasets.Dataset.from_dict({"item_id": [f"I{n}" for n in range(5)], "title": list("abcde")})
+    count = 2_500
+    logs = {
+        "user_id": [f"u{n % 7}" for n in range(count)],
+        "item_id": [f"I{n % 5}" for n in range(count)],
+        "label": [int(n % 3 == 0) for n in range(count)],
+        "timestamp": [1_700_000_000 + n for n in range(count)],  # one row per timestamp: one impression per row
+    }
+    data = load_custom(items, datasets.Dataset.from_dict(logs), grouping="time")
+    assert len(data.impressions) == count
+    for row in data.impressions:
+        n = int(datetime.fromisoformat(row["time"]).timestamp()) - 1_700_000_000
+        assert (row["user_id"], row["candidates"], row["labels"]) == (
+            logs["user_id"][n], [logs["item_id"][n]], [logs["label"][n]]
+        )
+
+    logs["label"][2_000] = 7  # row 2,001 of the Dataset (numbers are 1-based)
+    with pytest.raises(DataFormatError, match=r"<Dataset in memory>:2001: label column 'label' must be 0/1"):
+        load_custom(items, datasets.Dataset.from_dict(logs), grouping="time")
