@@ -189,22 +189,26 @@ class Optimisation:
 
 
 # ---------------------------------------------------------------------------------------------------- TF-IDF
-def tfidf_scores(test: RecommendationData, processor: EmbSumProcessor) -> list[list[float]]:
-    """Cosine between each candidate's TF-IDF vector and the mean TF-IDF vector of the user's history window."""
-    item_ids = list(test.items["item_id"])
-    matrix = TfidfVectorizer().fit_transform([processor.format_item(row) for row in test.items])
+def tfidf_scores(tests: Sequence[RecommendationData], processor: EmbSumProcessor) -> list[list[list[float]]]:
+    """For each test (sharing one items table): cosine between each candidate's TF-IDF vector and the mean TF-IDF
+    vector of the user's history window. One fit for all of them."""
+    item_ids = list(tests[0].items["item_id"])
+    matrix = TfidfVectorizer().fit_transform([processor.format_item(row) for row in tests[0].items])
     index = {item: i for i, item in enumerate(item_ids)}
     window = processor.config.max_history_items
-    scores = []
-    for history, candidates in zip(test.impressions["history"], test.impressions["candidates"]):
-        items = matrix[[index[c] for c in candidates]]
-        if not history:
-            scores.append([0.0] * len(candidates))
-            continue
-        profile = np.asarray(matrix[[index[h] for h in history[:window]]].mean(axis=0))
-        profile /= max(np.linalg.norm(profile), 1e-12)
-        scores.append((items @ profile.T).ravel().tolist())  # rows are L2-normalised: dot = cosine
-    return scores
+    per_test = []
+    for test in tests:
+        scores = []
+        for history, candidates in zip(test.impressions["history"], test.impressions["candidates"]):
+            items = matrix[[index[c] for c in candidates]]
+            if not history:
+                scores.append([0.0] * len(candidates))
+                continue
+            profile = np.asarray(matrix[[index[h] for h in history[:window]]].mean(axis=0))
+            profile /= max(np.linalg.norm(profile), 1e-12)
+            scores.append((items @ profile.T).ravel().tolist())  # rows are L2-normalised: dot = cosine
+        per_test.append(scores)
+    return per_test
 
 
 # ---------------------------------------------------------------------------------------------------- NRMS
@@ -449,7 +453,8 @@ def item_length_report(processor: EmbSumProcessor, items) -> str:
     budget = processor.config.item_max_tokens
     return (
         f"item tokens (with <sos>): median {statistics.median(lengths):.0f}, p99 {np.percentile(lengths, 99):.0f}, "
-        f"max {max(lengths)}; budget {budget}, {sum(n > budget for n in lengths)} items truncated"
+        f"max {max(lengths)}; budget {budget}, {sum(n > budget for n in lengths)} items truncated; "
+        f"vocabulary {len(processor.tokenizer)}"
     )
 
 
@@ -477,8 +482,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-dropout": ({"dropout_rate": 0.1}, {}),
     "embsum-weight-decay": ({}, {"weight_decay": 0.01}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
-    # a tokenizer of its own (tokenizer=None: the recipe trains one) with a smaller vocabulary than the shared one's
-    # (the recipe asks for 8,000 pieces; MovieLens' texts give 2,157 at most, so a larger one is the same tokenizer)
+    # a tokenizer of its own (tokenizer=None: the recipe trains one) with half the shared one's 2,000 pieces (the demo's
+    # tiny shape; `item_length_report` logs the vocabulary)
     "embsum-vocab-1k": ({"tokenizer": None, "vocab_size": 1000}, {}),
     "embsum-paper": ({"session_max_items": 10**6}, {"group_by_impression": False}),
 }
@@ -508,17 +513,21 @@ def item_mean_rating_scores(folder: Path, train: RecommendationData, test: Recom
     return [[damped.get(item, mean) for item in row] for row in test.impressions["candidates"]]
 
 
-def item_prior_fit_scores(train: RecommendationData, test: RecommendationData) -> list[list[float]]:
-    """`fit_item_prior` alone (what EmbSum + item prior starts from): each candidate's fitted bias, 0 if unseen.
-    Also logs how many test candidates were never a training candidate (cold start: their prior is 0)."""
+def item_prior_fit_scores(train: RecommendationData, tests: Sequence[RecommendationData]) -> list[list[list[float]]]:
+    """`fit_item_prior` alone (what EmbSum + item prior starts from), fitted once: for each test, each candidate's
+    fitted bias, 0 if unseen. Also logs how many of each test's candidates were never a training candidate (cold
+    start: their prior is 0)."""
     items = sorted({item for candidates in train.impressions["candidates"] for item in candidates})
     bias = fit_item_prior(build_training_rows(train.impressions), items)
     rows = {item: row for row, item in enumerate(items, start=1)}
-    candidates = test.impressions["candidates"]
-    cold = sum(item not in rows for row in candidates for item in row)
-    total = sum(map(len, candidates))
-    logger.info("cold start: %d of %d test candidates never were a training candidate", cold, total)
-    return [[float(bias[rows.get(item, 0)]) for item in row] for row in candidates]
+    per_test = []
+    for test in tests:
+        candidates = test.impressions["candidates"]
+        cold = sum(item not in rows for row in candidates for item in row)
+        total = sum(map(len, candidates))
+        logger.info("%s: %d of %d candidates never were a training candidate", test.split, cold, total)
+        per_test.append([[float(bias[rows.get(item, 0)]) for item in row] for row in candidates])
+    return per_test
 
 
 def load_reads(
@@ -611,7 +620,9 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         results["item-mean-rating"] = Result(
             impression_metrics(item_mean_rating_scores(options.data, train, test), labels)
         )
-    results["item-prior-fit"] = Result(impression_metrics(item_prior_fit_scores(train, test), labels))
+    tests = [test] if cold_test is None else [test, cold_test]
+    prior_scores = item_prior_fit_scores(train, tests)
+    results["item-prior-fit"] = Result(impression_metrics(prior_scores[0], labels))
     with tempfile.TemporaryDirectory() as tmp:
         summaries = heuristic_summaries(train, Path(tmp))
         # the one tokenizer: trained on the item texts (and summaries) by the recipe, then reused by every model
@@ -620,13 +631,14 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         logger.info(item_length_report(processor, train.items))
         processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
         run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
-        results["tfidf"] = Result(impression_metrics(tfidf_scores(test, processor), labels))
+        tfidf = tfidf_scores(tests, processor)
+        results["tfidf"] = Result(impression_metrics(tfidf[0], labels))
         if cold_test is not None:
             cold_baselines = {
                 "random": baseline_scores(cold_test, train, "random", seed=seed),
                 "popularity": baseline_scores(cold_test, train, "popularity"),
-                "item-prior-fit": item_prior_fit_scores(train, cold_test),
-                "tfidf": tfidf_scores(cold_test, processor),
+                "item-prior-fit": prior_scores[1],
+                "tfidf": tfidf[1],
             }
             for name, scores in cold_baselines.items():
                 results[name].metrics.update(cold_metrics(scores, cold_test))
