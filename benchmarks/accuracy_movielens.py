@@ -482,8 +482,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-dropout": ({"dropout_rate": 0.1}, {}),
     "embsum-weight-decay": ({}, {"weight_decay": 0.01}),
     "embsum-lambda0": ({"summary_loss_weight": 0.0}, {}),
-    # a tokenizer of its own (tokenizer=None: the recipe trains one) with half the shared one's 2,000 pieces (the demo's
-    # tiny shape; `item_length_report` logs the vocabulary)
+    # a tokenizer of its own (tokenizer=None: the recipe trains one) with half the shared one's 2,000 pieces (the
+    # demo's tiny shape; `item_length_report` logs the vocabulary)
     "embsum-vocab-1k": ({"tokenizer": None, "vocab_size": 1000}, {}),
     "embsum-paper": ({"session_max_items": 10**6}, {"group_by_impression": False}),
 }
