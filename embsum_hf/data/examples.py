@@ -34,6 +34,7 @@ def build_training_rows(
     summaries: dict[str, str] | None = None,
     keep_without_negatives: bool = False,
     user_negatives: bool = False,
+    history_clicks: bool = False,
 ) -> datasets.Dataset:
     """One training row per clicked candidate: the impression's history, the click, and its non-clicked items.
 
@@ -46,11 +47,18 @@ def build_training_rows(
     instead (items the user clicked anywhere excluded; `borrowed_user_negatives` counts them): data whose
     impressions are cut from a user's ratings (MovieLens: 10 ratings each) keep the impressions where everything
     was liked. Unlabeled impressions (labels -1) raise `ValueError`: they cannot be trained on.
+
+    With `history_clicks`, every item of a history is also a click, with the items before it (older) as its history
+    and no non-clicks of its own (`negative_pool` empty: the trainer draws them from the catalogue, see
+    `EmbSumTrainingArguments.catalogue_negatives`); impression id `<impression>/history-<position>`, each (user,
+    item) once (counted `history_clicks`). Data with one impression per user (a leave-last-out log) then trains on
+    every read, as a popularity count does, instead of on one per user.
     """
     summaries = summaries or {}
     stats: Counter = Counter()
     rows: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
     user_pools = _user_negative_pools(impressions) if user_negatives else {}
+    history_clicked: dict[str, set[str]] = {}  # user -> items already made a click row (history_clicks)
     for row in impressions:
         labels = row["labels"]
         if UNLABELED in labels:
@@ -75,6 +83,20 @@ def build_training_rows(
             rows["positive"].append(positive)
             rows["negative_pool"].append(negatives)
             rows["summary"].append(summaries.get(row["user_id"]))
+        if history_clicks:
+            clicked = history_clicked.setdefault(row["user_id"], set())
+            clicked.update(positives)
+            for position, item in enumerate(row["history"]):
+                if item in clicked:
+                    continue
+                clicked.add(item)
+                stats["history_clicks"] += 1
+                rows["user_id"].append(row["user_id"])
+                rows["impression_id"].append(f"{row['impression_id']}/history-{position}")
+                rows["history"].append(row["history"][position + 1 :])
+                rows["positive"].append(item)
+                rows["negative_pool"].append([])
+                rows["summary"].append(summaries.get(row["user_id"]))
     stats["with_summary"] = sum(summary is not None for summary in rows["summary"])
     logger.info("Built %d training rows from %d impressions; %s", len(rows["positive"]), len(impressions), dict(stats))
     return datasets.Dataset.from_dict(rows, features=TRAINING_FEATURES)

@@ -48,6 +48,21 @@ class EmbSumTrainingArguments(TrainingArguments):
             "negatives)."
         },
     )
+    catalogue_negatives: int = field(
+        default=0,
+        metadata={
+            "help": "Also contrast each click with this many items drawn uniformly from the whole items table (not "
+            "the user's history or clicks), re-drawn every epoch: the contrast of a test that ranks a read among "
+            "uniformly drawn unread items, and the negatives of `history_clicks` rows."
+        },
+    )
+    history_clicks: bool = field(
+        default=False,
+        metadata={
+            "help": "Every item of a training history is also a click, with the older items as its history "
+            "(negatives from `catalogue_negatives` or the batch): one impression per user then trains on every read."
+        },
+    )
     user_negatives: bool = field(
         default=False,
         metadata={
@@ -85,6 +100,10 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError(f"new_layers_lr_multiplier must be > 0, got {self.new_layers_lr_multiplier}")
         if self.logq_correction and not self.in_batch_negatives:
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
+        if self.catalogue_negatives < 0:
+            raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
+        if self.history_clicks and not (self.catalogue_negatives or self.in_batch_negatives):
+            raise ValueError("history_clicks rows have no non-clicks: set catalogue_negatives or in_batch_negatives")
         if self.num_negatives is not None and self.num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -37,19 +38,65 @@ class TrainingExamples(torch.utils.data.Dataset):
     With `group_by_impression`, one example is one impression: all its clicks, then `num_negatives` of its
     non-clicks (at most as many as it has), with `labels` saying which is which. The user's history is then encoded
     once for all of the impression's clicks instead of once per click.
+
+    With `catalogue_negatives`, every example also gets that many items drawn uniformly from `catalogue` (none of
+    the user's history or clicks), re-drawn every epoch: negatives for rows without non-clicks of their own (the
+    `history_clicks` rows) and, on a sparse catalogue, the uniform contrast a leave-last-out test ranks against.
     """
 
-    def __init__(self, rows: datasets.Dataset, num_negatives: int, seed: int = 42, group_by_impression: bool = False):
+    def __init__(
+        self,
+        rows: datasets.Dataset,
+        num_negatives: int,
+        seed: int = 42,
+        group_by_impression: bool = False,
+        catalogue: Sequence[str] | None = None,
+        catalogue_negatives: int = 0,
+    ):
         self.rows = rows
         self.num_negatives = num_negatives
         self.seed = seed
         self.epoch = 0
         self.groups: list[list[int]] | None = None
+        if catalogue_negatives < 0:
+            raise ValueError(f"catalogue_negatives must be >= 0, got {catalogue_negatives}")
+        if catalogue_negatives and not catalogue:
+            raise ValueError("catalogue_negatives needs a catalogue (the item ids to draw from)")
+        self.catalogue = list(catalogue or ())
+        self.catalogue_negatives = catalogue_negatives
         if group_by_impression:
             groups: dict[tuple[str, str], list[int]] = {}
             for index, key in enumerate(zip(rows["user_id"], rows["impression_id"])):
                 groups.setdefault(key, []).append(index)
             self.groups = list(groups.values())
+
+    def catalogue_sample(self, exclude: set[str], *, epoch: int, index: int) -> list[str]:
+        """`catalogue_negatives` items drawn uniformly from the catalogue, none of them in `exclude` (the user's
+        history and clicks), deterministically in (seed, epoch, index); with replacement across draws only when the
+        catalogue has fewer allowed items than asked."""
+        k = self.catalogue_negatives
+        if not k:
+            return []
+        rng = random.Random(f"{self.seed}/{epoch}/{index}/catalogue")
+        drawn: dict[str, None] = {}
+        for _ in range(20 * k):  # rejection sampling: `exclude` is a history, tiny against a catalogue
+            item = self.catalogue[rng.randrange(len(self.catalogue))]
+            if item not in exclude:
+                drawn[item] = None
+                if len(drawn) == k:
+                    break
+        return list(drawn)
+
+    def prior_fit_rows(self) -> datasets.Dataset | dict[str, list]:
+        """The rows as [`fit_item_prior`] reads them: each row's non-clicks plus one draw of catalogue negatives."""
+        if not self.catalogue_negatives:
+            return self.rows
+        columns = zip(self.rows["history"], self.rows["positive"], self.rows["negative_pool"])
+        pools = [
+            [*pool, *self.catalogue_sample({*history, positive, *pool}, epoch=-1, index=index)]
+            for index, (history, positive, pool) in enumerate(columns)
+        ]
+        return {"positive": list(self.rows["positive"]), "negative_pool": pools}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -64,6 +111,8 @@ class TrainingExamples(torch.utils.data.Dataset):
             negatives = sample_negatives(
                 pool, min(self.num_negatives, len(pool)), seed=self.seed, epoch=self.epoch, index=index
             )
+            exclude = {*rows["history"][0], *rows["positive"], *negatives}
+            negatives += self.catalogue_sample(exclude, epoch=self.epoch, index=index)
             candidates = [*rows["positive"], *negatives]
             labels = [1] * len(rows["positive"]) + [0] * len(negatives)
             return {
@@ -73,9 +122,12 @@ class TrainingExamples(torch.utils.data.Dataset):
                 "summary": rows["summary"][0],
             }
         row = self.rows[index]
-        negatives = sample_negatives(
-            row["negative_pool"], self.num_negatives, seed=self.seed, epoch=self.epoch, index=index
+        pool = row["negative_pool"]
+        negatives = (
+            sample_negatives(pool, self.num_negatives, seed=self.seed, epoch=self.epoch, index=index) if pool else []
         )
+        exclude = {*row["history"], row["positive"], *negatives}
+        negatives += self.catalogue_sample(exclude, epoch=self.epoch, index=index)
         return {"history": row["history"], "candidates": [row["positive"], *negatives], "summary": row["summary"]}
 
 

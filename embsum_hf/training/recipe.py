@@ -26,6 +26,7 @@ from ..utils import atomic_write_text
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator, summary_rouge
+from .text_init import lsa_token_embeddings
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
             "help": "Generation settings of the summaries as JSON, e.g. '{\"num_beams\": 4}' (saved with the model)."
         },
     )
+    text_embedding_init: bool = field(
+        default=False,
+        metadata={
+            "help": "From scratch only: start the token embeddings from an LSA of the training items' text "
+            "(`lsa_token_embeddings`: tokens that share items start close) instead of at random."
+        },
+    )
     item_prior: bool = field(
         default=False,
         metadata={
@@ -148,7 +156,9 @@ def build_model_and_processor(
     template = args.item_template or default_item_template(train)
     overrides = args.config_overrides()
     if args.item_prior:
+        # every item a training row can score: candidates, and history items (clicks of `history_clicks` rows)
         seen = {item for candidates in train.impressions["candidates"] for item in candidates}
+        seen.update(item for history in train.impressions["history"] for item in history)
         overrides["item_prior_ids"] = sorted(seen)
     if args.backbone is not None:
         from transformers import AutoTokenizer
@@ -182,6 +192,16 @@ def build_model_and_processor(
             **overrides,
         )
         model = EmbSumModel(config)
+        if args.text_embedding_init:
+            processor = EmbSumProcessor(tokenizer, model.config, item_template=template)
+            embeddings = model.get_input_embeddings().weight
+            vectors, seen = lsa_token_embeddings(
+                processor.tokenize_items(train.items.to_list()),
+                *embeddings.shape,
+                generator=torch.Generator().manual_seed(0),  # the same text, the same start, whatever the seed
+            )
+            with torch.no_grad():
+                embeddings[seen] = vectors[seen].to(embeddings.dtype)
     return model, EmbSumProcessor(tokenizer, model.config, item_template=template)
 
 
@@ -226,8 +246,9 @@ def build_trainer(
     rows = build_training_rows(
         splits.train.impressions,
         summaries=summaries,
-        keep_without_negatives=keep,
+        keep_without_negatives=keep or training_args.catalogue_negatives > 0,
         user_negatives=training_args.user_negatives,
+        history_clicks=training_args.history_clicks,
     )
     items = splits.train.items
     eval_rows = evaluator = None

@@ -110,11 +110,14 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         self.last_evaluation: tuple[str, dict[str, float]] | None = None  # (split, metrics without prefix)
         # evaluators alone make evaluation possible: a placeholder passes the base Trainer's "no eval_dataset" check
         placeholder = eval_dataset is None and bool(self.evaluators)
+        # catalogue negatives are drawn from the items the collator can tokenise
+        catalogue = list(getattr(data_collator, "item_token_ids", None) or ()) if args.catalogue_negatives else None
+        self._catalogue = catalogue
         super().__init__(
             model=model,
             args=args,
-            train_dataset=self._examples(train_dataset, args),
-            eval_dataset=[] if placeholder else self._examples(eval_dataset, args),
+            train_dataset=self._examples(train_dataset, args, catalogue),
+            eval_dataset=[] if placeholder else self._examples(eval_dataset, args, catalogue),
             data_collator=data_collator,
             processing_class=processing_class,
             **kwargs,
@@ -124,22 +127,29 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         if self.train_dataset is not None:
             self.add_callback(EpochSeedCallback(self.train_dataset))
             if args.fit_item_prior:
-                self.add_callback(ItemPriorFitCallback(self.train_dataset.rows))
+                self.add_callback(ItemPriorFitCallback(self.train_dataset.prior_fit_rows()))
 
     @staticmethod
-    def _examples(rows, args: EmbSumTrainingArguments):
-        """Training rows -> [`TrainingExamples`] drawing `args.negatives_per_click` (a dict: each value)."""
+    def _examples(rows, args: EmbSumTrainingArguments, catalogue: Sequence[str] | None = None):
+        """Training rows -> [`TrainingExamples`] drawing `args.negatives_per_click` non-clicks and
+        `args.catalogue_negatives` catalogue items (a dict: each value)."""
         if rows is None or isinstance(rows, TrainingExamples):
             return rows
         if isinstance(rows, dict):
-            return {name: EmbSumTrainer._examples(value, args) for name, value in rows.items()}
+            return {name: EmbSumTrainer._examples(value, args, catalogue) for name, value in rows.items()}
         return TrainingExamples(
-            rows, num_negatives=args.negatives_per_click, seed=args.seed, group_by_impression=args.group_by_impression
+            rows,
+            num_negatives=args.negatives_per_click,
+            seed=args.seed,
+            group_by_impression=args.group_by_impression,
+            catalogue=catalogue,
+            catalogue_negatives=args.catalogue_negatives,
         )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """`eval_loss` on `eval_dataset` (training rows; default the trainer's) and the evaluators' metrics."""
-        return super().evaluate(self._examples(eval_dataset, self.args), ignore_keys, metric_key_prefix)
+        rows = self._examples(eval_dataset, self.args, self._catalogue)
+        return super().evaluate(rows, ignore_keys, metric_key_prefix)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         if eval_dataset is None and self.eval_dataset is None and self.evaluators:

@@ -128,3 +128,28 @@ def test_load_summaries(tmp_path):
     missing.write_text('{"user_id": "u1", "text": "x"}\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"missing\.jsonl:1: missing required column 'summary'"):
         load_summaries(missing)
+
+
+def test_build_training_rows_history_clicks_make_every_read_a_click(caplog):
+    impressions = impressions_dataset(
+        [
+            imp("1", "u1", ["a", "b"], [1, 0], history=("h2", "h1", "h0")),  # most recent first
+            imp("2", "u1", ["c", "d"], [0, 1], history=("a", "h2", "h1", "h0")),  # h* already clicks: once each
+            imp("3", "u2", ["e"], [1], history=("h1",)),  # another user's read of h1 is its own click
+        ]
+    )
+    plain = build_training_rows(impressions)
+    assert [(row["impression_id"], row["positive"]) for row in plain] == [("1", "a"), ("2", "d")]
+    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
+        rows = build_training_rows(impressions, history_clicks=True, keep_without_negatives=True)
+    got = [(row["impression_id"], row["positive"], row["history"], row["negative_pool"]) for row in rows]
+    assert got == [
+        ("1", "a", ["h2", "h1", "h0"], ["b"]),
+        ("1/history-0", "h2", ["h1", "h0"], []),  # each read with the older reads as its history
+        ("1/history-1", "h1", ["h0"], []),
+        ("1/history-2", "h0", [], []),
+        ("2", "d", ["a", "h2", "h1", "h0"], ["c"]),  # `a` was a click of impression 1 already
+        ("3", "e", ["h1"], []),
+        ("3/history-0", "h1", [], []),
+    ]
+    assert "'history_clicks': 4" in caplog.text

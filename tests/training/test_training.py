@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -417,3 +418,103 @@ def test_recipe_user_negatives_keep_impressions_without_a_non_click(splits, tmp_
 
     assert rows_of() == {}  # the paper's rows: a click needs a non-click of its own impression
     assert rows_of(user_negatives=True) == {liked[0]: pool, liked[1]: pool}
+
+
+def test_catalogue_negatives_are_uniform_unread_deterministic_and_redrawn(splits):
+    train, _, _ = splits
+    rows = build_training_rows(train.impressions, history_clicks=True, keep_without_negatives=True)
+    catalogue = list(train.items["item_id"])
+    examples = TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=True, catalogue=catalogue,
+                                catalogue_negatives=5)  # fmt: skip
+    again = TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=True, catalogue=catalogue,
+                             catalogue_negatives=5)  # fmt: skip
+    first = [examples[i] for i in range(len(examples))]
+    assert first == [again[i] for i in range(len(again))]  # deterministic in seed, epoch and example
+    examples.set_epoch(1)
+    assert [examples[i]["candidates"] for i in range(len(examples))] != [e["candidates"] for e in first]
+    for example in first:
+        clicks = [c for c, y in zip(example["candidates"], example["labels"]) if y == 1]
+        negatives = [c for c, y in zip(example["candidates"], example["labels"]) if y == 0]
+        assert len(negatives) == len(set(negatives)) >= 5  # the catalogue's 5 (+ the impression's own, if any)
+        assert not set(negatives) & {*example["history"], *clicks}  # never the user's own reads
+    history_only = [e for e in first if sum(e["labels"]) == len(e["labels"]) - 5]
+    assert history_only, "history clicks get the catalogue's negatives alone"
+    with pytest.raises(ValueError, match="catalogue"):
+        TrainingExamples(rows, num_negatives=2, catalogue_negatives=5)
+    with pytest.raises(ValueError, match="history_clicks"):
+        EmbSumTrainingArguments(output_dir="unused", history_clicks=True)
+
+
+def test_recipe_history_clicks_train_every_read_and_fit_the_prior_on_catalogue_draws(splits, tmp_path):
+    from embsum_hf.data.arguments import Splits
+    from embsum_hf.training.item_prior import fit_item_prior
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
+
+    train, _, _ = splits
+    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
+    model, processor = build_model_and_processor(run_args, train, {})
+    history_items = {item for history in train.impressions["history"] for item in history}
+    assert history_items <= set(model.config.item_prior_ids)  # history reads are clicks that need a prior row
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, learning_rate=0.0, report_to=[], use_cpu=True, disable_tqdm=True,
+        save_strategy="no", history_clicks=True, catalogue_negatives=4,
+    )  # fmt: skip
+    trainer = build_trainer(model, processor, args, Splits(train, None, None))
+    rows = trainer.train_dataset.rows
+    assert len(rows) > len(build_training_rows(train.impressions))
+    assert set(rows["positive"]) >= history_items - set(train.impressions["candidates"][0])
+    trainer.train()
+    prior = model.item_prior.weight[:, 0].detach()
+    fit_rows = trainer.train_dataset.prior_fit_rows()
+    # the fit (learning rate 0: the prior is the fit alone) read every click row with its catalogue draw
+    assert len(fit_rows["negative_pool"]) == len(rows) and all(len(pool) >= 4 for pool in fit_rows["negative_pool"])
+    torch.testing.assert_close(prior, fit_item_prior(fit_rows, model.config.item_prior_ids))
+    row_of = {item: row for row, item in enumerate(model.config.item_prior_ids, start=1)}
+    clicks = Counter(rows["positive"])
+    most, least = max(clicks.values()), min(clicks.values())
+    assert most > least  # read most against read least: the more reads, the higher the prior
+    assert max(prior[row_of[i]] for i, n in clicks.items() if n == least) < min(
+        prior[row_of[i]] for i, n in clicks.items() if n == most
+    )
+
+
+def test_lsa_token_embeddings_put_tokens_of_the_same_items_close():
+    from embsum_hf.training.text_init import lsa_token_embeddings
+
+    # two topics (of different weight): tokens 5-8 occur together, tokens 9-12 together; 3 occurs nowhere
+    topic_a, topic_b = [[5, 6, 7], [5, 6, 8], [6, 7, 8]], [[9, 10, 11], [9, 10, 12], [10, 11, 12]]
+    documents = topic_a * 4 + topic_b * 3
+    vectors, seen = lsa_token_embeddings(documents, 16, 2, generator=torch.Generator().manual_seed(0))
+    assert seen.nonzero().ravel().tolist() == list(range(5, 13)) and vectors[~seen].eq(0).all()
+    cosine = torch.nn.functional.cosine_similarity(vectors[5:13, None], vectors[None, 5:13], dim=-1)  # (8, 8)
+    topic = torch.arange(8) // 4
+    same = cosine[(topic[:, None] == topic[None]) & ~torch.eye(8, dtype=torch.bool)]
+    other = cosine[topic[:, None] != topic[None]]
+    assert same.min() > 0.99 and other.abs().max() < 0.05  # rank 2: one direction per topic
+    assert vectors[seen].std().item() == pytest.approx(1.0, abs=1e-4)  # T5's embedding scale
+    again, _ = lsa_token_embeddings(documents, 16, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(vectors, again)
+
+
+def test_recipe_text_embedding_init_starts_from_the_items_lsa(splits):
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
+    from embsum_hf.training.text_init import lsa_token_embeddings
+
+    train, _, _ = splits
+    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    torch.manual_seed(0)
+    plain, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})
+    torch.manual_seed(0)
+    run_args = EmbSumRunArguments(train_data="unused", text_embedding_init=True, **shape)
+    initialised, _ = build_model_and_processor(run_args, train, {})
+    weight = initialised.get_input_embeddings().weight.detach()
+    vectors, seen = lsa_token_embeddings(
+        processor.tokenize_items(train.items.to_list()), *weight.shape, generator=torch.Generator().manual_seed(0)
+    )
+    assert seen.any() and (~seen).any()
+    # the items' tokens start from their LSA vectors, the others at random as without it
+    torch.testing.assert_close(weight[seen], vectors[seen])
+    torch.testing.assert_close(weight[~seen], plain.get_input_embeddings().weight.detach()[~seen])

@@ -1,0 +1,405 @@
+"""Ranking accuracy on a sparse real catalogue: EmbSum-tiny against popularity, TF-IDF, their blend and NRMS on the
+Goodreads book data in `../shared/data/goodreads-books` (real data, CPU; the folder's README says what it is).
+
+Protocol (dev mode, the default)
+  `train.jsonl` holds one impression per user: the user's last read among 4 books drawn uniformly from the books the
+  user never read, with the earlier reads (1-8) as history. A seeded share of the users (`--dev-users`, 2,000,
+  drawn once with the seed "books/dev", the same for every model seed) is held out as the dev split and their
+  candidates are redrawn as the acceptance users' are: the read among 19 books drawn uniformly from the books the
+  user never read. Every other user trains. AUC, MRR, nDCG@5, nDCG@10 over the 20 candidates (`impression_metrics`).
+
+  Cold start (`--cold-books`, default 0.1): that share of the books (drawn once, "books/cold") is kept out of
+  training entirely (no history, click or non-click of a training user, not in the items the trainer draws
+  from). Users whose last read is such a book form the cold-start test: the read among 19 cold books the user never
+  read, with the history less cold books. Popularity knows none of these books, so only the text can rank them:
+  every system gets a "(cold start)" row. Dev users keep their histories less cold books.
+
+Test mode (`--test FILE`, the acceptance check)
+  Train on every user of `--data`'s `train.jsonl` (no cold books) and score the impressions of FILE (the same
+  format, e.g. the 4,439 held-out users); the cold-start row is then FILE's users whose read never occurs in
+  training. `--test-summaries FILE` gives their reference summaries for ROUGE. The blend's weight is still chosen on
+  the dev split (with popularity counted without the dev users).
+
+Systems
+  random, popularity  popularity = reads of the book in the training users' histories and clicks (as the data's
+                      README defines it).
+  tfidf               sklearn TF-IDF (fit on the item texts, no labels) of each book as EmbSum reads it; user =
+                      mean TF-IDF of the history window; score = cosine.
+  blend               log(1 + popularity) + w * tfidf, w from a grid chosen on the dev split (in dev mode that is
+                      the split it is scored on: an optimistic baseline, the bar EmbSum has to clear).
+  item-prior-fit      `fit_item_prior` alone on every training read (history reads included) against 4 catalogue
+                      negatives: the bias EmbSum's optional item prior starts from with `history_clicks`.
+  nrms                the MovieLens benchmark's NRMS (accuracy_movielens.train_nrms), same rows, negatives, budget.
+  embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
+                      "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
+                      setting the recipe's default; each "+lever" of `LEVERS` in the name changes one setting (e.g.
+                      `embsum+history-clicks+catalogue-16+item-prior`).
+
+Fairness
+  Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
+  learned model's budget), same batch size, learning rate and schedule, `--budget-cpu-s` of process CPU time per
+  learned model (`accuracy_movielens.TimeBudget`, torch on `--threads` threads). Evaluation is outside the budget.
+
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_books.py [--data ../shared/data/goodreads-books] \
+        [--budget-cpu-s 1800] [--seeds 3] [--jobs 3] [--systems nrms,embsum,embsum+item-prior] [--json out.json] \
+        [--test held_out.jsonl --test-summaries held_out_summaries.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import multiprocessing
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import datasets
+import torch
+from accuracy_movielens import (
+    METRICS,
+    Optimisation,
+    Result,
+    aggregate,
+    item_length_report,
+    tfidf_scores,
+    train_embsum,
+    train_nrms,
+)
+from transformers import set_seed
+from transformers.utils import logging as hf_logging
+
+from embsum_hf.data import build_training_rows, load_impressions, load_summaries
+from embsum_hf.data.schema import RecommendationData
+from embsum_hf.training import TrainingExamples, baseline_scores, impression_metrics
+from embsum_hf.training.item_prior import fit_item_prior
+from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, EmbSumRunArguments, build_model_and_processor
+
+logger = logging.getLogger("accuracy_books")
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "goodreads-books"
+BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
+
+# `embsum train --dataset impressions` with the issue's tiny shape; everything else is the recipe's default
+BOOKS_RUN = dict(
+    d_model=64, num_layers=2, num_heads=4, d_ff=256, vocab_size=8000, max_history_items=16, item_max_tokens=64,
+)  # fmt: skip
+
+# "+lever" -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides); a system name chains them
+LEVERS: dict[str, tuple[dict, dict]] = {
+    "item-prior": ({"item_prior": True}, {}),
+    "lsa": ({"text_embedding_init": True}, {}),
+    "history-clicks": ({}, {"history_clicks": True}),
+    "catalogue-4": ({}, {"catalogue_negatives": 4}),
+    "catalogue-16": ({}, {"catalogue_negatives": 16}),
+    "catalogue-32": ({}, {"catalogue_negatives": 32}),
+    "in-batch": ({}, {"in_batch_negatives": True}),
+    "logq": ({}, {"logq_correction": True}),
+    "negatives-1": ({}, {"num_negatives": 1}),
+    "start": ({"summary_mode": "start"}, {}),
+    "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
+    "lambda0": ({"summary_loss_weight": 0.0}, {}),
+    "dropout0": ({"dropout_rate": 0.0}, {}),
+    "vocab-2k": ({"vocab_size": 2000, "tokenizer": None}, {}),
+    "vocab-16k": ({"vocab_size": 16000, "tokenizer": None}, {}),
+    "wide": ({"d_model": 128, "d_ff": 512}, {}),
+    "1-layer": ({"num_layers": 1}, {}),
+    "3-layers": ({"num_layers": 3}, {}),
+    "title-only": ({"item_template": "Title: {title}"}, {}),
+    "items-32": ({"item_max_tokens": 32}, {}),
+    "lr4e-3": ({}, {"learning_rate": 4e-3}),
+    "lr1e-3": ({}, {"learning_rate": 1e-3}),
+}
+
+
+def system_levers(name: str) -> tuple[dict, dict]:
+    """The run and training overrides of a system name `embsum[+lever...]`."""
+    run, training = {}, {}
+    for lever in name.split("+")[1:]:
+        if lever not in LEVERS:
+            raise ValueError(f"unknown lever {lever!r} in {name!r}; levers: {', '.join(LEVERS)}")
+        run.update(LEVERS[lever][0])
+        training.update(LEVERS[lever][1])
+    return run, training
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def _clicks(row: dict) -> list[str]:
+    return [item for item, label in zip(row["candidates"], row["labels"]) if int(label) == 1]
+
+
+def _redraw(row: dict, pool: Sequence[str], negatives: int, rng: random.Random) -> dict:
+    """The row's read among `negatives` books drawn uniformly from `pool` less the user's reads, in shuffled order."""
+    reads = {*row["history"], *_clicks(row)}
+    unread = [item for item in pool if item not in reads]
+    impression = [(item, 1) for item in _clicks(row)] + [(item, 0) for item in rng.sample(unread, negatives)]
+    rng.shuffle(impression)
+    candidates, labels = map(list, zip(*impression))
+    return {**row, "candidates": candidates, "labels": labels}
+
+
+def _as_data(items: datasets.Dataset, rows: list[dict], split: str) -> RecommendationData:
+    return load_impressions(items, datasets.Dataset.from_list(rows), split=split, domain="impressions")
+
+
+def load_books(
+    folder: Path, dev_users: int, cold_books: float, negatives: int = 19
+) -> tuple[RecommendationData, RecommendationData, RecommendationData | None]:
+    """(train, dev, cold-start test or None) of the dev protocol (module docstring)."""
+    items = datasets.Dataset.from_list(_read_jsonl(folder / "items.jsonl"))
+    rows = _read_jsonl(folder / "train.jsonl")
+    catalogue = list(items["item_id"])
+    cold = set(random.Random("books/cold").sample(catalogue, round(cold_books * len(catalogue))))
+    dev_ids = set(random.Random("books/dev").sample([row["user_id"] for row in rows], dev_users))
+    warm = [item for item in catalogue if item not in cold]
+    train_rows, dev_rows, cold_rows = [], [], []
+    for row in rows:
+        rng = random.Random(f"books/{row['user_id']}")
+        history = [item for item in row["history"] if item not in cold]
+        if any(item in cold for item in _clicks(row)):
+            cold_rows.append(_redraw({**row, "history": history}, sorted(cold), negatives, rng))
+        elif row["user_id"] in dev_ids:
+            dev_rows.append(_redraw({**row, "history": history}, catalogue, negatives, rng))
+        else:
+            kept = [(c, y) for c, y in zip(row["candidates"], row["labels"]) if c not in cold]
+            train_rows.append({**row, "history": history, "candidates": [c for c, _ in kept],
+                               "labels": [y for _, y in kept]})  # fmt: skip
+    train_items = items.filter(lambda row: row["item_id"] not in cold) if cold else items
+    train = _as_data(train_items, train_rows, f"{folder.name}:train")
+    dev = _as_data(items, dev_rows, f"{folder.name}:dev({dev_users} users)")
+    cold_test = _as_data(items, cold_rows, f"{folder.name}:cold({cold_books:g} of the books)") if cold else None
+    logger.info(
+        "books: %d train / %d dev / %d cold-start users; %d of %d books cold; %d training reads of warm books",
+        len(train_rows), len(dev_rows), len(cold_rows), len(cold), len(catalogue), len(warm),
+    )  # fmt: skip
+    return train, dev, cold_test
+
+
+def load_test(
+    folder: Path, test_file: Path, train: RecommendationData
+) -> tuple[RecommendationData, RecommendationData]:
+    """(test, cold-start test: its users whose read never occurs in `train`) of test mode."""
+    items = datasets.Dataset.from_list(_read_jsonl(folder / "items.jsonl"))
+    rows = _read_jsonl(test_file)
+    counts = read_counts(train)
+    cold_rows = [row for row in rows if not any(counts.get(item) for item in _clicks(row))]
+    logger.info("test: %d users, %d of them read a book never read in training", len(rows), len(cold_rows))
+    return _as_data(items, rows, test_file.name), _as_data(items, cold_rows, f"{test_file.name}:never-read")
+
+
+# ---------------------------------------------------------------------------------------------------- baselines
+def read_counts(train: RecommendationData) -> Counter:
+    """Reads of each book among the training users: history items and clicks."""
+    counts: Counter = Counter()
+    for history, candidates, labels in zip(
+        train.impressions["history"], train.impressions["candidates"], train.impressions["labels"]
+    ):
+        counts.update(history)
+        counts.update(item for item, label in zip(candidates, labels) if label == 1)
+    return counts
+
+
+def popularity_scores(test: RecommendationData, counts: Counter) -> list[list[float]]:
+    return [[float(counts.get(item, 0)) for item in row] for row in test.impressions["candidates"]]
+
+
+def blend_scores(popularity: list[list[float]], tfidf: list[list[float]], weight: float) -> list[list[float]]:
+    return [[math.log1p(p) + weight * t for p, t in zip(ps, ts)] for ps, ts in zip(popularity, tfidf)]
+
+
+def choose_blend_weight(popularity: list[list[float]], tfidf: list[list[float]], labels) -> float:
+    """The `BLEND_WEIGHTS` entry with the best AUC on the given (dev) impressions."""
+    aucs = {w: impression_metrics(blend_scores(popularity, tfidf, w), labels)["auc"] for w in BLEND_WEIGHTS}
+    best = max(aucs, key=aucs.get)
+    logger.info("blend: dev AUC by TF-IDF weight %s -> %g", {w: round(100 * a, 2) for w, a in aucs.items()}, best)
+    return best
+
+
+def item_prior_fit_scores(train: RecommendationData, tests: Sequence[RecommendationData], seed: int):
+    """`fit_item_prior` alone on what `embsum+history-clicks+catalogue-4+item-prior` trains on (every read a click
+    with 4 catalogue negatives): each candidate's fitted bias, 0 for a book never read in training."""
+    rows = build_training_rows(train.impressions, history_clicks=True, keep_without_negatives=True)
+    examples = TrainingExamples(rows, 4, seed=seed, catalogue=list(train.items["item_id"]), catalogue_negatives=4)
+    items = sorted(set(rows["positive"]))
+    bias = fit_item_prior(examples.prior_fit_rows(), items)
+    index = {item: row for row, item in enumerate(items, start=1)}
+    return [[[float(bias[index.get(i, 0)]) for i in row] for row in t.impressions["candidates"]] for t in tests]
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def cold_rows(scores: list[list[float]], cold_test: RecommendationData) -> dict[str, float]:
+    metrics = impression_metrics(scores, cold_test.impressions["labels"], split=cold_test.split)
+    return {f"cold_{name}": metrics[name] for name in METRICS}
+
+
+def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
+    """Every system on one seed: name -> {metrics..., steps, train_cpu_s, wall_s}."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hf_logging.set_verbosity_warning()
+    torch.set_num_threads(options.threads)
+    set_seed(seed)
+    train, dev, cold_test = load_books(options.data, options.dev_users, 0.0 if options.test else options.cold_books)
+    counts = read_counts(train)
+    if options.test:
+        # acceptance: train on every user; the blend's weight still comes from the dev split
+        train_all, _, _ = load_books(options.data, 0, 0.0)
+        test, cold_test = load_test(options.data, options.test, train_all)
+    else:
+        train_all, test = train, dev
+    summaries = load_summaries(options.data / "summaries.jsonl")
+    trained_users = set(train_all.impressions["user_id"])
+    train_summaries = {user: text for user, text in summaries.items() if user in trained_users}
+    if options.test_summaries:
+        summaries = {**load_summaries(options.test_summaries), **summaries}  # the test users' references
+    labels = test.impressions["labels"]
+    tests = [test] if cold_test is None else [test, cold_test]
+
+    run_args = EmbSumRunArguments(
+        dataset="impressions", train_data=str(options.data / "train.jsonl"),
+        summaries=str(options.data / "summaries.jsonl"),
+        dataset_name="goodreads-books", **BOOKS_RUN,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        # the one tokenizer (trained on the training items and summaries by the recipe), reused by every model; its
+        # CPU time is charged to each learned model's budget
+        start = time.process_time()
+        set_seed(seed)
+        _, processor = build_model_and_processor(run_args, train_all, train_summaries)
+        tokenizer_cpu_s = time.process_time() - start
+        logger.info(
+            "%s; tokenizer trained in %.1f CPU-s", item_length_report(processor, train_all.items), tokenizer_cpu_s
+        )
+        processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
+        run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+
+        popularity = [popularity_scores(t, read_counts(train_all)) for t in tests]
+        tfidf = tfidf_scores(tests, processor)
+        # the blend's weight: chosen on the dev split, popularity from its own training users
+        dev_tfidf = tfidf_scores([dev], processor)[0] if options.test else tfidf[0]
+        weight = choose_blend_weight(popularity_scores(dev, counts), dev_tfidf, dev.impressions["labels"])
+        baselines = {
+            "item-prior-fit": item_prior_fit_scores(train_all, tests, seed),
+            "random": [baseline_scores(t, train_all, "random", seed=seed) for t in tests],
+            "popularity": popularity,
+            "tfidf": tfidf,
+            f"blend (tfidf x {weight:g})": [blend_scores(p, t, weight) for p, t in zip(popularity, tfidf)],
+        }
+        results: dict[str, Result] = {}
+        for name, scores in baselines.items():
+            results[name] = Result(impression_metrics(scores[0], labels, split=test.split))
+            if cold_test is not None:
+                results[name].metrics.update(cold_rows(scores[1], cold_test))
+
+        budget = options.budget_cpu_s - tokenizer_cpu_s
+        for name in options.systems:
+            set_seed(seed)
+            if name == "nrms":
+                optimisation = Optimisation(batch_size=options.batch_size, learning_rate=options.learning_rate)
+                results[name] = train_nrms(train_all, test, processor, optimisation, budget, seed, cold_test=cold_test)
+                continue
+            run_overrides, training_overrides = system_levers(name)
+            learning_rate = training_overrides.pop("learning_rate", options.learning_rate)
+            optimisation = Optimisation(batch_size=options.batch_size, learning_rate=learning_rate)
+            if run_overrides.get("tokenizer", "shared") is None:
+                run_overrides = {**run_overrides, "tokenizer": None}  # a tokenizer of its own, trained in the budget
+            results[name] = train_embsum(
+                dataclasses.replace(run_args, **run_overrides), train_all, test, summaries, optimisation, budget, seed,
+                Path(tmp, name), training_overrides, rouge_users=options.rouge_users, cold_test=cold_test,
+            )  # fmt: skip
+    rows = {}
+    for name, result in results.items():
+        row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
+        content = {metric: row.pop(f"content_{metric}") for metric in METRICS if f"content_{metric}" in row}
+        cold = {metric: row.pop(f"cold_{metric}") for metric in METRICS if f"cold_{metric}" in row}
+        if result.budget is not None:
+            row.update(
+                steps=result.budget.steps,
+                train_cpu_s=result.budget.cpu_seconds + tokenizer_cpu_s,
+                wall_s=result.budget.wall_seconds,
+            )
+        rows[name] = row
+        if content:
+            rows[f"{name} (content only)"] = content
+        if cold:
+            rows[f"{name} (cold start)"] = cold
+    return rows
+
+
+def print_table(summary: dict[str, dict], seeds: list[int], split: str) -> None:
+    print(f"\n{split} | seeds {seeds} | mean ± std")
+    print(
+        f"{'system':<52}"
+        + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
+        + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}"
+    )
+    for name, row in summary.items():
+        mean, std = row["mean"], row["std"]
+        line = f"{name:<52}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
+        line += f"{mean['rougeL']:>9.3f}" if "rougeL" in mean else f"{'-':>9}"
+        line += f"{mean['steps']:>8.0f}{mean['train_cpu_s']:>8.0f}" if "steps" in mean else f"{'-':>8}{'-':>8}"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the goodreads-books folder")
+    parser.add_argument("--test", type=Path, default=None, help="score this impressions file (train on all users)")
+    parser.add_argument("--test-summaries", type=Path, default=None, help="reference summaries of --test's users")
+    parser.add_argument("--budget-cpu-s", type=float, default=1800.0, help="CPU seconds per learned model")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; mean and std over them")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
+    parser.add_argument(
+        "--systems",
+        default="nrms,embsum,embsum+item-prior",
+        help=f"learned systems (the baselines always run): nrms, embsum and embsum+LEVER[+LEVER...] with levers "
+        f"{', '.join(LEVERS)}",
+    )
+    parser.add_argument("--dev-users", type=int, default=2000, help="users held out as the dev split")
+    parser.add_argument("--cold-books", type=float, default=0.1, help="share of the books kept out of training")
+    parser.add_argument("--rouge-users", type=int, default=100, help="users whose summaries get ROUGE-L")
+    parser.add_argument("--json", type=Path, default=None, help="write every system's metrics, mean and std here")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts all of them)")
+    options = parser.parse_args()
+    options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
+    for name in options.systems:
+        if name != "nrms":
+            if name.split("+")[0] != "embsum":
+                parser.error(f"unknown system {name!r}")
+            try:
+                system_levers(name)
+            except ValueError as error:
+                parser.error(str(error))
+    if not (options.data / "train.jsonl").is_file():
+        print(f"book data not found: {options.data} has no train.jsonl (pass --data <goodreads-books folder>)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    seeds = list(range(options.seeds))
+    if options.jobs > 1:
+        with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_seed = list(pool.map(run_seed, [options] * len(seeds), seeds))
+    else:
+        per_seed = [run_seed(options, seed) for seed in seeds]
+    summary = aggregate(per_seed)
+    print_table(summary, seeds, str(options.test or f"{options.data.name}:dev"))
+    if options.json is not None:
+        meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items() if k != "json"}
+        options.json.write_text(json.dumps({**meta, "seeds": seeds, "systems": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
