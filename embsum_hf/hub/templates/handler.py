@@ -86,11 +86,21 @@ class PayloadValidator:
 
     @classmethod
     def from_env(cls, item_fields: list[str]) -> PayloadValidator:
-        """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults."""
+        """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults. A value that is not a
+        whole number of at least 1 stops start-up with a `ValueError` naming the variable (a limit of 0 or less would
+        refuse every request)."""
         limits = ("max_batch_users", "max_history_items", "max_candidates", "max_field_chars", "max_item_keys",
                   "max_request_items", "max_request_chars")
-        variables = {name: f"EMBSUM_{name.upper()}" for name in limits}
-        return cls(item_fields, **{name: int(os.environ[var]) for name, var in variables.items() if var in os.environ})
+        values = {}
+        for name in limits:
+            variable = f"EMBSUM_{name.upper()}"
+            if variable not in os.environ:
+                continue
+            text = os.environ[variable].strip()
+            if not (text.isascii() and text.isdigit() and int(text) >= 1):
+                raise ValueError(f"{variable} must be a whole number of at least 1, got {os.environ[variable]!r}")
+            values[name] = int(text)
+        return cls(item_fields, **values)
 
     def __call__(self, data: Any) -> tuple[dict | list[dict], dict[str, Any]]:
         if not isinstance(data, dict):
