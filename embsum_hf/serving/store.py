@@ -4,6 +4,7 @@ Layout of a store folder::
 
     store.json                  manifest: kind, model fingerprint, dtype, tensor shapes, shards, complete
     ids.json                    entry ids (item or user ids), in row order
+    .embsum.lock                held by the job writing the store (`embsum_hf.utils.folder_lock`); holds its pid
     shard-00000.safetensors     rows [0, shard_size): tensors `embeddings` (+ `keys` for items); its metadata holds
     shard-00001.safetensors     the shard's ids and a content key (model fingerprint + dtype + input token ids)
 
