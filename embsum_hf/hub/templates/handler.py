@@ -18,7 +18,8 @@ read, integers beyond 2**53 and non-finite numbers are refused like any other ba
 Limits (environment variables): EMBSUM_MAX_BATCH_USERS (8), EMBSUM_MAX_HISTORY_ITEMS (1000; the model reads the
 latest `max_history_items` of them), EMBSUM_MAX_CANDIDATES (1000), EMBSUM_MAX_FIELD_CHARS (10000), EMBSUM_MAX_ITEM_KEYS
 (32), and the total budget of one request, over all its users: EMBSUM_MAX_REQUEST_ITEMS (2000 history and candidate
-items) and EMBSUM_MAX_REQUEST_CHARS (200000 characters of text). The budget bounds the work of a request: the largest
+items) and EMBSUM_MAX_REQUEST_CHARS (200000 characters of text); each a whole number of at least 1, anything else
+stops start-up with an error naming the variable. The budget bounds the work of a request: the largest
 one it admits takes under 2 s of CPU on the demo-size model (`benchmarks/handler_budget.py`). The file is
 self-contained: it needs transformers, torch and the repo's remote code, not embsum_hf.
 """
