@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from transformers import AutoProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin, T5Tokenizer
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import CONFIG_NAME, cached_file
 
 from .configuration_embsum import EmbSumConfig
@@ -335,6 +336,20 @@ class EmbSumProcessor(ProcessorMixin):
         output = super().to_dict()
         output.pop("config", None)
         return output
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """
+        As `ProcessorMixin.save_pretrained`, except that the processor's `auto_map` (AutoProcessor -> this class) goes
+        to `processor_config.json` only: the base class also writes it into the tokenizer's `tokenizer_config.json`,
+        which describes a plain T5 tokenizer that `AutoTokenizer` loads without any code of ours.
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        custom_object_save(self, save_directory, config=self)  # this file (and its imports) and `self.auto_map`
+        self._auto_class = None  # for this call: the base class skips copying `auto_map` into the tokenizer's
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            del self._auto_class  # the class attribute (`register_for_auto_class`) again
 
     @classmethod
     def from_pretrained(

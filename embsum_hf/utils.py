@@ -4,8 +4,6 @@ the package's progress bars."""
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -66,39 +64,69 @@ def check_safetensors(folder: str | os.PathLike) -> None:
 
 
 class FolderInUseError(OSError):
-    """Another process holds the lock of a job's output folder (see `folder_lock`)."""
+    """Another process holds the lock of a job's output (see `folder_lock`)."""
 
 
 LOCK_NAME = ".embsum.lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+def folder_lock(target: str | os.PathLike, *, file: bool = False) -> Iterator[Path]:
     """
-    Hold an exclusive lock on a job's output folder while the job writes it: one job per folder at a time, so two
-    runs with different settings never mix their files. The lock is `fcntl.flock` on `folder/.embsum.lock` (which
-    holds the owner's pid); the kernel releases it when its process ends, even by SIGKILL, so a killed run never
-    leaves the folder locked. A second job on the folder fails at once with `FolderInUseError` naming the pid.
+    Hold an exclusive lock on a job's output folder (or, with `file`, an output file such as the append-only
+    summary store) while the job writes it: one writer at a time, so two runs never mix their files. The lock is a
+    `filelock.FileLock` on `folder/.embsum.lock` (`.<name>.lock` beside a file), which holds the owner's pid; it is
+    released when its process ends, even by SIGKILL, so a killed run never leaves the output locked. A second writer
+    fails at once with `FolderInUseError` naming the output, the owner's pid and the lock file.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    from filelock import FileLock, Timeout
+
+    target = Path(target)
+    kind = "file" if file else "folder"
+    path = target.with_name(f".{target.name}.lock") if file else target / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
     try:
+        lock.acquire()
+    except Timeout:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderInUseError(
-                f"{folder}: folder in use by pid {owner} (another job is writing it); wait, or use another folder"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield folder
+            owner = path.read_text(errors="replace").strip() or "unknown"
+        except OSError:
+            owner = "unknown"
+        raise FolderInUseError(
+            f"{target}: {kind} in use by pid {owner} (lock {path}: another job is writing it); wait, or use another "
+            f"{kind}"
+        ) from None
+    try:
+        with open(path, "r+") as handle:  # the owner's pid, for the message of a refused second writer
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+        yield target
     finally:
-        os.close(fd)  # releases the lock
+        lock.release()
+
+
+@contextlib.contextmanager
+def job_folder_lock(target: str | os.PathLike) -> Iterator[Path]:
+    """
+    [`folder_lock`] for a job that may run on several processes (`accelerate launch` / `torchrun`): the main process
+    holds the lock for the whole job, and a refusal stops every rank (the others would otherwise wait forever).
+    """
+    from accelerate.utils import broadcast_object_list
+
+    state = job_state()
+    with contextlib.ExitStack() as stack:
+        refused = [None]
+        if state.is_main_process:
+            try:
+                stack.enter_context(folder_lock(target))
+            except FolderInUseError as error:
+                refused = [str(error)]
+        if state.num_processes > 1:
+            broadcast_object_list(refused)
+        if refused[0] is not None:
+            raise FolderInUseError(refused[0])
+        yield Path(target)
 
 
 @contextlib.contextmanager

@@ -95,12 +95,13 @@ def report_drops(command: str, *splits) -> None:
             print(f"embsum {command}: warning: {warning}", file=sys.stderr)
 
 
-def load_command_data(args, *, validate: bool = False, strict_candidates: bool = False):
+def load_command_data(args, *, validate: bool = False, strict_candidates: bool = False, items_only: bool = False):
     """
     The `--data`/`--split` of a command, loaded as every command loads it: the loader's counts of what it dropped
     and why are printed (stderr), with a warning when most of the input was dropped; a split left with no
-    impressions is refused, naming the path; `validate` also runs `RecommendationData.validate()` (e.g. duplicate
-    impression ids). Nothing is cached into the `--data` folder (`datasets` caching is off for the command).
+    impressions is refused, naming the path (with `items_only`, for a command that reads only the items, one with no
+    items); `validate` also runs `RecommendationData.validate()` (e.g. duplicate impression ids). Nothing is cached
+    into the `--data` folder (`datasets` caching is off for the command).
     """
     import datasets
 
@@ -109,7 +110,11 @@ def load_command_data(args, *, validate: bool = False, strict_candidates: bool =
     datasets.disable_caching()  # maps of a saved split would otherwise write cache-*.arrow into --data
     data = load_data(args.data, args.split, strict_candidates=strict_candidates)
     report_drops(getattr(args, "command", None) or "data", data)
-    data.require_impressions(args.data)
+    if items_only:
+        if len(data.items) == 0:
+            raise ValueError(f"{args.data}: no items in {data.split}")
+    else:
+        data.require_impressions(args.data)
     return data.validate() if validate else data
 
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     require_positive(args, "batch_size", "shard_size")
     apply_progress(args.no_progress)
     model, processor = load_model_and_processor(args.model)
-    data = load_command_data(args)
+    data = load_command_data(args, items_only=args.kind == "items")  # encoding items needs no impressions
     options = dict(
         batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size, progress=not args.no_progress
     )

@@ -45,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
     if args.paper_split:
         data = dict(zip(("dev", "test"), split_dev_test(data)))[args.paper_part]
     metrics = {"split": data.split, **ImpressionEvaluator(data, processor).evaluate(model)}
-    text = json.dumps(metrics, indent=2)
+    undefined = sorted(name for name, value in metrics.items() if isinstance(value, float) and value != value)
+    if undefined:  # NaN is not JSON: null, and why
+        metrics.update(dict.fromkeys(undefined, None))
+        print(
+            f"embsum evaluate: note: {', '.join(undefined)} are undefined (null): no impression of {data.split} has "
+            f"both a click and a non-click ({metrics.get('num_skipped_one_class')} impressions skipped)",
+            file=sys.stderr,
+        )
+    text = json.dumps(metrics, indent=2, allow_nan=False)
     if args.output:
         with open(args.output, "w") as handle:
             handle.write(text + "\n")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.data.arguments import load_splits, save_splits
 
     data_args, prepare_args = parse(args.extra)
-    splits = load_splits(data_args)
+    splits = load_splits(data_args, for_training=False)  # unlabeled or click-free data is saved too
     report_drops("prepare", splits.train, splits.dev, splits.test)
     folder = save_splits(splits, prepare_args.output_dir)
     for name in ("train", "dev", "test"):

@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
+    if args.faiss and args.num_candidates is not None and args.num_candidates < args.k:
+        raise ValueError(
+            f"--num-candidates {args.num_candidates} is smaller than --k {args.k}: the prefilter would leave each "
+            f"user at most {args.num_candidates} items; pass --num-candidates of at least {args.k}"
+        )
     apply_progress(args.no_progress)
     users = EmbeddingStore.load(args.users, kind="users")
     items = EmbeddingStore.load(args.items, kind="items")
@@ -62,5 +67,21 @@ def run(args: argparse.Namespace) -> int:
     if job_state().is_main_process:
         method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
         excluded = ", history excluded" if exclude is not None else ""
-        print(f"wrote the top {args.k} items of {len(users)} users to {output} ({method}{excluded})")
+        print(f"wrote the top {written_items(output, args.k, len(items))} of {len(users)} users to {output} "
+              f"({method}{excluded})")
     return 0
+
+
+def written_items(output, k: int, catalogue: int) -> str:
+    """How many items each user got, as the job's manifest records them (`items_per_user`), and why fewer than k."""
+    import json
+
+    from embsum_hf.serving.batch import RESULTS_MANIFEST
+
+    written = json.loads((output / RESULTS_MANIFEST).read_text())["items_per_user"]
+    fewest, most = written["min"], written["max"]
+    if fewest == most == k:
+        return f"{k} items"
+    counts = f"{most} items" if fewest == most else f"{fewest} to {most} items"
+    why = f"the catalogue holds {catalogue}" if k > catalogue else "exclusions or the prefilter left fewer"
+    return f"{counts} (--k {k}: {why})"

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.commands import apply_progress, report_drops
     from embsum_hf.data.arguments import load_splits
     from embsum_hf.training.recipe import train_embsum
+    from embsum_hf.utils import job_folder_lock
 
     run_args, training_args = parse(args.extra)
     apply_progress(training_args.disable_tqdm)
@@ -56,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         splits = load_splits(run_args)
         report_drops("train", splits.train, splits.dev, splits.test)
-        results = train_embsum(run_args, training_args, splits)
+        _ = training_args.device  # the processes as the Trainer sets them up, before the lock asks which is main
+        # one run per output folder: a second one fails at once ("folder in use by pid N") instead of mixing its
+        # checkpoints with this one's
+        with job_folder_lock(training_args.output_dir):
+            results = train_embsum(run_args, training_args, splits)
     json.dump({k: v for k, v in results.items() if k != "run_args"}, sys.stdout, indent=2, default=str)
     print()
     return 0

@@ -69,13 +69,16 @@ class Splits:
     test: RecommendationData | None
 
 
-def load_splits(args: DataArguments) -> Splits:
+def load_splits(args: DataArguments, *, for_training: bool = True) -> Splits:
     """Train / dev (model selection) / test (reported) splits, named in every metric they produce. A training split
-    with no impression, or none with a click, is refused, naming the cause (the loader's counts)."""
+    with no impression is refused, naming the cause (the loader's counts), and so is one with no click unless
+    `for_training` is off (`embsum prepare` saves unlabeled or click-free data too, e.g. to summarise its users)."""
     import pyarrow.compute as pc
 
     splits = _load_splits(args)
     train = splits.train.require_impressions(args.train_data)
+    if not for_training:
+        return splits
     labels = train.impressions.with_format("arrow")["labels"]
     if not pc.any(pc.equal(pc.list_flatten(labels), 1)).as_py():
         raise ValueError(

@@ -109,13 +109,17 @@ def load_goodreads(
             raise DataFormatError(source, number, f"bad {column!r}: {error}") from None
         user_id = scalar(record["user_id"], "user_id", source, number, required=True)
         book_id = scalar(record["book_id"], "book_id", source, number, required=True)
-        label = rating_to_label(rating, stats)
+        try:
+            label = rating_to_label(rating, stats)
+        except ValueError as error:
+            raise DataFormatError(source, number, f"'rating': {error}") from None
         if label is not None:
             events.append(Interaction(user_id, book_id, time, label))
 
     rated = {event.item_id for event in events}
     authors = _read_authors(authors_path) if authors_path is not None else {}
     books = ItemTable(DOMAIN_TEXT_FIELDS["goodreads"], stats)
+    number = 0
     for number, record, source in iter_records(books_path):
         require_columns(record, ["book_id", "title"], source, number)
         book_id = scalar(record["book_id"], "book_id", source, number, required=True)
@@ -131,6 +135,8 @@ def load_goodreads(
             }
             books.add(book_id, fields, source, number)
 
+    if number == 0:  # else every interaction would be dropped as unknown and the interactions file blamed
+        raise DataFormatError(books_path, None, "no books: the file holds no records")
     known = [event for event in events if event.item_id in books]
     stats["unknown_interaction_item"] += len(events) - len(known)
     rows = build_impressions(known, grouping=grouping, window_size=window_size, max_history=max_history, stats=stats)

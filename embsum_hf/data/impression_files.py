@@ -10,7 +10,7 @@ from typing import Any
 
 import datasets
 
-from ._io import iter_records, require_columns
+from ._io import iter_records, require_columns, scalar
 from .custom import _label, _read_items
 from .impressions import clean_history
 from .schema import UNLABELED, DataFormatError, RecommendationData
@@ -96,7 +96,7 @@ def load_impressions(
         rows.append(
             {
                 "impression_id": impression_id,
-                "user_id": str(record[user_column]),
+                "user_id": scalar(record[user_column], user_column, source, number, required=True),
                 "time": str(record.get(time_column) or ""),
                 "history": clean_history(history, clicked, stats, None),
                 "candidates": candidates,

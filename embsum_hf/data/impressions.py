@@ -32,12 +32,20 @@ class Interaction:
     impression_id: str | None = None
 
 
+RATING_RANGE = (0, 5)
+"""The star ratings of Goodreads and MovieLens (0: Goodreads' shelved without a rating)."""
+
+
 def rating_to_label(rating: float, stats: Counter) -> int | None:
     """The Goodreads protocol (also used for MovieLens): > 3 positive, 1 to < 3 negative, 3 and 0 dropped.
 
     A rating of 0 is Goodreads' "shelved without rating", not a bad rating, so it is dropped rather than made
-    negative. Drops are counted in `stats` as `dropped_neutral_rating` / `dropped_unrated`.
+    negative. Drops are counted in `stats` as `dropped_neutral_rating` / `dropped_unrated`. A rating outside
+    `RATING_RANGE` (e.g. 99, which would become a click) is a `ValueError`; callers add the file and line.
     """
+    low, high = RATING_RANGE
+    if not low <= rating <= high:
+        raise ValueError(f"rating {rating:g} is outside {low}..{high}")
     if rating == 0:
         stats["dropped_unrated"] += 1
         return None

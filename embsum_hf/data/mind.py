@@ -118,6 +118,11 @@ def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) 
         if split is not None and (folder / split / "behaviors.tsv").is_file():
             return folder / split, f"{folder.name}_{split}"
         if (folder / "behaviors.tsv").is_file():
+            if split is not None and not names_split(folder, split):
+                raise FileNotFoundError(
+                    f"{folder}: split {split!r} not found (the folder is one split, with behaviors.tsv at its root, "
+                    f"and has no {split}/ subfolder); leave --split out or name one of its subfolders"
+                )
             return folder, folder.name
         raise FileNotFoundError(f"{folder} holds neither behaviors.tsv nor {split or '<split>'}/behaviors.tsv")
     name = str(path)
@@ -126,6 +131,11 @@ def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) 
     if not _MIND_NAME.fullmatch(name):
         raise FileNotFoundError(f"{path!r} is neither a folder nor a MIND split name such as 'MINDsmall_train'")
     return download_mind(name, cache_dir), name
+
+
+def names_split(folder: Path, split: str) -> bool:
+    """Whether a folder holding one split is that split by name (`dev`, `MINDsmall_dev`, `.../data/dev`)."""
+    return folder.name == split or folder.name.endswith(f"_{split}")
 
 
 def _read_news(path: Path, stats: Counter) -> ItemTable:
@@ -193,6 +203,9 @@ def load_mind(
     rows = []
     for number, fields in iter_fields(behaviors_path, 5, desc="Reading behaviors.tsv"):
         impression_id, user_id, time_text, history_text, impressions_text = fields
+        for column, (name, value) in enumerate((("impression id", impression_id), ("user id", user_id)), start=1):
+            if not value.strip():  # "" would become one anonymous user (or impression) shared by every such line
+                raise DataFormatError(behaviors_path, number, f"empty {name} (column {column})")
         try:
             time = datetime.strptime(time_text.strip(), _TIME_FORMAT)
         except ValueError:

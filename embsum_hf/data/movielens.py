@@ -80,6 +80,8 @@ def load_movielens(
     events = []
     for number, fields in iter_fields(ratings_path, 4, desc="Reading u.data"):
         user_id, item_id, rating, timestamp = fields
+        if not user_id.strip():
+            raise DataFormatError(ratings_path, number, "empty user id (column 1)")
         try:
             label = rating_to_label(int(rating), stats)
             time = parse_time(int(timestamp))

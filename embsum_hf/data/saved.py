@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .mind import load_mind
+from .mind import load_mind, names_split
 from .schema import SAVED_DATA_NAME, RecommendationData
 
 
@@ -25,6 +25,11 @@ def load_data(
     folder = Path(path)
     for candidate in ([folder / split] if split else []) + [folder]:
         if (candidate / SAVED_DATA_NAME).is_file():
+            if candidate == folder and split and not names_split(folder, split):
+                raise FileNotFoundError(
+                    f"{folder}: split {split!r} not found (the folder holds one saved split and has no {split}/ "
+                    "subfolder); leave --split out or name one of its subfolders"
+                )
             data = RecommendationData.load_from_disk(candidate)
             dropped = data.stats.get("unknown_candidate_item", 0)
             if strict_candidates and dropped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,14 +197,15 @@ class RecommendationData:
         known = set(item_ids)
         if len(known) != len(item_ids):
             problems.append(f"{len(item_ids) - len(known)} duplicate item ids")
-        seen_impressions: set[str] = set()
+        counts = Counter(self.impressions["impression_id"])
+        repeated = [(imp, n) for imp, n in counts.items() if n > 1]  # each reported once, with its count
+        problems += [f"duplicate impression id {imp!r} ({n} impressions)" for imp, n in repeated[:5]]
+        if len(repeated) > 5:
+            problems.append(f"{len(repeated) - 5} more duplicate impression ids")
         for row in self.impressions:
             if len(problems) >= 10:
                 break
             imp = row["impression_id"]
-            if imp in seen_impressions:
-                problems.append(f"duplicate impression id {imp!r}")
-            seen_impressions.add(imp)
             candidates, labels, history = row["candidates"], row["labels"], row["history"]
             if not candidates:
                 problems.append(f"impression {imp!r} has no candidates")

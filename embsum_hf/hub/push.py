@@ -18,12 +18,13 @@ from huggingface_hub import HfApi
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..utils import check_safetensors
+from ..utils import LOCK_NAME, check_safetensors
 from .model_card import check_card_inputs, write_model_card
 from .repo import TEMPLATES, missing_repo_files, save_repo  # noqa: F401 (TEMPLATES: where the handler lives)
 
 # what a Trainer output folder holds that is not part of the model repo
 NOT_UPLOADED = ("checkpoint-*", "runs", "data", "results.json", "trainer_state.json", "*.pt", "*.pth", "rng_state*")
+NOT_UPLOADED += (LOCK_NAME,)  # the lock of the run that wrote the folder (`embsum_hf.utils.folder_lock`)
 
 
 def stage_repo(

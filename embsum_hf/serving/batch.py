@@ -9,13 +9,12 @@ with `datasets.load_dataset("json", data_files="recs/part-*.jsonl")`.
 Layout of the output folder::
 
     recommendations.json        manifest: stores, k, prefilter and exclusion, parts, complete
-    .embsum.lock                held (flock) by the job writing the folder; holds its pid
+    .embsum.lock                held (filelock) by the job writing the folder; holds its pid
     part-00000.jsonl            {"user_id": ..., "item_ids": [...], "scores": [...]} per user of user shard 0
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -23,9 +22,9 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import gather_object
 
-from ..utils import FolderInUseError, atomic_write_text, folder_lock, job_state, tqdm
+from ..utils import atomic_write_text, job_folder_lock, job_state, tqdm
 from .ranking import FaissPrefilter, check_stores, recommend
 from .store import EmbeddingStore
 
@@ -76,28 +75,23 @@ def recommend_all(
         "num_parts": users.num_shards, "parts": [], "complete": False,
     }
     state = job_state()
-    with contextlib.ExitStack() as stack:
-        refused = [None]  # one job per output folder: a second one fails at once ("folder in use by pid N")
-        if state.is_main_process:
-            try:
-                stack.enter_context(folder_lock(output))
-            except FolderInUseError as error:
-                refused = [str(error)]
-        if state.num_processes > 1:  # every rank stops, not only the main one (the others would wait forever)
-            broadcast_object_list(refused)
-        if refused[0] is not None:
-            raise FolderInUseError(refused[0])
+    with job_folder_lock(output):  # one job per output folder: a second one fails at once ("folder in use by pid N")
         if state.is_main_process:
             _clean(output, key)
             atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         state.wait_for_everyone()
-        _rank_parts(users, items, output, k, prefilter, exclude, progress, state)
-        state.wait_for_everyone()
+        lengths = _rank_parts(users, items, output, k, prefilter, exclude, progress, state)
+        if state.num_processes > 1:  # every rank's parts: (fewest, most) items of a user in each
+            lengths = gather_object([lengths])
         if state.is_main_process:
             missing = [part_name(i) for i in range(users.num_shards) if not (output / part_name(i)).is_file()]
             if missing:
                 raise RuntimeError(f"{output}: parts {missing[:5]} are missing; did a process fail?")
-            manifest.update(parts=[part_name(i) for i in range(users.num_shards)], complete=True)
+            counts = [count for rank in lengths for count in rank] if state.num_processes > 1 else lengths
+            # what was written, which a small catalogue, exclusions or a prefilter can make fewer than k
+            written = {"min": min(counts), "max": max(counts)} if counts else {"min": 0, "max": 0}
+            manifest.update(parts=[part_name(i) for i in range(users.num_shards)], items_per_user=written,
+                            complete=True)
             atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         state.wait_for_everyone()
     return output
@@ -114,10 +108,12 @@ def _clean(output: Path, key: str) -> None:
         leftover.unlink()
 
 
-def _rank_parts(users, items, output, k, prefilter, exclude, progress, state) -> None:
-    """This process's share of the parts: rank each user shard whose part is not on disk yet."""
+def _rank_parts(users, items, output, k, prefilter, exclude, progress, state) -> list[int]:
+    """This process's share of the parts: rank each user shard whose part is not on disk yet. Returns the fewest and
+    the most items a user got in each of its parts (read back from a reused part)."""
     mine = range(state.process_index, users.num_shards, state.num_processes)
     done = reused = 0
+    lengths: list[int] = []
     with tqdm(
         total=sum(len(range(*users.shard_range(index))) for index in mine),
         desc="Ranking users",
@@ -129,18 +125,22 @@ def _rank_parts(users, items, output, k, prefilter, exclude, progress, state) ->
             start, stop = users.shard_range(index)
             if path.is_file():  # parts are written atomically: one on disk is complete
                 reused += 1
+                counts = [len(json.loads(line)["item_ids"]) for line in path.read_text().splitlines()]
             else:
                 banned = None if exclude is None else [exclude.get(user_id, ()) for user_id in users.ids[start:stop]]
                 top = recommend(users.shard(index), items, k, prefilter=prefilter, exclude=banned)
-                lines = []
+                lines, counts = [], []
                 for user_id, scores, item_ids in zip(users.ids[start:stop], top.scores.tolist(), top.item_ids):
                     kept = [p for p, item in enumerate(item_ids) if item is not None]  # None: no item left
                     record = {"item_ids": [item_ids[p] for p in kept], "scores": [scores[p] for p in kept]}
                     lines.append(json.dumps({"user_id": user_id, **record}) + "\n")
+                    counts.append(len(kept))
                 atomic_write_text(path, "".join(lines))
                 done += 1
+            lengths += [min(counts), max(counts)] if counts else []
             bar.update(stop - start)
     logger.info("rank %d: %d parts ranked, %d reused", state.process_index, done, reused)
+    return lengths
 
 
 def _exclusion_digest(exclude: Mapping[str, Collection[str]]) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..utils import evaluating, job_state, tqdm
+from ..utils import evaluating, job_folder_lock, job_state, tqdm
 from .store import EmbeddingStore, ShardedStoreWriter, content_key, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,20 @@ def _run_job(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     state = job_state()
-    if state.is_main_process:
-        writer.begin()
+    with job_folder_lock(writer.path):  # one job per store: a second one fails at once ("folder in use by pid N")
+        if state.is_main_process:
+            writer.begin()
+        try:
+            _encode_shards(model, writer, prepare, length, encode, batch_size, progress, state)
+        except Exception as error:
+            if state.is_main_process:  # a refusal (e.g. NaN embeddings) is recorded: the store is not "interrupted"
+                writer.fail(" ".join(str(error).split()) or type(error).__name__)
+            raise
+    return EmbeddingStore.load(writer.path, expected_fingerprint=writer.fingerprint)
+
+
+def _encode_shards(model, writer, prepare, length, encode, batch_size, progress, state) -> None:
+    """This process's shards (skipping those already on disk), then the manifest once every rank is done."""
     mine = range(state.process_index, writer.num_shards, state.num_processes)
     done = skipped = 0
     with tqdm(
@@ -97,7 +109,6 @@ def _run_job(
     if state.is_main_process:
         writer.finalize()
     state.wait_for_everyone()
-    return EmbeddingStore.load(writer.path, expected_fingerprint=writer.fingerprint)
 
 
 def encode_items(

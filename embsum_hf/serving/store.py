@@ -4,6 +4,7 @@ Layout of a store folder::
 
     store.json                  manifest: kind, model fingerprint, dtype, tensor shapes, shards, complete
     ids.json                    entry ids (item or user ids), in row order
+    .embsum.lock                held by the job writing the store (`embsum_hf.utils.folder_lock`); holds its pid
     shard-00000.safetensors     rows [0, shard_size): tensors `embeddings` (+ `keys` for items); its metadata holds
     shard-00001.safetensors     the shard's ids and a content key (model fingerprint + dtype + input token ids)
 
@@ -123,6 +124,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
 def read_ids(path: Path, num_entries: int) -> list[str]:
     """`ids.json` of a store: `num_entries` distinct strings (a repeated id would rank as one item many times)."""
     file = path / IDS_NAME
+    if file.exists() and not file.is_file():  # a FIFO would block the read forever
+        raise StoreMismatchError(f"{file}: not a regular file")
     try:
         ids = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -141,7 +144,10 @@ def read_ids(path: Path, num_entries: int) -> list[str]:
 
 
 def _open_shard(path: Path):
-    """`safe_open` of one shard file; a missing, truncated or foreign file is a `StoreMismatchError` naming it."""
+    """`safe_open` of one shard file; a missing, truncated or foreign file is a `StoreMismatchError` naming it, and so
+    is anything but a regular file (opening a FIFO would block forever)."""
+    if path.exists() and not path.is_file():
+        raise StoreMismatchError(f"{path}: not a regular file (a shard must be a safetensors file)")
     try:
         return safe_open(str(path), framework="pt")
     except FileNotFoundError:
@@ -247,6 +253,12 @@ class ShardedStoreWriter:
                 )
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps(self.manifest(complete=False), indent=2) + "\n")
 
+    def fail(self, reason: str) -> None:
+        """Main process, after the job stopped with an error: the manifest stays incomplete and records `reason`, so
+        a reader says the job failed (and why) rather than that it is running or was interrupted."""
+        manifest = {**self.manifest(complete=False), "failed": reason}
+        atomic_write_text(self.path / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+
     def finalize(self) -> None:
         """Main process, after every rank finished: drop leftovers of earlier runs, write ids and the manifest."""
         missing = [shard_name(i) for i in range(self.num_shards) if not (self.path / shard_name(i)).is_file()]
@@ -287,6 +299,11 @@ class EmbeddingStore:
         path = Path(path)
         manifest = read_manifest(path)
         if not manifest["complete"]:
+            if isinstance(manifest.get("failed"), str):  # recorded by `ShardedStoreWriter.fail`
+                raise StoreMismatchError(
+                    f"{path} is incomplete: its encoding job failed ({manifest['failed']}); fix that cause, then "
+                    "encode again"
+                )
             raise StoreMismatchError(
                 f"{path} is incomplete (its encoding job is running or was interrupted); rerun the job to finish it"
             )

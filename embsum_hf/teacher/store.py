@@ -4,11 +4,14 @@ One record per line: `{"user_id", "prompt_hash", "summary", "backend", "created"
 `write`, flushed and fsync'd, so a SIGKILL or power loss costs at most the batch in flight, and a torn last line is
 cut off on the next open. Records are keyed by `(user_id, prompt_hash)`: a user whose current prompt hash is stored
 is skipped, a user whose prompt changed (new history, new prompt wording) is regenerated, and the latest record of a
-user wins. One writer per file at a time.
+user wins. One writer per file at a time: a store holds its file's lock (`.<name>.lock` beside it, see
+`embsum_hf.utils.folder_lock`) while open, so a second run on the same file fails at once with `FolderInUseError`
+instead of generating (and paying for) every user again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +23,7 @@ from typing import Any
 
 import datasets
 
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,8 @@ class SummaryRecord:
 class SummaryStore:
     """The summaries of one teacher run, backed by a JSONL file at `path` (created with its folder if missing).
 
-    Use as a context manager, or call `close()`.
+    Use as a context manager, or call `close()`. The file's lock is held from here to `close()`: a second store on
+    the same file, in any process, raises `FolderInUseError` naming the file and the owner's pid.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -53,8 +57,14 @@ class SummaryStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._latest: dict[Any, SummaryRecord] = {}
         self.num_lines = 0
-        self._load()
-        self._file = open(self.path, "ab")
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(folder_lock(self.path, file=True))  # before reading: _load may cut a torn line
+        try:
+            self._load()
+            self._file = open(self.path, "ab")
+        except BaseException:
+            self._lock.close()
+            raise
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -131,6 +141,7 @@ class SummaryStore:
 
     def close(self) -> None:
         self._file.close()
+        self._lock.close()
 
     def __enter__(self) -> SummaryStore:
         return self

@@ -137,7 +137,8 @@ class EmbSumDataCollator:
     0 per non-click) into [`EmbSumModel.forward`] inputs: sessions `(B, G, L)`, candidates `(B, C, Li)` (without
     labels the clicked item first), `candidate_labels` `(B, C)` and summary labels `(B, T)`. Padding is dynamic:
     each batch is as wide as its longest session / item / summary. Given `item_log_q` (item id -> log of its share
-    among the training candidates), batches carry `candidate_log_q` `(B, C)` for the in-batch logQ correction.
+    among the training candidates), batches carry `candidate_log_q` `(B, C)` for the in-batch logQ correction; an
+    item that was never a training candidate (e.g. a dev item) gets the smallest share, as the rarest item seen.
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class EmbSumDataCollator:
         self.processor = processor
         self.item_token_ids = item_token_ids
         self.item_log_q = item_log_q
+        self.unseen_log_q = min(item_log_q.values(), default=0.0) if item_log_q is not None else None
         # the model's item prior rows (config.item_prior_ids), 0 for items without one; None: no item prior
         prior_ids = getattr(processor.config, "item_prior_ids", None)
         self.prior_rows = {item: row for row, item in enumerate(prior_ids, start=1)} if prior_ids else None
@@ -185,7 +187,7 @@ class EmbSumDataCollator:
             log_q = torch.zeros(len(examples), width)
             for row, example in enumerate(examples):
                 log_q[row, : len(example["candidates"])] = torch.tensor(
-                    [self.item_log_q[c] for c in example["candidates"]]
+                    [self.item_log_q.get(c, self.unseen_log_q) for c in example["candidates"]]
                 )
             batch["candidate_log_q"] = log_q
         return batch

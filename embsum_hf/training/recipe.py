@@ -22,7 +22,7 @@ from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, check_safetensors
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator, summary_rouge
@@ -126,8 +126,11 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
-        if self.rouge_users < 0 or not 0 <= self.dropout_rate < 1 or self.summary_loss_weight < 0:
-            raise ValueError("rouge_users and summary_loss_weight must be >= 0, dropout_rate in [0, 1)")
+        for name in ("rouge_users", "summary_loss_weight"):
+            if not getattr(self, name) >= 0:  # `not >=`: NaN too
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
     def config_overrides(self) -> dict:
         """The `EmbSumConfig` keyword arguments of this run (`ModelArguments`' fields, the summaries' generation)."""
@@ -205,10 +208,41 @@ def build_model_and_processor(
     return model, EmbSumProcessor(tokenizer, model.config, item_template=template)
 
 
+def checkpoint_problem(path: str | Path) -> str | None:
+    """
+    Why `path` is not a checkpoint a run can resume from, or None when it is whole, judged by content: a folder whose
+    `trainer_state.json` (written last, and not atomically) parses as a JSON object, whose weights are there, not
+    empty and readable, and whose optimizer, scheduler and RNG files (where saved) are not empty.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return "no such checkpoint folder"
+    try:
+        state = json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {TRAINER_STATE_NAME}"
+    except (OSError, ValueError) as error:
+        return f"{TRAINER_STATE_NAME} is unreadable ({error})"
+    if not isinstance(state, dict) or "global_step" not in state:
+        return f"{TRAINER_STATE_NAME} holds no trainer state"
+    weights = [path / name for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")]
+    if not any(file.is_file() and file.stat().st_size > 0 for file in weights):
+        return "no model weights (model.safetensors missing or empty)"
+    try:
+        check_safetensors(path)
+    except OSError as error:  # a truncated or foreign weights file, named
+        return str(error)
+    for file in [path / "optimizer.pt", path / "scheduler.pt", *path.glob("rng_state*.pth")]:
+        if file.exists() and file.stat().st_size == 0:
+            return f"{file.name} is empty"
+    return None
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     """
-    The newest `checkpoint-N` in `output_dir` that was fully written. The Trainer writes `trainer_state.json` last and
-    not atomically, so a crash while saving leaves a newer folder without it, which must not be resumed from.
+    The newest `checkpoint-N` in `output_dir` that was fully written (see [`checkpoint_problem`]). The Trainer writes
+    `trainer_state.json` last and not atomically, so a crash while saving leaves a newer folder without it or with it
+    torn (e.g. 0 bytes); such a folder is skipped, with a warning naming it and why.
     """
     folder = Path(output_dir)
     steps = (
@@ -220,8 +254,12 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         if folder.is_dir()
         else []
     )
-    complete = [path for _, path in steps if (path / TRAINER_STATE_NAME).is_file()]
-    return str(complete[-1]) if complete else None
+    for _, path in reversed(steps):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        logger.warning("skipping torn checkpoint %s: %s", path, problem)
+    return None
 
 
 def _evaluation_batch_sizes(training_args: EmbSumTrainingArguments) -> dict[str, int]:
@@ -288,10 +326,13 @@ def train_embsum(
         save_splits(splits, training_args.output_dir)
     summaries = load_summaries(args.summaries) if args.summaries else {}
     resume = training_args.resume_from_checkpoint
+    resume = None if resume in ("False", "false", False) else resume
     if resume in ("True", "true", True):
         resume = last_complete_checkpoint(training_args.output_dir)
         if resume is None:
             raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {training_args.output_dir}")
+    elif resume and (problem := checkpoint_problem(resume)) is not None:
+        raise ValueError(f"resume_from_checkpoint {resume}: {problem}")
     if resume:
         # the checkpoint's own tokenizer and config: a tokenizer retrained now need not assign the same ids
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)

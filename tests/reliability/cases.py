@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Case:
     expect: str = "refuse"  # or "skip"
     output: str | None = None  # a path (relative to the case folder) that a refusal must leave unwritten
     after: Callable[[Path], None] | None = field(default=None, repr=False)  # more checks on the case folder
+    absent: list[str] = field(default_factory=list)  # what the output must not say (e.g. a false "rerun" hint)
 
 
 # --- data readers: --data of these commands --------------------------------------------------------------------
@@ -104,6 +106,14 @@ MIND_DAMAGE = {  # name -> (folder builder, names the error must hold, expect)
     ),
     "behaviors-duplicate-impression": (
         _mind(behaviors=behavior_lines() + [behavior_lines()[0]]), ["duplicate impression id '1'"]
+    ),
+    "behaviors-duplicate-impression-12": (  # reported once, with its count (not once per repeat)
+        _mind(behaviors=behavior_lines() + [behavior_lines()[0]] * 11),
+        ["duplicate impression id '1' (12 impressions)"],
+    ),
+    "behaviors-user-empty": (
+        _mind(behaviors=_replace(behavior_lines(), 1, "2\t\t11/15/2019 9:00:00 AM\tN4 N5 N6\tN12-0 N13-1")),
+        ["behaviors.tsv:2", "empty user id"],
     ),
 }
 MIND_SKIPS = {  # counted, not refused: name -> (builder, what must be printed, commands that refuse instead)
@@ -239,6 +249,12 @@ def _nan_shard(folder: Path) -> None:
     save_file(tensors, path)
 
 
+def _fifo_shard(folder: Path) -> None:
+    path = folder / "shard-00000.safetensors"
+    path.unlink()
+    os.mkfifo(path)
+
+
 STORE_DAMAGE = {  # name -> (damage, names the error must hold)
     "manifest-not-json": (lambda f: (f / "store.json").write_text("{oops"), ["store.json"]),
     "manifest-not-object": (lambda f: (f / "store.json").write_text("[]"), ["store.json", "object"]),
@@ -280,6 +296,7 @@ STORE_DAMAGE = {  # name -> (damage, names the error must hold)
     "shard-missing": (lambda f: (f / "shard-00000.safetensors").unlink(), ["shard-00000.safetensors"]),
     "shard-nan": (_nan_shard, ["shard-00000.safetensors", "NaN"]),
     "shard-empty": (lambda f: (f / "shard-00000.safetensors").write_bytes(b""), ["shard-00000.safetensors"]),
+    "shard-fifo": (_fifo_shard, ["shard-00000.safetensors", "not a regular file"]),  # would block the reader forever
 }
 
 
@@ -360,6 +377,15 @@ GOODREADS_DAMAGE = {
         _goodreads(interactions=_records(goodreads_interactions(), 2, _set("user_id", None))),
         ["interactions.json.gz:3", "user_id"],
     ),
+    "interactions-rating-99": (
+        _goodreads(interactions=_records(goodreads_interactions(), 2, _set("rating", 99))),
+        ["interactions.json.gz:3", "rating", "99", "0..5"],
+    ),
+    "interactions-rating-negative": (
+        _goodreads(interactions=_records(goodreads_interactions(), 2, _set("rating", -1))),
+        ["interactions.json.gz:3", "rating", "-1"],
+    ),
+    "books-empty-file": (_goodreads(damage_books=lambda p: p.write_bytes(b"")), ["books.json.gz", "no books"]),
     "books-gz-truncated": (_goodreads(damage_books=lambda p: _truncate(p, 0.6)), ["books.json.gz"]),
     "books-authors-string": (_goodreads(books=_records(goodreads_books(), 1, _set("authors", "Ann"))),
                              ["books.json.gz:2", "authors"]),
@@ -514,7 +540,84 @@ def flag_cases() -> list[Case]:
                                           "--output", str(tmp / "m.json")], ["no-such"], output="m.json"))
     cases.append(Case("flag-evaluate-writes-no-cache-into-data", _evaluate_copy, [], expect="ok",
                       after=_assert_no_cache))
+    cases += second_round_flag_cases(recommend)
     return cases
+
+
+def second_round_flag_cases(recommend) -> list[Case]:
+    """Messages that say what was written, values named, and refusals that were too strict (issue 22)."""
+    cases = [
+        Case("flag-recommend--k-beyond-catalogue", recommend("--k", "100000"),
+             ["top 24 items (--k 100000: the catalogue holds 24) of 4 users"], expect="ok",
+             absent=["top 100000"], after=lambda tmp: _assert_items_per_user(tmp / "recs", 24)),
+        Case("flag-recommend--faiss-num-candidates-below-k",
+             recommend("--faiss", "--num-candidates", "3", "--k", "10"), ["--num-candidates 3", "--k 10"],
+             output="recs/part-00000.jsonl"),
+    ]
+    for name, data in (("mind", lambda world: world.mind), ("saved", lambda world: world.saved)):
+        cases.append(Case(f"flag-evaluate-split-bogus-{name}",
+                          lambda world, tmp, d=data: ["evaluate", "--model", str(world.model), "--data", str(d(world)),
+                                                      "--split", "bogus", "--output", str(tmp / "m.json")],
+                          ["split 'bogus' not found"], output="m.json"))
+
+    def no_clicks(world: World, tmp: Path) -> list[str]:
+        rows = [(*row[:4], row[4].replace("-1", "-0")) for row in BEHAVIORS]
+        data = write_mind(tmp / "mind", behaviors=behavior_lines(rows))
+        return ["evaluate", "--model", str(world.model), "--data", str(data), "--output", str(tmp / "m.json")]
+
+    cases.append(Case("flag-evaluate-no-clicks", no_clicks,
+                      ["are undefined (null)", "has both a click and a non-click"], expect="ok", absent=["NaN"],
+                      after=_assert_strict_json))
+
+    def train(world: World, tmp: Path, *flags: str) -> list[str]:
+        return loader_commands(tmp, ["--dataset", "mind", "--train_data", str(world.mind)])["train"] + list(flags)
+
+    cases.append(Case("flag-train-summary_loss_weight-1", lambda world, tmp: train(world, tmp, "--summary_loss_weight",
+                                                                                    "-1"),
+                      ["summary_loss_weight must be >= 0, got -1"], output="out.json"))
+    cases.append(Case("flag-train-resume-nonexistent",
+                      lambda world, tmp: train(world, tmp, "--resume_from_checkpoint", str(tmp / "no-such")),
+                      ["no-such: no such checkpoint folder"], output="out.json/model.safetensors"))
+
+    def encode_empty_behaviors(world: World, tmp: Path) -> list[str]:
+        data = write_mind(tmp / "mind", behaviors=[])
+        return ["encode-items", "--model", str(world.model), "--data", str(data), "--output", str(tmp / "store"),
+                "--no-progress"]
+
+    cases.append(Case("flag-encode-items-empty-behaviors", encode_empty_behaviors, ["wrote 24 items"], expect="ok"))
+    for name, rows in (
+        ("unlabeled", [(*row[:4], " ".join(token[:-2] for token in row[4].split())) for row in BEHAVIORS]),
+        ("click-free", [(*row[:4], row[4].replace("-1", "-0")) for row in BEHAVIORS]),
+    ):
+        def prepare(world, tmp, r=rows):
+            data = write_mind(tmp / "mind", behaviors=behavior_lines(r))
+            return ["prepare", "--dataset", "mind", "--train_data", str(data), "--output_dir", str(tmp / "out")]
+
+        cases.append(Case(f"flag-prepare-{name}-mind", prepare, ["5 impressions"], expect="ok",
+                          after=lambda tmp: _assert_saved_split(tmp / "out" / "data" / "train")))
+    return cases
+
+
+def _assert_items_per_user(output: Path, count: int) -> None:
+    manifest = json.loads((output / "recommendations.json").read_text())
+    assert manifest["items_per_user"] == {"min": count, "max": count}
+    lengths = {len(json.loads(line)["item_ids"]) for part in manifest["parts"]
+               for line in (output / part).read_text().splitlines()}
+    assert lengths == {count}
+
+
+def _assert_strict_json(tmp: Path) -> None:
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    metrics = json.loads((tmp / "m.json").read_text(), parse_constant=refuse)
+    assert metrics["auc"] is None and metrics["num_skipped_one_class"] == len(BEHAVIORS)
+
+
+def _assert_saved_split(folder: Path) -> None:
+    from embsum_hf.data import load_data
+
+    assert len(load_data(folder).impressions) == len(BEHAVIORS)
 
 
 def _evaluate_copy(world: World, tmp: Path) -> list[str]:
@@ -540,11 +643,18 @@ def all_cases() -> list[Case]:
     cases: list[Case] = []
     for damage, (build, names) in MIND_DAMAGE.items():
         for command in MIND_READERS:
-            if damage == "behaviors-duplicate-impression" and command not in ("evaluate", "predict"):
+            if damage.startswith("behaviors-duplicate-impression") and command not in ("evaluate", "predict"):
                 continue  # only scoring impressions needs their ids unique
             named = names
             if command == "predict" and damage in ("news-empty", "behaviors-all-unknown"):
                 named = ["behaviors.tsv:1", "not in news.tsv"]  # predict refuses the first unknown candidate
+            if command == "encode-items" and damage in ("news-empty", "behaviors-all-unknown"):
+                # encoding items needs no impressions: no items is refused, dropped impressions are only counted
+                expect, named = ("refuse", ["no items"]) if damage == "news-empty" else ("skip", names[1:])
+                cases.append(Case(f"mind-{damage}-{command}",
+                                  lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
+                                  named, expect=expect))
+                continue
             cases.append(Case(f"mind-{damage}-{command}",
                               lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
                               named, output="out.json"))
@@ -591,6 +701,11 @@ def all_cases() -> list[Case]:
         for damage, (flags, names) in table.items():
             for command in ("prepare", "train"):
                 prefix = "goodreads" if table is GOODREADS_DAMAGE else "custom"
+                if damage == "logs-no-clicks" and command == "prepare":  # saved for summaries; training refuses it
+                    cases.append(Case(f"{prefix}-{damage}-{command}",
+                                      lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
+                                      ["impressions"], expect="ok"))
+                    continue
                 cases.append(Case(f"{prefix}-{damage}-{command}",
                                   lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
                                   names, output="out.json"))

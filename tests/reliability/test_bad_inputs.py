@@ -68,5 +68,7 @@ def test_case(case, outcomes):
         assert result.status == 0, shown
         for name in case.names:
             assert re.search(re.escape(name), result.stdout + result.stderr), f"{name!r} not printed\n{shown}"
+    for text in case.absent:
+        assert text not in result.stdout + result.stderr, f"{text!r} printed\n{shown}"
     if case.after is not None:
         case.after(folder)

@@ -29,3 +29,40 @@ def test_ranking_refuses_nan_user_embeddings(tmp_path, config, processor, items)
     users[1, 0, 0] = math.nan
     with pytest.raises(ValueError, match="user embeddings: 1 entries hold NaN"):
         recommend(users, store, k=3)
+
+
+def test_a_store_refused_for_nan_says_so_not_rerun(tmp_path, config, processor, items):
+    """After encode-items refused NaN embeddings, readers of the half-written store say that the job failed and why;
+    "rerun the job to finish it" (which would fail again) is for a run that was interrupted."""
+    from embsum_hf.serving import EmbeddingStore
+    from embsum_hf.serving.store import StoreMismatchError
+
+    from .harness import run
+
+    torch.manual_seed(0)
+    model = EmbSumModel(config).eval()
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = math.nan  # a diverged run's token embeddings
+    with pytest.raises(ValueError, match="NaN"):
+        encode_items(model, processor, items, tmp_path / "items", progress=False)
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"its encoding job failed \(items embeddings computed for shard 0: "
+        r"\d+ entries hold NaN",
+    ) as refused:
+        EmbeddingStore.load(tmp_path / "items")
+    assert "rerun" not in str(refused.value)
+
+    result = run(
+        [
+            "recommend",
+            "--users",
+            str(tmp_path / "items"),
+            "--items",
+            str(tmp_path / "items"),
+            "--output",
+            str(tmp_path / "recs"),
+        ],
+        tmp_path / "run",
+    )
+    assert result.status == 2 and "its encoding job failed" in result.stderr and "rerun" not in result.stderr

@@ -134,3 +134,22 @@ def test_answered(endpoint, name):
 def test_pipeline_refuses_bad_item_values_naming_them(endpoint, candidates, field):
     with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
         endpoint.pipeline({"history": [], "candidates": candidates})
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("EMBSUM_MAX_CANDIDATES", "abc"), ("EMBSUM_MAX_CANDIDATES", "-5"), ("EMBSUM_MAX_REQUEST_CHARS", "0"),
+    ("EMBSUM_MAX_BATCH_USERS", "2.5"), ("EMBSUM_MAX_FIELD_CHARS", ""),
+])
+def test_handler_settings_are_refused_at_start_up_naming_the_variable(monkeypatch, variable, value):
+    """A limit that is not a whole number >= 1 stops start-up naming the variable, instead of a bare ValueError or
+    an endpoint that starts and then refuses every request."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=rf"^{variable} must be a whole number of at least 1, got {value!r}$"):
+        handler.PayloadValidator.from_env(["title"])
+
+
+def test_handler_settings_accept_whole_numbers(monkeypatch):
+    monkeypatch.setenv("EMBSUM_MAX_CANDIDATES", " 7 ")
+    monkeypatch.setenv("EMBSUM_MAX_REQUEST_CHARS", "1")
+    validator = handler.PayloadValidator.from_env(["title"])
+    assert (validator.max_candidates, validator.max_request_chars) == (7, 1)

@@ -105,6 +105,7 @@ def test_rerun_reuses_matching_shards_and_recomputes_changed_ones(tmp_path, mode
     handle.remove()
     assert sum(rows) == 10 and len(store) == 30
     assert sorted(p.name for p in (tmp_path / "items").iterdir()) == [
+        ".embsum.lock",  # the job's lock (released; the file stays)
         "ids.json",
         *(f"shard-0000{i}.safetensors" for i in range(3)),
         "store.json",

@@ -18,7 +18,8 @@ read, integers beyond 2**53 and non-finite numbers are refused like any other ba
 Limits (environment variables): EMBSUM_MAX_BATCH_USERS (8), EMBSUM_MAX_HISTORY_ITEMS (1000; the model reads the
 latest `max_history_items` of them), EMBSUM_MAX_CANDIDATES (1000), EMBSUM_MAX_FIELD_CHARS (10000), EMBSUM_MAX_ITEM_KEYS
 (32), and the total budget of one request, over all its users: EMBSUM_MAX_REQUEST_ITEMS (2000 history and candidate
-items) and EMBSUM_MAX_REQUEST_CHARS (200000 characters of text). The budget bounds the work of a request: the largest
+items) and EMBSUM_MAX_REQUEST_CHARS (200000 characters of text); each a whole number of at least 1, anything else
+stops start-up with an error naming the variable. The budget bounds the work of a request: the largest
 one it admits takes under 2 s of CPU on the demo-size model (`benchmarks/handler_budget.py`). The file is
 self-contained: it needs transformers, torch and the repo's remote code, not embsum_hf.
 """
@@ -86,11 +87,21 @@ class PayloadValidator:
 
     @classmethod
     def from_env(cls, item_fields: list[str]) -> PayloadValidator:
-        """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults."""
+        """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults. A value that is not a
+        whole number of at least 1 stops start-up with a `ValueError` naming the variable (a limit of 0 or less would
+        refuse every request)."""
         limits = ("max_batch_users", "max_history_items", "max_candidates", "max_field_chars", "max_item_keys",
                   "max_request_items", "max_request_chars")
-        variables = {name: f"EMBSUM_{name.upper()}" for name in limits}
-        return cls(item_fields, **{name: int(os.environ[var]) for name, var in variables.items() if var in os.environ})
+        values = {}
+        for name in limits:
+            variable = f"EMBSUM_{name.upper()}"
+            if variable not in os.environ:
+                continue
+            text = os.environ[variable].strip()
+            if not (text.isascii() and text.isdigit() and int(text) >= 1):
+                raise ValueError(f"{variable} must be a whole number of at least 1, got {os.environ[variable]!r}")
+            values[name] = int(text)
+        return cls(item_fields, **values)
 
     def __call__(self, data: Any) -> tuple[dict | list[dict], dict[str, Any]]:
         if not isinstance(data, dict):
