@@ -26,7 +26,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
 from ..processing_embsum import EmbSumProcessor
-from ..utils import atomic_write_text, make_readable
+from ..utils import atomic_write_text
 
 AUTO_START = "<!-- embsum:auto:start -->"
 AUTO_END = "<!-- embsum:auto:end -->"
@@ -228,7 +228,6 @@ def write_model_card(
         text = _keep_user_text(existing.text, text)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{text}")
     card.save(readme)
-    make_readable(readme)
     facts = {name: value for name, value in inputs.items() if value is not None}
     atomic_write_text(folder / CARD_DATA_NAME, json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
     return card

@@ -28,7 +28,7 @@ from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from ..serving.encode import encode_items
 from ..serving.store import MANIFEST_NAME, EmbeddingStore, model_fingerprint
-from ..utils import atomic_write_text, make_readable
+from ..utils import atomic_write_text
 from .repo import save_repo
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,6 @@ def write_space(
     readme = card_folder / "README.md" if card_folder is not None else None
     model_card = ModelCard.load(readme) if readme is not None and readme.is_file() else None
     _space_card(title, model_repo, bundle_model, len(rows), model_card).save(output / "README.md")
-    make_readable(output / "README.md")
     logger.info("wrote the Space for %d items to %s", len(rows), output)
     return output
 
