@@ -1,12 +1,16 @@
 # `make demo` and `make test` work on a fresh machine: they create .venv, install the CPU build of torch first
-# (an unpinned torch would pull a multi-GB CUDA build), then this package with its test extras.
+# (PyPI's torch for Linux is the multi-GB CUDA build), then this package with its test extras. Where the PyTorch CPU
+# index cannot be reached (an offline mirror, a proxy that allows PyPI only), the same pin comes from the other
+# configured indexes instead (`pip install torch==2.13.0`: a local wheel, a mirror, or PyPI).
 VENV ?= .venv
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install torch browser demo test lint bench clean
 
 install: $(STAMP) browser
 
@@ -21,9 +25,19 @@ browser:
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(MAKE) --no-print-directory torch PY=$(PY)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# the CPU build from the PyTorch index when it answers, else the same pin from pip's other indexes
+torch:
+	@if $(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=15)" \
+		"$(TORCH_INDEX)" 2>/dev/null; then \
+		$(PY) -m pip install -q "$(TORCH)" --index-url "$(TORCH_INDEX)"; \
+	else \
+		echo "the PyTorch CPU index $(TORCH_INDEX) cannot be reached: pip install $(TORCH) from the other indexes"; \
+		$(PY) -m pip install -q "$(TORCH)"; \
+	fi
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --output-dir outputs/demo

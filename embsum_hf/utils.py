@@ -34,11 +34,29 @@ def disable_progress_bars() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def file_mode() -> int:
+    """The mode a plain `open(path, "w")` gives a new file: 0666 less the process's umask (0644 under the usual
+    022). `os.umask` only reads the mask by setting it, so it is set back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def make_readable(*paths: str | os.PathLike) -> None:
+    """Give files that a writer created private (`tempfile.mkstemp`, safetensors' `save_file`: 0600) the mode of a
+    plain new file ([`file_mode`]), so a serving process running as another user can read them."""
+    mode = file_mode()
+    for path in paths:
+        os.chmod(path, mode)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Replace `path` with `text` atomically: write a temporary sibling, fsync it, rename it over `path`."""
+    """Replace `path` with `text` atomically: write a temporary sibling, fsync it, rename it over `path`. The file
+    gets the mode of a plain new file (0644 under umask 022; `mkstemp`'s own 0600 would hide it from other users)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

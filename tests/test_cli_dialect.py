@@ -72,3 +72,70 @@ def test_the_training_levers_are_flags(tmp_path):
     assert not defaults.user_negatives and defaults.fit_item_prior  # the paper's rows; a prior, if any, is fitted
     _, given = parse([*base, "--user_negatives", "true", "--fit_item_prior", "false"])
     assert given.user_negatives and not given.fit_item_prior
+
+
+def subcommand_parsers() -> dict:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def test_every_subcommand_takes_no_progress_train_and_prepare_included(tmp_path):
+    from embsum_hf.commands.prepare import parse as parse_prepare
+
+    parser = build_parser()
+    forwarded = {"train", "prepare"}  # parsed by HfArgumentParser: their flags arrive as `extra`
+    for name, sub in subcommand_parsers().items():
+        if name in forwarded:
+            continue
+        assert any("--no-progress" in action.option_strings for action in sub._actions), name
+    args = parser.parse_args(["recommend", "--users", "u", "--items", "i", "--output", "o", "--no-progress"])
+    assert args.no_progress is True
+    base = ["--train_data", "t", "--output_dir", str(tmp_path)]
+    assert parse([*base, "--no-progress"])[1].disable_tqdm is True
+    assert parse([*base, "--no_progress", "true"])[1].disable_tqdm is True
+    assert parse([*base, "--disable_tqdm", "true"])[1].disable_tqdm is True  # the Trainer's own spelling still works
+    assert not parse(base)[1].disable_tqdm and not parse([*base, "--no-progress", "false"])[1].disable_tqdm
+    assert parse_prepare(["--train_data", "t", "--output_dir", "o", "--no-progress"])[2].no_progress is True
+    assert parse_prepare(["--train_data", "t", "--output_dir", "o"])[2].no_progress is False
+
+
+def test_every_boolean_flag_takes_the_hf_argparser_style():
+    """Bare `--flag` and `--flag true/false` (as `HfArgumentParser` reads `embsum train`'s) on every boolean of every
+    argparse subcommand; anything else is refused."""
+    from embsum_hf.commands import string_to_bool
+
+    parser = build_parser()
+    required = {"--model": "m", "--data": "d", "--output": "o", "--users": "u", "--items": "i",
+                "--backend": "heuristic"}  # fmt: skip
+    checked = 0
+    for name, sub in subcommand_parsers().items():
+        needed = []
+        for action in sub._actions:
+            if action.required:
+                needed += [action.option_strings[0], required[action.option_strings[0]]]
+        for action in sub._actions:
+            if action.type is not string_to_bool:
+                continue
+            flag = next(option for option in action.option_strings if "_" not in option)
+            assert action.default is False and action.nargs == "?", (name, flag)
+            underscored = "--" + flag[2:].replace("-", "_")
+            for given, value in (([flag], True), ([flag, "true"], True), ([flag, "false"], False),
+                                 ([underscored, "yes"], True), ([], False)):  # fmt: skip
+                assert getattr(parser.parse_args([name, *needed, *given]), action.dest) is value, (name, given)
+            with pytest.raises(SystemExit):
+                parser.parse_args([name, *needed, flag, "maybe"])
+            checked += 1
+    # --faiss, --exclude-history, --no-progress (x6), --paper-split, --drop-unknown-candidates, --private,
+    # --link-model: no store_true switch is left in another style
+    assert checked >= 12
+
+
+def test_top_k_everywhere_and_k_still_accepted():
+    parser = build_parser()
+    base = ["recommend", "--users", "u", "--items", "i", "--output", "o"]
+    assert parser.parse_args([*base, "--top-k", "7"]).top_k == 7
+    assert parser.parse_args([*base, "--top_k", "6"]).top_k == 6
+    assert parser.parse_args([*base, "--k", "5"]).top_k == 5  # the old spelling
+    assert parser.parse_args(base).top_k == 10
+    for sub in subcommand_parsers().values():  # no command names it otherwise
+        assert not any(option in ("--num-items", "--topk") for a in sub._actions for option in a.option_strings)

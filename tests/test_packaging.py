@@ -102,3 +102,45 @@ def test_every_public_name_loads_lazily():
     assert set(embsum_hf.__all__) == set(embsum_hf._LAZY_NAMES)
     for name in embsum_hf.__all__:
         assert getattr(embsum_hf, name).__name__ if name != "ITEM_TEMPLATES" else embsum_hf.ITEM_TEMPLATES
+
+
+def test_make_installs_cpu_torch_or_falls_back_when_the_index_is_unreachable(tmp_path, serve):
+    """`make torch` (run by `make install`/`demo`/`test`): from the PyTorch CPU index when it answers, else the same
+    pin from pip's other indexes, with a line saying so. A fresh venv sees this interpreter's packages (torch 2.13.0
+    among them) through a .pth file, so pip finds the pin satisfied without downloading; which branch ran is what is
+    checked, against an index on 127.0.0.1 that answers and against a closed port."""
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    python = venv / "bin" / "python"
+    packages = run(str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip()
+    (Path(packages) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+
+    class Index(BaseHTTPRequestHandler):
+        asked: list[str] = []
+
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            Index.asked.append(self.path)
+            body = b"<html><body></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = serve(ThreadingHTTPServer(("127.0.0.1", 0), Index))
+    with socket.socket() as sock:  # a port nothing listens on: the index cannot be reached
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH="")
+    make = ["make", "-s", "--no-print-directory", "-C", str(ROOT), "torch", f"PY={python}"]
+    reached = run(*make, f"TORCH_INDEX=http://127.0.0.1:{server.server_port}/whl/cpu", env=env)
+    assert "cannot be reached" not in reached.stdout and "/whl/cpu/torch/" in Index.asked
+    fallback = run(*make, f"TORCH_INDEX=http://127.0.0.1:{closed}/whl/cpu", env=env)
+    assert f"the PyTorch CPU index http://127.0.0.1:{closed}/whl/cpu cannot be reached" in fallback.stdout
+    assert run(str(python), "-c", "import torch; print(torch.__version__)", env=env).stdout.startswith("2.13.0")

@@ -1,11 +1,13 @@
 """Subcommands of the `embsum` CLI (see `embsum_hf.cli`), and what several of them share: one dialect (every
-`--long-option` also spelt `--long_option`), the `--model/--data/--split` and `--no-progress` options, and configs
-read from flags, a YAML/JSON file, or a file plus flags that override it."""
+`--long-option` also spelt `--long_option`; every boolean flag as `transformers.HfArgumentParser` takes it, bare
+`--flag` or `--flag true/false`), the `--model/--data/--split` and `--no-progress` options, and configs read from
+flags, a YAML/JSON file, or a file plus flags that override it."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # the `--data` of every command (read by `embsum_hf.data.load_data`)
@@ -15,13 +17,27 @@ DATA_HELP = (
 )
 
 
+def string_to_bool(value: str | bool) -> bool:
+    """`true`/`false` (`yes`/`no`, `1`/`0`) as `embsum train` reads them: transformers' own parser, imported only
+    when a boolean flag is given a value (building the parsers imports no transformers)."""
+    from transformers.hf_argparser import string_to_bool as transformers_string_to_bool
+
+    return transformers_string_to_bool(value)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """
-    `argparse.ArgumentParser` that accepts every long option with dashes and with underscores (`--batch-size` and
-    `--batch_size`), as `HfArgumentParser` does for `train` and `prepare`; its subparsers are of the same class.
+    `argparse.ArgumentParser` in the dialect of `transformers.HfArgumentParser` (which parses `train` and `prepare`):
+    every long option with dashes and with underscores (`--batch-size` and `--batch_size`), and every boolean flag
+    (declared `action="store_true"` or `type=string_to_bool`) both bare (`--faiss`) and with a value
+    (`--faiss true`, `--paper-split false`). Its subparsers are of the same class.
     """
 
     def add_argument(self, *names, **kwargs):
+        if kwargs.get("action") == "store_true" or kwargs.get("type") is string_to_bool:
+            kwargs.pop("action", None)
+            kwargs.update(type=string_to_bool, nargs="?", const=True, metavar="{true,false}")
+            kwargs.setdefault("default", False)
         spellings = list(names)
         for name in names:
             if name.startswith("--"):
@@ -45,7 +61,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, when: str = "", required
 
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """The progress flag of every command (`train` and `prepare` read it through [`ProgressArguments`])."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@dataclass
+class ProgressArguments:
+    """`--no-progress` for the commands parsed by `HfArgumentParser` (`train`, `prepare`), as the others take it."""
+
+    no_progress: bool = field(default=False, metadata={"help": "No progress bars (train: as --disable_tqdm true)."})
 
 
 def apply_progress(disabled: bool) -> None:

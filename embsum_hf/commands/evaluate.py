@@ -6,14 +6,7 @@ import argparse
 import json
 import sys
 
-from embsum_hf.commands import add_data_arguments, add_model_argument
-
-
-def string_to_bool(value: str) -> bool:
-    """`true`/`false` as `embsum train` reads them (transformers' own parser, imported only when a flag is given)."""
-    from transformers.hf_argparser import string_to_bool
-
-    return string_to_bool(value)
+from embsum_hf.commands import add_data_arguments, add_model_argument, add_progress_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser)
     # one dialect with `embsum train`/`prepare`: --paper_split true splits MIND data by impression (seed 42)
     parser.add_argument(
-        "--paper-split", type=string_to_bool, default=False, metavar="{true,false}",
+        "--paper-split", action="store_true",
         help="as in `embsum train`: split --data by impression into the paper's 10%% Dev and 90%% Test",
     )
     parser.add_argument(
@@ -32,14 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --paper_split true: the part to evaluate on (default: test, the reported one)",
     )
     parser.add_argument("--output", default=None, help="also write the metrics JSON here")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import load_command_data, load_model_and_processor
+    from embsum_hf.commands import apply_progress, load_command_data, load_model_and_processor
     from embsum_hf.data import split_dev_test
     from embsum_hf.training import ImpressionEvaluator
 
+    apply_progress(args.no_progress)
     model, processor = load_model_and_processor(args.model)
     data = load_command_data(args, validate=True)  # prints what the loader dropped (e.g. unknown candidates)
     if args.paper_split:

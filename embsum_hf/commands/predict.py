@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from embsum_hf.commands import add_data_arguments, add_model_argument
+from embsum_hf.commands import add_data_arguments, add_model_argument, add_progress_argument
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--drop-unknown-candidates", action="store_true",
         help="rank only the candidates whose item text is known (default: refuse them; the file would be invalid)",
     )
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import load_command_data, load_model_and_processor
+    from embsum_hf.commands import apply_progress, load_command_data, load_model_and_processor
     from embsum_hf.metrics import write_prediction_file
     from embsum_hf.training import ImpressionEvaluator
 
     # every candidate must be ranked: an unknown one is refused (naming the impression), never dropped
+    apply_progress(args.no_progress)
     model, processor = load_model_and_processor(args.model)
     data = load_command_data(args, validate=True, strict_candidates=not args.drop_unknown_candidates)
     predictions = ImpressionEvaluator(data, processor).predict(model)

@@ -23,17 +23,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse(options: list[str]):
-    from embsum_hf.commands import parse_config
+    """`(DataArguments, PrepareArguments, ProgressArguments)` from flags or a YAML/JSON file."""
+    from embsum_hf.commands import ProgressArguments, parse_config
     from embsum_hf.data.arguments import DataArguments
 
-    return parse_config(options, (DataArguments, PrepareArguments), "embsum prepare", allow_extra_keys=True)
+    types = (DataArguments, PrepareArguments, ProgressArguments)
+    return parse_config(options, types, "embsum prepare", allow_extra_keys=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from embsum_hf.commands import report_drops
+    from embsum_hf.commands import apply_progress, report_drops
     from embsum_hf.data.arguments import load_splits, save_splits
 
-    data_args, prepare_args = parse(args.extra)
+    data_args, prepare_args, progress = parse(args.extra)
+    apply_progress(progress.no_progress)
     splits = load_splits(data_args, for_training=False)  # unlabeled or click-free data is saved too
     report_drops("prepare", splits.train, splits.dev, splits.test)
     folder = save_splits(splits, prepare_args.output_dir)

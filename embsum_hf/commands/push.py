@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from embsum_hf.commands import add_progress_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,10 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--message", default=None, help="commit message (default: push_to_hub's or push_space's)"
     )
     parser.add_argument("--dry-run", metavar="FOLDER", default=None, help="stage the repo folder here, upload nothing")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from embsum_hf.commands import apply_progress
+
+    apply_progress(args.no_progress)
     if args.space:
         return run_space(args)
     if not (args.model and args.repo):

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--users", required=True, help="user store folder (embsum encode-users)")
     parser.add_argument("--items", required=True, help="item store folder (embsum encode-items)")
     parser.add_argument("--output", required=True, help="folder for part-*.jsonl and recommendations.json")
-    parser.add_argument("--k", type=int, default=10, help="items per user")
+    parser.add_argument(
+        "--top-k", "--k", type=int, default=10, help="items per user (`top_k` of the pipeline and the handler)"
+    )
     parser.add_argument("--faiss", action="store_true", help="retrieve candidates with a FAISS IVF index first")
     parser.add_argument("--nprobe", type=int, default=None, help="--faiss: IVF lists visited per user")
     parser.add_argument("--num-candidates", type=int, default=None, help="--faiss: candidates re-ranked per user")
@@ -40,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.utils import job_state
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    require_positive(args, "k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
-    if args.faiss and args.num_candidates is not None and args.num_candidates < args.k:
+    require_positive(args, "top_k", "nprobe", "num_candidates")  # 0 is refused, never silently the default
+    if args.faiss and args.num_candidates is not None and args.num_candidates < args.top_k:
         raise ValueError(
-            f"--num-candidates {args.num_candidates} is smaller than --k {args.k}: the prefilter would leave each "
-            f"user at most {args.num_candidates} items; pass --num-candidates of at least {args.k}"
+            f"--num-candidates {args.num_candidates} is smaller than --top-k {args.top_k}: the prefilter would leave "
+            f"each user at most {args.num_candidates} items; pass --num-candidates of at least {args.top_k}"
         )
     apply_progress(args.no_progress)
     users = EmbeddingStore.load(args.users, kind="users")
@@ -62,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
     if args.faiss:
         prefilter = FaissPrefilter.from_store(items, nprobe=args.nprobe, num_candidates=args.num_candidates)
     output = recommend_all(
-        users, items, args.output, args.k, prefilter=prefilter, exclude=exclude, progress=not args.no_progress
+        users, items, args.output, args.top_k, prefilter=prefilter, exclude=exclude, progress=not args.no_progress
     )
     if job_state().is_main_process:
         method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
         excluded = ", history excluded" if exclude is not None else ""
-        print(f"wrote the top {written_items(output, args.k, len(items))} of {len(users)} users to {output} "
+        print(f"wrote the top {written_items(output, args.top_k, len(items))} of {len(users)} users to {output} "
               f"({method}{excluded})")
     return 0
 
@@ -84,4 +86,4 @@ def written_items(output, k: int, catalogue: int) -> str:
         return f"{k} items"
     counts = f"{most} items" if fewest == most else f"{fewest} to {most} items"
     why = f"the catalogue holds {catalogue}" if k > catalogue else "exclusions or the prefilter left fewer"
-    return f"{counts} (--k {k}: {why})"
+    return f"{counts} (--top-k {k}: {why})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from embsum_hf.commands import DATA_HELP
+from embsum_hf.commands import DATA_HELP, add_progress_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--examples", type=int, default=3, help="example users taken from the data (0: none)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"), help="storage dtype")
-    parser.add_argument("--no-progress", action="store_true")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from embsum_hf.commands import load_model_and_processor
+    from embsum_hf.commands import apply_progress, load_model_and_processor
     from embsum_hf.hub.space import example_users, write_space
 
+    apply_progress(args.no_progress)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model, processor = load_model_and_processor(args.model)
     local_model = Path(args.model).expanduser().exists()

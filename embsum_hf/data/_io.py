@@ -1,4 +1,10 @@
-"""File reading helpers shared by the loaders: line/record iteration with `path:line` errors, time parsing, items."""
+"""File reading helpers shared by the loaders: line/record iteration with `path:line` errors, time parsing, items.
+
+CSV/TSV and JSON lines are read here rather than with `datasets.load_dataset("csv"/"json")`, which cannot name a bad
+line: it loads a row with a missing CSV field or an invalid UTF-8 line without an error, and names bad JSON by a row
+of pyarrow's block, not the file's line (`benchmarks/io_loader_check.py`). Parquet is read with pyarrow and a
+`datasets.Dataset` with its own batched iterator.
+"""
 
 from __future__ import annotations
 

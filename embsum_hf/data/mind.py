@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from ..utils import tqdm
 from ._io import ItemTable, iter_fields
 from .impressions import clean_history
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
@@ -64,7 +60,7 @@ def download_mind(name: str, cache_dir: str | Path | None = None, url: str | Non
     logger.info("Downloading %s to %s", url, target)
     try:
         _fetch(url, archive, desc=f"Downloading {name}")
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+    except OSError as error:  # offline mode (HF_HUB_OFFLINE=1) included
         raise OSError(
             f"Could not download {url} ({error}). If this machine is offline, download and unzip it elsewhere "
             f"and pass the folder holding news.tsv and behaviors.tsv to load_mind instead of {name!r}."
@@ -87,28 +83,23 @@ def download_mind(name: str, cache_dir: str | Path | None = None, url: str | Non
 
 
 def _fetch(url: str, path: Path, desc: str) -> None:
-    """Stream `url` into `path` with a progress bar, continuing the bytes already in `path` when the server honours
-    an HTTP range request (and starting over when it does not)."""
+    """Stream `url` into `path` with huggingface_hub's `http_get` (progress bar, retries), continuing the bytes
+    already in `path` with an HTTP range request (from the start when the server ignores ranges). A cut connection
+    is resumed within the call; what a failed call got stays in `path` for the next one."""
+    import httpx2  # huggingface_hub's HTTP library
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.file_download import http_get
+
     done = path.stat().st_size if path.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
     try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and done:  # nothing after byte `done`: the earlier call got it all
+        with open(path, "ab") as file:
+            http_get(url, file, resume_size=done, displayed_filename=desc)
+    except HfHubHTTPError as error:
+        if error.response.status_code == 416 and done:  # nothing after byte `done`: the earlier call got it all
             return
-        raise
-    with response:
-        if response.status != 206:
-            done = 0
-        total = None if response.length is None else done + response.length
-        with open(path, "ab" if done else "wb") as file, tqdm(
-            total=total, initial=done, unit="B", unit_scale=True, desc=desc
-        ) as bar:
-            while chunk := response.read(1 << 20):
-                file.write(chunk)
-                bar.update(len(chunk))
-    if total is not None and path.stat().st_size != total:
-        raise OSError(f"the connection closed after {path.stat().st_size} of {total} bytes; call again to resume")
+        raise OSError(f"HTTP Error {error.response.status_code}: {error.response.reason_phrase}") from None
+    except httpx2.HTTPError as error:  # a connection that failed or closed early, after http_get's retries
+        raise OSError(f"{type(error).__name__}: {error}") from None
 
 
 def _resolve(path: str | Path, split: str | None, cache_dir: str | Path | None) -> tuple[Path, str]:

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 import transformers
-from huggingface_hub import CardData, ModelCard
+from huggingface_hub import CardData
 from transformers import TrainerCallback
 
-from .model_card import EMBSUM_CITATION, FROM_SCRATCH
+from .model_card import EMBSUM_CITATION, FROM_SCRATCH, recorded_facts
 
 # the TrainingArguments fields the card's hyper-parameter table reports
 CARD_TRAINING_ARGS = (
@@ -100,6 +100,7 @@ class EmbSumModelCardData(CardData):
         evaluations: `{"split", "step", "metrics"}` per evaluation, metrics as fractions.
         training_logs: one row per training log (`LOG_COLUMNS`).
         framework_versions: Python, torch, transformers, embsum_hf.
+        summary_rows: training rows with a teacher summary (0: trained on clicks alone; `None`: not recorded).
     """
 
     base_model: str | None = None
@@ -112,6 +113,7 @@ class EmbSumModelCardData(CardData):
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     training_logs: list[dict[str, Any]] = field(default_factory=list)
     framework_versions: dict[str, str] = field(default_factory=dict)
+    summary_rows: int | None = None
 
     def license_metadata(self) -> dict[str, str]:
         """`license` (+ `license_name` / `license_link` for `other`) for the card's metadata."""
@@ -141,17 +143,14 @@ class EmbSumModelCardData(CardData):
             "framework_versions": self.framework_versions or None,
             "citations": citations,
             "license_terms": terms,
+            "summary_rows": self.summary_rows,
             **self.license_metadata(),
         }
 
     @classmethod
     def from_card(cls, folder: str | os.PathLike) -> EmbSumModelCardData | None:
-        """The facts recorded in `folder/README.md` by an earlier save of a run, or `None` without such a card."""
-        readme = Path(folder, "README.md")
-        if not readme.is_file():
-            return None
-        metadata = ModelCard.load(readme).data.to_dict()
-        stored = metadata.get("embsum") or {}
+        """The facts recorded with `folder/README.md` by an earlier save of a run, or `None` without such a card."""
+        stored = recorded_facts(folder)
         if "base_model" not in stored:
             return None
         base = stored["base_model"]
@@ -166,6 +165,7 @@ class EmbSumModelCardData(CardData):
             evaluations=stored.get("evaluations") or [],
             training_logs=stored.get("training_logs") or [],
             framework_versions=stored.get("framework_versions") or {},
+            summary_rows=stored.get("summary_rows"),
         )
 
 
@@ -229,7 +229,10 @@ class ModelCardCallback(TrainerCallback):
         data.hyperparameters = json.loads(json.dumps(recipe, default=str))
         sizes = {}
         if self.trainer.train_dataset is not None:
-            sizes["train (clicks)"] = len(getattr(self.trainer.train_dataset, "rows", self.trainer.train_dataset))
+            rows = getattr(self.trainer.train_dataset, "rows", self.trainer.train_dataset)
+            sizes["train (clicks)"] = len(rows)
+            if "summary" in getattr(rows, "column_names", ()):  # the card says whether the decoder learned anything
+                data.summary_rows = sum(summary is not None for summary in rows["summary"])
         evaluator = self._evaluator()
         if evaluator is not None:
             sizes[f"{evaluator.data.split} (impressions)"] = len(evaluator.impression_ids)

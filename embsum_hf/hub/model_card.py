@@ -1,10 +1,14 @@
 """Model cards for EmbSum repos, rendered from the saved folder with `huggingface_hub.ModelCard`.
 
-The card's metadata carries a `model-index` whose every result names its dataset *and split*, and the card inputs
-(`embsum:` key: teacher, training recipe, dataset, ...) so that a later regeneration can update one part, e.g. add the
-metrics of a new evaluation, without restating the rest. The body's generated part sits between
-`<!-- embsum:auto:start -->` and `<!-- embsum:auto:end -->`; regeneration replaces only that part and keeps whatever
-the user wrote around it (a README without markers is kept below a new generated part).
+The card's metadata is what the Hub reads (license, base model, datasets, tags and a `model-index` whose every result
+names its dataset *and split*); it declares no `pipeline_tag` and no `widget`, since the Hub's widget and inference
+run no custom code: the card says how to run the model instead (`pipeline(..., trust_remote_code=True)`, the Space,
+an Inference Endpoint with the repo's handler). The facts a later regeneration needs (teacher, training recipe,
+dataset, evaluations, ...) are kept next to the card in `embsum_card.json` (`CARD_DATA_NAME`), not repeated in its
+YAML, so a regeneration can update one part, e.g. add the metrics of a new evaluation, without restating the rest.
+The body's generated part sits between `<!-- embsum:auto:start -->` and `<!-- embsum:auto:end -->`; regeneration
+replaces only that part and keeps whatever the user wrote around it (a README without markers is kept below a new
+generated part).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
 from ..processing_embsum import EmbSumProcessor
+from ..utils import atomic_write_text
 
 AUTO_START = "<!-- embsum:auto:start -->"
 AUTO_END = "<!-- embsum:auto:end -->"
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "embsum_card_template.md"
 
-TAGS = ["recommendation", "content-based-recommendation", "embsum", "t5", "poly-attention", "text-ranking"]
+TAGS = ["recommendation", "content-based-recommendation", "embsum", "t5", "poly-attention", "custom_code"]
+# the card's recorded facts (card inputs and what the run recorded), next to README.md
+CARD_DATA_NAME = "embsum_card.json"
 RANKING_TASK = {"task_type": "text-ranking", "task_name": "Recommendation (click prediction)"}
 SUMMARY_TASK = {"task_type": "summarization", "task_name": "User-interest summarisation"}
 RANKING_METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
@@ -48,12 +55,11 @@ SUMMARY_METRICS = {
     "repeated_token_rate": "Repeated-token rate",
 }
 SIGNED_METRICS = {"specificity_gap"}  # differences of two fractions: in [-1, 1]
-# card inputs kept in the metadata so that a regeneration that omits them keeps them
-STORED_INPUTS = ("repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args")
-# card inputs kept in the metadata (`embsum:`) so that a regeneration that omits them keeps them
+# card inputs kept in `CARD_DATA_NAME` so that a regeneration that omits them keeps them
 STORED_INPUTS = (
     "repo_id", "description", "dataset_name", "dataset_split", "teacher", "training_args", "base_model", "data_domain",
     "license", "license_terms", "evaluations", "training_logs", "dataset_sizes", "framework_versions", "citations",
+    "summary_rows", "widget",
 )  # fmt: skip
 # what a training run records; card inputs (model_cards/*.yaml) may add prose but not contradict these
 RECORDED_FACTS = ("base_model", "dataset_name", "teacher", "license")
@@ -101,6 +107,7 @@ def write_model_card(
     dataset_sizes: dict[str, int] | None = None,
     framework_versions: dict[str, str] | None = None,
     citations: list[str] | None = None,
+    summary_rows: int | None = None,
 ) -> ModelCard:
     """
     Write (or update) `folder/README.md` for the EmbSum model saved in `folder` and return the card.
@@ -117,11 +124,11 @@ def write_model_card(
         teacher: the LLM that wrote the training summaries, or `"heuristic"`.
         summary_rouge: ROUGE of the model's summaries against the teacher's (`rouge1`, `rouge2`, `rougeL`) and the
             other `summary_metrics` keys (constant-sentence baseline, specificity gap, distinct summaries).
-        repo_id: the Hub repo, used in the usage snippets (defaults to the folder name).
+        repo_id: the Hub repo: the card's title, model-index name and usage snippets (without one: the folder name).
         description: a first paragraph about this model.
         datasets: Hub dataset ids for the `datasets` metadata; the first one is the model-index dataset id.
         widget: examples `{"example_title": ..., "inputs": {"history": [...], "candidates": [...]}}`; the first
-            also serves as the usage example.
+            is the usage example (no `widget` metadata: the Hub's widget does not run custom code).
         language, license, tags: metadata (defaults "en" and "unknown"); `tags` are added to the EmbSum tags.
         license_name, license_link, license_terms: for `license="other"`: the terms' id, where to read them, and a
             sentence about them for the card's body.
@@ -129,6 +136,7 @@ def write_model_card(
         evaluations: every evaluation of the run, `{"split", "step", "metrics"}`; each becomes results for its split.
         training_logs, dataset_sizes, framework_versions, citations: the run's log table, rows per split, library
             versions and BibTeX entries (see [`EmbSumModelCardData`], which gives all of these while training).
+        summary_rows: training rows that had a teacher summary (0: trained on clicks alone, the card says so).
 
     Inputs left `None` keep the values of an existing card; new metrics replace the results for the same dataset,
     split and metric and keep the others.
@@ -140,7 +148,9 @@ def write_model_card(
     old_results = (existing.data.eval_results or []) if existing is not None else []
     old.pop("model-index", None)
     old.pop("model_name", None)  # kept in the metadata only while there are no results
-    stored = old.pop("embsum", None) or {}
+    old.pop("pipeline_tag", None)  # what the Hub cannot run for a custom-code model (older cards declared them)
+    old_widget = old.pop("widget", None)
+    stored = recorded_facts(folder, old.pop("embsum", None))
 
     given = {
         "repo_id": repo_id,
@@ -158,9 +168,12 @@ def write_model_card(
         "dataset_sizes": dataset_sizes,
         "framework_versions": framework_versions,
         "citations": citations,
+        "summary_rows": summary_rows,
+        "widget": widget,
     }
     inputs = {name: given[name] if given[name] is not None else stored.get(name) for name in STORED_INPUTS}
-    inputs["repo_id"] = inputs["repo_id"] or folder.resolve().name
+    if old_widget and inputs["widget"] is None:  # an older card's widget examples: its usage example
+        inputs["widget"] = [{"example_title": w["example_title"], "inputs": json.loads(w["text"])} for w in old_widget]
     datasets = _union(old.get("datasets"), datasets)
 
     new_results = []
@@ -177,20 +190,17 @@ def write_model_card(
     results = _merge_results(old_results, new_results)
     base = inputs["base_model"] or old.get("base_model")
 
-    title = inputs["repo_id"].split("/")[-1]
+    title = inputs["repo_id"] or folder.resolve().name
     old.update(
         language=language or old.get("language") or "en",
         license=license or old.get("license") or "unknown",
         license_name=license_name or old.get("license_name") if (license or old.get("license")) == "other" else None,
         license_link=license_link or old.get("license_link") if (license or old.get("license")) == "other" else None,
         library_name="transformers",
-        pipeline_tag="text-ranking",
         tags=_union(old.get("tags"), TAGS, tags),
         base_model=None if base == FROM_SCRATCH else base,
         datasets=datasets or None,
         metrics=_union(old.get("metrics"), [result.metric_type for result in results]) or None,
-        widget=[_widget_entry(example) for example in widget] if widget else old.get("widget"),
-        embsum={name: value for name, value in inputs.items() if value is not None},
     )
     card_data = ModelCardData(**old, model_name=title, eval_results=results or None)
 
@@ -200,6 +210,8 @@ def write_model_card(
         **inputs,
         "description": inputs["description"] or f"An EmbSum recommender trained on {trained_on}.",
         "title": title,
+        "repo_id": title,
+        "local_dir": title.split("/")[-1],
         "install": INSTALL,
         "citations": inputs["citations"] or [EMBSUM_CITATION],
         "base_model": None if base == FROM_SCRATCH else base,
@@ -210,13 +222,30 @@ def write_model_card(
         "summary_results": [result for result in results if result.task_type == SUMMARY_TASK["task_type"]],
     }
     # JSON of strings and dicts reads as Python too
-    context["example_inputs"] = json.dumps(_usage_example(card_data.widget, context["item_fields"]), indent=4)
+    context["example_inputs"] = json.dumps(_usage_example(inputs["widget"], context["item_fields"]), indent=4)
     text = ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **context).text
     if existing is not None:
         text = _keep_user_text(existing.text, text)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{text}")
     card.save(readme)
+    facts = {name: value for name, value in inputs.items() if value is not None}
+    atomic_write_text(folder / CARD_DATA_NAME, json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
     return card
+
+
+def recorded_facts(folder: str | os.PathLike, legacy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The card facts recorded in `folder` (`CARD_DATA_NAME`; an older card kept them in its YAML's `embsum:` key,
+    given as `legacy`, or read from `folder/README.md` when not given); empty when there are none."""
+    path = Path(folder, CARD_DATA_NAME)
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if legacy is None:
+        readme = Path(folder, "README.md")
+        legacy = (ModelCard.load(readme).data.to_dict().get("embsum") if readme.is_file() else None) or {}
+    return dict(legacy)
 
 
 def load_card_inputs(path: str | os.PathLike) -> dict[str, Any]:
@@ -235,9 +264,7 @@ def check_card_inputs(folder: str | os.PathLike, inputs: dict[str, Any]) -> None
     base model, the training data, the teacher, the license): a conflict is an error naming both values.
     """
     readme = Path(folder, "README.md")
-    if not readme.is_file():
-        return
-    recorded = (ModelCard.load(readme).data.to_dict().get("embsum") or {})
+    recorded = recorded_facts(folder)
     for name in RECORDED_FACTS:
         given, fact = inputs.get(name), recorded.get(name)
         if name == "base_model" and given is None and "base_model" in inputs and fact not in (None, FROM_SCRATCH):
@@ -302,14 +329,9 @@ def _union(*lists: list | str | None) -> list:
     return seen
 
 
-def _widget_entry(example: dict[str, Any]) -> dict[str, str]:
-    # the Hub widget sends `text` as `inputs`; the endpoint handler accepts that JSON string
-    return {"example_title": example["example_title"], "text": json.dumps(example["inputs"], ensure_ascii=False)}
-
-
 def _usage_example(widget: list[dict] | None, item_fields: list[str]) -> dict[str, list]:
     if widget:
-        return json.loads(widget[0]["text"])
+        return widget[0]["inputs"]
     first = item_fields[0]
     return {
         "history": [{field: f"<{field}>" for field in item_fields}],
@@ -344,6 +366,6 @@ def _parameter_count(weights: Path) -> str | None:
 
 
 __all__ = [
-    "AUTO_END", "AUTO_START", "FROM_SCRATCH", "RECORDED_FACTS", "TEMPLATE_PATH", "check_card_inputs",
-    "load_card_inputs", "write_model_card",
+    "AUTO_END", "AUTO_START", "CARD_DATA_NAME", "FROM_SCRATCH", "RECORDED_FACTS", "TEMPLATE_PATH",
+    "check_card_inputs", "load_card_inputs", "recorded_facts", "write_model_card",
 ]  # fmt: skip

@@ -31,8 +31,9 @@ def stage_repo(
     folder: str | os.PathLike, staging: str | os.PathLike, *, card_kwargs: dict[str, Any] | None = None
 ) -> Path:
     """
-    Copy the repo files of `folder` to `staging` (hard links where possible) and update the staged card with
-    `card_kwargs` (see [`write_model_card`]; the run's own metrics and recipe are kept). `folder` is not changed.
+    Copy the repo files of `folder` to `staging` (copies, not links: the run is never edited through them) and update
+    the staged card with `card_kwargs` (see [`write_model_card`]; the run's own metrics and recipe are kept). `folder`
+    is not changed.
     A folder that lacks a repo file is an error naming the files; a card input that contradicts what the run recorded
     (base model, data, teacher, license) is an error naming both values.
     """
@@ -52,19 +53,10 @@ def stage_repo(
             "embsum_hf.hub.save_repo or train it with `embsum train`"
         )
 
-    def link_or_copy(source: str, target: str) -> None:
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
-
     check_card_inputs(folder, card_kwargs or {})
-    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_UPLOADED), copy_function=link_or_copy,
-                    dirs_exist_ok=True)  # fmt: skip
+    # copies, never hard links: editing or re-carding a staged file must leave the trained run as it is
+    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_UPLOADED), dirs_exist_ok=True)
     if card_kwargs:
-        readme = staging / "README.md"
-        readme.unlink()  # a hard link: write a new file rather than the run's card
-        shutil.copyfile(folder / "README.md", readme)
         write_model_card(staging, **card_kwargs)
     return staging
 

@@ -23,8 +23,9 @@ from transformers.dynamic_module_utils import custom_object_save
 from ..modeling_embsum import EmbSumModel
 from ..pipeline_embsum import EmbSumRecommendationPipeline
 from ..processing_embsum import EmbSumProcessor
+from ..utils import make_readable
 from .card_data import ModelCardCallback, model_card_data
-from .model_card import write_model_card
+from .model_card import CARD_DATA_NAME, write_model_card
 
 TEMPLATES = Path(__file__).parent / "templates"
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
@@ -55,6 +56,7 @@ def write_repo_files(folder: str | os.PathLike, card_kwargs: dict[str, Any] | No
     files and the card ([`write_model_card`], given `card_kwargs`; an existing card there is updated).
     """
     folder = Path(folder)
+    make_readable(*folder.glob("*.safetensors"))  # safetensors writes 0600: a server running as another user reads it
     custom_object_save(EmbSumRecommendationPipeline, folder)  # pipeline_embsum.py (+ the flat files it imports)
     for name in ENDPOINT_FILES:
         shutil.copyfile(TEMPLATES / name, folder / name)
@@ -71,14 +73,30 @@ def save_repo(
 ) -> Path:
     """
     Write the complete Hub repo of `model` and `processor` into `folder` (see the module docstring) and return it.
-    `card_kwargs` go to [`write_model_card`], `save_kwargs` to `model.save_pretrained`.
+    `card_kwargs` go to [`write_model_card`], `save_kwargs` to `model.save_pretrained`. A model loaded from a saved
+    repo keeps that repo's card (its recorded facts, metadata and the text around the generated part) in a folder
+    that has none yet, updated with `card_kwargs`: what `embsum push --dry-run` stages from the same folder.
     """
     folder = Path(folder)
+    carry_card(model, folder)
     add_pipeline_entry(model)
     model.save_pretrained(folder, **save_kwargs)
     processor.save_pretrained(folder)
     write_repo_files(folder, card_kwargs)
     return folder
+
+
+def carry_card(model: EmbSumModel, folder: Path) -> None:
+    """Copy the card of the repo `model` was loaded from (`config.name_or_path`) into `folder` when it has none."""
+    if not model.config.name_or_path:  # built in code: no card to carry
+        return
+    source = Path(model.config.name_or_path)
+    if not (source / "README.md").is_file() or (folder / "README.md").exists() or source.resolve() == folder.resolve():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("README.md", CARD_DATA_NAME):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
 
 
 def missing_repo_files(folder: str | os.PathLike) -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, SpaceCard, SpaceCardData
+from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData
 
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
@@ -60,7 +60,11 @@ def example_users(
     for user_id, history in histories:
         titles = [str(item[title_field]) for item in history[:length] if item.get(title_field)]
         if len(titles) >= min_length:
-            examples.append({"name": f"User {user_id} ({len(history)} items read)", "history": titles})
+            # the label counts the lines it fills in (a user's longer history is named as such)
+            read = f"{len(titles)} items read"
+            if len(history) > len(titles):
+                read = f"latest {len(titles)} of {len(history)} items read"
+            examples.append({"name": f"User {user_id} ({read})", "history": titles})
         if len(examples) == count:
             break
     return examples
@@ -146,7 +150,12 @@ def write_space(
     atomic_write_text(output / CONFIG_NAME, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
     shutil.copyfile(APP_TEMPLATE, output / "app.py")
     shutil.copyfile(REQUIREMENTS_TEMPLATE, output / "requirements.txt")
-    _space_card(title, model_repo, bundle_model, len(rows)).save(output / "README.md")
+    # the Space states the model card's facts: its bundled copy's, or the linked local model's
+    source = model.config.name_or_path
+    card_folder = output / MODEL_DIR if bundle_model else Path(source) if source else None
+    readme = card_folder / "README.md" if card_folder is not None else None
+    model_card = ModelCard.load(readme) if readme is not None and readme.is_file() else None
+    _space_card(title, model_repo, bundle_model, len(rows), model_card).save(output / "README.md")
     logger.info("wrote the Space for %d items to %s", len(rows), output)
     return output
 
@@ -159,14 +168,21 @@ def _description(model: EmbSumModel, num_items: int) -> str:
     )
 
 
-def _space_card(title: str, model_repo: str | None, bundle_model: bool, num_items: int) -> SpaceCard:
+def _space_card(
+    title: str, model_repo: str | None, bundle_model: bool, num_items: int, model_card: ModelCard | None
+) -> SpaceCard:
+    """The Space's README: Space metadata, and the model card's license and datasets (its weights and catalogue carry
+    the terms of the model's data; unknown for a Hub model not read here)."""
+    facts = model_card.data.to_dict() if model_card is not None else {}
+    license = {name: facts.get(name) for name in ("license", "license_name", "license_link") if facts.get(name)}
     data = SpaceCardData(
         title=title,
         sdk="gradio",
         sdk_version=_gradio_version(),
         app_file="app.py",
         models=[model_repo] if model_repo else None,
-        license="apache-2.0",
+        datasets=facts.get("datasets"),
+        **(license or {"license": "unknown"}),
         tags=["recommendation", "embsum"],
         emoji="📰",
         colorFrom="blue",
@@ -174,6 +190,8 @@ def _space_card(title: str, model_repo: str | None, bundle_model: bool, num_item
         pinned=False,
     )
     where = "in `model/` here" if bundle_model else f"from [{model_repo}](https://huggingface.co/{model_repo})"
+    card = "`model/README.md`" if bundle_model else "the model's card"
+    terms = f"License: {license.get('license', 'unknown')} (the model's, see {card}).\n\n" if license else ""
     body = (
         f"# {title}\n\nPaste a reading history (one item per line, most recent first) or pick an example user: the "
         f"app ranks {num_items:,} catalogue items, writes the interest summary the model reads from your history, "
@@ -182,7 +200,8 @@ def _space_card(title: str, model_repo: str | None, bundle_model: bool, num_item
         f"The model loads {where} with `trust_remote_code`; the catalogue's embeddings were computed offline "
         "(`catalogue/`, an embsum_hf item store), so start-up encodes nothing. Written by embsum_hf's "
         "`embsum space`. Run it locally:\n\n"
-        "```bash\npip install gradio -r requirements.txt\npython app.py   # http://127.0.0.1:7860\n```\n"
+        "```bash\npip install gradio -r requirements.txt\npython app.py   # http://127.0.0.1:7860\n```\n\n"
+        f"{terms}"
     )
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..model_helpers import model_fingerprint
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, make_readable
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +220,7 @@ class ShardedStoreWriter:
         data = {name: tensors[name].to("cpu", DTYPES[self.dtype]).contiguous() for name in self.entry_shapes}
         metadata = {"content_key": key, "ids": json.dumps(self.ids[start:stop]), "fingerprint": self.fingerprint}
         save_file(data, str(tmp), metadata=metadata)
+        make_readable(tmp)  # save_file writes 0600: a server running as another user reads the store
         with open(tmp, "rb") as handle:  # durable before it becomes visible
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -2,6 +2,15 @@
 
 Standard library only (urllib + threads): no client package to install, and requests are independent so a thread
 pool gives the concurrency a batched inference server needs.
+
+Why not `huggingface_hub.InferenceClient(base_url=...).chat_completion` (measured with huggingface_hub 2.4.0 against
+servers on 127.0.0.1, `benchmarks/teacher_client_check.py`): without an API key it sends the user's Hugging Face
+token to whatever server `base_url` names; it reads a reply of any size whole (50 MB read); it follows redirects,
+re-sending the POST to the new address; it refuses every server, a local one included, under `HF_HUB_OFFLINE=1`; and
+it does not retry 429/5xx or dropped connections. Its HTTP session is shared by the whole process (Hub downloads
+included), so guarding it would change every Hub request. This client keeps each guarantee: the key it is given or
+none, at most `max_reply_bytes` read, no redirect followed, retries with back-off, no dependence on the Hub's offline
+switch.
 """
 
 from __future__ import annotations
@@ -24,10 +33,15 @@ from .prompts import Messages, SummaryRequest
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+MAX_REPLY_BYTES = 1 << 20  # a summary's reply is a few kB; more than 1 MiB is not a summary (and is not read)
 
 
 class MalformedReplyError(TeacherError):
     """The server answered 200 but without a usable `choices[0].message.content`."""
+
+
+class ReplyTooLargeError(MalformedReplyError):
+    """The reply is longer than `max_reply_bytes`: refused after reading at most that much, not retried."""
 
 
 class TeacherSettingError(TeacherError, ValueError):
@@ -69,6 +83,8 @@ class OpenAIChatBackend(TeacherBackend):
         backoff: the first retry waits `backoff` seconds, then 2x, 4x, ... capped at `max_backoff`; a numeric
             `Retry-After` header replaces the computed wait (still capped).
         max_tokens, temperature: generation settings (greedy by default); `extra_body` is merged into each request.
+        max_reply_bytes: the longest reply read (`MAX_REPLY_BYTES`); a longer one fails that user with
+            `ReplyTooLargeError` after at most this many bytes were read.
     """
 
     def __init__(
@@ -85,12 +101,14 @@ class OpenAIChatBackend(TeacherBackend):
         max_tokens: int = 256,
         temperature: float = 0.0,
         extra_body: dict[str, Any] | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
         for name, value, low in (("concurrency", concurrency, 1), ("timeout", timeout, 1e-9),
-                                 ("max_retries", max_retries, 0), ("backoff", backoff, 0)):
+                                 ("max_retries", max_retries, 0), ("backoff", backoff, 0),
+                                 ("max_reply_bytes", max_reply_bytes, 1)):
             if not value >= low:
                 raise ValueError(f"{name} must be {'positive' if low else 'non-negative'}, got {value}")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -101,6 +119,7 @@ class OpenAIChatBackend(TeacherBackend):
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.max_reply_bytes = max_reply_bytes
         self.body = {"model": model, "max_tokens": max_tokens, "temperature": temperature, **(extra_body or {})}
         self.name = f"openai:{model}"
 
@@ -136,9 +155,9 @@ class OpenAIChatBackend(TeacherBackend):
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
             with _OPENER.open(request, timeout=self.timeout) as response:
-                body = response.read()
+                body = self._read_limited(response)
         except urllib.error.HTTPError as error:
-            detail = error.read()[:200].decode("utf-8", "replace")
+            detail = error.read(200).decode("utf-8", "replace")
             if 300 <= error.code < 400:
                 raise TeacherSettingError(
                     f"{self.url} answered HTTP {error.code}, a redirect to {error.headers.get('Location')!r}; "
@@ -159,6 +178,18 @@ class OpenAIChatBackend(TeacherBackend):
         except (ConnectionError, HTTPException) as error:
             raise _Retryable(f"connection failed: {error!r}") from None
         return _reply_content(body)
+
+    def _read_limited(self, response) -> bytes:
+        """The reply body, refused (`ReplyTooLargeError`) when its declared or actual length is over the limit; at
+        most `max_reply_bytes + 1` bytes are read either way."""
+        limit = self.max_reply_bytes
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ReplyTooLargeError(f"{self.url}: reply of {int(declared):,} bytes, over the {limit:,}-byte limit")
+        body = response.read(limit + 1)
+        if len(body) > limit:
+            raise ReplyTooLargeError(f"{self.url}: reply over the {limit:,}-byte limit (not read further)")
+        return body
 
 
 def _retry_after(headers) -> float | None:

@@ -19,6 +19,7 @@ class MirrorServer(ThreadingHTTPServer):
     def __init__(self, files: dict[str, bytes]):
         super().__init__(("127.0.0.1", 0), MirrorHandler)
         self.files, self.ranges, self.cut_after, self.requests = files, True, None, []
+        self.unavailable = 0  # answer the next N requests with 503 (not retried by the downloader)
 
     def url(self, template: str = "{name}.zip") -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/{template}"
@@ -33,6 +34,10 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         server: MirrorServer = self.server
         server.requests.append((self.path, self.headers.get("Range")))
+        if server.unavailable:
+            server.unavailable -= 1
+            self.send_error(503)
+            return
         body = server.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -57,7 +62,11 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def mirror(serve):
+def mirror(serve, monkeypatch):
+    import huggingface_hub
+
+    # the downloader is huggingface_hub's `http_get`, which honours HF_HUB_OFFLINE (set for the whole suite)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return lambda files: serve(MirrorServer(files))
 
 
@@ -82,14 +91,28 @@ def test_cut_download_resumes_then_the_cache_serves(mirror, mind_zip, tmp_path, 
     body, expected = mind_zip
     server = mirror({"/MINDsmall_train.zip": body})
     monkeypatch.setenv("EMBSUM_HF_MIND_URL", server.url())
+    # the connection drops after a third; the downloader resumes at once, and the mirror is then down (503)
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1024)  # written to disk every 1 kB
     server.cut_after = len(body) // 3
+    original = MirrorHandler.do_GET
+
+    def cut_then_down(handler):
+        original(handler)
+        if len(server.requests) == 1:
+            server.unavailable = 1
+
+    monkeypatch.setattr(MirrorHandler, "do_GET", cut_then_down)
     with pytest.raises(OSError, match=r"Could not download http://127\.0\.0\.1:\d+/MINDsmall_train\.zip"):
         load_mind("MINDsmall", "train", cache_dir=tmp_path)
+    kept = (tmp_path / "MINDsmall_train.zip.part").stat().st_size  # the whole kB chunks received before the cut
+    assert len(body) // 3 - 1024 < kept <= len(body) // 3
+    assert server.requests[1] == ("/MINDsmall_train.zip", f"bytes={kept}-")  # resumed within the call, then 503
     assert not (tmp_path / "MINDsmall_train").exists()  # nothing half-extracted looks complete
-    assert (tmp_path / "MINDsmall_train.zip.part").stat().st_size == len(body) // 3
 
     data = load_mind("MINDsmall", "train", cache_dir=tmp_path)
-    assert server.requests[-1] == ("/MINDsmall_train.zip", f"bytes={len(body) // 3}-")  # only the missing bytes
+    assert server.requests[-1] == ("/MINDsmall_train.zip", f"bytes={kept}-")  # only the missing bytes
     assert data.split == "MINDsmall_train" and same_data(data, expected)
     assert not (tmp_path / "MINDsmall_train.zip.part").exists()
 

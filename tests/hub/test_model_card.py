@@ -1,12 +1,14 @@
 """Model cards: metadata that parses, a model-index naming dataset and split, and regeneration that updates in
 place."""
 
+import json
 from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
 from embsum_hf.hub import AUTO_END, AUTO_START, load_card_inputs, write_model_card
+from embsum_hf.hub.model_card import CARD_DATA_NAME
 
 MODEL_CARDS = Path(__file__).resolve().parents[2] / "model_cards"
 METRICS = {
@@ -49,10 +51,10 @@ def test_card_metadata_parses_and_names_dataset_and_split(folder):
     assert loaded.text == card.text
 
     data = loaded.data
-    assert data.library_name == "transformers" and data.pipeline_tag == "text-ranking"
+    assert data.library_name == "transformers"
     assert {"recommendation", "embsum", "t5"} <= set(data.tags)
     assert data.base_model == "google-t5/t5-small"
-    assert data.model_name == "embsum-mind"
+    assert data.model_name == "org/embsum-mind" and loaded.text.count("\n# org/embsum-mind\n") == 1  # the repo id
     results = results_by_key(loaded)
     assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "auc")] == 63.21
     assert results[("summarization", "MIND-small", "MINDsmall_dev:test(90%)", "rougeL")] == 38.0
@@ -125,9 +127,10 @@ def test_metrics_must_name_their_split_and_be_fractions(folder):
 def test_ready_made_card_inputs_render(folder, name):
     inputs = load_card_inputs(MODEL_CARDS / f"{name}.yaml")
     card = write_model_card(folder, **inputs, metrics={"auc": 0.6, "mrr": 0.3}, teacher="heuristic")
-    assert card.data.model_name == name
+    assert card.data.model_name == f"org/{name}"
     assert all(result.dataset_split == inputs["dataset_split"] for result in card.data.eval_results)
-    assert [entry["example_title"] for entry in card.data.widget] == [e["example_title"] for e in inputs["widget"]]
+    # the first example is the usage example; no widget metadata (the Hub's widget runs no custom code)
+    assert "widget" not in card.data.to_dict() and inputs["widget"][0]["inputs"]["candidates"][0]["title"] in card.text
     assert ModelCard.load(folder / "README.md").data.to_dict() == card.data.to_dict()
 
 
@@ -161,3 +164,48 @@ def test_ready_made_card_inputs_agree_with_the_recipes_they_describe(name):
     recipe = yaml.safe_load((MODEL_CARDS.parent / "examples" / "configs" / f"{name}_t5_small.yaml").read_text())
     assert (inputs["dataset_name"], inputs["base_model"]) == (recipe["dataset_name"], recipe["backbone"])
     assert inputs.get("teacher", recipe["teacher"]) == recipe["teacher"] and "license" not in inputs
+
+
+def test_metadata_declares_only_what_the_hub_can_run(folder):
+    """No `pipeline_tag` (`pipeline("text-ranking")` is an unknown task; the Hub's widget runs no custom code) and no
+    widget; the card says how to run the model instead; an older card's `pipeline_tag`, widget and `embsum:` YAML are
+    dropped (the facts live in `embsum_card.json`)."""
+    from transformers import pipeline
+
+    with pytest.raises(KeyError, match="Unknown task"):
+        pipeline("text-ranking", model=str(folder))
+    (folder / "README.md").write_text(
+        '---\npipeline_tag: text-ranking\nwidget:\n- example_title: x\n  text: \'{"history": ["a"], '
+        '"candidates": ["b"]}\'\nembsum:\n  base_model: google-t5/t5-small\n  teacher: heuristic\n---\nOld card.\n'
+    )
+    card = write_model_card(folder, repo_id="org/tiny")
+    metadata = card.data.to_dict()
+    assert not {"pipeline_tag", "widget", "embsum"} & set(metadata), metadata
+    assert len(card.content.split("---")[1]) < 1000  # the YAML is the Hub's metadata, not the body again
+    assert "trust_remote_code=True" in card.text and "## How to run it" in card.text
+    assert "declares no `pipeline_tag`" in card.text and '"candidates": [\n        "b"' in card.text  # old widget
+    facts = json.loads((folder / CARD_DATA_NAME).read_text())
+    assert (facts["base_model"], facts["teacher"], facts["repo_id"]) == ("google-t5/t5-small", "heuristic", "org/tiny")
+
+
+def test_title_is_the_repo_id_or_else_the_folder_name(folder):
+    card = write_model_card(folder)
+    assert card.data.model_name == folder.name and f"\n# {folder.name}\n" in card.text
+    assert "repo_id" not in json.loads((folder / CARD_DATA_NAME).read_text())  # a folder name is not recorded
+    card = write_model_card(folder, repo_id="org/embsum-news")
+    assert card.data.model_name == "org/embsum-news" and "\n# org/embsum-news\n" in card.text
+    assert "hf download org/embsum-news --local-dir embsum-news" in card.text
+    assert write_model_card(folder).data.model_name == "org/embsum-news"  # kept by a regeneration
+
+
+@pytest.mark.parametrize("summary_rows", [0, 120])
+def test_a_run_without_summaries_says_so(folder, summary_rows):
+    card = write_model_card(folder, teacher=None if summary_rows == 0 else "heuristic", summary_rows=summary_rows,
+                            training_args={"learning_rate": 1e-3})  # fmt: skip
+    untrained = "trained **on clicks alone** (no teacher summaries)"
+    if summary_rows == 0:
+        assert untrained in card.text and "Loss: `L = L_NCE` (trained on clicks alone)" in card.text
+        assert "L_sum" not in card.text and "LLM" not in card.text and "written by" not in card.text
+    else:
+        assert untrained not in card.text and "Loss: `L = L_NCE + 1.0 * L_sum`" in card.text
+        assert "120 training rows with a summary written by heuristic" in card.text

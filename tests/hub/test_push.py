@@ -237,3 +237,49 @@ def test_processor_push_to_hub_uploads_its_own_files(processor, fake_hub, monkey
     assert {"processor_config.json", "tokenizer.json", "tokenizer_config.json", "processing_embsum.py"} <= files
     assert "config.json" not in files and "model.safetensors" not in files  # the model's files are the model's
     assert json.loads(commit["files"]["processor_config.json"])["item_template"] == processor.item_template
+
+
+def test_dry_run_stages_copies_the_run_never_changes(tmp_path, trained_folder):
+    """Editing a staged file (weights, config, card) leaves the trained run as it was: staging copies, never links."""
+    before = {name: (trained_folder / name).read_bytes() for name in ("model.safetensors", "config.json", "README.md")}
+    assert main(["push", "--model", str(trained_folder), "--repo", "org/embsum-tiny", "--dry-run",
+                 str(tmp_path / "staged")]) == 0  # fmt: skip
+    for name in before:
+        staged = tmp_path / "staged" / name
+        assert os.stat(staged).st_ino != os.stat(trained_folder / name).st_ino and os.stat(staged).st_nlink == 1
+        with open(staged, "ab") as handle:
+            handle.write(b"edited")
+    assert {name: (trained_folder / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_follow_the_umask_not_0600(tmp_path, umask):
+    """The weights, `results.json` (atomic_write_text) and a Space's `space_config.json` get the mode a plain new file
+    gets (0644 under umask 022), so a serving process running as another user can read them; in a fresh process
+    with its own umask."""
+    code = f"""
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {str(os.getcwd())!r})
+os.umask({umask})
+from tests.conftest import make_item, tiny_config
+from embsum_hf import EmbSumModel, EmbSumProcessor, train_tokenizer
+from embsum_hf.hub import save_repo
+from embsum_hf.hub.space import write_space
+from embsum_hf.utils import atomic_write_text
+items = [make_item(i) for i in range(6)]
+tokenizer = train_tokenizer([item["title"] for item in items], vocab_size=300)
+config = tiny_config(tokenizer)
+processor = EmbSumProcessor(tokenizer, config, item_template="mind")
+model = EmbSumModel(config).eval()
+root = Path({str(tmp_path)!r})
+save_repo(model, processor, root / "repo")
+atomic_write_text(root / "results.json", "{{}}")
+write_space(model, processor, items, root / "space", progress=False)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = 0o666 & ~umask
+    for path in ("repo/model.safetensors", "repo/README.md", "results.json", "space/space_config.json",
+                 "space/model/model.safetensors", "space/catalogue/shard-00000.safetensors"):  # fmt: skip
+        assert oct(os.stat(tmp_path / path).st_mode & 0o777) == oct(expected), path

@@ -145,9 +145,14 @@ def outbound():
     server.server_close()
 
 
+APP_LOGS: dict[str, Path] = {}  # the app's URL -> its log (stdout and stderr)
+
+
 @pytest.fixture(scope="module")
 def app(space, tmp_path_factory, outbound):
-    process, url, startup = start_app(space, tmp_path_factory.mktemp("hf_home"), proxy=outbound)
+    hf_home = tmp_path_factory.mktemp("hf_home")
+    process, url, startup = start_app(space, hf_home, proxy=outbound)
+    APP_LOGS[url] = hf_home / "app.log"
     logger.info("tiny Space: the app answered %.2f s after its process started", startup)
     yield url
     stop_app(process)
@@ -198,6 +203,27 @@ def test_space_folder_is_complete_and_self_contained(space, catalogue, space_mod
     assert settings["model"] == "model" and settings["examples"][0]["history"]  # a few catalogue items
 
 
+def test_the_spaces_model_card_is_the_models(tmp_path, space, space_model, processor):
+    """A Space bundles the model with its own card: the same text as `embsum push --dry-run` stages for the same repo
+    (license, data, results, "trained on clicks alone" kept), and the Space's card states the model's license."""
+    from embsum_hf.hub import EmbSumModelCardData, save_repo
+
+    facts = EmbSumModelCardData(data_domain="mind", dataset_name="MIND-small", summary_rows=0,
+                                evaluations=[{"split": "dev", "step": 4, "metrics": {"auc": 0.61}}])  # fmt: skip
+    run = save_repo(space_model, processor, tmp_path / "run", card_kwargs=facts.card_kwargs())
+    items = str(space / "catalogue" / "items.jsonl")
+    common = ["--model-repo", "org/embsum-tiny", "--no-progress"]
+    assert main(["space", "--model", str(run), "--items", items, "--output", str(tmp_path / "sp"), *common]) == 0
+    assert main(["push", "--model", str(run), "--repo", "org/embsum-tiny", "--dry-run", str(tmp_path / "st")]) == 0
+    bundled = (tmp_path / "sp" / "model" / "README.md").read_text()
+    assert bundled == (tmp_path / "st" / "README.md").read_text()
+    for fact in ("license: other", "MIND-small", "| 4 | dev | 61.00 |", "trained **on clicks alone**"):
+        assert fact in bundled, fact
+    assert "No ranking results recorded yet" not in bundled and "unrecorded data" not in bundled
+    card = SpaceCard.load(tmp_path / "sp" / "README.md")
+    assert (card.data.license, card.data.license_name) == ("other", "microsoft-research-license-mind")
+
+
 def test_space_refuses_a_foreign_folder_and_a_mismatched_store(tmp_path, space, processor, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     argv = ["space", "--model", str(space / "model"), "--items", str(space / "catalogue" / "items.jsonl")]
@@ -225,6 +251,9 @@ def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path,
     settings = json.loads((out / "space_config.json").read_text())
     assert len(settings["examples"]) == 3
     assert all(example["name"].startswith("User ") for example in settings["examples"])
+    for example in settings["examples"]:  # the label counts the lines it fills in
+        assert re.search(rf"\((latest )?{len(example['history'])}( of \d+)? items read\)", example["name"]), example
+    assert any(" of " in example["name"] for example in settings["examples"])  # a longer history, named as such
     assert len(EmbeddingStore.load(out / "catalogue")) == 60 and SpaceCard.load(out / "README.md").data.models is None
 
     linked = tmp_path / "linked"
@@ -255,7 +284,9 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
     ids, scores = expected_ranking(space_model, processor, catalogue, store, history)
     assert table["headers"] == ["rank", "item", "score", "item_id"] and len(table["data"]) == K
     assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
-    assert [row[1] for row in chart["data"]] == pytest.approx(scores, abs=1e-3)  # the bar chart's data
+    # the bar chart's data, on an axis from 0 (scores of about 11 differ by tenths: no zoom that makes that look large)
+    assert [row[1] for row in chart["value"]["data"]] == pytest.approx(scores, abs=1e-3)
+    assert chart["y_lim"] == pytest.approx([min(0.0, *scores), max(0.0, *scores)], abs=1e-3)
     assert summary == generate_summaries(space_model, processor, [history])[0]
     assert "Ranked 40 items for a history of 3" in status
 
@@ -287,6 +318,10 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
         client.predict("\n".join(f"item {i}" for i in range(101)), K, api_name="/recommend")
     with pytest.raises(AppError, match="Line 2 has 501 characters; the limit is 500"):
         client.predict("short\n" + "x" * 501, K, api_name="/recommend")
+    # refused input is a message on the page and one line in the log, not a traceback
+    log = APP_LOGS[app].read_text()
+    assert "refused: The history is empty" in log and "Line 2 has 501 characters" in log
+    assert "Traceback" not in log and "gradio.exceptions.Error" not in log, log[-3000:]
 
 
 def chromium_driver(tmp_path: Path):
@@ -335,6 +370,9 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
     try:
         driver.get(app)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#history textarea")))
+        # before the first query the table shows its column names, not "1 2 3"
+        headers = [cell.text.strip() for cell in driver.find_elements(By.CSS_SELECTOR, "#ranking [role=columnheader]")]
+        assert [header for header in headers if header] == ["rank", "item", "score", "item_id"], headers
         # an example user fills the history box
         driver.find_element(By.CSS_SELECTOR, "#example input").click()
         wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#example [role=option]"))).click()
@@ -357,6 +395,11 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
             wait.until(lambda d, c=chart, n=count: bars(d, c) == n)
         axis = driver.find_element(By.CSS_SELECTOR, "#scores-chart g.role-axis[aria-label^='X-axis']")
         assert f"1. {table[0][1]}" in axis.get_attribute("aria-label")
+        # the score axis includes 0 (a 0.5-point spread must not fill the chart)
+        y_axis = driver.find_element(By.CSS_SELECTOR, "#scores-chart g.role-axis[aria-label^='Y-axis']")
+        label = y_axis.get_attribute("aria-label")
+        low, high = map(float, re.search(r"from (-?[\d.]+) to (-?[\d.]+)", label).groups())
+        assert low <= 0 <= high, label
         why = driver.find_element(By.CSS_SELECTOR, "#why").text
         assert why.startswith(f"1. {table[0][1]} is recommended because of:")
         driver.save_screenshot(str(tmp_path / "space_recommend.png"))

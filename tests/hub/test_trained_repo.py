@@ -182,3 +182,21 @@ def test_card_inputs_may_add_prose_but_not_contradict_the_run(tmp_path, run, cap
     assert "A tiny EmbSum." in ModelCard.load(tmp_path / "c" / "README.md").text
     staged = {path.name for path in (tmp_path / "c").iterdir()}
     assert missing_repo_files(tmp_path / "c") == [] and not {"checkpoint-2", "checkpoint-4", "results.json"} & staged
+
+
+def test_a_run_without_summaries_says_so_in_its_card(tmp_path, run):
+    """`embsum train` without `--summaries` (and with `--no-progress`, the flag every command takes): the card says
+    the model learned from clicks alone; the run with summaries names how many rows had one and who wrote them."""
+    argv = train_args(run.parent, tmp_path / "clicks", "--max_steps", "2", "--eval_strategy", "no",
+                      "--save_strategy", "no", "--no-progress")  # fmt: skip
+    at = argv.index("--summaries")
+    del argv[at : at + 2]
+    assert main(argv) == 0
+    card = ModelCard.load(tmp_path / "clicks" / "README.md")
+    assert "trained **on clicks alone** (no teacher summaries)" in card.text
+    assert "Loss: `L = L_NCE` (trained on clicks alone)" in card.text and "L_sum" not in card.text
+    assert EmbSumModelCardData.from_card(tmp_path / "clicks").summary_rows == 0
+    with_summaries = ModelCard.load(run / "README.md").text
+    rows = EmbSumModelCardData.from_card(run).summary_rows
+    assert rows > 0 and f"Its decoder learned to summarise from {rows} training rows" in with_summaries
+    assert "Loss: `L = L_NCE + 1.0 * L_sum`" in with_summaries and "on clicks alone" not in with_summaries

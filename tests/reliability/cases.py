@@ -548,10 +548,10 @@ def second_round_flag_cases(recommend) -> list[Case]:
     """Messages that say what was written, values named, and refusals that were too strict (issue 22)."""
     cases = [
         Case("flag-recommend--k-beyond-catalogue", recommend("--k", "100000"),
-             ["top 24 items (--k 100000: the catalogue holds 24) of 4 users"], expect="ok",
+             ["top 24 items (--top-k 100000: the catalogue holds 24) of 4 users"], expect="ok",
              absent=["top 100000"], after=lambda tmp: _assert_items_per_user(tmp / "recs", 24)),
         Case("flag-recommend--faiss-num-candidates-below-k",
-             recommend("--faiss", "--num-candidates", "3", "--k", "10"), ["--num-candidates 3", "--k 10"],
+             recommend("--faiss", "--num-candidates", "3", "--k", "10"), ["--num-candidates 3", "--top-k 10"],
              output="recs/part-00000.jsonl"),
     ]
     for name, data in (("mind", lambda world: world.mind), ("saved", lambda world: world.saved)):

@@ -38,7 +38,8 @@ class ChatHandler(BaseHTTPRequestHandler):
         server = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["messages"][-1]["content"]
-        marker = next((m for m in ("FLAKY", "RATELIMIT", "SLOW", "MALFORMED", "BADJSON") if m in prompt), "OK")
+        markers = ("FLAKY", "RATELIMIT", "SLOW", "MALFORMED", "BADJSON", "HUGESTREAM", "HUGE")
+        marker = next((m for m in markers if m in prompt), "OK")
         with server.lock:
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -56,20 +57,25 @@ class ChatHandler(BaseHTTPRequestHandler):
                 return self.reply(200, {"id": "x", "choices": []})
             if marker == "BADJSON":
                 return self.reply(200, b"<html>proxy error</html>")
+            if marker == "HUGE":  # 3 MB with its Content-Length
+                return self.reply(200, {"choices": [{"message": {"content": "x" * 3_000_000}}]})
+            if marker == "HUGESTREAM":  # 3 MB without a Content-Length: the body ends when the connection closes
+                return self.reply(200, {"choices": [{"message": {"content": "y" * 3_000_000}}]}, length=False)
             title = prompt.split("Title: ", 1)[1].split(";", 1)[0]
             self.reply(200, {"choices": [{"message": {"role": "assistant", "content": f" Likes {title}. "}}]})
         finally:
             with server.lock:
                 server.in_flight -= 1
 
-    def reply(self, status, payload, headers=None):
+    def reply(self, status, payload, headers=None, length=True):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            if length:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -137,3 +143,25 @@ def test_unreachable_server_fails_after_retries(tmp_path):
         stats = summarize_users(users("x"), backend, store, domain="news", progress=False)
     assert stats.failures and stats.failures[0][0] == "U0"
     assert "gave up after 3 attempts: connection failed" in stats.failures[0][1]
+
+
+def test_a_reply_over_the_size_limit_is_refused_not_read_whole(server_factory, tmp_path):
+    """A reply longer than `max_reply_bytes` fails its user (declared by Content-Length, or only found while reading
+    a body that ends when the connection closes); it is not retried, and the other users are summarised."""
+    from embsum_hf.teacher.backend_http import MAX_REPLY_BYTES
+
+    server = server_factory()
+    backend = OpenAIChatBackend(server.base_url, "m", max_retries=3, backoff=0.01)
+    assert backend.max_reply_bytes == MAX_REPLY_BYTES == 1 << 20
+    with SummaryStore(tmp_path / "s.jsonl") as store:
+        stats = summarize_users(users("fine", "HUGE one", "HUGESTREAM two"), backend, store, domain="news",
+                                progress=False)  # fmt: skip
+        assert stats.done == 1 and store.as_dict() == {"U0": "Likes fine."}
+    failures = dict(stats.failures)
+    assert "reply of 3,000,0" in failures["U1"] and "over the 1,048,576-byte limit" in failures["U1"]
+    assert "reply over the 1,048,576-byte limit (not read further)" in failures["U2"]
+    assert server.requests_by_marker["HUGE"] == server.requests_by_marker["HUGESTREAM"] == 1  # not retried
+    small = OpenAIChatBackend(server.base_url, "m", max_reply_bytes=75)  # exactly its 75 bytes
+    assert small.complete([{"role": "user", "content": "Title: ok;"}]) == "Likes ok."  # a reply within the limit
+    with pytest.raises(ValueError, match="max_reply_bytes must be positive"):
+        OpenAIChatBackend(server.base_url, "m", max_reply_bytes=0)

@@ -43,6 +43,13 @@ HERE = Path(__file__).resolve().parent
 SETTINGS = json.loads((HERE / "space_config.json").read_text())
 LIMITS = SETTINGS["limits"]  # max_history_lines, max_line_chars, max_k
 CHART_PAIRS = 12  # code pairs drawn (K x M can be 64 or more): the heaviest
+RANKING_COLUMNS = ["rank", "item", "score", "item_id"]
+
+
+def refuse(message: str) -> gr.Error:
+    """A clear message on the page for input the app refuses, logged as one line (no traceback: not a fault)."""
+    logger.info("refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 class Catalogue:
@@ -179,15 +186,15 @@ def parse_history(text: str | None) -> list[str]:
     """History lines, most recent first; an empty or oversized history is a `gr.Error` with a clear message."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not lines:
-        raise gr.Error("The history is empty: paste the items you read, one per line, or pick an example user.")
+        raise refuse("The history is empty: paste the items you read, one per line, or pick an example user.")
     if len(lines) > LIMITS["max_history_lines"]:
-        raise gr.Error(
+        raise refuse(
             f"The history has {len(lines)} lines; the limit is {LIMITS['max_history_lines']} "
             f"(the model reads the latest {RECOMMENDER.model.config.max_history_items} anyway)."
         )
     for number, line in enumerate(lines, start=1):
         if len(line) > LIMITS["max_line_chars"]:
-            raise gr.Error(f"Line {number} has {len(line)} characters; the limit is {LIMITS['max_line_chars']}.")
+            raise refuse(f"Line {number} has {len(line)} characters; the limit is {LIMITS['max_line_chars']}.")
     return lines
 
 
@@ -197,11 +204,14 @@ def results(user: dict, k: int, progress: gr.Progress, started: float) -> list:
     rows, scores = RECOMMENDER.rank(user, k)
     items = [RECOMMENDER.catalogue.items[row] for row in rows]
     labels = [f"{rank}. {RECOMMENDER.title(item)}" for rank, item in enumerate(items, start=1)]
-    table = pd.DataFrame(
-        {"rank": range(1, len(items) + 1), "item": [RECOMMENDER.title(item) for item in items],
-         "score": [round(score, 4) for score in scores], "item_id": [item["item_id"] for item in items]}  # fmt: skip
+    columns = [range(1, len(items) + 1), [RECOMMENDER.title(item) for item in items],
+               [round(score, 4) for score in scores], [item["item_id"] for item in items]]  # fmt: skip
+    table = pd.DataFrame(dict(zip(RANKING_COLUMNS, columns)))
+    # the score axis includes 0, so a small spread between close scores does not look large
+    chart = gr.BarPlot(
+        value=pd.DataFrame({"item": labels, "score": scores}),
+        y_lim=[min(0.0, *scores), max(0.0, *scores)] if scores else None,
     )
-    chart = pd.DataFrame({"item": labels, "score": scores})
     progress(0.6, desc="Writing the interest summary")
     summary = RECOMMENDER.summary(user)
     user = {**user, "rows": rows, "labels": labels}
@@ -245,7 +255,7 @@ def mark_as_read(label: str | None, history_text: str, k: float, user: dict | No
     """Add the chosen recommendation to the top of the history and update the user incrementally."""
     started = time.perf_counter()
     if not user or label not in user.get("labels", []):
-        raise gr.Error("Recommend first, then choose a recommendation to mark as read.")
+        raise refuse("Recommend first, then choose a recommendation to mark as read.")
     item = RECOMMENDER.catalogue.items[user["rows"][user["labels"].index(label)]]
     line = RECOMMENDER.title(item)
     lines = parse_history(history_text)
@@ -274,13 +284,15 @@ def build_demo() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=3):
                 summary = gr.Textbox(label="What the model thinks you like", interactive=False, elem_id="summary")
+                # named columns before the first query (an empty Dataframe would show "1 2 3" as its headers)
                 ranking = gr.Dataframe(
-                    label="Recommendations", interactive=False, wrap=True, column_widths=["10%", "60%", "15%", "15%"],
-                    elem_id="ranking",
+                    value=pd.DataFrame(columns=RANKING_COLUMNS), label="Recommendations", interactive=False, wrap=True,
+                    column_widths=["10%", "60%", "15%", "15%"], elem_id="ranking",
                 )  # fmt: skip
                 scores = gr.BarPlot(
-                    x="item", y="score", sort="-y", x_label_angle=-30, label="Scores", elem_id="scores-chart"
-                )
+                    x="item", y="score", sort="-y", x_label_angle=-30, y_lim=[0, None],
+                    label="Scores (the axis starts at 0)", elem_id="scores-chart",
+                )  # fmt: skip
         with gr.Row():
             with gr.Column():
                 choice = gr.Dropdown(choices=[], label="Explain a recommendation", elem_id="choice")
