@@ -306,13 +306,14 @@ def exponents(results: list[dict]) -> dict:
 def table(results: list[dict], growth: dict) -> str:
     """A Markdown table: one row per stage, wall s / CPU s / peak RSS MiB per size, then the exponents."""
     head = "| stage | " + " | ".join(f"{r['size']} (wall s / CPU s / RSS MiB)" for r in results)
-    head += " | time exponent | RSS exponent |"
-    lines = [head, "|---" * (len(results) + 3) + "|"]
+    head += " | exponent: wall | CPU | RSS |"
+    lines = [head, "|---" * (len(results) + 4) + "|"]
     for stage in results[0]["stages"]:
         cells = [f"{s['wall_s']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_mib']:.0f}" for s in
                  (r["stages"][stage] for r in results)]  # fmt: skip
         g = growth[stage]
-        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {g['wall_s_all']} | {g['peak_rss_mib_all']} |")
+        exps = " | ".join(str(g[f"{m}_all"]) for m in ("wall_s", "cpu_s", "peak_rss_mib"))
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {exps} |")
     return "\n".join(lines)
 
 
@@ -335,11 +336,15 @@ def main() -> None:
         default=None,
         help=f"train stage steps (default {TRAIN_STEPS}; --quick {QUICK_TRAIN_STEPS})",
     )
+    parser.add_argument("--report", default=None, help="print the table of a JSON written by --json, and exit")
     parser.add_argument("--child-setup", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--child-rows", help=argparse.SUPPRESS)
     parser.add_argument("--child-histories", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.report:
+        results = json.loads(Path(args.report).read_text(encoding="utf-8"))["results"]
+        return print(table(results, exponents(results)))
     if args.child_setup:
         return child_setup(*map(Path, args.child_setup))
     if args.child_rows:
