@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from ._io import iter_records, require_columns
+from ._io import iter_records, iter_rows, require_columns
 from .schema import UNLABELED, DataFormatError
 
 __all__ = ["TRAINING_FEATURES", "build_training_rows", "load_summaries", "sample_negatives"]
@@ -57,9 +57,10 @@ def build_training_rows(
     summaries = summaries or {}
     stats: Counter = Counter()
     rows: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
+    chunks: list[datasets.Dataset] = []  # Arrow tables of `_ROWS_PER_CHUNK` rows: Python objects for one chunk only
     user_pools = _user_negative_pools(impressions) if user_negatives else {}
     history_clicked: dict[str, set[str]] = {}  # user -> items already made a click row (history_clicks)
-    for row in impressions:
+    for row in iter_rows(impressions):
         labels = row["labels"]
         if UNLABELED in labels:
             raise ValueError(
@@ -97,9 +98,24 @@ def build_training_rows(
                 rows["positive"].append(item)
                 rows["negative_pool"].append([])
                 rows["summary"].append(summaries.get(row["user_id"]))
-    stats["with_summary"] = sum(summary is not None for summary in rows["summary"])
-    logger.info("Built %d training rows from %d impressions; %s", len(rows["positive"]), len(impressions), dict(stats))
-    return datasets.Dataset.from_dict(rows, features=TRAINING_FEATURES)
+        if len(rows["positive"]) >= _ROWS_PER_CHUNK:
+            chunks.append(_rows_chunk(rows, stats))
+    chunks.append(_rows_chunk(rows, stats))
+    table = datasets.concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
+    logger.info("Built %d training rows from %d impressions; %s", len(table), len(impressions), dict(stats))
+    return table
+
+
+_ROWS_PER_CHUNK = 50_000
+
+
+def _rows_chunk(rows: dict[str, list], stats: Counter) -> datasets.Dataset:
+    """The rows collected so far as an in-memory Arrow table; empties `rows` and counts `with_summary`."""
+    stats["with_summary"] += sum(summary is not None for summary in rows["summary"])
+    chunk = datasets.Dataset.from_dict(rows, features=TRAINING_FEATURES)
+    for values in rows.values():
+        values.clear()
+    return chunk
 
 
 def _user_negative_pools(impressions: datasets.Dataset) -> dict[str, list[str]]:

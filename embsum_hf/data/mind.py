@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -190,8 +191,25 @@ def load_mind(
     stats: Counter = Counter()
     news = _read_news(folder / "news.tsv", stats)
 
-    behaviors_path = folder / "behaviors.tsv"
-    rows = []
+    rows = _read_behaviors(folder / "behaviors.tsv", news, stats, strict_candidates)
+    if history_from_impressions:  # needs every impression's time at once; otherwise rows stream into Arrow
+        rows = list(rows)
+        for row, clicks in zip(rows, _earlier_clicks(rows)):
+            row["history"] = clicks + row["history"]
+    finished = (_finish(row, stats, max_history) for row in rows)
+    return RecommendationData.from_rows(news.to_dataset(), finished, "mind", split_name, stats)
+
+
+def _finish(row: dict, stats: Counter, max_history: int | None) -> dict:
+    """The history cleaned (no own clicks, no repeats, at most `max_history`), the time as ISO-8601 text."""
+    clicked = {c for c, y in zip(row["candidates"], row["labels"]) if y == 1}
+    row["history"] = clean_history(row["history"], clicked, stats, max_history)
+    row["time"] = row["time"].isoformat()
+    return row
+
+
+def _read_behaviors(behaviors_path: Path, news: ItemTable, stats: Counter, strict_candidates: bool) -> Iterator[dict]:
+    """The impressions of behaviors.tsv, one row dict at a time (history most recent first, unknown ids dropped)."""
     for number, fields in iter_fields(behaviors_path, 5, desc="Reading behaviors.tsv"):
         impression_id, user_id, time_text, history_text, impressions_text = fields
         for column, (name, value) in enumerate((("impression id", impression_id), ("user id", user_id)), start=1):
@@ -219,25 +237,14 @@ def load_mind(
         if not kept:
             stats["skipped_no_candidates"] += 1
             continue
-        rows.append(
-            {
-                "impression_id": impression_id,
-                "user_id": user_id,
-                "time": time,
-                "history": known_history,
-                "candidates": [c for c, _ in kept],
-                "labels": [y for _, y in kept],
-            }
-        )
-
-    if history_from_impressions:
-        for row, clicks in zip(rows, _earlier_clicks(rows)):
-            row["history"] = clicks + row["history"]
-    for row in rows:
-        clicked = {c for c, y in zip(row["candidates"], row["labels"]) if y == 1}
-        row["history"] = clean_history(row["history"], clicked, stats, max_history)
-        row["time"] = row["time"].isoformat()
-    return RecommendationData.from_rows(news.to_dataset(), rows, "mind", split_name, stats)
+        yield {
+            "impression_id": impression_id,
+            "user_id": user_id,
+            "time": time,
+            "history": known_history,
+            "candidates": [c for c, _ in kept],
+            "labels": [y for _, y in kept],
+        }
 
 
 def _earlier_clicks(rows: list[dict]) -> list[list[str]]:

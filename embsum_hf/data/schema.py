@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +54,24 @@ def items_dataset(columns: dict[str, list[str]]) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def impressions_dataset(rows: list[dict]) -> datasets.Dataset:
-    """Build the impressions table from row dicts with the keys of `IMPRESSION_FEATURES`."""
+IMPRESSION_CHUNK_ROWS = 50_000  # rows turned into Arrow at a time: a loader's Python objects stay one chunk's worth
+
+
+def impressions_dataset(rows: Iterable[dict]) -> datasets.Dataset:
+    """Build the impressions table from row dicts with the keys of `IMPRESSION_FEATURES` (a list or a stream): an
+    in-memory Arrow table, built `IMPRESSION_CHUNK_ROWS` rows at a time."""
+    chunks, batch = [], []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= IMPRESSION_CHUNK_ROWS:
+            chunks.append(_impressions_chunk(batch))
+            batch = []
+    if batch or not chunks:
+        chunks.append(_impressions_chunk(batch))
+    return datasets.concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _impressions_chunk(rows: list[dict]) -> datasets.Dataset:
     columns = {name: [row[name] for row in rows] for name in IMPRESSION_FEATURES}
     return datasets.Dataset.from_dict(columns, features=IMPRESSION_FEATURES)
 
@@ -83,11 +99,15 @@ class RecommendationData:
 
     @classmethod
     def from_rows(
-        cls, items: datasets.Dataset, rows: list[dict], domain: str, split: str, stats: Mapping[str, int]
+        cls, items: datasets.Dataset, rows: Iterable[dict], domain: str, split: str, stats: Mapping[str, int]
     ) -> RecommendationData:
-        """Assemble a loader's result from impression row dicts; zero counts are dropped and the rest logged."""
-        data = cls(items, impressions_dataset(rows), domain, split, {key: int(n) for key, n in stats.items() if n})
-        logger.info("Loaded %s (%s): %d items, %d impressions; %s", split, domain, len(items), len(rows), data.stats)
+        """Assemble a loader's result from impression row dicts (a list, or a stream that may still add to
+        `stats` while it is read); zero counts are dropped and the rest logged."""
+        impressions = impressions_dataset(rows)
+        data = cls(items, impressions, domain, split, {key: int(n) for key, n in stats.items() if n})
+        logger.info(
+            "Loaded %s (%s): %d items, %d impressions; %s", split, domain, len(items), len(impressions), data.stats
+        )
         return data
 
     def save_to_disk(self, path: str | Path) -> Path:
@@ -138,10 +158,15 @@ class RecommendationData:
 
     # counts of `stats` that are input dropped -> what they are counted against (see `drop_report`)
     _DROPS = {
-        "unknown_history_item": "history", "unknown_candidate_item": "candidates", "duplicate_history_item": "history",
-        "skipped_no_candidates": "impressions", "skipped_no_negative": "impressions",
-        "impression_without_click": "impressions", "unknown_interaction_item": "candidates",
-        "dropped_unrated": "candidates", "dropped_neutral_rating": "candidates",
+        "unknown_history_item": "history",
+        "unknown_candidate_item": "candidates",
+        "duplicate_history_item": "history",
+        "skipped_no_candidates": "impressions",
+        "skipped_no_negative": "impressions",
+        "impression_without_click": "impressions",
+        "unknown_interaction_item": "candidates",
+        "dropped_unrated": "candidates",
+        "dropped_neutral_rating": "candidates",
         "duplicate_interaction_dropped": "candidates",
     }
 

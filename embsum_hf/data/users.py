@@ -18,18 +18,28 @@ def user_histories(data: Any) -> Iterator[UserHistory]:
     before their last impression. Item dicts are rows of `data.items` (with `item_id`); ids missing from the items
     table are dropped and counted in a warning.
     """
+    import pyarrow.compute as pc
+
     impressions = data.impressions.select_columns(["user_id", "time", "history"])
-    best: dict[Any, tuple[int, Any, list]] = {}  # user -> (history length, time, history ids)
-    for batch in impressions.iter(batch_size=10_000):
-        for user_id, when, history in zip(batch["user_id"], batch["time"], batch["history"]):
+    # user -> (history length, time, impression row): the histories themselves are read once, in a second pass,
+    # so that only one batch of them is ever held as Python objects (about 1.9 GB for MINDlarge's 1M users)
+    best: dict[Any, tuple[int, Any, int]] = {}
+    row = 0
+    for batch in impressions.with_format("arrow").iter(batch_size=10_000):
+        lengths = pc.list_value_length(batch["history"]).fill_null(0).to_pylist()
+        for user_id, when, length in zip(batch["user_id"].to_pylist(), batch["time"].to_pylist(), lengths):
             current = best.get(user_id)
-            if current is None or (len(history), when) >= current[:2]:
-                best[user_id] = (len(history), when, history)
+            if current is None or (length, when) >= current[:2]:
+                best[user_id] = (length, when, row)
+            row += 1
     items = {row["item_id"]: row for row in data.items.to_list()}
+    chosen = impressions.select_columns(["history"]).select([row for _, _, row in best.values()])
     missing = 0
-    for user_id, (_, _, history) in best.items():
-        rows = [items[item_id] for item_id in history if item_id in items]
-        missing += len(history) - len(rows)
-        yield user_id, rows
+    users = iter(best)
+    for batch in chosen.iter(batch_size=1_000):
+        for history in batch["history"]:
+            rows = [items[item_id] for item_id in history if item_id in items]
+            missing += len(history) - len(rows)
+            yield next(users), rows
     if missing:
         logger.warning("%d history items were not found in the items table and were left out", missing)

@@ -183,11 +183,12 @@ def encode_users(
     .user_embeddings` (`h_sum` per `config.summary_mode`), rows in the order of `users`.
 
     Args:
-        users: `(user_id, history)` pairs, the history being item dicts, most recent first (materialised to a list).
+        users: `(user_id, history)` pairs, the history being item dicts, most recent first (materialised to a list
+            of each user's `config.max_history_items` most recent items, all the model reads).
         output_dir, dtype, shard_size: as in [`encode_items`]; users are sorted by session count and length.
     """
-    users = list(users)
     config = model.config
+    users = [(user_id, list(history[: config.max_history_items])) for user_id, history in users]
     writer = ShardedStoreWriter(
         Path(output_dir),
         "users",
@@ -199,8 +200,7 @@ def encode_users(
     )
 
     def prepare(start: int, stop: int) -> list[list[list[int]]]:  # each user's sessions, oldest first
-        histories = [history[: config.max_history_items] for _, history in users[start:stop]]
-        return [processor.pack_sessions(processor.tokenize_items(history)) for history in histories]
+        return [processor.pack_sessions(processor.tokenize_items(history)) for _, history in users[start:stop]]
 
     def padded_size(sessions: list[list[int]]) -> int:
         return len(sessions) * max(len(session) for session in sessions)

@@ -156,3 +156,22 @@ def test_path_resolution(tmp_path):
         load_mind(tmp_path / "synthetic")
     with pytest.raises(FileNotFoundError, match="MIND split name"):
         load_mind(tmp_path / "does-not-exist")
+
+
+def test_impressions_are_built_in_chunks_from_a_stream_with_the_same_rows_and_counts(tmp_path, monkeypatch):
+    # behaviors.tsv is read as a stream into Arrow chunks (MINDlarge: 2.2M impressions); chunk edges change nothing,
+    # and counts made while the stream is read (unknown ids, leaks, empty histories) all reach `stats`
+    behaviors = [
+        f"{n}\tU{n % 3}\t{T1 if n % 2 else T2}\t{'N1 N9 N2' if n % 3 else ''}\tN3-1 N4-0 N8-0 N{n % 2 + 1}-1"
+        for n in range(1, 8)
+    ]
+    folder = write_mind(tmp_path / "d", behaviors)
+    whole = load_mind(folder, history_from_impressions=False)
+    monkeypatch.setattr("embsum_hf.data.schema.IMPRESSION_CHUNK_ROWS", 2)
+    chunked = load_mind(folder)
+    assert len(chunked.impressions) == 7 and chunked.impressions.to_list() == whole.impressions.to_list()
+    assert chunked.stats == whole.stats
+    assert whole.stats["unknown_candidate_item"] == 7 and whole.stats["unknown_history_item"] == 5
+    assert whole.stats["empty_history"] == 2 and whole.stats["history_leak_removed"] > 0
+    with_clicks = load_mind(folder, history_from_impressions=True)  # the path that needs every row at once
+    assert with_clicks.impressions["impression_id"] == whole.impressions["impression_id"]
