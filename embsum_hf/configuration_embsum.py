@@ -9,6 +9,19 @@ SUMMARY_MODES = ("generate", "start")
 SUMMARY_MEMORIES = ("sessions", "items")
 # generation defaults of the user-interest summaries (`EmbSumConfig.summary_generation`)
 DEFAULT_SUMMARY_GENERATION = {"no_repeat_ngram_size": 2}
+# the words after which a teacher summary lists its interests ("The reader is interested in A, B, C, D and E."):
+# `EmbSumConfig.summary_slot_lead`'s default, and the lead `summary_metrics` checks the slots after
+DEFAULT_SUMMARY_SLOT_LEAD = "interested in"
+# function words that are no interest on their own: a summary slot made only of them is malformed (`summary_metrics`)
+# and well-formed decoding never starts a slot with one (`EmbSumConfig.summary_slot_lead`)
+SLOT_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between both
+    but by can could did do does doing down during each few for from further had has have having he her here hers
+    herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours out over own same she should so some such than that the their theirs them then there
+    these they this those through to too under until up very was we were what when where which while who whom why
+    will with would you your yours""".split()
+)
 
 
 class EmbSumConfig(PreTrainedConfig):
