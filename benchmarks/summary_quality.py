@@ -444,11 +444,12 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in generate}
     details = []
     with tempfile.TemporaryDirectory() as tmp:
-        set_seed(seeds[0])
-        _, processor = build_model_and_processor(run_args, setup.train, setup.train_summaries)  # the one tokenizer
-        logger.info(item_length_report(processor, setup.train.items))
-        processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
-        run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+        if options.load_models is None:  # saved models bring their own tokenizer
+            set_seed(seeds[0])
+            _, processor = build_model_and_processor(run_args, setup.train, setup.train_summaries)  # the one tokenizer
+            logger.info(item_length_report(processor, setup.train.items))
+            processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
+            run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
         for seed in seeds:
             generated, budget, auc, generation = train_and_summarise(
                 run_args, setup.train, setup.train_summaries, setup.windows, optimisation,

@@ -9,9 +9,6 @@ n history items per user, K user codes, M item codes, d = d_model, T summary tok
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -295,28 +292,28 @@ class SummaryCopy(nn.Module):
 class CopyMixture(LogitsProcessor):
     """
     Generation with [`SummaryCopy`]: turns the decoder's vocabulary scores into the log of the copy mixture, with the
-    decoder state read from the decoder's own forward pass (a hook set by `reading_decoder()`, so no step is computed
-    twice). Tokens an earlier processor banned (`-inf`) stay banned.
+    decoder state read from the decoder's own forward pass (a hook set while it is entered, `with copy:`, so no step
+    is computed twice). Tokens an earlier processor banned (`-inf`) stay banned.
     """
 
     def __init__(self, model: EmbSumModel, memory: torch.Tensor, memory_mask: torch.Tensor, memory_ids: torch.Tensor):
         self.model, self.memory, self.memory_mask, self.memory_ids = model, memory, memory_mask.bool(), memory_ids
         self._state: torch.Tensor | None = None
+        self._handle = None
 
-    @contextmanager
-    def reading_decoder(self):
+    def __enter__(self) -> CopyMixture:
         def keep(module, args, output):
             self._state = output[0][:, -1]  # (B', d): the last position's final decoder state
 
-        handle = self.model.t5.decoder.register_forward_hook(keep)
-        try:
-            yield self
-        finally:
-            handle.remove()
+        self._handle = self.model.t5.decoder.register_forward_hook(keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._state is None or self._state.shape[0] != scores.shape[0]:
-            raise RuntimeError("CopyMixture needs the decoder state of this step: generate within reading_decoder()")
+            raise RuntimeError("CopyMixture needs the decoder state of this step: generate within `with copy:`")
         memory, mask, ids = self.memory, self.memory_mask, self.memory_ids
         if scores.shape[0] != memory.shape[0]:  # beam search: every beam of a user reads the user's memory
             repeat = scores.shape[0] // memory.shape[0]
@@ -348,12 +345,29 @@ class WellFormedSlots(LogitsProcessor):
         stopwords: lower-cased words that are no interest on their own.
     """
 
-    WORD = re.compile(r"[a-z0-9]+")
-    SEPARATOR = re.compile(r",|\band\b")
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        """ROUGE's tokens: the runs of ASCII letters and digits."""
+        return "".join(c if c.isascii() and c.isalnum() else " " for c in text).split()
+
+    @classmethod
+    def _slots(cls, text: str) -> list[list[str]]:
+        """The words of each slot of `text`: slots end at a comma or at the word "and"."""
+        slots = []
+        for piece in text.split(","):
+            slot: list[str] = []
+            for word in cls._words(piece):
+                if word == "and":
+                    slots.append(slot)
+                    slot = []
+                else:
+                    slot.append(word)
+            slots.append(slot)
+        return slots
 
     def __init__(
         self,
-        token_texts: Sequence[str],
+        token_texts: list[str],
         lead: str,
         eos_token_id: int,
         stopwords: frozenset[str] = SLOT_STOPWORDS,
@@ -365,18 +379,23 @@ class WellFormedSlots(LogitsProcessor):
         mixed = torch.zeros(size, dtype=torch.bool)  # a word piece glued to a comma or full stop ("ball.")
         stop_start = torch.zeros(size, dtype=torch.bool)
         continuing = torch.zeros(size, dtype=torch.bool)  # a word piece that goes on the word before it
-        self.starting: dict[str, list[int]] = {}  # word -> the word-start tokens that spell exactly it
+        # word -> the word-start tokens that spell exactly it, or end it within themselves (" self-")
+        self.starting: dict[str, list[int]] = {}
         for token_id, text in enumerate(self.texts):
             lowered = text.lower()
             if token_id == eos_token_id or "," in lowered or "." in lowered or lowered.strip() == "and":
                 separator[token_id] = True
                 mixed[token_id] = lowered.strip() != "and" and any(character.isalnum() for character in lowered)
-            elif lowered.startswith(" ") and self.WORD.fullmatch(lowered.strip()):
+            elif lowered.startswith(" ") and self._words(lowered) == [lowered.strip()]:
                 word = lowered.strip()
                 stop_start[token_id] = word in stopwords
                 self.starting.setdefault(word, []).append(token_id)
-            elif self.WORD.fullmatch(lowered):
+            elif lowered and self._words(lowered) == [lowered]:
                 continuing[token_id] = True
+            if lowered.startswith(" "):  # the words a token ends within itself ("self" of " self-")
+                words = self._words(lowered)
+                for word in words[:-1] if lowered[-1:].isalnum() else words:
+                    self.starting.setdefault(word, []).append(token_id)
         self.separator, self.mixed, self.stop_start, self.continuing = separator, mixed, stop_start, continuing
 
     @classmethod
@@ -389,7 +408,7 @@ class WellFormedSlots(LogitsProcessor):
         ]
         return cls(texts, lead, tokenizer.eos_token_id, **kwargs)
 
-    def _banned(self, token_ids: Sequence[int], vocab_size: int) -> torch.Tensor | None:
+    def _banned(self, token_ids: list[int], vocab_size: int) -> torch.Tensor | None:
         text = "".join(self.texts[i] if 0 <= i < len(self.texts) else "" for i in token_ids).lower()
         found = text.find(self.lead)
         if found < 0:
@@ -406,11 +425,11 @@ class WellFormedSlots(LogitsProcessor):
             banned = torch.zeros(vocab_size, dtype=torch.bool)
             banned[:width] = self.continuing[:width] | self.separator[:width] | self.stop_start[:width]
             return banned
-        slots = [self.WORD.findall(slot) for slot in self.SEPARATOR.split(rest)]
+        slots = self._slots(rest)
         content = [word for slot in slots for word in slot if word not in self.stopwords]
         # the word being written, if the text ends within one: a token that is no word piece (a word start, a
         # separator, </s>, punctuation) finishes it
-        partial = self.WORD.findall(rest)[-1] if rest[-1:].isalnum() else None
+        partial = self._words(rest)[-1] if self._words(rest[-1:]) else None
         finishing = torch.zeros(vocab_size, dtype=torch.bool)
         finishing[:width] = ~self.continuing[:width]
         banned = torch.zeros(vocab_size, dtype=torch.bool)
@@ -951,7 +970,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
                 )
             copy = CopyMixture(self, memory, copyable, memory_ids)
             processors = generate_kwargs.pop("logits_processor", None) or []
-            with copy.reading_decoder():
+            with copy:
                 return self.t5.generate(
                     encoder_outputs=BaseModelOutput(last_hidden_state=memory),
                     attention_mask=memory_mask,

@@ -167,3 +167,17 @@ def test_well_formed_generation_is_in_the_config(tmp_path, tokenizer, processor,
     assert not any(malformed_summary(complete_slots(text)) for text in kept), kept
     model.save_pretrained(tmp_path)
     assert EmbSumModel.from_pretrained(tmp_path).config.summary_slot_lead == "interested in"
+
+
+def test_well_formed_slots_on_hand_made_tokens():
+    """Tokens that end a word within themselves (" self-") count as writing it; "and" may close a slot."""
+    texts = ["", "", " the reader is interested in", " self-", "discovery", " self", ",", " and", " love", "."]
+    slots = WellFormedSlots(texts, "interested in", eos_token_id=1)
+
+    def banned(*ids: int) -> set[str]:
+        scores = slots(torch.tensor([[0, 2, *ids]]), torch.zeros(1, len(texts)))
+        return {texts[i] for i in (scores[0] == float("-inf")).nonzero().flatten().tolist()}
+
+    assert {" self-", " self"} <= banned(3, 4, 6)  # "self-discovery,": "self" is written
+    assert " love" not in banned(3, 4, 6) and " self-" not in banned(8, 6)
+    assert {",", " and", "."} & banned(3, 4, 6, 8, 7) == {",", " and", "."}  # "... love and": a slot must follow
