@@ -26,12 +26,26 @@ Systems (all scored on the held-out users against their teacher summaries)
                 pinned to `--threads`), one model per seed; summaries from `generate_summary` with the model's own
                 generation config. Metrics are the mean over seeds (+- the seed-to-seed standard deviation).
 
+Book data (`--data` a folder with items.jsonl, train.jsonl and summaries.jsonl, e.g. ../shared/data/goodreads-books,
+read with the package's impressions loader `load_impressions`; this benchmark reads that folder when told to)
+  Teacher: GPT-3.5's profiles "The reader is interested in A, B, C, D and E." (summaries.jsonl). Dev users: a seeded
+  `--dev-users` of train.jsonl's users (seed `--split-seed`) are held out of training; their impression gets the
+  held-out protocol (the positive among `--dev-negatives` books drawn uniformly from those they never read, for
+  `--auc`). `--test FILE --test-summaries FILE` scores those other users (same items) against their own profiles
+  instead, training on every user of train.jsonl. Shape: the demo's tiny one (d_model 64, 2 + 2 layers, a 2,000-piece
+  tokenizer), `max_history_items` 8 (the longest history), items cut at 64 tokens, summaries at 40.
+  nearest       the profile of the training user whose history window is most similar under TF-IDF of the item texts
+                (cosine of the L2-normalised sums of the window's item vectors; ties: the first training user).
+  Every system's `malformed_rate` is `summary_metrics`'.
+
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
 summary fields of `EmbSumConfig`); `--decodings NAME:K=V,...` also scores other generation settings of the same
 trained models (rows `embsum[NAME]`).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
         [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
+    OMP_NUM_THREADS=1 python benchmarks/summary_quality.py --data ../shared/data/goodreads-books --budget-cpu-s 300 \
+        --seeds 0,1,2 --auc --set summary_copy=True --decodings greedy:history_boost=0,slot_lead=None
 """
 
 from __future__ import annotations
@@ -51,6 +65,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import datasets
+import numpy as np
 import torch
 from accuracy_movielens import (
     DEFAULT_DATA,
@@ -60,10 +76,13 @@ from accuracy_movielens import (
     movielens_run_arguments,
     train_under_budget,
 )
+from scipy.sparse import csr_matrix
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
-from embsum_hf.data import load_movielens, split_by_time
+from embsum_hf.data import load_impressions, load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
 from embsum_hf.metrics import constant_summary, summary_metrics
@@ -72,13 +91,14 @@ from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import ImpressionEvaluator, impression_metrics
-from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, build_model_and_processor
+from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, build_model_and_processor, demo_run_arguments
 
 logger = logging.getLogger("summary_quality")
 
 TITLE_WORD = re.compile(r"[a-z][a-z0-9']+")
 SHOWN = ("rougeL", "constant_rougeL", "specificity_gap", "distinct_summaries", "distinct_1", "distinct_2",
-         "repeated_token_rate", "rouge1", "rouge2")  # fmt: skip
+         "repeated_token_rate", "malformed_rate", "rouge1", "rouge2")  # fmt: skip
+BOOK_FILES = ("items.jsonl", "train.jsonl", "summaries.jsonl")
 
 
 # ---------------------------------------------------------------------------------------------------- teacher
@@ -125,6 +145,161 @@ def nearest_neighbour_summaries(
         return len(a & b) / len(a | b) if a or b else 0.0
 
     return [summaries[max(training, key=lambda other: jaccard(sets[user], sets[other]))] for user in heldout]
+
+
+# ---------------------------------------------------------------------------------------------------- book data
+@dataclasses.dataclass
+class Setup:
+    """What every system is scored on: the training data and summaries, the held-out users' windows and references."""
+
+    title: str
+    run_args: object
+    train: RecommendationData  # the training users' impressions
+    train_summaries: dict[str, str]
+    heldout: list[str]
+    windows: list[list[Mapping]]  # the held-out users' history windows, in `heldout` order
+    references: list[str]
+    nearest: list[str]
+    test: RecommendationData | None  # impressions to rank for --auc
+
+
+def read_summaries(path: Path) -> dict[str, str]:
+    """user id -> summary of a JSON-lines file of {user_id, summary}; a bad line exits naming it."""
+    summaries = {}
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                summaries[str(record["user_id"])] = str(record["summary"])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                print(f"{path}:{number}: expected a JSON object with user_id and summary ({error})", file=sys.stderr)
+                sys.exit(2)
+    return summaries
+
+
+def redraw_candidates(rows: list[dict], item_ids: Sequence[str], negatives: int, seed: int) -> list[dict]:
+    """Each row's positive among `negatives` items drawn uniformly (seeded) from those the user never read."""
+    rng = random.Random(seed)
+    redrawn = []
+    for row in rows:
+        positive = row["candidates"][row["labels"].index(1)]
+        read = {*row["history"], positive}
+        drawn: list[str] = []
+        while len(drawn) < negatives:
+            item = item_ids[rng.randrange(len(item_ids))]
+            if item not in read and item not in drawn:
+                drawn.append(item)
+        candidates = [positive, *drawn]
+        rng.shuffle(candidates)
+        redrawn.append({**row, "candidates": candidates, "labels": [int(item == positive) for item in candidates]})
+    return redrawn
+
+
+def tfidf_nearest_summaries(
+    items: datasets.Dataset,
+    heldout_windows: Sequence[Sequence[Mapping]],
+    training_windows: Sequence[Sequence[Mapping]],
+    training_summaries: Sequence[str],
+) -> list[str]:
+    """For each held-out window, the summary of the training window of highest TF-IDF cosine (see the docstring)."""
+    ids = list(items["item_id"])
+    texts = [f"{row.get('title') or ''} {row.get('description') or ''}" for row in items]
+    matrix = TfidfVectorizer().fit_transform(texts)
+    index = {item: i for i, item in enumerate(ids)}
+
+    def users(windows: Sequence[Sequence[Mapping]]):
+        rows = [index[item["item_id"]] for window in windows for item in window]
+        owners = [user for user, window in enumerate(windows) for _ in window]
+        pick = csr_matrix((np.ones(len(rows)), (owners, rows)), shape=(len(windows), len(ids)))
+        return normalize(pick @ matrix)  # (users, vocabulary): the L2-normalised sum of the window's item vectors
+
+    training = users(training_windows)
+    nearest = []
+    for start in range(0, len(heldout_windows), 256):
+        similarity = users(heldout_windows[start : start + 256]) @ training.T
+        nearest += [training_summaries[int(best)] for best in np.asarray(similarity.todense()).argmax(1)]
+    return nearest
+
+
+def book_setup(options: argparse.Namespace) -> Setup:
+    """The book data: training users, the dev (or `--test`) users, their profiles, the nearest-neighbour baseline."""
+    folder = options.data
+    items_file = folder / "items.jsonl"
+    all_summaries = read_summaries(folder / "summaries.jsonl")
+    train = load_impressions(items_file, folder / "train.jsonl", split="train")
+    if options.test is not None:
+        if options.test_summaries is None:
+            print("--test needs --test-summaries (the held-out users' own reference summaries)", file=sys.stderr)
+            sys.exit(2)
+        test = load_impressions(items_file, options.test, split="test")
+        test_summaries = read_summaries(options.test_summaries)
+        training_data, name = train, f"{options.test.name} users"
+    else:
+        users = sorted(set(train.impressions["user_id"]))
+        random.Random(options.split_seed).shuffle(users)
+        dev = set(users[: options.dev_users])
+        rows = [row for row in train.impressions.to_list() if row["user_id"] in dev]
+        rows = redraw_candidates(rows, list(train.items["item_id"]), options.dev_negatives, options.split_seed)
+        test = load_impressions(items_file, datasets.Dataset.from_list(rows), split="dev")
+        test_summaries = all_summaries
+        training_data, name = only_users(train, set(users) - dev), f"dev users (split seed {options.split_seed})"
+    run_args = demo_run_arguments(
+        folder, dataset="impressions", train_data=str(folder / "train.jsonl"), items_data=str(items_file),
+        eval_data=None, paper_split=False, summaries=str(folder / "summaries.jsonl"), teacher="GPT-3.5 (ONCE)",
+        dataset_name="Goodreads books (ONCE)", license="other", max_history_items=8, item_max_tokens=64,
+        session_max_tokens=80, summary_max_tokens=40, summary_loss_weight=1.0,
+    )  # fmt: skip
+    run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
+    window = run_args.max_history_items
+    training_windows = {user: list(history[:window]) for user, history in user_histories(training_data)}
+    train_summaries = {user: all_summaries[user] for user in training_windows if user in all_summaries}
+    heldout_windows = {user: list(history[:window]) for user, history in user_histories(test)}
+    missing = sorted(user for user in heldout_windows if user not in test_summaries)
+    if missing:
+        print(f"no reference summary for {len(missing)} held-out users, e.g. {missing[:3]}", file=sys.stderr)
+        sys.exit(2)
+    heldout = sorted(heldout_windows)
+    trained = sorted(train_summaries)
+    nearest = tfidf_nearest_summaries(
+        train.items, [heldout_windows[user] for user in heldout], [training_windows[user] for user in trained],
+        [train_summaries[user] for user in trained],
+    )  # fmt: skip
+    return Setup(
+        title=f"Goodreads books: {len(heldout)} {name}, {len(trained)} training users",
+        run_args=run_args, train=only_users(training_data, set(trained)), train_summaries=train_summaries,
+        heldout=heldout, windows=[heldout_windows[user] for user in heldout],
+        references=[test_summaries[user] for user in heldout], nearest=nearest, test=test,
+    )  # fmt: skip
+
+
+def movielens_setup(options: argparse.Namespace) -> Setup:
+    """MovieLens 100K with the keyword teacher (see the docstring)."""
+    if not (options.data / "u.data").is_file():
+        print(
+            f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr
+        )
+        sys.exit(2)
+    train, _, test = split_by_time(load_movielens(options.data))
+    # the accuracy benchmark's shape, with the summary loss on
+    run_args = movielens_run_arguments(options.data, teacher="keyword teacher", summary_loss_weight=1.0)
+    run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
+    window = run_args.max_history_items
+    teacher = KeywordTeacher(train.items.to_list())
+    windows = {user: list(history[:window]) for user, history in user_histories(train)}
+    summaries = {user: text for user, history in windows.items() if (text := teacher(history)) is not None}
+    users = sorted(summaries)
+    random.Random(0).shuffle(users)
+    cut = int(len(users) * options.heldout)
+    heldout, training = sorted(users[:cut]), sorted(users[cut:])
+    return Setup(
+        title=f"MovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users",
+        run_args=run_args, train=only_users(train, set(training)),
+        train_summaries={user: summaries[user] for user in training}, heldout=heldout,
+        windows=[windows[user] for user in heldout], references=[summaries[user] for user in heldout],
+        nearest=nearest_neighbour_summaries(heldout, training, windows, summaries), test=test,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- EmbSum
@@ -217,10 +392,18 @@ def print_table(rows: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA,
+        help="the ml-100k folder, or a book folder with items.jsonl, train.jsonl and summaries.jsonl",
+    )  # fmt: skip
     parser.add_argument("--budget-cpu-s", type=float, default=150.0, help="CPU seconds of training per EmbSum model")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds: one EmbSum model each")
-    parser.add_argument("--heldout", type=float, default=0.2, help="share of users held out of training")
+    parser.add_argument("--heldout", type=float, default=0.2, help="MovieLens: share of users held out of training")
+    parser.add_argument("--dev-users", type=int, default=500, help="book data: users held out as dev users")
+    parser.add_argument("--dev-negatives", type=int, default=19, help="book data: negatives per dev impression")
+    parser.add_argument("--split-seed", type=int, default=0, help="book data: seed of the dev users and negatives")
+    parser.add_argument("--test", type=Path, default=None, help="book data: held-out users' impressions to score")
+    parser.add_argument("--test-summaries", type=Path, default=None, help="book data: their reference summaries")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="EmbSumRunArguments overrides")
     parser.add_argument(
         "--decodings", nargs="*", default=[], metavar="NAME:K=V,K=V",
@@ -229,43 +412,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--auc", action="store_true", help="also the test-split AUC of each EmbSum model")
+    parser.add_argument("--auc", action="store_true", help="also the test (book data: dev) AUC of each EmbSum model")
     parser.add_argument("--json", type=Path, default=None, help="write every number here")
     parser.add_argument("--save-models", type=Path, default=None, help="save each seed's model to DIR/seed-N")
     parser.add_argument("--load-models", type=Path, default=None, help="score the models saved in DIR (no training)")
     options = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
-    if not (options.data / "u.data").is_file():
-        print(
-            f"MovieLens 100K not found: {options.data} has no u.data (pass --data <ml-100k folder>)", file=sys.stderr
-        )
-        sys.exit(2)
     torch.set_num_threads(options.threads)
     seeds = [int(seed) for seed in options.seeds.split(",")]
-
-    train, _, test = split_by_time(load_movielens(options.data))
-    # the accuracy benchmark's shape, with the summary loss on
-    run_args = movielens_run_arguments(options.data, teacher="keyword teacher", summary_loss_weight=1.0)
-    run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
+    books = all((options.data / name).is_file() for name in BOOK_FILES)
+    setup = book_setup(options) if books else movielens_setup(options)
+    run_args, heldout, references = setup.run_args, setup.heldout, setup.references
     generate = {"embsum": {}}  # the model's own generation config
     for spec in options.decodings:
         name, _, settings = spec.partition(":")
         generate[f"embsum[{name}]"] = parse_assignments([pair for pair in settings.split(",") if pair])
-    window = run_args.max_history_items
 
-    teacher = KeywordTeacher(train.items.to_list())
-    windows = {user: list(history[:window]) for user, history in user_histories(train)}
-    summaries = {user: text for user, history in windows.items() if (text := teacher(history)) is not None}
-    users = sorted(summaries)
-    random.Random(0).shuffle(users)
-    cut = int(len(users) * options.heldout)
-    heldout, training = sorted(users[:cut]), sorted(users[cut:])
-    train_summaries = {user: summaries[user] for user in training}
-    references = [summaries[user] for user in heldout]
-    constant = constant_summary(list(train_summaries.values()))
-    logger.info("%d training users, %d held-out users; constant sentence: %r", len(training), len(heldout), constant)
-    train_users = only_users(train, set(training))
+    constant = constant_summary(list(setup.train_summaries.values()))
+    logger.info("%s; constant sentence: %r", setup.title, constant)
     # the constant schedule its README numbers were measured with
     optimisation = Optimisation(
         batch_size=options.batch_size, learning_rate=options.learning_rate, schedule="constant"
@@ -274,40 +439,39 @@ def main() -> None:
     def metrics(predictions: list[str], seed: int) -> dict:
         return summary_metrics(predictions, references, constant=constant, seed=seed)
 
-    baselines = {
-        "teacher": references,
-        "constant": [constant] * len(heldout),
-        "nearest": nearest_neighbour_summaries(heldout, training, windows, summaries),
-    }
+    baselines = {"teacher": references, "constant": [constant] * len(heldout), "nearest": setup.nearest}
     rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}
     runs: dict[str, list[dict]] = {name: [] for name in generate}
     details = []
     with tempfile.TemporaryDirectory() as tmp:
-        set_seed(seeds[0])
-        _, processor = build_model_and_processor(run_args, train_users, train_summaries)  # the one tokenizer
-        logger.info(item_length_report(processor, train.items))
-        processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
-        run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
+        if options.load_models is None:  # saved models bring their own tokenizer
+            set_seed(seeds[0])
+            _, processor = build_model_and_processor(run_args, setup.train, setup.train_summaries)  # the one tokenizer
+            logger.info(item_length_report(processor, setup.train.items))
+            processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
+            run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
         for seed in seeds:
             generated, budget, auc, generation = train_and_summarise(
-                run_args, train_users, train_summaries, [windows[user] for user in heldout], optimisation,
-                options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate, test if options.auc else None,
+                run_args, setup.train, setup.train_summaries, setup.windows, optimisation,
+                options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate,
+                setup.test if options.auc else None,
                 saved=folder / f"seed-{seed}" if (folder := options.load_models or options.save_models) else None,
                 load=options.load_models is not None,
             )  # fmt: skip
             for name, texts in generated.items():
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
             top = Counter(generated["embsum"]).most_common(3)
-            examples = list(zip(heldout[:5], generated["embsum"][:5], references[:5]))
+            examples = {name: list(zip(heldout[:5], texts[:5], references[:5])) for name, texts in generated.items()}
             details.append({
                 "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds,
-                "generation_config": generation, "most_common_summaries": top, "examples": examples,
+                "generation_config": generation, "most_common_summaries": top, "examples": examples["embsum"],
+                "examples_by_decoding": examples,
             })  # fmt: skip
             logger.info("seed %d: %d steps, %.0f CPU s; top summaries %s", seed, budget.steps, budget.cpu_seconds, top)
     rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
-    print(f"\nMovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users; "
-          f"seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set}")  # fmt: skip
+    print(f"\n{setup.title}; seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; "
+          f"overrides {options.set}")  # fmt: skip
     print(f"constant sentence: {constant!r}")
     print_table(rows)
     for detail in details:

@@ -9,6 +9,19 @@ SUMMARY_MODES = ("generate", "start")
 SUMMARY_MEMORIES = ("sessions", "items")
 # generation defaults of the user-interest summaries (`EmbSumConfig.summary_generation`)
 DEFAULT_SUMMARY_GENERATION = {"no_repeat_ngram_size": 2}
+# the words after which a teacher summary lists its interests ("The reader is interested in A, B, C, D and E."):
+# `EmbSumConfig.summary_slot_lead`'s default, and the lead `summary_metrics` checks the slots after
+DEFAULT_SUMMARY_SLOT_LEAD = "interested in"
+# function words that are no interest on their own: a summary slot made only of them is malformed (`summary_metrics`)
+# and well-formed decoding never starts a slot with one (`EmbSumConfig.summary_slot_lead`)
+SLOT_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between both
+    but by can could did do does doing down during each few for from further had has have having he her here hers
+    herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours out over own same she should so some such than that the their theirs them then there
+    these they this those through to too under until up very was we were what when where which while who whom why
+    will with would you your yours""".split()
+)
 
 
 class EmbSumConfig(PreTrainedConfig):
@@ -81,6 +94,21 @@ class EmbSumConfig(PreTrainedConfig):
         summary_history_boost_plausibility (`float`, defaults to 0.01):
             Only tokens at least this many times as likely as the decoder's best gain from `summary_history_boost`
             (contrastive decoding's plausibility constraint), so the template the decoder is sure of stays intact.
+        summary_copy (`bool`, defaults to `False`):
+            A copy mechanism learned in training (pointer-generator, See et al. 2017; see `SummaryCopy`): at each step
+            of the summary a gate `p_gen`, computed from the decoder state, a copy attention's context over the
+            session tokens the decoder reads and the decoder's input token, mixes the vocabulary distribution with the
+            copy attention scattered onto those tokens' ids, so the decoder can name the words of this user's history
+            that it has not learned to write. Trained by the summary loss (the loss is the mixture's NLL) and used
+            whenever the decoder writes (`generate_summary`, and the `"generate"` summary mode's `h_sum`); `h_sum`
+            itself is unchanged (the decoder state). Its layers are new (a `d x d` query and a `3d -> 1` gate) and
+            train at the new layers' learning rate. Needs `summary_memory="sessions"` to have words to copy.
+        summary_slot_lead (`str`, *optional*, defaults to `"interested in"`):
+            Well-formed template summaries at generation: after these words, the interest slots of "A, B, C, D and
+            E." are never empty or only stop-words, start with no stop-word and repeat no word (see
+            `WellFormedSlots`; applied by `generate_summary` given the processor). `None` or `""` turns it off;
+            summaries without the lead are left alone. Only the written summaries change: the ranking's `h_sum` is
+            read from plain greedy decoding.
         item_start_token_id (`int`, defaults to 32100):
             Id of the `<sos>` token that opens every item's text; its encoder states are the history rows of the
             UPE. 32100 is the first free id after the T5 tokenizer's 32100 tokens.
@@ -108,6 +136,8 @@ class EmbSumConfig(PreTrainedConfig):
     summary_guidance: float | int = 1.0
     summary_history_boost: float | int = 16.0
     summary_history_boost_plausibility: float | int = 0.01
+    summary_copy: bool = False
+    summary_slot_lead: str | None = DEFAULT_SUMMARY_SLOT_LEAD
     item_start_token_id: int = 32100
     tie_word_embeddings: bool = True
 
@@ -171,6 +201,12 @@ class EmbSumConfig(PreTrainedConfig):
             raise ValueError(
                 "EmbSumConfig.summary_history_boost_plausibility must be in [0, 1], got "
                 f"{self.summary_history_boost_plausibility!r}"
+            )
+        if not isinstance(self.summary_copy, bool):
+            raise ValueError(f"EmbSumConfig.summary_copy must be True or False, got {self.summary_copy!r}")
+        if self.summary_slot_lead is not None and not isinstance(self.summary_slot_lead, str):
+            raise ValueError(
+                f"EmbSumConfig.summary_slot_lead must be a string or None, got {self.summary_slot_lead!r}"
             )
         if not isinstance(self.summary_generation, dict):
             raise ValueError(f"EmbSumConfig.summary_generation must be a dict, got {self.summary_generation!r}")

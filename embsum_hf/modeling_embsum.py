@@ -18,7 +18,7 @@ from transformers import AutoModel, LogitsProcessor, LogitsProcessorList, PreTra
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
-from .configuration_embsum import EmbSumConfig
+from .configuration_embsum import SLOT_STOPWORDS, EmbSumConfig
 
 
 @dataclass
@@ -248,6 +248,218 @@ class HistoryTokenBoost(LogitsProcessor):
         return (log_probs + self.strength * boost.to(log_probs.dtype) * plausible).to(scores.dtype)
 
 
+class SummaryCopy(nn.Module):
+    """
+    The summary decoder's copy mechanism (pointer-generator, See et al. 2017; `EmbSumConfig.summary_copy`): at each
+    step a copy attention of the decoder state over the memory tokens (the session tokens the decoder reads) gives a
+    context `c_t` and a distribution over the memory; `p_gen = sigmoid(w . [s_t; c_t; x_t] + b)` from the decoder
+    state `s_t`, the context and the decoder input's embedding `x_t` mixes `p_gen * softmax(vocabulary logits)` with
+    `(1 - p_gen) *` the copy attention scattered onto the memory tokens' ids. Tokens that are no words (padding,
+    `</s>`, `<sos>`) are left out of the memory by the caller; a user with no copyable token gets `p_gen = 1`.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.query = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.gate = nn.Linear(3 * hidden_size, 1)
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        inputs: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        memory_ids: torch.LongTensor,
+        vocab_logits: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # states, inputs (B, T, d); memory (B, S, d), memory_mask (B, S) bool (copyable), memory_ids (B, S);
+        # vocab_logits (B, T, V) -> final distribution (B, T, V) (float32, rows sum to 1), p_gen (B, T)
+        scores = torch.einsum("btd,bsd->bts", self.query(states), memory.to(states.dtype)) * states.shape[-1] ** -0.5
+        scores = scores.float().masked_fill(~memory_mask[:, None, :], float("-inf"))
+        empty = ~memory_mask.any(-1)  # (B,)
+        if empty.any():  # a fully masked row would softmax to NaN
+            scores = scores.masked_fill(empty[:, None, None], 0.0)
+        attention = torch.softmax(scores, dim=-1).masked_fill(empty[:, None, None], 0.0)  # (B, T, S)
+        context = torch.bmm(attention.to(memory.dtype), memory)  # (B, T, d)
+        features = torch.cat([states, context.to(states.dtype), inputs.to(states.dtype)], dim=-1)
+        p_gen = torch.sigmoid(self.gate(features).float()).squeeze(-1).masked_fill(empty[:, None], 1.0)  # (B, T)
+        vocab = torch.softmax(vocab_logits.float(), dim=-1)
+        index = memory_ids.clamp(0, vocab.shape[-1] - 1)[:, None, :].expand(-1, attention.shape[1], -1)
+        copied = torch.zeros_like(vocab).scatter_add_(2, index, attention)
+        return p_gen[..., None] * vocab + (1 - p_gen[..., None]) * copied, p_gen
+
+
+class CopyMixture(LogitsProcessor):
+    """
+    Generation with [`SummaryCopy`]: turns the decoder's vocabulary scores into the log of the copy mixture, with the
+    decoder state read from the decoder's own forward pass (a hook set while it is entered, `with copy:`, so no step
+    is computed twice). Tokens an earlier processor banned (`-inf`) stay banned.
+    """
+
+    def __init__(self, model: EmbSumModel, memory: torch.Tensor, memory_mask: torch.Tensor, memory_ids: torch.Tensor):
+        self.model, self.memory, self.memory_mask, self.memory_ids = model, memory, memory_mask.bool(), memory_ids
+        self._state: torch.Tensor | None = None
+        self._handle = None
+
+    def __enter__(self) -> CopyMixture:
+        def keep(module, args, output):
+            self._state = output[0][:, -1]  # (B', d): the last position's final decoder state
+
+        self._handle = self.model.t5.decoder.register_forward_hook(keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._state is None or self._state.shape[0] != scores.shape[0]:
+            raise RuntimeError("CopyMixture needs the decoder state of this step: generate within `with copy:`")
+        memory, mask, ids = self.memory, self.memory_mask, self.memory_ids
+        if scores.shape[0] != memory.shape[0]:  # beam search: every beam of a user reads the user's memory
+            repeat = scores.shape[0] // memory.shape[0]
+            memory, mask, ids = (t.repeat_interleave(repeat, dim=0) for t in (memory, mask, ids))
+        inputs = self.model.t5.get_input_embeddings()(input_ids[:, -1:])  # (B', 1, d)
+        mixed, _ = self.model.summary_copy(self._state[:, None], inputs, memory, mask, ids, scores[:, None])
+        log_probs = mixed[:, 0].clamp_min(torch.finfo(mixed.dtype).tiny).log()
+        return log_probs.masked_fill(scores == float("-inf"), float("-inf")).to(scores.dtype)
+
+
+class WellFormedSlots(LogitsProcessor):
+    """
+    Keeps the interest slots of a template summary well-formed while it is written: after the first `lead` (e.g.
+    "interested in"), in "A, B, C, D and E.", no slot may be empty or only stop-words (a separator -- a comma, "and",
+    a full stop or `</s>` -- waits for a content word), no slot starts with a stop-word, and no word that is no
+    stop-word is written twice (a word-start token spelling an earlier word is banned). Words written piece by piece
+    are checked as they end: a word that would end as an earlier word, as a stop-word opening a slot, or as an "and"
+    closing an empty slot must go on. A token that glues a word piece to a comma or full stop is not used in the
+    slots.
+    Slots end at a comma or the word "and"; the full stop ends the summary (`</s>` follows). Nothing before the lead
+    is constrained (the decoder writes the template's start by itself). The constraints are those of
+    `embsum_hf.metrics.summary.malformed_summary`, so a summary written with them that has the lead is well-formed.
+
+    Args:
+        token_texts: the text of every token id, a word-start token with a leading space (`from_tokenizer`);
+            special tokens "".
+        lead: the words after which the slots begin.
+        eos_token_id: `</s>`, which ends a slot too.
+        stopwords: lower-cased words that are no interest on their own.
+    """
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        """ROUGE's tokens: the runs of ASCII letters and digits."""
+        return "".join(c if c.isascii() and c.isalnum() else " " for c in text).split()
+
+    @classmethod
+    def _slots(cls, text: str) -> list[list[str]]:
+        """The words of each slot of `text`: slots end at a comma or at the word "and"."""
+        slots = []
+        for piece in text.split(","):
+            slot: list[str] = []
+            for word in cls._words(piece):
+                if word == "and":
+                    slots.append(slot)
+                    slot = []
+                else:
+                    slot.append(word)
+            slots.append(slot)
+        return slots
+
+    def __init__(
+        self,
+        token_texts: list[str],
+        lead: str,
+        eos_token_id: int,
+        stopwords: frozenset[str] = SLOT_STOPWORDS,
+    ):
+        self.texts, self.lead, self.stopwords = list(token_texts), lead.lower(), stopwords
+        self.eos_token_id = eos_token_id
+        size = len(self.texts)
+        separator = torch.zeros(size, dtype=torch.bool)
+        mixed = torch.zeros(size, dtype=torch.bool)  # a word piece glued to a comma or full stop ("ball.")
+        stop_start = torch.zeros(size, dtype=torch.bool)
+        continuing = torch.zeros(size, dtype=torch.bool)  # a word piece that goes on the word before it
+        # word -> the word-start tokens that spell exactly it, or end it within themselves (" self-")
+        self.starting: dict[str, list[int]] = {}
+        for token_id, text in enumerate(self.texts):
+            lowered = text.lower()
+            if token_id == eos_token_id or "," in lowered or "." in lowered or lowered.strip() == "and":
+                separator[token_id] = True
+                mixed[token_id] = lowered.strip() != "and" and any(character.isalnum() for character in lowered)
+            elif lowered.startswith(" ") and self._words(lowered) == [lowered.strip()]:
+                word = lowered.strip()
+                stop_start[token_id] = word in stopwords
+                self.starting.setdefault(word, []).append(token_id)
+            elif lowered and self._words(lowered) == [lowered]:
+                continuing[token_id] = True
+            if lowered.startswith(" "):  # the words a token ends within itself ("self" of " self-")
+                words = self._words(lowered)
+                for word in words[:-1] if lowered[-1:].isalnum() else words:
+                    self.starting.setdefault(word, []).append(token_id)
+        self.separator, self.mixed, self.stop_start, self.continuing = separator, mixed, stop_start, continuing
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, lead: str, **kwargs) -> WellFormedSlots:
+        """Token texts of `tokenizer` (sentencepiece's `\u2581` and byte-level BPE's `\u0120` mark a word start)."""
+        special = set(tokenizer.all_special_ids)
+        texts = [
+            "" if token_id in special or token is None else token.replace("\u2581", " ").replace("\u0120", " ")
+            for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+        ]
+        return cls(texts, lead, tokenizer.eos_token_id, **kwargs)
+
+    def _banned(self, token_ids: list[int], vocab_size: int) -> torch.Tensor | None:
+        text = "".join(self.texts[i] if 0 <= i < len(self.texts) else "" for i in token_ids).lower()
+        found = text.find(self.lead)
+        if found < 0:
+            return None
+        rest = text[found + len(self.lead) :]
+        if self.lead[-1:].isalnum() and rest[:1].isalnum():  # the lead was the start of a word: no template
+            return None
+        width = min(vocab_size, len(self.texts))
+        if "." in rest:  # the full stop ends the summary
+            banned = torch.ones(vocab_size, dtype=torch.bool)
+            banned[self.eos_token_id] = False
+            return banned
+        if not rest and self.lead[-1:].isalnum():  # the lead's last word ends here ("in", not "inert")
+            banned = torch.zeros(vocab_size, dtype=torch.bool)
+            banned[:width] = self.continuing[:width] | self.separator[:width] | self.stop_start[:width]
+            return banned
+        slots = self._slots(rest)
+        content = [word for slot in slots for word in slot if word not in self.stopwords]
+        # the word being written, if the text ends within one: a token that is no word piece (a word start, a
+        # separator, </s>, punctuation) finishes it
+        partial = self._words(rest)[-1] if self._words(rest[-1:]) else None
+        finishing = torch.zeros(vocab_size, dtype=torch.bool)
+        finishing[:width] = ~self.continuing[:width]
+        banned = torch.zeros(vocab_size, dtype=torch.bool)
+        banned[:width] |= self.mixed[:width]  # a slot's words and its separator are written apart
+        for word in content:  # no content word twice
+            banned[[i for i in self.starting.get(word, ()) if i < vocab_size]] = True
+        if partial == "and":  # "and" being written: a separator once finished
+            if len(slots) > 1 and not any(word not in self.stopwords for word in slots[-2]):
+                return banned | finishing  # it would close an empty or stop-word slot: the word goes on
+            current = []  # finished, a new slot starts with the next token
+        else:
+            current = slots[-1]
+            if partial is not None and (partial in content[:-1] or current == [partial] and partial in self.stopwords):
+                return banned | finishing  # it would end as an earlier word, or as a stop-word opening a slot
+        if not any(word not in self.stopwords for word in current):  # an empty or stop-word slot goes on
+            banned[:width] |= self.separator[:width]
+        if not current or partial == "and":  # a slot's first word is no stop-word
+            banned[:width] |= self.stop_start[:width]
+        return banned
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        rows = [self._banned(row, scores.shape[-1]) for row in input_ids.tolist()]
+        if all(row is None for row in rows):
+            return scores
+        banned = torch.stack(
+            [row if row is not None else torch.zeros(scores.shape[-1], dtype=torch.bool) for row in rows]
+        )
+        return scores.masked_fill(banned.to(scores.device), float("-inf"))
+
+
 class EmbSumPreTrainedModel(PreTrainedModel):
     config: EmbSumConfig
     config_class = EmbSumConfig
@@ -263,6 +475,10 @@ class EmbSumPreTrainedModel(PreTrainedModel):
             # unit-variance logits at initialisation for unit-scale keys
             nn.init.normal_(module.codes, std=module.codes.shape[-1] ** -0.5)
             nn.init.xavier_uniform_(module.projection.weight)
+        elif isinstance(module, SummaryCopy):
+            nn.init.xavier_uniform_(module.query.weight)
+            nn.init.xavier_uniform_(module.gate.weight)
+            nn.init.zeros_(module.gate.bias)
         elif isinstance(module, EmbSumModel):
             nn.init.xavier_uniform_(module.score_projection.weight)
 
@@ -278,7 +494,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
     """
 
     # the new layers on top of T5 (they get a higher learning rate in training)
-    new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior")
+    new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior", "summary_copy")
     # `encode_rows` encodes a batch's rows in up to this many groups of similar length (each of at least
     # `encode_group_min_rows` rows), each at its own width: no value changes, fewer padded positions
     encode_length_groups = 4
@@ -298,6 +514,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
             ItemPrior(len(config.item_prior_ids) + 1, 1, padding_idx=0) if config.item_prior_ids else None
         )
         self._item_prior_rows = {item: row for row, item in enumerate(config.item_prior_ids or (), start=1)}
+        # optional copy mechanism of the summary decoder (config.summary_copy)
+        self.summary_copy = SummaryCopy(d) if config.summary_copy else None
         self.post_init()
 
     @classmethod
@@ -425,7 +643,12 @@ class EmbSumModel(EmbSumPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- user side
     def _summary_targets(
-        self, memory: torch.Tensor, memory_mask: torch.Tensor, summary_labels: torch.Tensor | None
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        summary_labels: torch.Tensor | None,
+        copyable: torch.Tensor | None = None,
+        memory_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Decoder targets `(B, T)` (-100 padded) from which `h_sum` is read: the teacher summary where one is given,
@@ -437,7 +660,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         targets = summary_labels.clone()
         missing = (targets == -100).all(-1)  # (B,)
         if self.config.summary_mode == "generate" and bool(missing.any()):
-            generated = self._generate(memory[missing], memory_mask[missing], do_sample=False, num_beams=1)[:, 1:]
+            copy = {} if copyable is None else {"copyable": copyable[missing], "memory_ids": memory_ids[missing]}
+            generated = self._generate(memory[missing], memory_mask[missing], do_sample=False, num_beams=1, **copy)
+            generated = generated[:, 1:]
             eos = self.config.t5_config.eos_token_id
             # keep each summary up to and including its first EOS
             after_eos = (generated == eos).long().cumsum(-1) - (generated == eos).long() > 0
@@ -483,6 +708,44 @@ class EmbSumModel(EmbSumPreTrainedModel):
         states = self.encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
         return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
 
+    def _copy_source(
+        self, session_input_ids: torch.Tensor, read: torch.Tensor, memory_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """
+        With the copy mechanism, the token ids `(B, S)` of the memory positions the decoder reads (`read`, gathered to
+        the front as the states are) and which of them it may copy `(B, S)` bool: words, not padding, `</s>` or
+        `<sos>`. `(None, None)` without it.
+        """
+        if self.summary_copy is None:
+            return None, None
+        ids = session_input_ids.reshape(memory_mask.shape)
+        ids, _ = gather_to_front(ids[..., None], self._summary_memory_mask(session_input_ids, memory_mask))
+        ids = ids[..., 0]
+        t5 = self.config.t5_config
+        copyable = read.bool() & ~torch.isin(
+            ids, torch.tensor([t5.pad_token_id, t5.eos_token_id, self.config.item_start_token_id], device=ids.device)
+        )
+        return copyable, ids
+
+    def _summary_log_probs(
+        self,
+        decoder_states: torch.Tensor,
+        decoder_input_ids: torch.Tensor,
+        memory: torch.Tensor,
+        copyable: torch.Tensor | None,
+        memory_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """
+        Next-token scores of teacher-forced summary states `(B, T, d)`: the vocabulary logits, or with the copy
+        mechanism the log of [`SummaryCopy`]'s mixture (a log-probability, which the cross-entropy leaves unchanged).
+        """
+        logits = self._lm_logits(decoder_states)
+        if self.summary_copy is None:
+            return logits
+        inputs = self.t5.get_input_embeddings()(decoder_input_ids)
+        mixed, _ = self.summary_copy(decoder_states, inputs, memory, copyable, memory_ids, logits)
+        return mixed.clamp_min(torch.finfo(mixed.dtype).tiny).log()
+
     def _summary_memory_mask(self, session_input_ids: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """`(B, G*L)` mask of the session positions the decoder reads (`config.summary_memory`)."""
         if self.config.summary_memory == "sessions":
@@ -506,7 +769,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
         # bias, so this changes no value and skips the padding of every session)
         read_states, read = gather_to_front(memory, self._summary_memory_mask(session_input_ids, memory_mask))
         read = read.long()
-        targets = self._summary_targets(read_states, read, summary_labels)
+        copyable, read_ids = self._copy_source(session_input_ids, read, memory_mask)
+        targets = self._summary_targets(read_states, read, summary_labels, copyable, read_ids)
         decoder_states, summary_state, decoder_input_ids = self._decode_summary(read_states, read, targets)
 
         # history rows of Z_u: encoder states at every <sos>, gathered to the front in session order
@@ -521,7 +785,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
             output.item_states, output.item_mask = item_states, item_mask
             output.session_states, output.attention_weights = session_states, weights
             output.summary_ids = decoder_input_ids
-        return output, decoder_states
+        return output, (decoder_states, decoder_input_ids, read_states, copyable, read_ids)
 
     def encode_user(
         self,
@@ -603,7 +867,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
             raise ValueError("every user needs at least one clicked candidate (candidate_labels == 1)")
 
         session_states, session_mask = self._encode_sessions(session_input_ids, session_attention_mask)
-        user, decoder_states = self._user_from_sessions(
+        user, decoded = self._user_from_sessions(
             session_input_ids, session_states, session_mask, summary_labels, output_details=False
         )
         item_embeddings = self.encode_item(candidate_input_ids, candidate_attention_mask)  # (B, C, M, d)
@@ -647,7 +911,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
         if summary_labels is not None and bool((summary_labels != -100).any()):
             taught = (summary_labels != -100).any(-1)
             width = summary_labels.shape[1]
-            lm_logits = self._lm_logits(decoder_states[taught, :width])  # (B', T, V)
+            decoder_states, decoder_input_ids, memory, copyable, memory_ids = decoded
+            lm_logits = self._summary_log_probs(
+                decoder_states[taught, :width],
+                decoder_input_ids[taught, :width],
+                memory[taught],
+                None if copyable is None else copyable[taught],
+                None if memory_ids is None else memory_ids[taught],
+            )  # (B', T, V)
             summary_loss = self._summary_loss(lm_logits, summary_labels[taught])
             if self.config.summary_loss_weight > 0:
                 loss = ctr_loss + self.config.summary_loss_weight * summary_loss
@@ -679,14 +950,33 @@ class EmbSumModel(EmbSumPreTrainedModel):
             weights = weights * torch.where(shared, float(self.config.summary_prefix_weight), 1.0)[None, :]
         return (losses * weights).sum() / weights.sum()
 
-    def _generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, **generate_kwargs) -> torch.LongTensor:
+    def _generate(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        copyable: torch.Tensor | None = None,
+        memory_ids: torch.Tensor | None = None,
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """The decoder's summaries of `memory`; with the copy mechanism (given `copyable`, `memory_ids`) it mixes in
+        copying first, before every other logits processor."""
         generate_kwargs.setdefault("max_new_tokens", self.config.summary_max_tokens)
         with torch.no_grad():
-            return self.t5.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=memory),
-                attention_mask=memory_mask,
-                **generate_kwargs,
-            )
+            if self.summary_copy is None or copyable is None:
+                return self.t5.generate(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=memory),
+                    attention_mask=memory_mask,
+                    **generate_kwargs,
+                )
+            copy = CopyMixture(self, memory, copyable, memory_ids)
+            processors = generate_kwargs.pop("logits_processor", None) or []
+            with copy:
+                return self.t5.generate(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=memory),
+                    attention_mask=memory_mask,
+                    logits_processor=LogitsProcessorList([copy, *processors]),
+                    **generate_kwargs,
+                )
 
     def generate_summary(
         self,
@@ -703,10 +993,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
         `guidance=` keyword) is not 1, and towards the words of the user's own history by [`HistoryTokenBoost`] when
         `config.summary_history_boost` (or a `history_boost=` keyword) is above 0, among the tokens at least
         `config.summary_history_boost_plausibility` (`history_boost_plausibility=`) times as likely as the best (given
-        `processor`, a word counts in any letter case: `processor.token_classes()`).
+        `processor`, a word counts in any letter case: `processor.token_classes()`). Given `processor`, the interest
+        slots after `config.summary_slot_lead` (a `slot_lead=` keyword; None or "" turns it off) are kept well-formed
+        by [`WellFormedSlots`]. With `config.summary_copy` the decoder's own copy mechanism ([`SummaryCopy`]) mixes
+        in copying from the history at every step.
         Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
         guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
+        slot_lead = generate_kwargs.pop("slot_lead", self.config.summary_slot_lead)
         history_boost = generate_kwargs.pop("history_boost", self.config.summary_history_boost)
         plausibility = generate_kwargs.pop(
             "history_boost_plausibility", self.config.summary_history_boost_plausibility
@@ -726,6 +1020,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
                     plausibility=plausibility,
                 )
             )
+        if slot_lead and processor is not None:
+            added.append(WellFormedSlots.from_tokenizer(processor.tokenizer, slot_lead))
         if added:
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])
@@ -734,7 +1030,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
         memory, read = gather_to_front(
             states.reshape(batch, -1, d), self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
         )
-        ids = self._generate(memory, read.long(), **generate_kwargs)
+        copyable, memory_ids = self._copy_source(session_input_ids, read, mask.reshape(batch, -1))
+        ids = self._generate(memory, read.long(), copyable, memory_ids, **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
 
 
@@ -744,6 +1041,7 @@ if __name__.startswith("embsum_hf."):
     AutoModel.register(EmbSumConfig, EmbSumModel, exist_ok=True)
 
 __all__ = [
+    "CopyMixture",
     "ItemPrior",
     "EmbSumModel",
     "HistoryTokenBoost",
@@ -752,5 +1050,7 @@ __all__ = [
     "EmbSumUserOutput",
     "PolyAttention",
     "PopulationContrast",
+    "SummaryCopy",
+    "WellFormedSlots",
     "poly_relevance",
 ]

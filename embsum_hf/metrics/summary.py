@@ -13,6 +13,9 @@ for everybody. [`summary_metrics`] therefore reports, next to ROUGE:
 - `distinct_1`, `distinct_2`: distinct unigrams / bigrams over all unigrams / bigrams of all summaries.
 - `repeated_token_rate`: the share of tokens that repeat an earlier token of the same summary ("adventure,
   adventure, adventure").
+- `malformed_rate`: the share of summaries that break the teacher's template "<lead> A, B, C, D and E." (see
+  [`malformed_summary`]): an interest slot that is empty or only stop-words ("interested in and love", "novel, as
+  and thought-provoking"), a content word written twice, or no lead at all.
 
 Tokens are ROUGE's: lowercased alphanumeric runs.
 """
@@ -21,8 +24,11 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
+
+from ..configuration_embsum import DEFAULT_SUMMARY_SLOT_LEAD, SLOT_STOPWORDS
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +94,35 @@ def repeated_token_rate(texts: Sequence[str]) -> float:
     return repeats / total if total else float("nan")
 
 
+SLOT_SEPARATOR = re.compile(r",|\band\b", re.IGNORECASE)
+
+
+def malformed_summary(text: str, lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> bool:
+    """
+    Whether `text` breaks the template "<...> `lead` A, B, C, D and E.": its interest slots are the pieces after the
+    first `lead` (case-insensitive; default "interested in", the teachers' "The reader/viewer/user is interested in"),
+    up to a closing ".", split at commas and at the word "and". It is malformed when the lead is missing, a slot is
+    empty ("in and love", "A, , B", "A and.") or holds only stop-words ([`SLOT_STOPWORDS`]: "novel, as and
+    thought-provoking"), or a word that is no stop-word occurs twice among the slots ("adventure, adventure",
+    "love and love story"). Words are ROUGE's tokens (lowercased alphanumeric runs).
+    """
+    found = re.search(rf"\b{re.escape(lead)}\b", text, re.IGNORECASE)
+    if found is None:
+        return True
+    rest = text[found.end() :].strip()
+    rest = rest[:-1] if rest.endswith(".") else rest
+    slots = [_tokens([slot])[0] for slot in SLOT_SEPARATOR.split(rest)]
+    if any(all(word in SLOT_STOPWORDS for word in slot) for slot in slots):  # all() of an empty slot is True
+        return True
+    content = [word for slot in slots for word in slot if word not in SLOT_STOPWORDS]
+    return len(content) != len(set(content))
+
+
+def malformed_rate(texts: Sequence[str], lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> float:
+    """The share of `texts` that are [`malformed_summary`] (NaN when there are none)."""
+    return sum(malformed_summary(text, lead) for text in texts) / len(texts) if texts else float("nan")
+
+
 def constant_summary(
     summaries: Sequence[str], *, candidates: int = 50, sample: int = 200, seed: int = 0, use_stemmer: bool = True
 ) -> str:
@@ -126,11 +161,13 @@ def summary_metrics(
     constant: str | None = None,
     seed: int = 0,
     use_stemmer: bool = True,
+    lead: str = DEFAULT_SUMMARY_SLOT_LEAD,
 ) -> dict:
     """
     ROUGE of `predictions` against their own `references` (the teacher summaries of the same users, in order) plus
     the metrics it cannot be fooled by (see the module docstring): `constant_rouge1/2/L`, `rougeL_other_user`,
-    `specificity_gap`, `distinct_summaries`, `distinct_1`, `distinct_2`, `repeated_token_rate`, `num_summaries`.
+    `specificity_gap`, `distinct_summaries`, `distinct_1`, `distinct_2`, `repeated_token_rate`, `malformed_rate`
+    (against the template lead `lead`), `num_summaries`.
 
     `constant` is the constant-sentence baseline; default [`constant_summary`] of `references` (pass the one of the
     training summaries when you have them). `seed` draws the other users of the specificity gap. Logs a warning when
@@ -159,6 +196,7 @@ def summary_metrics(
     result["distinct_1"] = distinct_ngrams(predictions, 1)
     result["distinct_2"] = distinct_ngrams(predictions, 2)
     result["repeated_token_rate"] = repeated_token_rate(predictions)
+    result["malformed_rate"] = malformed_rate(predictions, lead)
     result["num_summaries"] = n
     if others and result["specificity_gap"] < COLLAPSE_GAP_THRESHOLD:
         logger.warning(

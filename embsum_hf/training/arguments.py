@@ -131,6 +131,8 @@ MODEL_CONFIG_FIELDS = (
     "summary_guidance",
     "summary_history_boost",
     "summary_history_boost_plausibility",
+    "summary_copy",
+    "summary_slot_lead",
 )
 BACKBONE_FIELDS = ("d_model", "num_layers", "num_heads", "d_ff", "dropout_rate")
 

@@ -9,7 +9,13 @@ import torch
 
 from embsum_hf import EmbSumModel
 from embsum_hf.metrics import COLLAPSE_GAP_THRESHOLD, constant_summary, summary_metrics
-from embsum_hf.metrics.summary import distinct_ngrams, other_user_references, repeated_token_rate
+from embsum_hf.metrics.summary import (
+    distinct_ngrams,
+    malformed_rate,
+    malformed_summary,
+    other_user_references,
+    repeated_token_rate,
+)
 from embsum_hf.serving.explain import generate_summaries
 
 from ..conftest import TOPICS, make_item
@@ -111,3 +117,34 @@ def test_collapsed_model_triggers_the_warning(tokenizer, config, processor, capl
     with caplog.at_level(logging.WARNING, logger="embsum_hf.metrics.summary"):
         summary_metrics(references, references)
     assert WARNING not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "malformed"),
+    [
+        ("The reader is interested in love, relationships, struggles, obsession and bullying.", False),
+        ("The reader is interested in coming of age, the supernatural and New York.", False),  # stop-words inside
+        ("The reader is interested in Garfield, cartoons, racism, coming-of-age and manga", False),  # no full stop
+        ("The reader is interested in and love.", True),  # an empty slot before "and"
+        ("The reader is interested in novel, as and thought-provoking.", True),  # a stop-word slot
+        ("The reader is interested in as, and mystery.", True),  # a stop-word slot and an empty one
+        ("The reader is interested in mystery, , romance.", True),  # an empty slot between commas
+        ("The reader is interested in mystery and.", True),  # an empty last slot
+        ("The reader is interested in.", True),  # no slot at all
+        ("The reader is interested in romance, love and love stories.", True),  # "love" twice
+        ("The reader is interested in Romance and romance.", True),  # the same word in another case
+        ("The reader likes mystery and romance.", True),  # no lead: the template is broken
+    ],
+)
+def test_malformed_summary_by_hand(text, malformed):
+    assert malformed_summary(text) is malformed
+
+
+def test_malformed_rate_in_summary_metrics():
+    references = ["The user is interested in food and space.", "The user is interested in sports and politics."]
+    predictions = ["The user is interested in food and space.", "The user is interested in and and."]
+    result = summary_metrics(predictions, references)
+    assert result["malformed_rate"] == pytest.approx(1 / 2)
+    # another template's lead: the slots after "enjoys"
+    assert summary_metrics(["Ann enjoys the and space."] * 2, references, lead="enjoys")["malformed_rate"] == 1.0
+    assert malformed_rate(["Ann enjoys food and space.", "Ann enjoys food, space."], lead="enjoys") == 0.0
