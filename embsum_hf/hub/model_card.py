@@ -53,6 +53,7 @@ SUMMARY_METRICS = {
     "distinct_1": "Distinct-1",
     "distinct_2": "Distinct-2",
     "repeated_token_rate": "Repeated-token rate",
+    "malformed_rate": "Malformed summaries (an empty or stop-word interest slot, or a word repeated)",
 }
 SIGNED_METRICS = {"specificity_gap"}  # differences of two fractions: in [-1, 1]
 # card inputs kept in `CARD_DATA_NAME` so that a regeneration that omits them keeps them
