@@ -18,11 +18,11 @@ child's resource usage (`os.wait4`: wall time, user + system CPU time, peak RSS)
 The model is the tiny shape of `make demo` (d_model 64, 2 + 2 layers, 4 heads, d_ff 256) with a 2,000-piece
 tokenizer trained once per size on a 20,000-item sample of the news (the `setup` step, also measured, which saves
 the untrained model the encode stages run on: their cost does not depend on the weights). The growth
-exponent of a stage is the least-squares slope of log(wall time) (and of log(peak RSS)) against log(size) over the
-sizes run; the JSON also gives it between the two largest sizes.
+exponent of a stage is the least-squares slope of log(wall time) (and of log(CPU time), log(peak RSS)) against
+log(size) over the sizes run; the JSON also gives it between the two largest sizes.
 
 Usage:
-  python benchmarks/scale.py --quick                      # a small ladder, a smoke run (under 3 minutes)
+  python benchmarks/scale.py --quick                      # a small ladder, a smoke run (3.6 CPU-minutes)
   python benchmarks/scale.py --sizes 1/64,1/32,1/16,1/8 --json out.json
   python benchmarks/scale.py --json out.json               # the full ladder: 1/8, 1/4, 1/2, 1/1
 """

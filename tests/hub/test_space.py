@@ -370,9 +370,12 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
     try:
         driver.get(app)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#history textarea")))
-        # before the first query the table shows its column names, not "1 2 3"
-        headers = [cell.text.strip() for cell in driver.find_elements(By.CSS_SELECTOR, "#ranking [role=columnheader]")]
-        assert [header for header in headers if header] == ["rank", "item", "score", "item_id"], headers
+        # before the first query the table shows its column names, not "1 2 3" (once the table has rendered)
+        def headers(d) -> list[str]:
+            cells = d.find_elements(By.CSS_SELECTOR, "#ranking [role=columnheader]")
+            return [text for text in (cell.text.strip() for cell in cells) if text]
+
+        assert wait.until(headers) == ["rank", "item", "score", "item_id"]
         # an example user fills the history box
         driver.find_element(By.CSS_SELECTOR, "#example input").click()
         wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#example [role=option]"))).click()
