@@ -51,7 +51,8 @@ def build_training_rows(
     With `history_clicks`, every item of a history is also a click, with the items before it (older) as its history
     and no non-clicks of its own (`negative_pool` empty: the trainer draws them from the catalogue, see
     `EmbSumTrainingArguments.catalogue_negatives`); impression id `<impression>/history-<position>`, each (user,
-    item) once (counted `history_clicks`). Data with one impression per user (a leave-last-out log) then trains on
+    item) once (counted `history_clicks`), and no teacher summary (the user's summary was written from reads that
+    came after this click, the click among them: as a target it would tell the model what was read). Data with one impression per user (a leave-last-out log) then trains on
     every read, as a popularity count does, instead of on one per user.
     """
     summaries = summaries or {}
@@ -97,7 +98,7 @@ def build_training_rows(
                 rows["history"].append(row["history"][position + 1 :])
                 rows["positive"].append(item)
                 rows["negative_pool"].append([])
-                rows["summary"].append(summaries.get(row["user_id"]))
+                rows["summary"].append(None)  # the user's summary tells of reads after this one: no target here
         if len(rows["positive"]) >= _ROWS_PER_CHUNK:
             chunks.append(_rows_chunk(rows, stats))
     chunks.append(_rows_chunk(rows, stats))

@@ -141,8 +141,12 @@ def test_build_training_rows_history_clicks_make_every_read_a_click(caplog):
     plain = build_training_rows(impressions)
     assert [(row["impression_id"], row["positive"]) for row in plain] == [("1", "a"), ("2", "d")]
     with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
-        rows = build_training_rows(impressions, history_clicks=True, keep_without_negatives=True)
+        rows = build_training_rows(
+            impressions, history_clicks=True, keep_without_negatives=True, summaries={"u1": "Likes a."}
+        )
     got = [(row["impression_id"], row["positive"], row["history"], row["negative_pool"]) for row in rows]
+    # the user's summary was written from later reads: a history click's row has none
+    assert [row["summary"] for row in rows if row["user_id"] == "u1"] == ["Likes a.", None, None, None, "Likes a."]
     assert got == [
         ("1", "a", ["h2", "h1", "h0"], ["b"]),
         ("1/history-0", "h2", ["h1", "h0"], []),  # each read with the older reads as its history
