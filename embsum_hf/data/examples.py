@@ -52,8 +52,9 @@ def build_training_rows(
     and no non-clicks of its own (`negative_pool` empty: the trainer draws them from the catalogue, see
     `EmbSumTrainingArguments.catalogue_negatives`); impression id `<impression>/history-<position>`, each (user,
     item) once (counted `history_clicks`), and no teacher summary (the user's summary was written from reads that
-    came after this click, the click among them: as a target it would tell the model what was read). Data with one impression per user (a leave-last-out log) then trains on
-    every read, as a popularity count does, instead of on one per user.
+    came after this click, the click among them: as a target it would tell the model what was read). Data with one
+    impression per user (a leave-last-out log) then trains on every read, as a popularity count does, instead of on
+    one per user.
     """
     summaries = summaries or {}
     stats: Counter = Counter()
