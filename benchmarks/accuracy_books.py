@@ -70,6 +70,8 @@ from accuracy_movielens import (
     Result,
     aggregate,
     item_length_report,
+    print_rows,
+    result_rows,
     tfidf_scores,
     train_embsum,
     train_nrms,
@@ -319,38 +321,7 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
                 dataclasses.replace(run_args, **run_overrides), train_all, test, summaries, optimisation, budget, seed,
                 Path(tmp, name), training_overrides, rouge_users=options.rouge_users, cold_test=cold_test,
             )  # fmt: skip
-    rows = {}
-    for name, result in results.items():
-        row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
-        content = {metric: row.pop(f"content_{metric}") for metric in METRICS if f"content_{metric}" in row}
-        cold = {metric: row.pop(f"cold_{metric}") for metric in METRICS if f"cold_{metric}" in row}
-        if result.budget is not None:
-            row.update(
-                steps=result.budget.steps,
-                train_cpu_s=result.budget.cpu_seconds + tokenizer_cpu_s,
-                wall_s=result.budget.wall_seconds,
-            )
-        rows[name] = row
-        if content:
-            rows[f"{name} (content only)"] = content
-        if cold:
-            rows[f"{name} (cold start)"] = cold
-    return rows
-
-
-def print_table(summary: dict[str, dict], seeds: list[int], split: str) -> None:
-    print(f"\n{split} | seeds {seeds} | mean ± std")
-    print(
-        f"{'system':<52}"
-        + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
-        + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}"
-    )
-    for name, row in summary.items():
-        mean, std = row["mean"], row["std"]
-        line = f"{name:<52}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
-        line += f"{mean['rougeL']:>9.3f}" if "rougeL" in mean else f"{'-':>9}"
-        line += f"{mean['steps']:>8.0f}{mean['train_cpu_s']:>8.0f}" if "steps" in mean else f"{'-':>8}{'-':>8}"
-        print(line)
+    return result_rows(results, extra_cpu_s=tokenizer_cpu_s)
 
 
 def main() -> None:
@@ -395,7 +366,8 @@ def main() -> None:
     else:
         per_seed = [run_seed(options, seed) for seed in seeds]
     summary = aggregate(per_seed)
-    print_table(summary, seeds, str(options.test or f"{options.data.name}:dev"))
+    print(f"\n{options.test or f'{options.data.name}:dev'} | seeds {seeds} | mean ± std")
+    print_rows(summary, width=52)
     if options.json is not None:
         meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items() if k != "json"}
         options.json.write_text(json.dumps({**meta, "seeds": seeds, "systems": summary}, indent=2) + "\n")

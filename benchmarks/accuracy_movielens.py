@@ -661,6 +661,13 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
                     training_overrides,
                     cold_test=cold_test,
                 )
+    return result_rows(results)
+
+
+def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[str, dict]:
+    """name -> {metrics..., steps, train_cpu_s, wall_s} of one seed's results; a model with an item prior scored
+    without it and a system's cold-start metrics become rows of their own. `extra_cpu_s` (e.g. a shared tokenizer's
+    training) is added to every learned model's CPU time."""
     rows = {}
     for name, result in results.items():
         row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
@@ -668,7 +675,9 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         cold = {metric: row.pop(f"cold_{metric}") for metric in METRICS if f"cold_{metric}" in row}
         if result.budget is not None:
             row.update(
-                steps=result.budget.steps, train_cpu_s=result.budget.cpu_seconds, wall_s=result.budget.wall_seconds
+                steps=result.budget.steps,
+                train_cpu_s=result.budget.cpu_seconds + extra_cpu_s,
+                wall_s=result.budget.wall_seconds,
             )
         rows[name] = row
         if content:  # a model with an item prior, scored again without it: a row of its own
@@ -698,14 +707,19 @@ def print_table(summary: dict[str, dict], seeds: list[int], protocol: str) -> No
         f"\nml-100k:test, protocol {protocol} | {counts['num_impressions']:.0f} impressions scored "
         f"({counts['num_skipped_one_class']:.0f} one-class skipped) | seeds {seeds} | mean ± std"
     )
+    print_rows(summary)
+
+
+def print_rows(summary: dict[str, dict], width: int = 26) -> None:
+    """The table of `aggregate`'s summary: every system's metrics (mean ± std), ROUGE-L, steps and CPU seconds."""
     print(
-        f"{'system':<26}"
+        f"{'system':<{width}}"
         + "".join(f"{m:>16}" for m in ("AUC", "MRR", "nDCG@5", "nDCG@10"))
         + f"{'ROUGE-L':>9}{'steps':>8}{'CPU s':>8}"
     )
     for name, row in summary.items():
         mean, std = row["mean"], row["std"]
-        line = f"{name:<26}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
+        line = f"{name:<{width}}" + "".join(f"{100 * mean[m]:>9.2f} ± {100 * std[m]:<4.2f}" for m in METRICS)
         line += f"{mean['rougeL']:>9.3f}" if "rougeL" in mean else f"{'-':>9}"
         line += f"{mean['steps']:>8.0f}{mean['train_cpu_s']:>8.0f}" if "steps" in mean else f"{'-':>8}{'-':>8}"
         print(line)
