@@ -65,10 +65,10 @@ from pathlib import Path
 import datasets
 import torch
 from accuracy_movielens import (
-    METRICS,
     Optimisation,
     Result,
     aggregate,
+    cold_metrics,
     item_length_report,
     print_rows,
     result_rows,
@@ -242,11 +242,6 @@ def item_prior_fit_scores(train: RecommendationData, tests: Sequence[Recommendat
 
 
 # ---------------------------------------------------------------------------------------------------- main
-def cold_rows(scores: list[list[float]], cold_test: RecommendationData) -> dict[str, float]:
-    metrics = impression_metrics(scores, cold_test.impressions["labels"], split=cold_test.split)
-    return {f"cold_{name}": metrics[name] for name in METRICS}
-
-
 def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     """Every system on one seed: name -> {metrics..., steps, train_cpu_s, wall_s}."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -303,7 +298,7 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         for name, scores in baselines.items():
             results[name] = Result(impression_metrics(scores[0], labels, split=test.split))
             if cold_test is not None:
-                results[name].metrics.update(cold_rows(scores[1], cold_test))
+                results[name].metrics.update(cold_metrics(scores[1], cold_test))
 
         budget = options.budget_cpu_s - tokenizer_cpu_s
         for name in options.systems:
