@@ -52,14 +52,12 @@ import dataclasses
 import json
 import logging
 import math
-import multiprocessing
 import random
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -67,11 +65,11 @@ import torch
 from accuracy_movielens import (
     Optimisation,
     Result,
-    aggregate,
     cold_metrics,
     item_length_report,
     print_rows,
     result_rows,
+    run_seeds,
     tfidf_scores,
     train_embsum,
     train_nrms,
@@ -282,7 +280,8 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         processor.tokenizer.save_pretrained(Path(tmp, "tokenizer"))
         run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
 
-        popularity = [popularity_scores(t, read_counts(train_all)) for t in tests]
+        counts_all = counts if train_all is train else read_counts(train_all)
+        popularity = [popularity_scores(t, counts_all) for t in tests]
         tfidf = tfidf_scores(tests, processor)
         # the blend's weight: chosen on the dev split, popularity from its own training users
         dev_tfidf = tfidf_scores([dev], processor)[0] if options.test else tfidf[0]
@@ -355,12 +354,7 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
     seeds = list(range(options.seeds))
-    if options.jobs > 1:
-        with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(run_seed, [options] * len(seeds), seeds))
-    else:
-        per_seed = [run_seed(options, seed) for seed in seeds]
-    summary = aggregate(per_seed)
+    summary = run_seeds(run_seed, options, seeds)
     print(f"\n{options.test or f'{options.data.name}:dev'} | seeds {seeds} | mean ± std")
     print_rows(summary, width=52)
     if options.json is not None:

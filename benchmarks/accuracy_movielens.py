@@ -687,6 +687,14 @@ def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[st
     return rows
 
 
+def run_seeds(run_seed, options: argparse.Namespace, seeds: list[int]) -> dict[str, dict]:
+    """`run_seed(options, seed)` for every seed (`options.jobs` processes at once), `aggregate`d."""
+    if options.jobs > 1:
+        with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return aggregate(list(pool.map(run_seed, [options] * len(seeds), seeds)))
+    return aggregate([run_seed(options, seed) for seed in seeds])
+
+
 def aggregate(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
     """name -> {"mean": {...}, "std": {...}, "seeds": [...]} over the seeds (std: sample std, 0 for one seed)."""
     out = {}
@@ -777,12 +785,7 @@ def main() -> None:
         )
         sys.exit(2)
     seeds = list(range(options.seeds))
-    if options.jobs > 1:
-        with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(run_seed, [options] * len(seeds), seeds))
-    else:
-        per_seed = [run_seed(options, seed) for seed in seeds]
-    summary = aggregate(per_seed)
+    summary = run_seeds(run_seed, options, seeds)
     print_table(summary, seeds, options.protocol)
     if options.json is not None:
         options.json.write_text(

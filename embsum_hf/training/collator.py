@@ -72,8 +72,8 @@ class TrainingExamples(torch.utils.data.Dataset):
 
     def catalogue_sample(self, exclude: set[str], *, epoch: int, index: int) -> list[str]:
         """`catalogue_negatives` items drawn uniformly from the catalogue, none of them in `exclude` (the user's
-        history and clicks), deterministically in (seed, epoch, index); with replacement across draws only when the
-        catalogue has fewer allowed items than asked."""
+        history and clicks), deterministically in (seed, epoch, index), without repeats; fewer when the draws keep
+        hitting excluded items (a catalogue hardly larger than `exclude`)."""
         k = self.catalogue_negatives
         if not k:
             return []

@@ -37,6 +37,13 @@ class WarningRecorder(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+# a tiny from-scratch recipe shape for `EmbSumRunArguments` (the recipe trains its own 300-piece tokenizer)
+RECIPE_SHAPE = dict(
+    vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
+    session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start",
+)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
     return make_synthetic_mind(
@@ -315,8 +322,7 @@ def test_recipe_item_prior_reaches_config_save_and_evaluation(splits, tmp_path):
     from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
 
     train, dev, _ = splits
-    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
-                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    shape = RECIPE_SHAPE
     run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
     model, processor = build_model_and_processor(run_args, train, {})
     seen = sorted({item for candidates in train.impressions["candidates"] for item in candidates})
@@ -362,8 +368,7 @@ def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_pat
     from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
 
     train, _, _ = splits
-    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
-                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    shape = RECIPE_SHAPE
     run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
     rows = build_training_rows(train.impressions)
 
@@ -407,8 +412,7 @@ def test_recipe_user_negatives_keep_impressions_without_a_non_click(splits, tmp_
     pool = sorted({item for row in data.impressions if row["user_id"] == user for item, y in
                    zip(row["candidates"], row["labels"]) if y == 0} - clicked - set(liked))  # fmt: skip
     assert pool, "the fixture's user has non-clicks elsewhere"
-    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
-                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    shape = RECIPE_SHAPE
     model, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), data, {})
 
     def rows_of(**overrides):
@@ -451,8 +455,7 @@ def test_recipe_history_clicks_train_every_read_and_fit_the_prior_on_catalogue_d
     from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
 
     train, _, _ = splits
-    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
-                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    shape = RECIPE_SHAPE
     run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
     model, processor = build_model_and_processor(run_args, train, {})
     history_items = {item for history in train.impressions["history"] for item in history}
@@ -503,8 +506,7 @@ def test_recipe_text_embedding_init_starts_from_the_items_lsa(splits):
     from embsum_hf.training.text_init import lsa_token_embeddings
 
     train, _, _ = splits
-    shape = dict(vocab_size=300, d_model=32, num_layers=1, num_heads=4, d_ff=64, dropout_rate=0.0, max_history_items=8,
-                 session_max_tokens=120, item_max_tokens=48, summary_max_tokens=16, summary_mode="start")
+    shape = RECIPE_SHAPE
     torch.manual_seed(0)
     plain, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})
     torch.manual_seed(0)
