@@ -28,7 +28,7 @@ Systems
   blend               log(1 + popularity) + w * tfidf, w from a grid chosen on the dev split (in dev mode that is
                       the split it is scored on: an optimistic baseline, the bar EmbSum has to clear).
   item-prior-fit      `fit_item_prior` alone on every training read (history reads included) against 4 catalogue
-                      negatives: the bias EmbSum's optional item prior starts from with `history_clicks`.
+                      draws: the prior `embsum+prior-reads` fits and keeps fixed (`item_prior_history_draws`).
   nrms                the MovieLens benchmark's NRMS (accuracy_movielens.train_nrms), same rows, negatives, budget.
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
@@ -96,6 +96,7 @@ BOOKS_RUN = dict(
 # "+lever" -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides); a system name chains them
 LEVERS: dict[str, tuple[dict, dict]] = {
     "item-prior": ({"item_prior": True}, {}),
+    "prior-reads": ({"item_prior": True}, {"item_prior_history_draws": 4, "item_prior_std": 5.0}),
     "lsa": ({"text_embedding_init": True}, {}),
     "history-clicks": ({}, {"history_clicks": True}),
     "catalogue-4": ({}, {"catalogue_negatives": 4}),
@@ -229,12 +230,14 @@ def choose_blend_weight(popularity: list[list[float]], tfidf: list[list[float]],
 
 
 def item_prior_fit_scores(train: RecommendationData, tests: Sequence[RecommendationData], seed: int):
-    """`fit_item_prior` alone on what `embsum+history-clicks+catalogue-4+item-prior` trains on (every read a click
-    with 4 catalogue negatives): each candidate's fitted bias, 0 for a book never read in training."""
-    rows = build_training_rows(train.impressions, history_clicks=True, keep_without_negatives=True)
-    examples = TrainingExamples(rows, 4, seed=seed, catalogue=list(train.items["item_id"]), catalogue_negatives=4)
-    items = sorted(set(rows["positive"]))
-    bias = fit_item_prior(examples.prior_fit_rows(), items)
+    """`fit_item_prior` alone on the rows `embsum+prior-reads` fits its prior on (every read a click against 4
+    catalogue draws, `TrainingExamples.prior_fit_rows(history_draws=4)`): each candidate's fitted bias, 0 for a
+    book never read in training."""
+    rows = build_training_rows(train.impressions)
+    examples = TrainingExamples(rows, 4, seed=seed, catalogue=list(train.items["item_id"]))
+    fit_rows = examples.prior_fit_rows(history_draws=4)
+    items = sorted(set(fit_rows["positive"]))
+    bias = fit_item_prior(fit_rows, items, prior_std=LEVERS["prior-reads"][1]["item_prior_std"])
     index = {item: row for row, item in enumerate(items, start=1)}
     return [[[float(bias[index.get(i, 0)]) for i in row] for row in t.impressions["candidates"]] for t in tests]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from transformers import T5Config, TrainingArguments
 
 from ..configuration_embsum import EmbSumConfig
+from .item_prior import DEFAULT_PRIOR_STD
 
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
@@ -83,6 +84,22 @@ class EmbSumTrainingArguments(TrainingArguments):
             "learns the rest from the start. No effect on models without an item prior."
         },
     )
+    item_prior_std: float = field(
+        default=DEFAULT_PRIOR_STD,
+        metadata={
+            "help": "Standard deviation (logits) of the Gaussian prior on each item's bias in `fit_item_prior`: small "
+            "keeps rarely seen items near 0; counting every read (`item_prior_history_draws`) wants it wider."
+        },
+    )
+    item_prior_history_draws: int = field(
+        default=0,
+        metadata={
+            "help": "Fit the item prior on every read, not only the training clicks: each history item also counts as "
+            "a click against this many items drawn uniformly from the catalogue, and the fitted prior stays fixed "
+            "in training (the content model learns the rest). For leave-last-out logs (one click per user), where "
+            "the histories hold most of the reads. 0: fit on the training clicks and train the prior with the model."
+        },
+    )
     eval_item_batch_size: int = field(default=128, metadata={"help": "Items per encoder batch in evaluation."})
     eval_user_batch_size: int = field(default=32, metadata={"help": "Users per encoder batch in evaluation."})
     metric_for_best_model: str | None = field(
@@ -104,6 +121,10 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
         if self.history_clicks and not (self.catalogue_negatives or self.in_batch_negatives):
             raise ValueError("history_clicks rows have no non-clicks: set catalogue_negatives or in_batch_negatives")
+        if self.item_prior_std <= 0:
+            raise ValueError(f"item_prior_std must be > 0, got {self.item_prior_std}")
+        if self.item_prior_history_draws < 0:
+            raise ValueError(f"item_prior_history_draws must be >= 0, got {self.item_prior_history_draws}")
         if self.num_negatives is not None and self.num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
 

@@ -70,11 +70,11 @@ class TrainingExamples(torch.utils.data.Dataset):
                 groups.setdefault(key, []).append(index)
             self.groups = list(groups.values())
 
-    def catalogue_sample(self, exclude: set[str], *, epoch: int, index: int) -> list[str]:
-        """`catalogue_negatives` items drawn uniformly from the catalogue, none of them in `exclude` (the user's
-        history and clicks), deterministically in (seed, epoch, index), without repeats; fewer when the draws keep
-        hitting excluded items (a catalogue hardly larger than `exclude`)."""
-        k = self.catalogue_negatives
+    def catalogue_sample(self, exclude: set[str], *, epoch: int, index: int | str, k: int | None = None) -> list[str]:
+        """`k` (default `catalogue_negatives`) items drawn uniformly from the catalogue, none of them in `exclude`
+        (the user's history and clicks), deterministically in (seed, epoch, index), without repeats; fewer when the
+        draws keep hitting excluded items (a catalogue hardly larger than `exclude`)."""
+        k = self.catalogue_negatives if k is None else k
         if not k:
             return []
         rng = random.Random(f"{self.seed}/{epoch}/{index}/catalogue")
@@ -87,16 +87,40 @@ class TrainingExamples(torch.utils.data.Dataset):
                     break
         return list(drawn)
 
-    def prior_fit_rows(self) -> datasets.Dataset | dict[str, list]:
-        """The rows as [`fit_item_prior`] reads them: each row's non-clicks plus one draw of catalogue negatives."""
-        if not self.catalogue_negatives:
+    def prior_fit_rows(self, history_draws: int = 0) -> datasets.Dataset | dict[str, list]:
+        """
+        The rows as [`fit_item_prior`] reads them: each row's non-clicks plus one draw of catalogue negatives.
+
+        With `history_draws` > 0, every history item is also a click (once per user and item; these rows come after
+        the training rows) against that many items drawn uniformly from the catalogue (none of the user's reads):
+        the prior then counts every read, as popularity does, instead of the training clicks alone (on a
+        leave-last-out log, one read per user).
+        """
+        if not self.catalogue_negatives and not history_draws:
             return self.rows
-        columns = zip(self.rows["history"], self.rows["positive"], self.rows["negative_pool"])
-        pools = [
-            [*pool, *self.catalogue_sample({*history, positive, *pool}, epoch=-1, index=index)]
-            for index, (history, positive, pool) in enumerate(columns)
-        ]
-        return {"positive": list(self.rows["positive"]), "negative_pool": pools}
+        if history_draws and not self.catalogue:
+            raise ValueError("fitting the item prior on history reads needs a catalogue (the item ids to draw from)")
+        positives: list[str] = []
+        pools: list[list[str]] = []
+        read_positives: list[str] = []  # the history reads, after every row
+        read_pools: list[list[str]] = []
+        counted: dict[str, set[str]] = {}  # user -> items already counted as a read
+        columns = zip(self.rows["user_id"], self.rows["history"], self.rows["positive"], self.rows["negative_pool"])
+        for index, (user, history, positive, pool) in enumerate(columns):
+            reads = {*history, positive}
+            positives.append(positive)
+            pools.append([*pool, *self.catalogue_sample({*reads, *pool}, epoch=-1, index=index)])
+            if not history_draws:
+                continue
+            done = counted.setdefault(user, set())
+            done.add(positive)
+            for position, item in enumerate(history):
+                if item not in done:
+                    done.add(item)
+                    read_positives.append(item)
+                    draw = self.catalogue_sample(reads, epoch=-1, index=f"{index}/{position}", k=history_draws)
+                    read_pools.append(draw)
+        return {"positive": positives + read_positives, "negative_pool": pools + read_pools}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -111,7 +111,8 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         # evaluators alone make evaluation possible: a placeholder passes the base Trainer's "no eval_dataset" check
         placeholder = eval_dataset is None and bool(self.evaluators)
         # catalogue negatives are drawn from the items the collator can tokenise
-        catalogue = list(getattr(data_collator, "item_token_ids", None) or ()) if args.catalogue_negatives else None
+        draws_catalogue = args.catalogue_negatives or (args.item_prior_history_draws and args.fit_item_prior)
+        catalogue = list(getattr(data_collator, "item_token_ids", None) or ()) if draws_catalogue else None
         self._catalogue = catalogue
         super().__init__(
             model=model,
@@ -126,8 +127,12 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             self.eval_dataset = None
         if self.train_dataset is not None:
             self.add_callback(EpochSeedCallback(self.train_dataset))
-            if args.fit_item_prior:
-                self.add_callback(ItemPriorFitCallback(self.train_dataset.prior_fit_rows()))
+            prior = getattr(self.model, "item_prior", None)
+            if args.fit_item_prior and prior is not None:
+                rows = self.train_dataset.prior_fit_rows(history_draws=args.item_prior_history_draws)
+                self.add_callback(ItemPriorFitCallback(rows, prior_std=args.item_prior_std))
+            if args.item_prior_history_draws and prior is not None:
+                prior.weight.requires_grad_(False)  # a count of every read: the training clicks alone would erode it
 
     @staticmethod
     def _examples(rows, args: EmbSumTrainingArguments, catalogue: Sequence[str] | None = None):

@@ -483,6 +483,53 @@ def test_recipe_history_clicks_train_every_read_and_fit_the_prior_on_catalogue_d
     )
 
 
+def test_item_prior_history_draws_count_every_read_and_keep_the_prior_fixed(splits, tmp_path):
+    from embsum_hf.data.arguments import Splits
+    from embsum_hf.training.item_prior import fit_item_prior
+    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
+
+    train, _, _ = splits
+    model, processor = build_model_and_processor(
+        EmbSumRunArguments(train_data="unused", item_prior=True, **RECIPE_SHAPE), train, {}
+    )
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2, report_to=[], use_cpu=True, disable_tqdm=True,
+        save_strategy="no", item_prior_history_draws=3, item_prior_std=5.0,
+    )  # fmt: skip
+    trainer = build_trainer(model, processor, args, Splits(train, None, None))
+    examples = trainer.train_dataset
+    fit_rows = examples.prior_fit_rows(history_draws=3)
+    assert fit_rows == examples.prior_fit_rows(history_draws=3)  # deterministic in the seed
+    rows = examples.rows
+    reads: dict[str, set[str]] = {}
+    for user, history, positive in zip(rows["user_id"], rows["history"], rows["positive"]):
+        reads.setdefault(user, set()).update([*history, positive])
+    # every click row, then every (user, history item) once that is not one of the user's clicks
+    clicked = {(u, p) for u, p in zip(rows["user_id"], rows["positive"])}
+    history_reads = {(u, i) for u, items in reads.items() for i in items} - clicked
+    assert len(fit_rows["positive"]) == len(rows) + len(history_reads)
+    for pool in fit_rows["negative_pool"][len(rows) :]:
+        assert len(pool) == len(set(pool)) == 3  # the catalogue draws of a history read
+    assert all(item not in pool for item, pool in zip(fit_rows["positive"], fit_rows["negative_pool"]))
+    parameters = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    trainer.train()
+    prior = model.item_prior.weight[:, 0].detach()
+    # learning rate 1e-2: the content model moved, the prior is still the fit on every read
+    assert any(not torch.equal(p, dict(model.named_parameters())[n]) for n, p in parameters.items())
+    torch.testing.assert_close(prior, fit_item_prior(fit_rows, model.config.item_prior_ids, prior_std=5.0))
+    counts = Counter(fit_rows["positive"])
+    row_of = {item: row for row, item in enumerate(model.config.item_prior_ids, start=1)}
+    most, least = max(counts.values()), min(counts.values())
+    assert most > least
+
+    def mean_prior(n: int) -> float:
+        return float(torch.stack([prior[row_of[i]] for i, c in counts.items() if c == n]).mean())
+
+    assert mean_prior(most) > mean_prior(least)  # the more reads, the higher the prior
+    with pytest.raises(ValueError, match="item_prior_std"):
+        EmbSumTrainingArguments(output_dir="unused", item_prior_std=0.0)
+
+
 def test_lsa_token_embeddings_put_tokens_of_the_same_items_close():
     from embsum_hf.training.text_init import lsa_token_embeddings
 
