@@ -29,6 +29,9 @@ Systems
                       the split it is scored on: an optimistic baseline, the bar EmbSum has to clear).
   item-prior-fit      `fit_item_prior` alone on every training read (history reads included) against 4 catalogue
                       draws: the prior `embsum+prior-reads` fits and keeps fixed (`item_prior_history_draws`).
+                      Every EmbSum model without a prior is also scored fused with it after training ("+ prior
+                      (late fusion)": content + w * prior, w chosen on the dev split by `choose_prior_weight`; in
+                      dev mode that is the split it is scored on, as the blend's weight is).
   nrms                the MovieLens benchmark's NRMS (accuracy_movielens.train_nrms), same rows, negatives, budget.
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
@@ -229,17 +232,15 @@ def choose_blend_weight(popularity: list[list[float]], tfidf: list[list[float]],
     return best
 
 
-def item_prior_fit_scores(train: RecommendationData, tests: Sequence[RecommendationData], seed: int):
-    """`fit_item_prior` alone on the rows `embsum+prior-reads` fits its prior on (every read a click against 4
-    catalogue draws, `TrainingExamples.prior_fit_rows(history_draws=4)`): each candidate's fitted bias, 0 for a
-    book never read in training."""
+def fit_read_prior(train: RecommendationData, seed: int) -> dict[str, float]:
+    """item id -> `fit_item_prior` on every training read (history reads included) against 4 catalogue draws: the
+    rows `embsum+prior-reads` fits its prior on (`TrainingExamples.prior_fit_rows(history_draws=4)`)."""
     rows = build_training_rows(train.impressions)
     examples = TrainingExamples(rows, 4, seed=seed, catalogue=list(train.items["item_id"]))
     fit_rows = examples.prior_fit_rows(history_draws=4)
     items = sorted(set(fit_rows["positive"]))
     bias = fit_item_prior(fit_rows, items, prior_std=LEVERS["prior-reads"][1]["item_prior_std"])
-    index = {item: row for row, item in enumerate(items, start=1)}
-    return [[[float(bias[index.get(i, 0)]) for i in row] for row in t.impressions["candidates"]] for t in tests]
+    return {item: float(bias[row]) for row, item in enumerate(items, start=1)}
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -289,8 +290,10 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         # the blend's weight: chosen on the dev split, popularity from its own training users
         dev_tfidf = tfidf_scores([dev], processor)[0] if options.test else tfidf[0]
         weight = choose_blend_weight(popularity_scores(dev, counts), dev_tfidf, dev.impressions["labels"])
+        read_prior = fit_read_prior(train_all, seed)
         baselines = {
-            "item-prior-fit": item_prior_fit_scores(train_all, tests, seed),
+            "item-prior-fit": [[[read_prior.get(i, 0.0) for i in row] for row in t.impressions["candidates"]]
+                               for t in tests],  # fmt: skip
             "random": [baseline_scores(t, train_all, "random", seed=seed) for t in tests],
             "popularity": popularity,
             "tfidf": tfidf,
@@ -317,6 +320,7 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
             results[name] = train_embsum(
                 dataclasses.replace(run_args, **run_overrides), train_all, test, summaries, optimisation, budget, seed,
                 Path(tmp, name), training_overrides, rouge_users=options.rouge_users, cold_test=cold_test,
+                late_prior=None if run_overrides.get("item_prior") else (read_prior, dev),
             )  # fmt: skip
     return result_rows(results, extra_cpu_s=tokenizer_cpu_s)
 

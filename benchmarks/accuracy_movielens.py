@@ -98,7 +98,7 @@ from embsum_hf.training import (
 )
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 from embsum_hf.training.evaluation import summary_rouge
-from embsum_hf.training.item_prior import fit_item_prior
+from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
 from embsum_hf.training.recipe import (
     FROM_SCRATCH_LEARNING_RATE,
     EmbSumRunArguments,
@@ -422,9 +422,13 @@ def train_embsum(
     training_overrides: dict | None = None,
     rouge_users: int = 100,
     cold_test: RecommendationData | None = None,
+    late_prior: tuple[dict[str, float], RecommendationData] | None = None,
 ) -> Result:
     """EmbSum trained under the CPU-time budget, scored on the test impressions (and ROUGE-L when it summarises, and
-    the cold-start test when given: a cold film's prior is 0, so that is the content model's own ranking)."""
+    the cold-start test when given: a cold film's prior is 0, so that is the content model's own ranking).
+
+    `late_prior` = (item id -> fitted prior, dev split): the model is also scored fused with that prior, `content +
+    w * prior`, `w` chosen on the dev split by `choose_prior_weight` (metrics `late_*`, the weight `late_weight`)."""
     budget = optimisation.budget(budget_seconds)
     model, processor = train_under_budget(
         run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
@@ -434,6 +438,17 @@ def train_embsum(
     result = Result(impression_metrics(scores, test.impressions["labels"], split=test.split), budget)
     if cold_test is not None:
         result.metrics.update(cold_metrics(ImpressionEvaluator(cold_test, processor).predict(model).scores, cold_test))
+    if late_prior is not None:
+        prior_of, dev = late_prior
+
+        def prior_scores(data: RecommendationData) -> list[list[float]]:
+            return [[prior_of.get(item, 0.0) for item in row] for row in data.impressions["candidates"]]
+
+        dev_scores = scores if dev is test else ImpressionEvaluator(dev, processor).predict(model).scores
+        weight, _ = choose_prior_weight(dev_scores, prior_scores(dev), dev.impressions["labels"])
+        fused = [[s + weight * p for s, p in zip(ss, ps)] for ss, ps in zip(scores, prior_scores(test))]
+        late = impression_metrics(fused, test.impressions["labels"], split=test.split)
+        result.metrics.update({f"late_{name}": late[name] for name in METRICS}, late_weight=weight)
     if summaries and model.config.summary_loss_weight > 0:
         rouge, _ = summary_rouge(model, processor, test, summaries, max_users=rouge_users)
         result.metrics["rougeL"] = rouge.get("rougeL", float("nan"))
@@ -673,6 +688,9 @@ def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[st
         row = {key: float(value) for key, value in result.metrics.items() if not isinstance(value, str)}
         content = {metric: row.pop(f"content_{metric}") for metric in METRICS if f"content_{metric}" in row}
         cold = {metric: row.pop(f"cold_{metric}") for metric in METRICS if f"cold_{metric}" in row}
+        late = {metric: row.pop(f"late_{metric}") for metric in METRICS if f"late_{metric}" in row}
+        if late:
+            late["prior_weight"] = row.pop("late_weight")
         if result.budget is not None:
             row.update(
                 steps=result.budget.steps,
@@ -682,6 +700,8 @@ def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[st
         rows[name] = row
         if content:  # a model with an item prior, scored again without it: a row of its own
             rows[f"{name} (content only)"] = content
+        if late:  # the same model fused with an item prior after training (weight chosen on dev)
+            rows[f"{name} + prior (late fusion)"] = late
         if cold:  # the same system on the cold-start test
             rows[f"{name} (cold start)"] = cold
     return rows

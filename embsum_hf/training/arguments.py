@@ -91,13 +91,21 @@ class EmbSumTrainingArguments(TrainingArguments):
             "keeps rarely seen items near 0; counting every read (`item_prior_history_draws`) wants it wider."
         },
     )
+    item_prior_fusion: str = field(
+        default="joint",
+        metadata={
+            "help": "How a model's item prior joins the content model: 'joint' (fitted before the first step, then "
+            "trained with the model) or 'late' (the content model trains alone; after training the prior is fitted "
+            "and added with the weight that ranks the dev split best, 0 when it does not help: needs a dev split).",
+            "choices": ["joint", "late"],
+        },
+    )
     item_prior_history_draws: int = field(
         default=0,
         metadata={
             "help": "Fit the item prior on every read, not only the training clicks: each history item also counts as "
-            "a click against this many items drawn uniformly from the catalogue, and the fitted prior stays fixed "
-            "in training (the content model learns the rest). For leave-last-out logs (one click per user), where "
-            "the histories hold most of the reads. 0: fit on the training clicks and train the prior with the model."
+            "a click against this many items drawn uniformly from the catalogue. For leave-last-out logs (one click "
+            "per user), where the histories hold most of the reads. 0: the training clicks alone."
         },
     )
     eval_item_batch_size: int = field(default=128, metadata={"help": "Items per encoder batch in evaluation."})
@@ -123,6 +131,8 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError("history_clicks rows have no non-clicks: set catalogue_negatives or in_batch_negatives")
         if self.item_prior_std <= 0:
             raise ValueError(f"item_prior_std must be > 0, got {self.item_prior_std}")
+        if self.item_prior_fusion not in ("joint", "late"):
+            raise ValueError(f"item_prior_fusion must be 'joint' or 'late', got {self.item_prior_fusion!r}")
         if self.item_prior_history_draws < 0:
             raise ValueError(f"item_prior_history_draws must be >= 0, got {self.item_prior_history_draws}")
         if self.num_negatives is not None and self.num_negatives < 1:

@@ -111,7 +111,7 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         # evaluators alone make evaluation possible: a placeholder passes the base Trainer's "no eval_dataset" check
         placeholder = eval_dataset is None and bool(self.evaluators)
         # catalogue negatives are drawn from the items the collator can tokenise
-        draws_catalogue = args.catalogue_negatives or (args.item_prior_history_draws and args.fit_item_prior)
+        draws_catalogue = args.catalogue_negatives or args.item_prior_history_draws
         catalogue = list(getattr(data_collator, "item_token_ids", None) or ()) if draws_catalogue else None
         self._catalogue = catalogue
         super().__init__(
@@ -128,11 +128,13 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         if self.train_dataset is not None:
             self.add_callback(EpochSeedCallback(self.train_dataset))
             prior = getattr(self.model, "item_prior", None)
-            if args.fit_item_prior and prior is not None:
+            if prior is not None and (args.fit_item_prior or args.item_prior_fusion == "late"):
                 rows = self.train_dataset.prior_fit_rows(history_draws=args.item_prior_history_draws)
-                self.add_callback(ItemPriorFitCallback(rows, prior_std=args.item_prior_std))
-            if args.item_prior_history_draws and prior is not None:
-                prior.weight.requires_grad_(False)  # a count of every read: the training clicks alone would erode it
+                dev = next((e for e in self.evaluators if isinstance(e, ImpressionEvaluator)), None)
+                fit = ItemPriorFitCallback(rows, args.item_prior_std, fusion=args.item_prior_fusion, evaluator=dev)
+                self.add_callback(fit)
+            if prior is not None and args.item_prior_fusion == "late":
+                prior.weight.requires_grad_(False)  # the content model trains alone; the prior joins at the end
 
     @staticmethod
     def _examples(rows, args: EmbSumTrainingArguments, catalogue: Sequence[str] | None = None):
