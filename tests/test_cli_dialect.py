@@ -69,9 +69,9 @@ def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
 def test_the_training_levers_are_flags(tmp_path):
     base = ["--train_data", "t", "--output_dir", str(tmp_path)]
     _, defaults = parse(base)
-    assert not defaults.user_negatives and defaults.fit_item_prior  # the paper's rows; a prior, if any, is fitted
-    _, given = parse([*base, "--user_negatives", "true", "--fit_item_prior", "false"])
-    assert given.user_negatives and not given.fit_item_prior
+    assert not defaults.in_batch_negatives and defaults.fit_item_prior  # the paper's negatives; a prior is fitted
+    _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
+    assert given.in_batch_negatives and not given.fit_item_prior
 
 
 def subcommand_parsers() -> dict:
