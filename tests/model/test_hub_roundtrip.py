@@ -38,8 +38,14 @@ def test_save_load_and_fresh_process_remote_code(tmp_path, model, processor, ite
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     saved = set(os.listdir(folder))
-    assert {"model.safetensors", "config.json", "configuration_embsum.py", "modeling_embsum.py",
-            "processor_config.json", "tokenizer.json"} <= saved
+    assert {
+        "model.safetensors",
+        "config.json",
+        "configuration_embsum.py",
+        "modeling_embsum.py",
+        "processor_config.json",
+        "tokenizer.json",
+    } <= saved
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_embsum.EmbSumConfig",

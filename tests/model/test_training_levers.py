@@ -120,8 +120,9 @@ def test_rows_of_different_lengths_are_encoded_at_their_own_width(model, process
     grad = model.t5.shared.weight.grad.clone()
     model.zero_grad()
     sum(
-        model.t5.encoder(input_ids=ids[row : row + 1, :n], attention_mask=mask[row : row + 1, :n])
-        .last_hidden_state.sum()
+        model.t5.encoder(
+            input_ids=ids[row : row + 1, :n], attention_mask=mask[row : row + 1, :n]
+        ).last_hidden_state.sum()
         for row, n in enumerate(lengths.tolist())
     ).backward()
     torch.testing.assert_close(grad, model.t5.shared.weight.grad, atol=1e-4, rtol=1e-4)

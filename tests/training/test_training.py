@@ -48,7 +48,10 @@ RECIPE_SHAPE = dict(
 def synthetic(tmp_path_factory) -> Path:
     return make_synthetic_mind(
         tmp_path_factory.mktemp("synthetic"),
-        num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20,
+        num_users=40,
+        num_news=120,
+        num_train_impressions=60,
+        num_dev_impressions=20,
     )
 
 
@@ -137,8 +140,11 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
         eval_dataset=build_training_rows(dev.impressions, summaries=summaries),
         evaluator=[
             ImpressionEvaluator(dev, data_processor, item_batch_size=64),
-            ImpressionEvaluator(dataclasses.replace(train, impressions=train.impressions.select(range(10))),
-                                data_processor, name="train"),
+            ImpressionEvaluator(
+                dataclasses.replace(train, impressions=train.impressions.select(range(10))),
+                data_processor,
+                name="train",
+            ),
         ],
         data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, items)),
         processing_class=data_processor,
@@ -256,8 +262,11 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
     )
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
     trainer = EmbSumTrainer(
-        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
-        data_collator=collator, processing_class=data_processor,
+        EmbSumModel(data_processor.config),
+        args,
+        train_dataset=build_training_rows(train.impressions),
+        data_collator=collator,
+        processing_class=data_processor,
     )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["candidate_input_ids"].shape[1] == 3  # the click and 2 negatives
@@ -268,11 +277,18 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
 def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
     train, dev, _ = splits
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, eval_strategy="steps", eval_steps=1, report_to=[], use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=1,
+        eval_strategy="steps",
+        eval_steps=1,
+        report_to=[],
+        use_cpu=True,
         disable_tqdm=True,
     )
     trainer = EmbSumTrainer(
-        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
+        EmbSumModel(data_processor.config),
+        args,
+        train_dataset=build_training_rows(train.impressions),
         evaluator=ImpressionEvaluator(dev, data_processor),
         data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items)),
         processing_class=data_processor,
@@ -293,8 +309,14 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
     train, dev, summaries = splits
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, eval_strategy="no",
-        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
     )
     seen = []
 
@@ -306,8 +328,12 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
             seen.append((args.num_negatives, trainer.train_dataset.num_negatives))
 
     trainer = EmbSumTrainer(
-        model_init=model_init, args=args, train_dataset=build_training_rows(train.impressions, summaries=summaries),
-        evaluator=ImpressionEvaluator(dev, data_processor), data_collator=collator, processing_class=data_processor,
+        model_init=model_init,
+        args=args,
+        train_dataset=build_training_rows(train.impressions, summaries=summaries),
+        evaluator=ImpressionEvaluator(dev, data_processor),
+        data_collator=collator,
+        processing_class=data_processor,
         callbacks=[Negatives()],
     )
     best = trainer.hyperparameter_search(n_trials=2)
@@ -377,8 +403,14 @@ def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_pat
             model, _ = build_model_and_processor(run_args, train, {})
         _, processor = build_model_and_processor(run_args, train, {})
         args = EmbSumTrainingArguments(
-            output_dir=str(tmp_path), max_steps=1, learning_rate=learning_rate, fit_item_prior=fit, report_to=[],
-            use_cpu=True, disable_tqdm=True, save_strategy="no",
+            output_dir=str(tmp_path),
+            max_steps=1,
+            learning_rate=learning_rate,
+            fit_item_prior=fit,
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            save_strategy="no",
         )
         collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train.items))
         EmbSumTrainer(model, args, train_dataset=rows, data_collator=collator, processing_class=processor).train()
