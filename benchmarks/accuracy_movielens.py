@@ -488,7 +488,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum+in-batch": ({}, {"in_batch_negatives": True}),
     "embsum+in-batch+logq": ({}, {"in_batch_negatives": True, "logq_correction": True}),
     "embsum-8-negatives": ({}, {"num_negatives": 8}),
-    "embsum+user-negatives": ({}, {"user_negatives": True}),
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
     "embsum-1-layer": ({"num_layers": 1}, {}),

@@ -4,9 +4,11 @@ Hub-facing file: it is copied next to saved weights for `trust_remote_code`, so 
 """
 
 from transformers import AutoConfig, PreTrainedConfig, T5Config
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 SUMMARY_MODES = ("generate", "start")
-SUMMARY_MEMORIES = ("sessions", "items")
 # generation defaults of the user-interest summaries (`EmbSumConfig.summary_generation`)
 DEFAULT_SUMMARY_GENERATION = {"no_repeat_ngram_size": 2}
 # the words after which a teacher summary lists its interests ("The reader is interested in A, B, C, D and E."):
@@ -22,6 +24,14 @@ SLOT_STOPWORDS = frozenset(
     these they this those through to too under until up very was we were what when where which while who whom why
     will with would you your yours""".split()
 )
+# fields of earlier versions, measured without gain and removed (docs/benchmarks.md): their default, which the model
+# now always behaves as, and what that is. Saved configs that carry them still load; another value is warned about.
+REMOVED_FIELDS = {
+    "summary_label_smoothing": (0.0, "trains the summary loss without label smoothing"),
+    "summary_prefix_weight": (1.0, "weighs every summary token alike in the summary loss"),
+    "summary_memory": ("sessions", "reads every session token while writing the summary"),
+    "summary_guidance": (1.0, "writes summaries without the population contrast"),
+}
 
 
 class EmbSumConfig(PreTrainedConfig):
@@ -63,26 +73,11 @@ class EmbSumConfig(PreTrainedConfig):
             Optional, off by default (the paper's model has none): the items that get a learned **item prior**, a
             per-item bias added to the poly-attention score, for catalogues whose items repeat between training and
             serving. Items not in the list (cold start) get 0, so their ranking is the content model's alone.
-        summary_label_smoothing (`float`, defaults to 0.0):
-            Label smoothing of the summary loss.
-        summary_prefix_weight (`float`, defaults to 1.0):
-            Weight in the summary loss of the label tokens every summary of the batch shares at its start (a template
-            prefix such as "The user is interested in"), relative to the user-specific tokens after it; the loss is
-            the weighted token mean, so 1.0 is the plain token mean. Lower values spend the loss on what differs
-            between users.
-        summary_memory (`str`, defaults to `"sessions"`):
-            What the decoder reads while writing the summary: `"sessions"`, every token state of every session (the
-            paper); `"items"`, only the item-start states (one per history item, the states the UPE also reads) and
-            the end-of-session states.
         summary_generation (`dict`, *optional*):
             Generation settings of the summaries, as `GenerationConfig` fields (`num_beams`, `no_repeat_ngram_size`,
             `repetition_penalty`, ...); they become the defaults of the decoder's `generation_config`, which
             [`EmbSumModel.generate_summary`] uses. Defaults to `{"no_repeat_ngram_size": 2}`, so that a summary does
             not name the same interest twice.
-        summary_guidance (`float`, defaults to 1.0):
-            Contrast of the generated summaries with the population's: next-token log-probabilities become
-            `null + summary_guidance * (user - null)`, `null` the decoder's for an empty history (see
-            `PopulationContrast`). 1.0 is plain decoding; above 1 favours what sets this user apart.
         summary_history_boost (`float`, defaults to 16.0):
             A soft copy mechanism for the summaries (our choice): while writing, every word that occurs in the user's
             own history text gains `summary_history_boost` in next-token log-probability (see `HistoryTokenBoost`;
@@ -102,7 +97,7 @@ class EmbSumConfig(PreTrainedConfig):
             that it has not learned to write. Trained by the summary loss (the loss is the mixture's NLL) and used
             whenever the decoder writes (`generate_summary`, and the `"generate"` summary mode's `h_sum`); `h_sum`
             itself is unchanged (the decoder state). Its layers are new (a `d x d` query and a `3d -> 1` gate) and
-            train at the new layers' learning rate. Needs `summary_memory="sessions"` to have words to copy.
+            train at the new layers' learning rate.
         summary_slot_lead (`str`, *optional*, defaults to `"interested in"`):
             Well-formed template summaries at generation: after these words, the interest slots of "A, B, C, D and
             E." are never empty or only stop-words, start with no stop-word and repeat no word (see
@@ -129,11 +124,7 @@ class EmbSumConfig(PreTrainedConfig):
     summary_loss_weight: float | int = 1.0
     summary_mode: str = "generate"
     item_prior_ids: list[str] | None = None
-    summary_label_smoothing: float | int = 0.0
-    summary_prefix_weight: float | int = 1.0
-    summary_memory: str = "sessions"
     summary_generation: dict | None = None
-    summary_guidance: float | int = 1.0
     summary_history_boost: float | int = 16.0
     summary_history_boost_plausibility: float | int = 0.01
     summary_copy: bool = False
@@ -145,6 +136,15 @@ class EmbSumConfig(PreTrainedConfig):
         # a sampling setting of training, not of the model: configs saved before it moved to the training arguments
         # still load
         kwargs.pop("num_negatives", None)
+        for name, (default, now) in REMOVED_FIELDS.items():
+            value = kwargs.pop(name, default)
+            if value != default:
+                logger.warning(
+                    "EmbSumConfig: %s=%r was removed in this version (measured no gain); the model now %s",
+                    name,
+                    value,
+                    now,
+                )
         super().__post_init__(**kwargs)
         # A T5Config built in code has no decoder start token; T5 starts decoding with the pad token.
         if getattr(self.t5_config, "decoder_start_token_id", None) is None:
@@ -179,20 +179,6 @@ class EmbSumConfig(PreTrainedConfig):
             )
         if self.summary_loss_weight < 0:
             raise ValueError(f"EmbSumConfig.summary_loss_weight must be >= 0, got {self.summary_loss_weight!r}")
-        if not 0 <= self.summary_label_smoothing < 1:
-            raise ValueError(
-                f"EmbSumConfig.summary_label_smoothing must be in [0, 1), got {self.summary_label_smoothing!r}"
-            )
-        if not 0 < self.summary_prefix_weight <= 1:
-            raise ValueError(
-                f"EmbSumConfig.summary_prefix_weight must be in (0, 1], got {self.summary_prefix_weight!r}"
-            )
-        if self.summary_memory not in SUMMARY_MEMORIES:
-            raise ValueError(
-                f"EmbSumConfig.summary_memory must be one of {SUMMARY_MEMORIES}, got {self.summary_memory!r}"
-            )
-        if self.summary_guidance < 0:
-            raise ValueError(f"EmbSumConfig.summary_guidance must be >= 0, got {self.summary_guidance!r}")
         if not 0 <= self.summary_history_boost < float("inf"):
             raise ValueError(
                 f"EmbSumConfig.summary_history_boost must be a finite number >= 0, got {self.summary_history_boost!r}"

@@ -149,29 +149,6 @@ def poly_relevance(
     return (weights * similarity.float()).sum(-1)  # (B, N)
 
 
-class PopulationContrast(LogitsProcessor):
-    """
-    Steers a summary away from what the decoder writes for everybody: next-token log-probabilities become
-    `null + scale * (user - null)`, where `null` is the decoder's distribution for an empty history (one `</s>`
-    session, the population's summary) after the same tokens. `scale` 1 changes nothing; above 1 the tokens this
-    user's history makes likelier than the population's gain (classifier-free guidance, Ho & Salimans 2022).
-    """
-
-    def __init__(self, model: EmbSumModel, scale: float):
-        eos = torch.tensor([[model.config.t5_config.eos_token_id]], device=model.device)
-        with torch.no_grad():
-            self.memory = model.encode_rows(eos, torch.ones_like(eos))  # (1, 1, d)
-        self.model, self.scale = model, scale
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        with torch.no_grad():
-            states = self.model.t5.decoder(
-                input_ids=input_ids, encoder_hidden_states=self.memory.expand(input_ids.shape[0], -1, -1)
-            ).last_hidden_state[:, -1]
-            null = self.model._lm_logits(states).float().log_softmax(-1)
-        return (null + self.scale * (scores.float().log_softmax(-1) - null)).to(scores.dtype)
-
-
 class HistoryTokenBoost(LogitsProcessor):
     """
     A soft copy mechanism: adds `strength * count / max_count` to the next-token log-probabilities of every token
@@ -719,7 +696,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         if self.summary_copy is None:
             return None, None
         ids = session_input_ids.reshape(memory_mask.shape)
-        ids, _ = gather_to_front(ids[..., None], self._summary_memory_mask(session_input_ids, memory_mask))
+        ids, _ = gather_to_front(ids[..., None], memory_mask)
         ids = ids[..., 0]
         t5 = self.config.t5_config
         copyable = read.bool() & ~torch.isin(
@@ -746,14 +723,6 @@ class EmbSumModel(EmbSumPreTrainedModel):
         mixed, _ = self.summary_copy(decoder_states, inputs, memory, copyable, memory_ids, logits)
         return mixed.clamp_min(torch.finfo(mixed.dtype).tiny).log()
 
-    def _summary_memory_mask(self, session_input_ids: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """`(B, G*L)` mask of the session positions the decoder reads (`config.summary_memory`)."""
-        if self.config.summary_memory == "sessions":
-            return memory_mask
-        ids = session_input_ids.reshape(memory_mask.shape)
-        read = (ids == self.config.item_start_token_id) | (ids == self.config.t5_config.eos_token_id)
-        return memory_mask & read  # every session ends in </s>: never empty
-
     def _user_from_sessions(
         self,
         session_input_ids: torch.LongTensor,
@@ -767,7 +736,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         memory_mask = session_mask.reshape(batch, sessions * length)
         # the decoder reads the positions it attends to, gathered to the front (cross-attention has no position
         # bias, so this changes no value and skips the padding of every session)
-        read_states, read = gather_to_front(memory, self._summary_memory_mask(session_input_ids, memory_mask))
+        read_states, read = gather_to_front(memory, memory_mask)
         read = read.long()
         copyable, read_ids = self._copy_source(session_input_ids, read, memory_mask)
         targets = self._summary_targets(read_states, read, summary_labels, copyable, read_ids)
@@ -933,22 +902,10 @@ class EmbSumModel(EmbSumPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- summaries
     def _summary_loss(self, lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """
-        Weighted token mean of the (label-smoothed) NLL of teacher summaries `(B', T)`: the tokens all rows share at
-        their start (the batch's common prefix, e.g. a template) weigh `config.summary_prefix_weight`, the rest 1.
-        """
-        losses = F.cross_entropy(
-            lm_logits.reshape(-1, lm_logits.shape[-1]).float(),
-            labels.reshape(-1),
-            ignore_index=-100,
-            reduction="none",
-            label_smoothing=self.config.summary_label_smoothing,
-        ).reshape(labels.shape)
-        weights = (labels != -100).float()
-        if self.config.summary_prefix_weight != 1 and labels.shape[0] > 1:
-            shared = ((labels == labels[:1]) & (labels != -100)).all(0).long().cumprod(0).bool()  # (T,)
-            weights = weights * torch.where(shared, float(self.config.summary_prefix_weight), 1.0)[None, :]
-        return (losses * weights).sum() / weights.sum()
+        """Token mean of the NLL of teacher summaries `(B', T)` (labels -100 are padding)."""
+        return F.cross_entropy(
+            lm_logits.reshape(-1, lm_logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+        )
 
     def _generate(
         self,
@@ -989,8 +946,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         """
         The decoder writes each user's interest summary from the concatenated session states, with the settings of
         `config.summary_generation` (the decoder's `generation_config`) unless `generate_kwargs` say otherwise, and
-        steered away from the population's summary by [`PopulationContrast`] when `config.summary_guidance` (or a
-        `guidance=` keyword) is not 1, and towards the words of the user's own history by [`HistoryTokenBoost`] when
+        steered towards the words of the user's own history by [`HistoryTokenBoost`] when
         `config.summary_history_boost` (or a `history_boost=` keyword) is above 0, among the tokens at least
         `config.summary_history_boost_plausibility` (`history_boost_plausibility=`) times as likely as the best (given
         `processor`, a word counts in any letter case: `processor.token_classes()`). Given `processor`, the interest
@@ -999,15 +955,12 @@ class EmbSumModel(EmbSumPreTrainedModel):
         in copying from the history at every step.
         Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
-        guidance = generate_kwargs.pop("guidance", self.config.summary_guidance)
         slot_lead = generate_kwargs.pop("slot_lead", self.config.summary_slot_lead)
         history_boost = generate_kwargs.pop("history_boost", self.config.summary_history_boost)
         plausibility = generate_kwargs.pop(
             "history_boost_plausibility", self.config.summary_history_boost_plausibility
         )
         added = []
-        if guidance != 1:
-            added.append(PopulationContrast(self, guidance))
         if history_boost:
             t5 = self.config.t5_config
             added.append(
@@ -1027,9 +980,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
             generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
         batch, sessions, length, d = states.shape
-        memory, read = gather_to_front(
-            states.reshape(batch, -1, d), self._summary_memory_mask(session_input_ids, mask.reshape(batch, -1))
-        )
+        memory, read = gather_to_front(states.reshape(batch, -1, d), mask.reshape(batch, -1))
         copyable, memory_ids = self._copy_source(session_input_ids, read, mask.reshape(batch, -1))
         ids = self._generate(memory, read.long(), copyable, memory_ids, **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
@@ -1049,7 +1000,6 @@ __all__ = [
     "EmbSumOutput",
     "EmbSumUserOutput",
     "PolyAttention",
-    "PopulationContrast",
     "SummaryCopy",
     "WellFormedSlots",
     "poly_relevance",

@@ -8,10 +8,12 @@ from embsum_hf.commands.train import parse
 
 def test_every_long_option_takes_dashes_and_underscores():
     parser = build_parser()
-    dashed = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper-split", "true",
-                                "--paper-part", "dev"])
-    underscored = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper_split", "true",
-                                     "--paper_part", "dev"])
+    dashed = parser.parse_args(
+        ["evaluate", "--model", "m", "--data", "d", "--paper-split", "true", "--paper-part", "dev"]
+    )
+    underscored = parser.parse_args(
+        ["evaluate", "--model", "m", "--data", "d", "--paper_split", "true", "--paper_part", "dev"]
+    )
     assert vars(dashed) == vars(underscored) and dashed.paper_split is True and dashed.paper_part == "dev"
     # --paper_split means the same on evaluate as on train and prepare: a true/false switch
     assert parser.parse_args(["evaluate", "--model", "m", "--data", "d"]).paper_split is False
@@ -19,11 +21,26 @@ def test_every_long_option_takes_dashes_and_underscores():
     assert train_args.paper_split is True
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--paper-split", "test"])
-    args = parser.parse_args(["encode-items", "--model", "m", "--data", "d", "--output", "o", "--batch_size", "3",
-                              "--shard-size", "5", "--no_progress"])
+    args = parser.parse_args(
+        [
+            "encode-items",
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--output",
+            "o",
+            "--batch_size",
+            "3",
+            "--shard-size",
+            "5",
+            "--no_progress",
+        ]
+    )
     assert (args.batch_size, args.shard_size, args.no_progress) == (3, 5, True)
-    args = parser.parse_args(["recommend", "--users", "u", "--items", "i", "--output", "o", "--exclude_history",
-                              "--num_candidates", "7"])
+    args = parser.parse_args(
+        ["recommend", "--users", "u", "--items", "i", "--output", "o", "--exclude_history", "--num_candidates", "7"]
+    )
     assert args.exclude_history and args.num_candidates == 7 and args.data is None
     # every argparse command has both spellings of each long option
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
@@ -69,9 +86,9 @@ def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
 def test_the_training_levers_are_flags(tmp_path):
     base = ["--train_data", "t", "--output_dir", str(tmp_path)]
     _, defaults = parse(base)
-    assert not defaults.user_negatives and defaults.fit_item_prior  # the paper's rows; a prior, if any, is fitted
-    _, given = parse([*base, "--user_negatives", "true", "--fit_item_prior", "false"])
-    assert given.user_negatives and not given.fit_item_prior
+    assert not defaults.in_batch_negatives and defaults.fit_item_prior  # the paper's negatives; a prior is fitted
+    _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
+    assert given.in_batch_negatives and not given.fit_item_prior
 
 
 def subcommand_parsers() -> dict:

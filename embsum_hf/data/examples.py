@@ -33,35 +33,20 @@ def build_training_rows(
     *,
     summaries: dict[str, str] | None = None,
     keep_without_negatives: bool = False,
-    user_negatives: bool = False,
-    history_clicks: bool = False,
 ) -> datasets.Dataset:
     """One training row per clicked candidate: the impression's history, the click, and its non-clicked items.
 
     Columns: `user_id`, `impression_id`, `history`, `positive`, `negative_pool` (the impression's non-clicked
     candidates, from which `sample_negatives` draws each epoch) and `summary` (the user's teacher summary, None
     when `summaries` has none). Clicks of impressions without any non-clicked candidate are skipped and logged
-    (`skipped_no_negative`) unless `keep_without_negatives` (training with in-batch negatives gives them some),
-    as are impressions without clicks (`impression_without_click`). With `user_negatives`, the clicks of an
-    impression without a non-click draw their negatives from the same user's non-clicks in the other impressions
-    instead (items the user clicked anywhere excluded; `borrowed_user_negatives` counts them): data whose
-    impressions are cut from a user's ratings (MovieLens: 10 ratings each) keep the impressions where everything
-    was liked. Unlabeled impressions (labels -1) raise `ValueError`: they cannot be trained on.
-
-    With `history_clicks`, every item of a history is also a click, with the items before it (older) as its history
-    and no non-clicks of its own (`negative_pool` empty: the trainer draws them from the catalogue, see
-    `EmbSumTrainingArguments.catalogue_negatives`); impression id `<impression>/history-<position>`, each (user,
-    item) once (counted `history_clicks`), and no teacher summary (the user's summary was written from reads that
-    came after this click, the click among them: as a target it would tell the model what was read). Data with one
-    impression per user (a leave-last-out log) then trains on every read, as a popularity count does, instead of on
-    one per user.
+    (`skipped_no_negative`) unless `keep_without_negatives` (in-batch or catalogue negatives give them some),
+    as are impressions without clicks (`impression_without_click`). Unlabeled impressions (labels -1) raise
+    `ValueError`: they cannot be trained on.
     """
     summaries = summaries or {}
     stats: Counter = Counter()
     rows: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
     chunks: list[datasets.Dataset] = []  # Arrow tables of `_ROWS_PER_CHUNK` rows: Python objects for one chunk only
-    user_pools = _user_negative_pools(impressions) if user_negatives else {}
-    history_clicked: dict[str, set[str]] = {}  # user -> items already made a click row (history_clicks)
     for row in iter_rows(impressions):
         labels = row["labels"]
         if UNLABELED in labels:
@@ -70,9 +55,6 @@ def build_training_rows(
             )
         positives = [c for c, y in zip(row["candidates"], labels) if y == 1]
         negatives = [c for c, y in zip(row["candidates"], labels) if y == 0]
-        if positives and not negatives and user_pools.get(row["user_id"]):
-            negatives = user_pools[row["user_id"]]
-            stats["borrowed_user_negatives"] += len(positives)
         if not positives:
             stats["impression_without_click"] += 1
             continue
@@ -86,20 +68,6 @@ def build_training_rows(
             rows["positive"].append(positive)
             rows["negative_pool"].append(negatives)
             rows["summary"].append(summaries.get(row["user_id"]))
-        if history_clicks:
-            clicked = history_clicked.setdefault(row["user_id"], set())
-            clicked.update(positives)
-            for position, item in enumerate(row["history"]):
-                if item in clicked:
-                    continue
-                clicked.add(item)
-                stats["history_clicks"] += 1
-                rows["user_id"].append(row["user_id"])
-                rows["impression_id"].append(f"{row['impression_id']}/history-{position}")
-                rows["history"].append(row["history"][position + 1 :])
-                rows["positive"].append(item)
-                rows["negative_pool"].append([])
-                rows["summary"].append(None)  # the user's summary tells of reads after this one: no target here
         if len(rows["positive"]) >= _ROWS_PER_CHUNK:
             chunks.append(_rows_chunk(rows, stats))
     chunks.append(_rows_chunk(rows, stats))
@@ -118,20 +86,6 @@ def _rows_chunk(rows: dict[str, list], stats: Counter) -> datasets.Dataset:
     for values in rows.values():
         values.clear()
     return chunk
-
-
-def _user_negative_pools(impressions: datasets.Dataset) -> dict[str, list[str]]:
-    """user id -> the items shown to the user without a click, less every item the user clicked anywhere (in
-    first-seen order)."""
-    clicked: dict[str, set[str]] = {}
-    shown: dict[str, dict[str, None]] = {}
-    for user, candidates, labels in zip(impressions["user_id"], impressions["candidates"], impressions["labels"]):
-        for item, label in zip(candidates, labels):
-            if label == 1:
-                clicked.setdefault(user, set()).add(item)
-            elif label == 0:
-                shown.setdefault(user, {})[item] = None
-    return {user: [item for item in items if item not in clicked.get(user, ())] for user, items in shown.items()}
 
 
 def sample_negatives(pool: list[str], k: int, *, seed: int, epoch: int, index: int) -> list[str]:

@@ -54,22 +54,7 @@ class EmbSumTrainingArguments(TrainingArguments):
         metadata={
             "help": "Also contrast each click with this many items drawn uniformly from the whole items table (not "
             "the user's history or clicks), re-drawn every epoch: the contrast of a test that ranks a read among "
-            "uniformly drawn unread items, and the negatives of `history_clicks` rows."
-        },
-    )
-    history_clicks: bool = field(
-        default=False,
-        metadata={
-            "help": "Every item of a training history is also a click, with the older items as its history "
-            "(negatives from `catalogue_negatives` or the batch): one impression per user then trains on every read."
-        },
-    )
-    user_negatives: bool = field(
-        default=False,
-        metadata={
-            "help": "Clicks of an impression without a non-click take their negatives from the same user's non-clicks "
-            "in other training impressions instead of being skipped (for impressions cut from a user's ratings, "
-            "e.g. MovieLens)."
+            "uniformly drawn unread items."
         },
     )
     logq_correction: bool = field(
@@ -127,8 +112,6 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
-        if self.history_clicks and not (self.catalogue_negatives or self.in_batch_negatives):
-            raise ValueError("history_clicks rows have no non-clicks: set catalogue_negatives or in_batch_negatives")
         if self.item_prior_std <= 0:
             raise ValueError(f"item_prior_std must be > 0, got {self.item_prior_std}")
         if self.item_prior_fusion not in ("joint", "late"):
@@ -156,10 +139,6 @@ MODEL_CONFIG_FIELDS = (
     "summary_max_tokens",
     "summary_loss_weight",
     "summary_mode",
-    "summary_label_smoothing",
-    "summary_prefix_weight",
-    "summary_memory",
-    "summary_guidance",
     "summary_history_boost",
     "summary_history_boost_plausibility",
     "summary_copy",

@@ -40,8 +40,8 @@ class TrainingExamples(torch.utils.data.Dataset):
     once for all of the impression's clicks instead of once per click.
 
     With `catalogue_negatives`, every example also gets that many items drawn uniformly from `catalogue` (none of
-    the user's history or clicks), re-drawn every epoch: negatives for rows without non-clicks of their own (the
-    `history_clicks` rows) and, on a sparse catalogue, the uniform contrast a leave-last-out test ranks against.
+    the user's history or clicks), re-drawn every epoch: negatives for rows without non-clicks of their own and, on a
+    sparse catalogue, the uniform contrast a leave-last-out test ranks against.
     """
 
     def __init__(

@@ -159,7 +159,8 @@ def build_model_and_processor(
     template = args.item_template or default_item_template(train)
     overrides = args.config_overrides()
     if args.item_prior:
-        # every item a training row can score: candidates, and history items (clicks of `history_clicks` rows)
+        # every item of the training impressions: candidates, and history items (`item_prior_history_draws` fits
+        # the prior on every read)
         seen = {item for candidates in train.impressions["candidates"] for item in candidates}
         seen.update(item for history in train.impressions["history"] for item in history)
         overrides["item_prior_ids"] = sorted(seen)
@@ -285,8 +286,6 @@ def build_trainer(
         splits.train.impressions,
         summaries=summaries,
         keep_without_negatives=keep or training_args.catalogue_negatives > 0,
-        user_negatives=training_args.user_negatives,
-        history_clicks=training_args.history_clicks,
     )
     items = splits.train.items
     eval_rows = evaluator = None

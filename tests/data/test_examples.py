@@ -61,28 +61,6 @@ def test_build_training_rows_one_row_per_click(caplog):
     assert "'skipped_no_negative': 2" in caplog.text and "'impression_without_click': 1" in caplog.text
 
 
-def test_build_training_rows_user_negatives_borrow_the_users_own_non_clicks(caplog):
-    impressions = impressions_dataset(
-        [
-            imp("1", "u1", ["a", "b"], [1, 1]),  # all clicked: borrows u1's non-clicks of the other impressions
-            imp("2", "u1", ["c", "d", "e"], [0, 1, 0]),  # has its own non-clicks: keeps them
-            imp("3", "u1", ["f", "a"], [0, 0]),  # a: clicked in impression 1, so never a negative of u1's
-            imp("4", "u2", ["g"], [1]),  # u2 never skipped anything: still skipped
-            imp("5", "u3", ["c"], [0]),  # another user's non-click is not u1's
-        ]
-    )
-    plain = build_training_rows(impressions)
-    assert [row["impression_id"] for row in plain] == ["2"]
-    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
-        rows = build_training_rows(impressions, user_negatives=True)
-    assert [(row["impression_id"], row["positive"], row["negative_pool"]) for row in rows] == [
-        ("1", "a", ["c", "e", "f"]),
-        ("1", "b", ["c", "e", "f"]),
-        ("2", "d", ["c", "e"]),
-    ]
-    assert "'borrowed_user_negatives': 2" in caplog.text and "'skipped_no_negative': 1" in caplog.text
-
-
 def test_build_training_rows_rejects_unlabeled():
     with pytest.raises(ValueError, match="unlabeled"):
         build_training_rows(impressions_dataset([imp("1", "u1", ["a", "b"], [-1, -1])]))
@@ -128,35 +106,6 @@ def test_load_summaries(tmp_path):
     missing.write_text('{"user_id": "u1", "text": "x"}\n', encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"missing\.jsonl:1: missing required column 'summary'"):
         load_summaries(missing)
-
-
-def test_build_training_rows_history_clicks_make_every_read_a_click(caplog):
-    impressions = impressions_dataset(
-        [
-            imp("1", "u1", ["a", "b"], [1, 0], history=("h2", "h1", "h0")),  # most recent first
-            imp("2", "u1", ["c", "d"], [0, 1], history=("a", "h2", "h1", "h0")),  # h* already clicks: once each
-            imp("3", "u2", ["e"], [1], history=("h1",)),  # another user's read of h1 is its own click
-        ]
-    )
-    plain = build_training_rows(impressions)
-    assert [(row["impression_id"], row["positive"]) for row in plain] == [("1", "a"), ("2", "d")]
-    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
-        rows = build_training_rows(
-            impressions, history_clicks=True, keep_without_negatives=True, summaries={"u1": "Likes a."}
-        )
-    got = [(row["impression_id"], row["positive"], row["history"], row["negative_pool"]) for row in rows]
-    # the user's summary was written from later reads: a history click's row has none
-    assert [row["summary"] for row in rows if row["user_id"] == "u1"] == ["Likes a.", None, None, None, "Likes a."]
-    assert got == [
-        ("1", "a", ["h2", "h1", "h0"], ["b"]),
-        ("1/history-0", "h2", ["h1", "h0"], []),  # each read with the older reads as its history
-        ("1/history-1", "h1", ["h0"], []),
-        ("1/history-2", "h0", [], []),
-        ("2", "d", ["a", "h2", "h1", "h0"], ["c"]),  # `a` was a click of impression 1 already
-        ("3", "e", ["h1"], []),
-        ("3/history-0", "h1", [], []),
-    ]
-    assert "'history_clicks': 4" in caplog.text
 
 
 def test_build_training_rows_in_chunks_gives_the_same_rows_and_counts(monkeypatch, caplog):

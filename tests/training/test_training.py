@@ -48,7 +48,10 @@ RECIPE_SHAPE = dict(
 def synthetic(tmp_path_factory) -> Path:
     return make_synthetic_mind(
         tmp_path_factory.mktemp("synthetic"),
-        num_users=40, num_news=120, num_train_impressions=60, num_dev_impressions=20,
+        num_users=40,
+        num_news=120,
+        num_train_impressions=60,
+        num_dev_impressions=20,
     )
 
 
@@ -137,8 +140,11 @@ def test_trainer_learns_logs_both_losses_and_saves_a_complete_folder(tmp_path, s
         eval_dataset=build_training_rows(dev.impressions, summaries=summaries),
         evaluator=[
             ImpressionEvaluator(dev, data_processor, item_batch_size=64),
-            ImpressionEvaluator(dataclasses.replace(train, impressions=train.impressions.select(range(10))),
-                                data_processor, name="train"),
+            ImpressionEvaluator(
+                dataclasses.replace(train, impressions=train.impressions.select(range(10))),
+                data_processor,
+                name="train",
+            ),
         ],
         data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, items)),
         processing_class=data_processor,
@@ -256,8 +262,11 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
     )
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
     trainer = EmbSumTrainer(
-        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
-        data_collator=collator, processing_class=data_processor,
+        EmbSumModel(data_processor.config),
+        args,
+        train_dataset=build_training_rows(train.impressions),
+        data_collator=collator,
+        processing_class=data_processor,
     )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["candidate_input_ids"].shape[1] == 3  # the click and 2 negatives
@@ -268,11 +277,18 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
 def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
     train, dev, _ = splits
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, eval_strategy="steps", eval_steps=1, report_to=[], use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=1,
+        eval_strategy="steps",
+        eval_steps=1,
+        report_to=[],
+        use_cpu=True,
         disable_tqdm=True,
     )
     trainer = EmbSumTrainer(
-        EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions),
+        EmbSumModel(data_processor.config),
+        args,
+        train_dataset=build_training_rows(train.impressions),
         evaluator=ImpressionEvaluator(dev, data_processor),
         data_collator=EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items)),
         processing_class=data_processor,
@@ -293,8 +309,14 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
     train, dev, summaries = splits
     collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, eval_strategy="no",
-        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
     )
     seen = []
 
@@ -306,8 +328,12 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
             seen.append((args.num_negatives, trainer.train_dataset.num_negatives))
 
     trainer = EmbSumTrainer(
-        model_init=model_init, args=args, train_dataset=build_training_rows(train.impressions, summaries=summaries),
-        evaluator=ImpressionEvaluator(dev, data_processor), data_collator=collator, processing_class=data_processor,
+        model_init=model_init,
+        args=args,
+        train_dataset=build_training_rows(train.impressions, summaries=summaries),
+        evaluator=ImpressionEvaluator(dev, data_processor),
+        data_collator=collator,
+        processing_class=data_processor,
         callbacks=[Negatives()],
     )
     best = trainer.hyperparameter_search(n_trials=2)
@@ -377,8 +403,14 @@ def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_pat
             model, _ = build_model_and_processor(run_args, train, {})
         _, processor = build_model_and_processor(run_args, train, {})
         args = EmbSumTrainingArguments(
-            output_dir=str(tmp_path), max_steps=1, learning_rate=learning_rate, fit_item_prior=fit, report_to=[],
-            use_cpu=True, disable_tqdm=True, save_strategy="no",
+            output_dir=str(tmp_path),
+            max_steps=1,
+            learning_rate=learning_rate,
+            fit_item_prior=fit,
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            save_strategy="no",
         )
         collator = EmbSumDataCollator(processor, tokenize_item_table(processor, train.items))
         EmbSumTrainer(model, args, train_dataset=rows, data_collator=collator, processing_class=processor).train()
@@ -395,92 +427,47 @@ def test_trainer_fits_a_fresh_item_prior_and_keeps_a_trained_one(splits, tmp_pat
     torch.testing.assert_close(trained(fit=True, model=fitted).item_prior.weight.detach(), kept)
 
 
-def test_recipe_user_negatives_keep_impressions_without_a_non_click(splits, tmp_path):
-    from embsum_hf.data.arguments import Splits
-    from embsum_hf.data.schema import impressions_dataset
-    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
-
-    train, _, _ = splits
-    # one more impression of a user in which every candidate was clicked (MovieLens-like)
-    first = train.impressions[0]
-    user = first["user_id"]
-    clicked = {item for row in train.impressions if row["user_id"] == user for item, y in
-               zip(row["candidates"], row["labels"]) if y == 1}  # fmt: skip
-    liked = [item for item in train.items["item_id"] if item not in clicked][:2]
-    extra = dict(first, impression_id="all-clicked", candidates=liked, labels=[1, 1])
-    data = dataclasses.replace(train, impressions=impressions_dataset([*train.impressions, extra]))
-    pool = sorted({item for row in data.impressions if row["user_id"] == user for item, y in
-                   zip(row["candidates"], row["labels"]) if y == 0} - clicked - set(liked))  # fmt: skip
-    assert pool, "the fixture's user has non-clicks elsewhere"
-    shape = RECIPE_SHAPE
-    model, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), data, {})
-
-    def rows_of(**overrides):
-        args = EmbSumTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, **overrides)
-        rows = build_trainer(model, processor, args, Splits(data, None, None)).train_dataset.rows
-        return {row["positive"]: sorted(row["negative_pool"]) for row in rows if row["impression_id"] == "all-clicked"}
-
-    assert rows_of() == {}  # the paper's rows: a click needs a non-click of its own impression
-    assert rows_of(user_negatives=True) == {liked[0]: pool, liked[1]: pool}
-
-
 def test_catalogue_negatives_are_uniform_unread_deterministic_and_redrawn(splits):
+    from embsum_hf.data.schema import impressions_dataset
+
     train, _, _ = splits
-    rows = build_training_rows(train.impressions, history_clicks=True, keep_without_negatives=True)
+    # one more impression in which every candidate was clicked: its clicks get the catalogue's negatives alone
+    first = train.impressions[0]
+    extra = dict(first, impression_id="all-clicked", candidates=first["candidates"][:2], labels=[1, 1])
+    rows = build_training_rows(impressions_dataset([*train.impressions, extra]), keep_without_negatives=True)
     catalogue = list(train.items["item_id"])
-    examples = TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=True, catalogue=catalogue,
+
+    def examples_of(grouped: bool) -> TrainingExamples:
+        return TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=grouped, catalogue=catalogue,
                                 catalogue_negatives=5)  # fmt: skip
-    again = TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=True, catalogue=catalogue,
-                             catalogue_negatives=5)  # fmt: skip
-    first = [examples[i] for i in range(len(examples))]
-    assert first == [again[i] for i in range(len(again))]  # deterministic in seed, epoch and example
+
+    examples, again = examples_of(True), examples_of(True)
+    drawn = [examples[i] for i in range(len(examples))]
+    assert drawn == [again[i] for i in range(len(again))]  # deterministic in seed, epoch and example
     examples.set_epoch(1)
-    assert [examples[i]["candidates"] for i in range(len(examples))] != [e["candidates"] for e in first]
-    for example in first:
+    assert [examples[i]["candidates"] for i in range(len(examples))] != [e["candidates"] for e in drawn]
+    for example in drawn:
         clicks = [c for c, y in zip(example["candidates"], example["labels"]) if y == 1]
         negatives = [c for c, y in zip(example["candidates"], example["labels"]) if y == 0]
         assert len(negatives) == len(set(negatives)) >= 5  # the catalogue's 5 (+ the impression's own, if any)
         assert not set(negatives) & {*example["history"], *clicks}  # never the user's own reads
-    history_only = [e for e in first if sum(e["labels"]) == len(e["labels"]) - 5]
-    assert history_only, "history clicks get the catalogue's negatives alone"
+    assert [e["labels"] for e in drawn if e["candidates"][:2] == extra["candidates"]] == [[1, 1] + [0] * 5]
+    per_click = examples_of(False)  # one example per click: the click first, then its negatives
+    kept = [per_click[i] for i, row in enumerate(rows["impression_id"]) if row == "all-clicked"]
+    assert [e["candidates"][0] for e in kept] == extra["candidates"]
+    for example in kept:
+        assert len(example["candidates"]) == len(set(example["candidates"])) == 6
+        assert not set(example["candidates"][1:]) & {*example["history"], *extra["candidates"]}
+    # the item prior's fit reads every row's own non-clicks plus one draw of the catalogue's
+    fit = examples.prior_fit_rows()
+    assert fit == examples_of(True).prior_fit_rows() and fit["positive"] == rows["positive"]
+    for row, pool in zip(rows, fit["negative_pool"]):
+        assert pool[: len(row["negative_pool"])] == row["negative_pool"]
+        draw = pool[len(row["negative_pool"]) :]
+        assert len(draw) == len(set(draw)) == 5
+        assert not set(draw) & {*row["history"], row["positive"], *row["negative_pool"]}
     with pytest.raises(ValueError, match="catalogue"):
         TrainingExamples(rows, num_negatives=2, catalogue_negatives=5)
-    with pytest.raises(ValueError, match="history_clicks"):
-        EmbSumTrainingArguments(output_dir="unused", history_clicks=True)
-
-
-def test_recipe_history_clicks_train_every_read_and_fit_the_prior_on_catalogue_draws(splits, tmp_path):
-    from embsum_hf.data.arguments import Splits
-    from embsum_hf.training.item_prior import fit_item_prior
-    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor, build_trainer
-
-    train, _, _ = splits
-    shape = RECIPE_SHAPE
-    run_args = EmbSumRunArguments(train_data="unused", item_prior=True, **shape)
-    model, processor = build_model_and_processor(run_args, train, {})
-    history_items = {item for history in train.impressions["history"] for item in history}
-    assert history_items <= set(model.config.item_prior_ids)  # history reads are clicks that need a prior row
-    args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, learning_rate=0.0, report_to=[], use_cpu=True, disable_tqdm=True,
-        save_strategy="no", history_clicks=True, catalogue_negatives=4,
-    )  # fmt: skip
-    trainer = build_trainer(model, processor, args, Splits(train, None, None))
-    rows = trainer.train_dataset.rows
-    assert len(rows) > len(build_training_rows(train.impressions))
-    assert set(rows["positive"]) >= history_items - set(train.impressions["candidates"][0])
-    trainer.train()
-    prior = model.item_prior.weight[:, 0].detach()
-    fit_rows = trainer.train_dataset.prior_fit_rows()
-    # the fit (learning rate 0: the prior is the fit alone) read every click row with its catalogue draw
-    assert len(fit_rows["negative_pool"]) == len(rows) and all(len(pool) >= 4 for pool in fit_rows["negative_pool"])
-    torch.testing.assert_close(prior, fit_item_prior(fit_rows, model.config.item_prior_ids))
-    row_of = {item: row for row, item in enumerate(model.config.item_prior_ids, start=1)}
-    clicks = Counter(rows["positive"])
-    most, least = max(clicks.values()), min(clicks.values())
-    assert most > least  # read most against read least: the more reads, the higher the prior
-    assert max(prior[row_of[i]] for i, n in clicks.items() if n == least) < min(
-        prior[row_of[i]] for i, n in clicks.items() if n == most
-    )
 
 
 def test_item_prior_history_draws_count_every_read(splits, tmp_path):
@@ -492,6 +479,8 @@ def test_item_prior_history_draws_count_every_read(splits, tmp_path):
     model, processor = build_model_and_processor(
         EmbSumRunArguments(train_data="unused", item_prior=True, **RECIPE_SHAPE), train, {}
     )
+    history_items = {item for history in train.impressions["history"] for item in history}
+    assert history_items <= set(model.config.item_prior_ids)  # history reads are clicks of the fit: they need a row
     args = EmbSumTrainingArguments(
         output_dir=str(tmp_path), max_steps=1, learning_rate=0.0, report_to=[], use_cpu=True, disable_tqdm=True,
         save_strategy="no", item_prior_history_draws=3, item_prior_std=5.0,
