@@ -36,7 +36,7 @@ Systems
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default; each "+lever" of `LEVERS` in the name changes one setting (e.g.
-                      `embsum+catalogue-4+item-prior`).
+                      `embsum+lsa+catalogue-4+item-prior`).
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -100,7 +100,7 @@ BOOKS_RUN = dict(
 LEVERS: dict[str, tuple[dict, dict]] = {
     "item-prior": ({"item_prior": True}, {}),
     "prior-reads": ({"item_prior": True}, {"item_prior_history_draws": 4, "item_prior_std": 5.0}),
-    "random-init": ({"text_embedding_init": False}, {}),
+    "lsa": ({"text_embedding_init": True}, {}),
     "catalogue-4": ({}, {"catalogue_negatives": 4}),
     "catalogue-16": ({}, {"catalogue_negatives": 16}),
     "catalogue-32": ({}, {"catalogue_negatives": 32}),

@@ -93,11 +93,10 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
         },
     )
     text_embedding_init: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "From scratch only: start the token embeddings from an LSA of the training items' text "
-            "(`lsa_token_embeddings`: tokens that share items start close; measured: +8 AUC on the sparse book "
-            "catalogue, MovieLens unchanged); false: at random, as T5 does."
+            "(`lsa_token_embeddings`: tokens that share items start close) instead of at random."
         },
     )
     item_prior: bool = field(

@@ -591,15 +591,15 @@ def test_recipe_text_embedding_init_starts_from_the_items_lsa(splits):
     train, _, _ = splits
     shape = RECIPE_SHAPE
     torch.manual_seed(0)
-    run_args = EmbSumRunArguments(train_data="unused", text_embedding_init=False, **shape)
-    plain, processor = build_model_and_processor(run_args, train, {})
+    plain, processor = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})
     torch.manual_seed(0)
-    initialised, _ = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})  # default
+    run_args = EmbSumRunArguments(train_data="unused", text_embedding_init=True, **shape)
+    initialised, _ = build_model_and_processor(run_args, train, {})
     weight = initialised.get_input_embeddings().weight.detach()
     vectors, seen = lsa_token_embeddings(
         processor.tokenize_items(train.items.to_list()), *weight.shape, generator=torch.Generator().manual_seed(0)
     )
     assert seen.any() and (~seen).any()
-    # by default the items' tokens start from their LSA vectors, the others at random as with text_embedding_init=False
+    # the items' tokens start from their LSA vectors, the others at random as without it
     torch.testing.assert_close(weight[seen], vectors[seen])
     torch.testing.assert_close(weight[~seen], plain.get_input_embeddings().weight.detach()[~seen])
