@@ -482,6 +482,7 @@ RECIPE_RUN = {"summary_loss_weight": 0.2}
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum": ({}, {}),
     "embsum+item-prior": ({"item_prior": True}, {}),
+    "embsum+lsa": ({"text_embedding_init": True}, {}),
     "embsum+item-prior-unfitted": ({"item_prior": True}, {"fit_item_prior": False}),
     "embsum-paper-sessions": ({"session_max_items": 10**6}, {}),
     "embsum-per-click": ({}, {"group_by_impression": False}),
