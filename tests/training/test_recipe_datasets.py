@@ -42,11 +42,12 @@ def interactions(tmp_path_factory):
     return data.items.to_list(), rows
 
 
-def run(tmp_path, **run_args) -> dict:
+def run(tmp_path, training: dict | None = None, **run_args) -> dict:
     args = EmbSumRunArguments(**TINY, **run_args)
     training_args = EmbSumTrainingArguments(
         output_dir=str(tmp_path / "model"), max_steps=3, per_device_train_batch_size=8, learning_rate=3e-3,
         save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        **(training or {}),
     )
     return train_embsum(args, training_args)
 
@@ -59,7 +60,8 @@ def assert_split_by_time(results: dict, name: str) -> None:
         assert 0.0 <= metrics[f"{split}_auc"] <= 1.0
 
 
-def test_custom_items_table_and_log(tmp_path, interactions):
+def custom_files(tmp_path, interactions) -> dict:
+    """The interactions as a custom items table + engagement log; the run arguments that read them."""
     items, rows = interactions
     with open(tmp_path / "items.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -69,12 +71,30 @@ def test_custom_items_table_and_log(tmp_path, interactions):
         writer = csv.writer(handle)
         writer.writerow(["uid", "item_id", "clicked", "ts", "shown_id"])
         writer.writerows((user, item, label, time.isoformat(), shown) for user, item, label, time, shown in rows)
-
-    results = run(
-        tmp_path, dataset="custom", train_data=str(tmp_path / "log.csv"), items_data=str(tmp_path / "items.csv"),
+    return dict(
+        dataset="custom", train_data=str(tmp_path / "log.csv"), items_data=str(tmp_path / "items.csv"),
         text_columns="title,abstract,category", user_column="uid", label_column="clicked", time_column="ts",
-        impression_column="shown_id", save_splits=True,
-    )
+        impression_column="shown_id",
+    )  # fmt: skip
+
+
+def test_late_item_prior_through_the_recipe_records_its_weight_and_saves_the_fused_model(tmp_path, interactions):
+    import torch
+
+    from embsum_hf import EmbSumModel
+    from embsum_hf.training.item_prior import PRIOR_WEIGHTS
+
+    results = run(tmp_path, item_prior=True, **custom_files(tmp_path, interactions),
+                  training=dict(item_prior_fusion="late", item_prior_history_draws=2))  # fmt: skip
+    weight = results["item_prior_weight"]  # chosen on the dev split after training
+    assert weight in PRIOR_WEIGHTS
+    prior = EmbSumModel.from_pretrained(tmp_path / "model").item_prior.weight
+    # the saved model holds weight x the fit: all zeros exactly when the dev split chose to leave the prior out
+    assert bool(torch.count_nonzero(prior)) == (weight > 0)
+
+
+def test_custom_items_table_and_log(tmp_path, interactions):
+    results = run(tmp_path, **custom_files(tmp_path, interactions), save_splits=True)
     assert_split_by_time(results, "custom")
     # the saved splits serve every command's --data: `embsum evaluate` on them reproduces the test metrics
     evaluated = subprocess.run(
