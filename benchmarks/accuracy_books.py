@@ -83,7 +83,7 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import build_training_rows, load_impressions, load_summaries
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.training import TrainingExamples, baseline_scores, impression_metrics
-from embsum_hf.training.item_prior import fit_item_prior
+from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
 from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, EmbSumRunArguments, build_model_and_processor
 
 logger = logging.getLogger("accuracy_books")
@@ -224,22 +224,36 @@ def blend_scores(popularity: list[list[float]], tfidf: list[list[float]], weight
 
 
 def choose_blend_weight(popularity: list[list[float]], tfidf: list[list[float]], labels) -> float:
-    """The `BLEND_WEIGHTS` entry with the best AUC on the given (dev) impressions."""
-    aucs = {w: impression_metrics(blend_scores(popularity, tfidf, w), labels)["auc"] for w in BLEND_WEIGHTS}
-    best = max(aucs, key=aucs.get)
-    logger.info("blend: dev AUC by TF-IDF weight %s -> %g", {w: round(100 * a, 2) for w, a in aucs.items()}, best)
-    return best
+    """The `BLEND_WEIGHTS` entry with the best AUC on the given (dev) impressions: the library's late fusion
+    (`choose_prior_weight`) of log-popularity and TF-IDF."""
+    log_popularity = [[math.log1p(p) for p in row] for row in popularity]
+    return choose_prior_weight(log_popularity, tfidf, labels, weights=BLEND_WEIGHTS)[0]
 
 
-def fit_read_prior(train: RecommendationData, seed: int) -> dict[str, float]:
-    """item id -> `fit_item_prior` on every training read (history reads included) against 4 catalogue draws: the
-    rows `embsum+prior-reads` fits its prior on (`TrainingExamples.prior_fit_rows(history_draws=4)`)."""
+def fit_read_prior(train: RecommendationData, seed: int, draws: int = 4, prior_std: float | None = None):
+    """item id -> `fit_item_prior` on every training read (history reads included) against `draws` catalogue draws:
+    the rows `embsum+prior-reads` fits its prior on (`TrainingExamples.prior_fit_rows(history_draws=4)`), with its
+    `item_prior_std` unless `prior_std` is given."""
     rows = build_training_rows(train.impressions)
     examples = TrainingExamples(rows, 4, seed=seed, catalogue=list(train.items["item_id"]))
-    fit_rows = examples.prior_fit_rows(history_draws=4)
+    fit_rows = examples.prior_fit_rows(history_draws=draws)
     items = sorted(set(fit_rows["positive"]))
-    bias = fit_item_prior(fit_rows, items, prior_std=LEVERS["prior-reads"][1]["item_prior_std"])
+    std = LEVERS["prior-reads"][1]["item_prior_std"] if prior_std is None else prior_std
+    bias = fit_item_prior(fit_rows, items, prior_std=std)
     return {item: float(bias[row]) for row, item in enumerate(items, start=1)}
+
+
+def prior_sweep(options: argparse.Namespace) -> None:
+    """`--prior-sweep`: the read prior fitted alone with each Gaussian std and number of catalogue draws, scored on
+    the dev split (no model is trained)."""
+    logging.basicConfig(level=logging.WARNING)
+    train, dev, _ = load_books(options.data, options.dev_users, options.cold_books)
+    print("draws  std  dev AUC")
+    for draws in (4, 16):
+        for std in (1.0, 2.0, 5.0, 10.0):
+            prior = fit_read_prior(train, 0, draws=draws, prior_std=std)
+            scores = [[prior.get(i, 0.0) for i in row] for row in dev.impressions["candidates"]]
+            print(f"{draws:5d} {std:4g}  {100 * impression_metrics(scores, dev.impressions['labels'])['auc']:.2f}")
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -345,7 +359,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts all of them)")
+    parser.add_argument("--prior-sweep", action="store_true", help="only fit the read prior alone per std and draws")
     options = parser.parse_args()
+    if options.prior_sweep:
+        prior_sweep(options)
+        return
     options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
     for name in options.systems:
         if name != "nrms":

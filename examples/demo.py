@@ -38,13 +38,16 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/demo")
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--text-embedding-init", action="store_true", help="start the token embeddings from the items' LSA"
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
 
     output = Path(options.output_dir)
     data_dir = make_synthetic_mind(output / "data", seed=options.seed)
-    run_args = demo_run_arguments(data_dir)
+    run_args = demo_run_arguments(data_dir, text_embedding_init=options.text_embedding_init)
     training_args = EmbSumTrainingArguments(
         output_dir=str(output / "model"),
         max_steps=options.max_steps,
