@@ -33,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--shard-size", type=int, default=4096 if kind == "items" else 1024, help=f"{kind} per shard file"
         )
+        if kind == "users":
+            parser.add_argument(
+                "--session-cache-mb",
+                type=float,
+                default=1024,
+                help="memory for the encoder states of sessions already encoded: a history item read by many users is "
+                "encoded once (with one item per session); 0 encodes every user's sessions afresh",
+            )
         add_progress_argument(parser)
         parser.set_defaults(func=run, kind=kind)
 
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     require_positive(args, "batch_size", "shard_size")
+    if args.kind == "users" and args.session_cache_mb < 0:
+        raise ValueError(f"--session-cache-mb must be >= 0, got {args.session_cache_mb}")
     apply_progress(args.no_progress)
     model, processor = load_model_and_processor(args.model)
     data = load_command_data(args, items_only=args.kind == "items")  # encoding items needs no impressions
@@ -56,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from embsum_hf.data import user_histories  # each user's latest (longest) history
 
+        options["session_cache_mb"] = args.session_cache_mb
         store = encode_users(model, processor, user_histories(data), args.output, **options)
     if job_state().is_main_process:
         shape = "x".join(map(str, store.manifest["shapes"]["embeddings"]))

@@ -14,7 +14,7 @@ Typical flow::
 """
 
 from .batch import recommend_all
-from .encode import encode_items, encode_users
+from .encode import SessionStateCache, encode_items, encode_users
 from .explain import Explanation, HistoryContribution, PairContribution, explain, explain_recommendation
 from .incremental import UserState, update_user
 from .ranking import FaissPrefilter, Recommendations, check_stores, recall_at_k, recommend, rerank, top_k_scores
@@ -27,6 +27,7 @@ __all__ = [
     "HistoryContribution",
     "PairContribution",
     "Recommendations",
+    "SessionStateCache",
     "StoreMismatchError",
     "UserState",
     "check_stores",

@@ -183,6 +183,15 @@ def test_cli_encode_users_on_two_ranks(tmp_path, saved_model, mind_folder, items
             upe = model.encode_user(**processor.encode_users([[items[n] for n in numbers]])).user_embeddings[0]
             torch.testing.assert_close(store.embeddings[row], upe, atol=1e-5, rtol=1e-5)
 
+    # a negative cache size is refused before anything is loaded or written: one line, exit status 2
+    refused = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "encode-users", "--model", str(saved_model), "--data",
+         str(mind_folder), "--output", str(tmp_path / "refused"), "--session-cache-mb", "-1"],
+        capture_output=True, text=True, env=environment(), cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and not (tmp_path / "refused").exists()
+    assert "embsum encode-users: error: --session-cache-mb must be >= 0, got -1.0" in refused.stderr
+
 
 def test_cli_recommend_on_two_ranks(tmp_path, saved_model, items):
     model, processor = load(saved_model)

@@ -121,3 +121,51 @@ def test_bad_inputs_are_clear(tmp_path, model, processor, items):
         encode_items(model, processor, items[:2], tmp_path / "dt", dtype="int8", progress=False)
     with pytest.raises(FileNotFoundError, match="not an embedding store"):
         EmbeddingStore.load(tmp_path)
+
+
+def test_user_store_reuses_sessions_across_batches_with_the_same_values(tmp_path, tokenizer, items):
+    # one item per session (the from-scratch recipe): the users share items, so with the cache each distinct item is
+    # encoded once for the whole job; without it once per batch it appears in
+    from embsum_hf import EmbSumProcessor
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tokenizer, session_max_items=1)
+    processor = EmbSumProcessor(tokenizer, config, item_template="mind")
+    torch.manual_seed(0)
+    model = EmbSumModel(config).eval()
+    users = [(f"u{n}", [items[(n * 7 + k) % 12] for k in range(1 + n % 5)]) for n in range(24)] + [("empty", [])]
+    rows, handle = count_encoder_rows(model)
+    try:
+        cached = encode_users(model, processor, users, tmp_path / "cached", batch_size=4, progress=False)
+        encoded_with_cache = sum(rows)
+        rows.clear()
+        plain = encode_users(
+            model, processor, users, tmp_path / "plain", batch_size=4, progress=False, session_cache_mb=0
+        )
+        encoded_without = sum(rows)
+    finally:
+        handle.remove()
+    assert encoded_with_cache == 13  # the 12 distinct items and the empty history's lone </s>, each once
+    assert encoded_without > 2 * encoded_with_cache
+    torch.testing.assert_close(cached.embeddings, plain.embeddings, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        for row in (0, 5, 24):
+            upe = model.encode_user(**processor.encode_users([users[row][1]])).user_embeddings[0]
+            torch.testing.assert_close(cached.embeddings[row], upe, atol=1e-5, rtol=1e-5)
+
+
+def test_session_cache_keeps_within_its_memory(model):
+    from embsum_hf.serving import SessionStateCache
+
+    sessions = [[[5 + n, 6, 1]] for n in range(10)]  # ten one-session users, 3 tokens each
+    size = 3 * model.config.hidden_size * 4  # one session's float32 states
+    cache = SessionStateCache(max_bytes=4 * size)
+    with torch.no_grad():
+        first = cache.session_states(model, sessions)
+    assert cache.bytes == 4 * size and len(cache._states) == 4  # the 4 most recent kept
+    with torch.no_grad():
+        again = cache.session_states(model, sessions[-4:])
+    assert cache.hits == 4 and cache.misses == 10
+    torch.testing.assert_close(again, first[-4:])
+    with pytest.raises(ValueError, match="max_bytes"):
+        SessionStateCache(-1)
