@@ -332,6 +332,12 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
     assert len(table["data"]) == len(ids) == 26 and not recommended & read
     assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
 
+    # a line that is no catalogue title is a new item, read as the pipeline reads a plain string
+    mixed = [processor.as_item("rocket launch delayed again"), catalogue[1]]
+    _, table, *_ = client.predict("\n".join(item["title"] for item in mixed), K, api_name="/recommend")
+    ids, scores = expected_ranking(space_model, processor, catalogue, store, mixed)
+    assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
+
     with pytest.raises(AppError, match="The history is empty"):
         client.predict("  \n ", K, api_name="/recommend")
     with pytest.raises(AppError, match="The history has 101 lines; the limit is 100"):

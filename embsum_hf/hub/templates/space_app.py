@@ -107,11 +107,12 @@ class Recommender:
         return str(item.get(self.title_field) or item.get("item_id", "?"))
 
     def as_item(self, line: str) -> dict:
-        """A history line: the catalogue item with that title, else a new item whose first field is the line."""
+        """A history line: the catalogue item with that title, else a new item whose first field is the line (the
+        processor's reading of a plain string, as the pipeline's)."""
         rows = self.rows_by_title.get(line)
         if rows:
             return self.catalogue.items[rows[0]]
-        return {self.title_field: line, **{field: None for field in self.processor.item_fields[1:]}}
+        return self.processor.as_item(line)
 
     @torch.no_grad()
     def update(self, user: dict | None, new_items: list[dict]) -> dict:
