@@ -91,7 +91,7 @@ def main() -> None:
 
     model, processor = demo_model()
     pipe = EmbSumRecommendationPipeline(model=model, processor=processor, device="cpu")
-    validator = handler.PayloadValidator.from_env(processor.item_fields)
+    validator = handler.PayloadValidator.from_env(processor)
     print(f"budget: {validator.max_request_items} items, {validator.max_request_chars} characters per request; "
           f"torch threads {torch.get_num_threads()}")
     for name, payload in requests(validator).items():

@@ -2,17 +2,16 @@
 LLM-supervised user-interest summaries.
 
 Importing the package is cheap (no torch, transformers or datasets): the public names load on first use (PEP 562, as
-transformers' `_LazyModule` does). Loading the model, config or processor module registers them with AutoConfig /
-AutoModel / AutoProcessor; the `embsum-recommendation` pipeline task is registered as soon as `transformers.pipelines`
-is imported (e.g. by `from transformers import pipeline`) or `EmbSumRecommendationPipeline` is used.
+transformers' `_LazyModule` does). Each registration lives with its class: loading the model, config or processor
+module registers them with AutoModel / AutoConfig / AutoProcessor, and loading the pipeline module (`from embsum_hf
+import EmbSumRecommendationPipeline`, or anything that saves a repo: `embsum_hf.hub`, the Trainer) registers the
+`embsum-recommendation` task for `pipeline("embsum-recommendation", model=model, processor=processor)`. A saved
+folder or Hub repo needs neither: `pipeline(model=folder, trust_remote_code=True)` finds the task in its config.json.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -63,29 +62,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY_NAMES])
-
-
-class _RegisterPipelineTask(importlib.abc.MetaPathFinder):
-    """Imports `embsum_hf.pipeline_embsum` (which registers the task) right after `transformers.pipelines` loads."""
-
-    def find_spec(self, name, path, target=None):
-        if name != "transformers.pipelines":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_register(module):
-            exec_module(module)
-            importlib.import_module(f"{__name__}.pipeline_embsum")
-
-        spec.loader.exec_module = exec_and_register
-        return spec
-
-
-if "transformers.pipelines" in sys.modules:
-    importlib.import_module(f"{__name__}.pipeline_embsum")
-elif not any(isinstance(finder, _RegisterPipelineTask) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterPipelineTask())

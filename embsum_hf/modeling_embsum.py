@@ -9,7 +9,7 @@ n history items per user, K user codes, M item codes, d = d_model, T summary tok
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -1004,3 +1004,95 @@ __all__ = [
     "WellFormedSlots",
     "poly_relevance",
 ]
+
+
+# ---------------------------------------------------------------------------------------------------------- serving
+# One user at a time, in pure torch: the incremental user update and the explanation arithmetic. embsum_hf.serving
+# and the Space's app (which loads this file with the model, through trust_remote_code) both call these.
+
+
+@dataclass
+class UserState:
+    """
+    What an incremental user update needs to know about one user; `UserState()` is a user with no history yet.
+
+    Attributes:
+        history_token_ids: token ids of the kept history items, most recent first (at most `max_history_items`).
+        sessions: the packed sessions' token ids, oldest first.
+        session_states: `(G, L, d)` encoder states of `sessions` (padded to the longest session).
+        user_embeddings: `(K, d)` the current UPE.
+        attention_weights: `(K, n + 1)` poly-attention weights over the history items (oldest first) and `h_sum`,
+            for [`score_shares`].
+        sessions_encoded: how many sessions the update that made this state ran through the encoder.
+    """
+
+    history_token_ids: list[list[int]] = field(default_factory=list)
+    sessions: list[list[int]] = field(default_factory=list)
+    session_states: torch.Tensor | None = None
+    user_embeddings: torch.Tensor | None = None
+    attention_weights: torch.Tensor | None = None
+    sessions_encoded: int = 0
+
+
+def update_user_state(model: EmbSumModel, processor, state: UserState, new_items) -> UserState:
+    """
+    Add `new_items` (item dicts, most recent first) to a user's history and recompute the UPE, running the encoder on
+    the sessions whose token ids changed only. The processor packs a history oldest first, so a new engagement
+    changes the newest session (or opens one) and the older sessions are reused; once the history passes
+    `max_history_items` every session shifts and all are encoded. `update_user_state(model, processor, UserState(),
+    history)` encodes a user from scratch; the result equals `model.encode_user` on the whole new history (up to float
+    rounding). The old state is left unchanged. Runs in the caller's mode: call it in eval mode without gradients.
+    """
+    config = model.config
+    history = (processor.tokenize_items(new_items) + list(state.history_token_ids))[: config.max_history_items]
+    sessions = processor.pack_sessions(history)
+    batch = processor.pad_users([sessions]).to(model.device)
+    ids, mask = batch["session_input_ids"], batch["session_attention_mask"]  # (1, G, L)
+    changed = [g for g, session in enumerate(sessions) if g >= len(state.sessions) or state.sessions[g] != session]
+    states = torch.zeros(*ids.shape, config.hidden_size, device=model.device, dtype=model.dtype)  # (1, G, L, d)
+    for g, session in enumerate(sessions):
+        if g not in changed:
+            states[0, g, : len(session)] = state.session_states[g, : len(session)]
+    if changed:
+        states[0, changed] = model.encode_rows(ids[0, changed], mask[0, changed])  # (C, L, d)
+    output = model.encode_user(ids, mask, session_states=states, output_details=True)
+    return UserState(
+        history_token_ids=history,
+        sessions=sessions,
+        session_states=states[0],
+        user_embeddings=output.user_embeddings[0],
+        attention_weights=output.attention_weights[0],
+        sessions_encoded=len(changed),
+    )
+
+
+def score_shares(
+    user_embeddings: torch.Tensor,
+    attention_weights: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    item_keys: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Where one user's [`poly_relevance`] score for one item comes from. With `w = softmax(u_a . key_m)` over the
+    `K x M` code pairs and each user code `u_a = sum_j alpha_aj z_j` over the history rows and `h_sum`, user code `a`
+    carries `sum_m w_am` of the score weight and row `j` carries `sum_a (sum_m w_am) alpha_aj`.
+
+    Args:
+        user_embeddings: `(K, d)` the user's UPE.
+        attention_weights: `(K, n + 1)` its poly-attention weights (`encode_user(..., output_details=True)` or
+            `UserState.attention_weights`): history rows in session order (oldest first), then `h_sum`.
+        item_embeddings, item_keys: `(M, d)` the item's CPE and `gelu(CPE W_s)` (e.g. one row of an item store).
+
+    Returns:
+        `(pair_weights, similarity, row_weights)`: `(K, M)` the softmax weights (summing to 1), `(K, M)` the dot
+        products `u_a . v_m` (the score is `(pair_weights * similarity).sum()`), and `(n + 1,)` each history row's
+        and `h_sum`'s share of the weight (summing to 1), in float32.
+    """
+    upe, cpe, keys = user_embeddings.float(), item_embeddings.float(), item_keys.float()
+    similarity = upe @ cpe.T  # (K, M)
+    pair_weights = torch.softmax((upe @ keys.T).flatten(), dim=0).reshape(similarity.shape)  # (K, M)
+    row_weights = pair_weights.sum(1) @ attention_weights.float()  # (n + 1,)
+    return pair_weights, similarity, row_weights
+
+
+__all__ += ["UserState", "score_shares", "update_user_state"]

@@ -171,8 +171,9 @@ class EmbSumRecommendationPipeline(Pipeline):
         self.processor.save_pretrained(save_directory)
 
 
-# `pipeline("embsum-recommendation", model=..., processor=...)` in the package's process; saving the pipeline records
-# it under `custom_pipelines` (with AutoModel as its model class), which is how a repo's copy of this file is found
+# `pipeline("embsum-recommendation", model=..., processor=...)` in the package's process, once this module is loaded
+# (`from embsum_hf import EmbSumRecommendationPipeline`; embsum_hf.hub loads it too); saving the pipeline records it
+# under `custom_pipelines` (with AutoModel as its model class), which is how a repo's copy of this file is found
 if __name__.startswith("embsum_hf."):
     PIPELINE_REGISTRY.register_pipeline(
         "embsum-recommendation", pipeline_class=EmbSumRecommendationPipeline, pt_model=AutoModel

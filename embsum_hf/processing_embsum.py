@@ -82,22 +82,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer
     return tokenizer
 
 
-def _check_text_value(value: Any, where: str) -> None:
-    """An item field becomes text: a string of valid Unicode (no lone surrogate), a finite number within +-2**53, or
-    None. Anything else is a `ValueError` naming the field, so no input reaches the tokenizer as a crash."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
-        raise ValueError(f"{where} must be a string, number or None, got {type(value).__name__}")
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise ValueError(f"{where} is not valid Unicode ({error.reason} at character {error.start})") from None
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value}")
-    elif isinstance(value, int) and abs(value) > 2**53:
-        raise ValueError(f"{where} is an integer beyond +-2**53")
-
-
 class EmbSumProcessor(ProcessorMixin):
     """
     Turns items, histories and summaries into the tensors [`EmbSumModel`] takes, as [`BatchFeature`]s (move one with
@@ -163,14 +147,14 @@ class EmbSumProcessor(ProcessorMixin):
     def as_item(self, entry: ItemInput, where: str = "item") -> Item:
         """
         An item dict; a string becomes the template's first field with the other fields empty. A template field that
-        is not text-like (see `_check_text_value`) is a `ValueError` naming it (`where.field`).
+        is not text-like (see [`check_item_value`]) is a `ValueError` naming it (`where.field`).
         """
         if isinstance(entry, str):
-            _check_text_value(entry, where)
+            check_item_value(entry, where)
             return {self.item_fields[0]: entry, **{field: None for field in self.item_fields[1:]}}
         if isinstance(entry, Mapping):
             for field in self.item_fields:
-                _check_text_value(entry.get(field), f"{where}.{field}")
+                check_item_value(entry.get(field), f"{where}.{field}")
             return entry
         raise ValueError(f"{where} must be an item dict or a string, got {type(entry).__name__}")
 
@@ -379,3 +363,42 @@ if __name__.startswith("embsum_hf."):
     AutoProcessor.register(EmbSumConfig, EmbSumProcessor, exist_ok=True)
 
 __all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token", "train_tokenizer"]
+
+
+# ------------------------------------------------------------------------------------------------ item values
+# The one rule for the values of an item's fields: `EmbSumProcessor.as_item` applies it to the template fields (the
+# pipeline's input) and the endpoint handler (handler.py, which loads this file with the model) to every field of a
+# request's items, so the pipeline and the endpoint refuse the same values with the same message.
+MAX_SAFE_INTEGER = 2**53  # larger JSON integers lose precision in most clients (and 5,000 digits cannot be printed)
+JSON_TYPE_NAMES = {
+    dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"
+}
+
+
+def json_type_name(value: Any) -> str:
+    """The JSON name of a value's type (`array` for a list, `null` for None), else the Python type's name."""
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def check_item_value(value: Any, where: str, *, metadata: bool = False) -> None:
+    """
+    An item field becomes text: a string of valid Unicode (no lone surrogate), a finite number within +-2**53, or
+    null (None); a `metadata` field (not in the template, e.g. `item_id`: echoed back, never read) may also be a
+    boolean. Anything else is a `ValueError` naming `where`, e.g. `candidates[3].title must be a string, number or
+    null, got array`, so no input reaches the tokenizer (or a JSON answer) as a crash.
+    """
+    if not isinstance(value, (str, int, float, type(None))) or (isinstance(value, bool) and not metadata):
+        kinds = "a string, number, boolean or null" if metadata else "a string, number or null"
+        raise ValueError(f"{where} must be {kinds}, got {json_type_name(value)}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{where} is not valid Unicode ({error.reason} at character {error.start})") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value}")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError(f"{where} is an integer beyond +-2**53")
+
+
+__all__ += ["MAX_SAFE_INTEGER", "check_item_value", "json_type_name"]

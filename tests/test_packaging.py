@@ -25,18 +25,23 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_import_and_help_load_nothing_heavy(tmp_path):
+    """No import hook either: the package leaves `sys.meta_path` as it was, and the pipeline task registers when its
+    class loads (`from embsum_hf import EmbSumRecommendationPipeline`), as a custom transformers pipeline does."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     code = (
-        "import sys, embsum_hf\n"
+        "import sys\n"
+        "finders = list(sys.meta_path)\n"
+        "import embsum_hf\n"
         "from embsum_hf.cli import build_parser\n"
         "build_parser().format_help()\n"
         f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n"
-        "from transformers import pipeline\n"  # the pipeline task registers as transformers.pipelines loads
+        "print(sys.meta_path == finders)\n"
+        "from embsum_hf import EmbSumRecommendationPipeline\n"
         "from transformers.pipelines import PIPELINE_REGISTRY\n"
-        "print('embsum-recommendation' in PIPELINE_REGISTRY.get_supported_tasks())\n"
+        "print(PIPELINE_REGISTRY.check_task('embsum-recommendation')[1]['impl'] is EmbSumRecommendationPipeline)\n"
     )
     result = run(sys.executable, "-c", code, cwd=tmp_path, env=env)
-    assert result.stdout.split() == ["[]", "True"]
+    assert result.stdout.split() == ["[]", "True", "True"]
     version = run(sys.executable, "-m", "embsum_hf.cli", "--version", cwd=tmp_path, env=env).stdout
     assert version == f"embsum_hf {__version__}\n"
 

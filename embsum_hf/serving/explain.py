@@ -4,6 +4,8 @@ the model's own interest summaries of users (`generate_summaries`, from `embsum_
 The score is `sum_am w_am (u_a . v_m)` with `w = softmax(u_a . gelu(v_m W_s))` over the `K x M` code pairs, and each
 user code is `u_a = sum_j alpha_aj z_j` over the history items' states and `h_sum`. So user code `a` carries the share
 `W_a = sum_m w_am` of the score weight, and history row `j` carries `sum_a W_a alpha_aj`; these shares sum to 1.
+That arithmetic is `score_shares` in the model's file (`modeling_embsum.py`), the one implementation that the Space's
+app also runs; this names the shares (history items, code pairs) and sorts them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from ..model_helpers import generate_summaries
-from ..modeling_embsum import EmbSumModel, poly_relevance
+from ..modeling_embsum import EmbSumModel, poly_relevance, score_shares
 from ..processing_embsum import EmbSumProcessor
 from ..utils import evaluating
 
@@ -87,12 +89,10 @@ def explain(
         item_embeddings, item_keys: `(M, d)` the item's CPE and `gelu(CPE W_s)` (e.g. one row of an item store).
         history: the user's history item dicts, most recent first, as given to the processor.
     """
-    upe, cpe, keys = user_embeddings.float(), item_embeddings.float(), item_keys.float()
+    weights, similarity, row_weights = score_shares(user_embeddings, attention_weights, item_embeddings, item_keys)
     num_rows = attention_weights.shape[-1] - 1
     kept = list(history[:num_rows])[::-1]  # session order: the kept (latest) items, oldest first
-    similarity = upe @ cpe.T  # (K, M)
-    weights = torch.softmax((upe @ keys.T).flatten(), dim=0).reshape(similarity.shape)  # (K, M)
-    row_weights = weights.sum(1) @ attention_weights.float()  # (n + 1,), sums to 1
+    upe, cpe, keys = user_embeddings.float(), item_embeddings.float(), item_keys.float()
     score = float(poly_relevance(upe[None], cpe[None], keys[None])[0, 0])
 
     contributions = [

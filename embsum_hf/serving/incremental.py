@@ -6,43 +6,24 @@ token ids and encoder states; [`update_user`] runs the T5 encoder on the changed
 the user poly-attention (which read all sessions) through `model.encode_user(..., session_states=...)`.
 Once a history exceeds `config.max_history_items`, the oldest item drops out and every session shifts: those
 updates re-encode everything, which this handles the same way (all sessions changed).
+
+The update itself is `update_user_state` in the model's file (`modeling_embsum.py`), the one implementation that the
+Space's app also runs (it loads that file with the model); this adds eval mode, no autograd and the log line.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..modeling_embsum import EmbSumModel
+from ..modeling_embsum import EmbSumModel, UserState, update_user_state
 from ..processing_embsum import EmbSumProcessor
 from ..utils import evaluating
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class UserState:
-    """
-    What an incremental update needs to know about one user; `UserState()` is a user with no history yet.
-
-    Attributes:
-        history_token_ids: token ids of the kept history items, most recent first (at most `max_history_items`).
-        sessions: the packed sessions' token ids, oldest first.
-        session_states: `(G, L, d)` encoder states of `sessions` (padded to the longest session).
-        user_embeddings: `(K, d)` the current UPE.
-        attention_weights: `(K, n + 1)` poly-attention weights over the history items (oldest first) and `h_sum`,
-            for [`embsum_hf.serving.explain`].
-    """
-
-    history_token_ids: list[list[int]] = field(default_factory=list)
-    sessions: list[list[int]] = field(default_factory=list)
-    session_states: torch.Tensor | None = None
-    user_embeddings: torch.Tensor | None = None
-    attention_weights: torch.Tensor | None = None
 
 
 def update_user(
@@ -59,29 +40,10 @@ def update_user(
     Returns:
         the new state (the old one is left unchanged) and the UPE `(1, K, d)`.
     """
-    config = model.config
-    history = (processor.tokenize_items(new_items) + state.history_token_ids)[: config.max_history_items]
-    sessions = processor.pack_sessions(history)
-    batch = processor.pad_users([sessions]).to(model.device)
-    ids, mask = batch["session_input_ids"], batch["session_attention_mask"]  # (1, G, L)
-    changed = [g for g, session in enumerate(sessions) if g >= len(state.sessions) or state.sessions[g] != session]
     with evaluating(model):
-        states = torch.zeros(*ids.shape, config.hidden_size, device=model.device, dtype=model.dtype)  # (1, G, L, d)
-        for g, session in enumerate(sessions):
-            if g not in changed:
-                states[0, g, : len(session)] = state.session_states[g, : len(session)]
-        if changed:
-            states[0, changed] = model.encode_rows(ids[0, changed], mask[0, changed])  # (C, L, d)
-        output = model.encode_user(ids, mask, session_states=states, output_details=True)
-    logger.debug("user update: %d of %d sessions re-encoded", len(changed), len(sessions))
-    new_state = UserState(
-        history_token_ids=history,
-        sessions=sessions,
-        session_states=states[0],
-        user_embeddings=output.user_embeddings[0],
-        attention_weights=output.attention_weights[0],
-    )
-    return new_state, output.user_embeddings
+        new_state = update_user_state(model, processor, state, new_items)
+    logger.debug("user update: %d of %d sessions re-encoded", new_state.sessions_encoded, len(new_state.sessions))
+    return new_state, new_state.user_embeddings[None]
 
 
 __all__ = ["UserState", "update_user"]

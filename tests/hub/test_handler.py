@@ -19,9 +19,10 @@ ITEM = {"title": "Moon rocket launch", "abstract": "NASA flies again.", "categor
 
 
 @pytest.fixture()
-def validate():
+def validate(processor):
+    assert processor.item_fields == FIELDS  # the conftest's processor: the MIND template
     return handler.PayloadValidator(
-        FIELDS, max_batch_users=2, max_history_items=3, max_candidates=4, max_field_chars=50
+        processor, max_batch_users=2, max_history_items=3, max_candidates=4, max_field_chars=50
     )
 
 
@@ -33,9 +34,9 @@ def test_valid_payloads_pass_through(validate):
     assert validate({"inputs": json.dumps(user)}) == (user, {})  # what the Hub widget sends
 
 
-def test_limits_come_from_the_environment(monkeypatch):
+def test_limits_come_from_the_environment(monkeypatch, processor):
     monkeypatch.setenv("EMBSUM_MAX_CANDIDATES", "7")
-    validator = handler.PayloadValidator.from_env(FIELDS)
+    validator = handler.PayloadValidator.from_env(processor)
     assert validator.max_candidates == 7 and validator.max_history_items == 1000
 
 

@@ -268,6 +268,26 @@ def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path,
     assert (linked / shard).read_bytes() == (space / shard).read_bytes()
 
 
+def test_the_app_refuses_model_code_older_than_itself(tmp_path, space):
+    """The app runs the model's own code (`update_user_state`, `score_shares`, `poly_relevance`): a model saved by an
+    older embsum_hf (a linked Hub repo, say) stops start-up with one line saying what to do, not a traceback later."""
+    old = tmp_path / "old-space"
+    shutil.copytree(space, old)
+    code = old / "model" / "modeling_embsum.py"
+    text = code.read_text()
+    for name in ("update_user_state", "score_shares"):  # as in the code files of the previous release
+        assert f"\ndef {name}(" in text
+        text = text.replace(f"\ndef {name}(", f"\ndef _{name}_not_yet(")
+    code.write_text(text)
+    hf_home = tmp_path / "hf_home"
+    hf_home.mkdir()
+    with pytest.raises(AssertionError, match="the app exited") as failed:
+        start_app(old, hf_home)
+    log = str(failed.value)
+    assert "model: the model was saved by an older embsum_hf; its code lacks score_shares, update_user_state" in log
+    assert "Traceback" not in log
+
+
 def test_gradio_client_recommend_matches_the_package(app, space, space_model, processor, catalogue):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -310,6 +330,12 @@ def test_gradio_client_recommend_matches_the_package(app, space, space_model, pr
     ids, scores = expected_ranking(space_model, processor, catalogue, store, long_history, k=40)
     recommended, read = {row[3] for row in table["data"]}, {item["item_id"] for item in long_history}
     assert len(table["data"]) == len(ids) == 26 and not recommended & read
+    assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
+
+    # a line that is no catalogue title is a new item, read as the pipeline reads a plain string
+    mixed = [processor.as_item("rocket launch delayed again"), catalogue[1]]
+    _, table, *_ = client.predict("\n".join(item["title"] for item in mixed), K, api_name="/recommend")
+    ids, scores = expected_ranking(space_model, processor, catalogue, store, mixed)
     assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)
 
     with pytest.raises(AppError, match="The history is empty"):

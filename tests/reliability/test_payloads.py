@@ -95,7 +95,7 @@ def endpoint(config, processor):
 
     torch.manual_seed(0)
     pipe = EmbSumRecommendationPipeline(model=EmbSumModel(config).eval(), processor=processor, device="cpu")
-    validator = handler.PayloadValidator(processor.item_fields, **LIMITS)
+    validator = handler.PayloadValidator(processor, **LIMITS)
 
     def answer(payload):  # what EndpointHandler.__call__ does
         inputs, parameters = validator(payload)
@@ -140,16 +140,30 @@ def test_pipeline_refuses_bad_item_values_naming_them(endpoint, candidates, fiel
     ("EMBSUM_MAX_CANDIDATES", "abc"), ("EMBSUM_MAX_CANDIDATES", "-5"), ("EMBSUM_MAX_REQUEST_CHARS", "0"),
     ("EMBSUM_MAX_BATCH_USERS", "2.5"), ("EMBSUM_MAX_FIELD_CHARS", ""),
 ])
-def test_handler_settings_are_refused_at_start_up_naming_the_variable(monkeypatch, variable, value):
+def test_handler_settings_are_refused_at_start_up_naming_the_variable(monkeypatch, processor, variable, value):
     """A limit that is not a whole number >= 1 stops start-up naming the variable, instead of a bare ValueError or
     an endpoint that starts and then refuses every request."""
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=rf"^{variable} must be a whole number of at least 1, got {value!r}$"):
-        handler.PayloadValidator.from_env(["title"])
+        handler.PayloadValidator.from_env(processor)
 
 
-def test_handler_settings_accept_whole_numbers(monkeypatch):
+def test_handler_settings_accept_whole_numbers(monkeypatch, processor):
     monkeypatch.setenv("EMBSUM_MAX_CANDIDATES", " 7 ")
     monkeypatch.setenv("EMBSUM_MAX_REQUEST_CHARS", "1")
-    validator = handler.PayloadValidator.from_env(["title"])
+    validator = handler.PayloadValidator.from_env(processor)
     assert (validator.max_candidates, validator.max_request_chars) == (7, 1)
+
+
+@pytest.mark.parametrize(
+    "value", [["a"], {"b": 1}, True, float("inf"), 10**20, "bad \ud800"], ids=repr
+)
+def test_pipeline_and_endpoint_refuse_a_value_with_one_message(endpoint, value):
+    """One rule (the processor's `check_item_value`): the endpoint's message is the pipeline's, under `inputs.`."""
+    candidates = [{**ITEM, "title": value}]
+    with pytest.raises(ValueError) as from_pipeline:
+        endpoint.pipeline({"history": [], "candidates": candidates})
+    with pytest.raises(handler.PayloadError) as from_endpoint:
+        endpoint({"inputs": user(candidates=candidates)})
+    assert str(from_endpoint.value) == f"inputs.{from_pipeline.value}"
+    assert str(from_pipeline.value).startswith("candidates[0].title ")

@@ -40,6 +40,7 @@ def test_update_equals_full_encode_and_encodes_one_session(tokenizer, processor,
         torch.testing.assert_close(upe, expected.user_embeddings, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(state.attention_weights, expected.attention_weights[0], atol=1e-5, rtol=1e-5)
         assert counted == [1], counted  # the encoder ran once, on one session
+        assert state.sessions_encoded == 1  # and the state says so (the Space's status line shows it)
         assert state.sessions[: len(before) - 1] == before[:-1]  # older sessions untouched
         sessions_seen.add(len(state.sessions) > len(before))
     hook.remove()
@@ -54,5 +55,5 @@ def test_update_past_the_history_limit_reencodes_what_changed(model, processor, 
     hook.remove()  # before the reference encode
     history = [*items[12:14], *history][:12]
     torch.testing.assert_close(upe, full_encode(model, processor, history).user_embeddings, atol=1e-5, rtol=1e-5)
-    assert sum(rows) == len(state.sessions)  # every session shifted
+    assert sum(rows) == len(state.sessions) == state.sessions_encoded  # every session shifted
     assert len(state.history_token_ids) == 12

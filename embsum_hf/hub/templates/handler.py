@@ -13,7 +13,9 @@ list of them for a batch. An invalid payload *raises* `PayloadError` (a `ValueEr
 offending field (e.g. `inputs.candidates[3].title must be a string, number or null, got array`); the Inference
 Endpoints toolkit answers an exception from the handler with HTTP 400 and that message, never 200. Every payload
 gets an answer or such an error: text with a lone surrogate (e.g. "\ud800"), a JSON string nested too deeply to
-read, integers beyond 2**53 and non-finite numbers are refused like any other bad field.
+read, integers beyond 2**53 and non-finite numbers are refused like any other bad field. The rule for an item's
+values is the processor's own (`check_item_value` in the repo's `processing_embsum.py`), so the pipeline and the
+endpoint refuse the same values with the same message.
 
 Limits (environment variables): EMBSUM_MAX_BATCH_USERS (8), EMBSUM_MAX_HISTORY_ITEMS (1000; the model reads the
 latest `max_history_items` of them), EMBSUM_MAX_CANDIDATES (1000), EMBSUM_MAX_FIELD_CHARS (10000), EMBSUM_MAX_ITEM_KEYS
@@ -26,8 +28,8 @@ self-contained: it needs transformers, torch and the repo's remote code, not emb
 
 from __future__ import annotations
 
+import importlib
 import json
-import math
 import os
 from typing import Any
 
@@ -35,18 +37,10 @@ from transformers import pipeline
 
 # allowed request parameters and their JSON types; integers must be positive
 PARAMETERS = {"top_k": int, "return_summary": bool, "return_explanations": bool, "num_explanations": int}
-MAX_SAFE_INTEGER = 2**53  # larger JSON integers lose precision in most clients (and 5,000 digits cannot be printed)
-JSON_TYPES = {
-    dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"
-}
 
 
 class PayloadError(ValueError):
     """An invalid request; the message names the offending field."""
-
-
-def _json_type(value: Any) -> str:
-    return JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _key(key: Any) -> str:
@@ -60,13 +54,13 @@ def _key(key: Any) -> str:
 
 class PayloadValidator:
     """
-    Checks a request against the item template and the size limits; returns `(inputs, parameters)` for the pipeline
-    or raises [`PayloadError`].
+    Checks a request against the processor's item template and value rules and the size limits; returns `(inputs,
+    parameters)` for the pipeline or raises [`PayloadError`].
     """
 
     def __init__(
         self,
-        item_fields: list[str],
+        processor: Any,
         *,
         max_batch_users: int = 8,
         max_history_items: int = 1000,
@@ -76,7 +70,10 @@ class PayloadValidator:
         max_request_items: int = 2_000,
         max_request_chars: int = 200_000,
     ):
-        self.item_fields = list(item_fields)
+        self.item_fields = list(processor.item_fields)
+        # the module the processor comes from (the repo's processing_embsum.py): its rule for item values
+        self.rules = importlib.import_module(type(processor).__module__)
+        self.json_type = self.rules.json_type_name  # `array` for a list, `null` for None
         self.max_batch_users = max_batch_users
         self.max_history_items = max_history_items
         self.max_candidates = max_candidates
@@ -86,7 +83,7 @@ class PayloadValidator:
         self.max_request_chars = max_request_chars
 
     @classmethod
-    def from_env(cls, item_fields: list[str]) -> PayloadValidator:
+    def from_env(cls, processor: Any) -> PayloadValidator:
         """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults. A value that is not a
         whole number of at least 1 stops start-up with a `ValueError` naming the variable (a limit of 0 or less would
         refuse every request)."""
@@ -101,11 +98,11 @@ class PayloadValidator:
             if not (text.isascii() and text.isdigit() and int(text) >= 1):
                 raise ValueError(f"{variable} must be a whole number of at least 1, got {os.environ[variable]!r}")
             values[name] = int(text)
-        return cls(item_fields, **values)
+        return cls(processor, **values)
 
     def __call__(self, data: Any) -> tuple[dict | list[dict], dict[str, Any]]:
         if not isinstance(data, dict):
-            raise PayloadError(f"the payload must be an object, got {_json_type(data)}")
+            raise PayloadError(f"the payload must be an object, got {self.json_type(data)}")
         unknown = sorted(map(_key, set(data) - {"inputs", "parameters"}))
         if unknown:
             raise PayloadError(f"payload.{_key(unknown[0])} is not allowed (expected inputs and optional parameters)")
@@ -132,7 +129,7 @@ class PayloadValidator:
 
     def _user(self, user: Any, where: str, budget: dict[str, int]) -> dict:
         if not isinstance(user, dict):
-            raise PayloadError(f"{where} must be an object with history and candidates, got {_json_type(user)}")
+            raise PayloadError(f"{where} must be an object with history and candidates, got {self.json_type(user)}")
         unknown = sorted(map(_key, set(user) - {"history", "candidates"}))
         if unknown:
             raise PayloadError(f"{where}.{unknown[0]} is not allowed (expected history and candidates)")
@@ -141,7 +138,7 @@ class PayloadValidator:
                 raise PayloadError(f"{where}.{key} is required")
             items = user[key]
             if not isinstance(items, list):
-                raise PayloadError(f"{where}.{key} must be an array of items, got {_json_type(items)}")
+                raise PayloadError(f"{where}.{key} must be an array of items, got {self.json_type(items)}")
             if not low <= len(items) <= high:
                 raise PayloadError(f"{where}.{key} must hold {low} to {high} items, got {len(items)}")
             budget["items"] += len(items)
@@ -159,8 +156,8 @@ class PayloadValidator:
             self._text(item, where, budget)
             return
         if not isinstance(item, dict):
-            fields = ", ".join(self.item_fields)
-            raise PayloadError(f"{where} must be a string or an object with fields {fields}, got {_json_type(item)}")
+            fields, kind = ", ".join(self.item_fields), self.json_type(item)
+            raise PayloadError(f"{where} must be a string or an object with fields {fields}, got {kind}")
         if len(item) > self.max_item_keys:
             raise PayloadError(f"{where} has {len(item)} fields, more than the limit of {self.max_item_keys}")
         for field in self.item_fields:
@@ -172,19 +169,20 @@ class PayloadValidator:
             if not isinstance(key, str):
                 raise PayloadError(f"{where} has a field name that is not a string: {key!r}")
             self._text(key, f"{where} field name", budget)
-            in_template = key in self.item_fields  # template fields become text; a boolean there is a mistake
-            if not isinstance(value, (str, int, float, type(None))) or (in_template and isinstance(value, bool)):
-                kinds = "a string, number or null" if in_template else "a string, number, boolean or null"
-                raise PayloadError(f"{where}.{key} must be {kinds}, got {_json_type(value)}")
             if isinstance(value, str):
                 self._text(value, f"{where}.{key}", budget)
-            elif isinstance(value, float) and not math.isfinite(value):
-                raise PayloadError(f"{where}.{key} must be a finite number, got {value}")
-            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
-                raise PayloadError(f"{where}.{key} is an integer beyond +-2**53")
+            else:  # template fields become text (a boolean there is a mistake); the others are echoed back
+                self._value(value, f"{where}.{key}", metadata=key not in self.item_fields)
+
+    def _value(self, value: Any, where: str, metadata: bool = False) -> None:
+        """The processor's rule for an item value (`check_item_value`), refused as a `PayloadError`."""
+        try:
+            self.rules.check_item_value(value, where, metadata=metadata)
+        except ValueError as error:
+            raise PayloadError(str(error)) from None
 
     def _text(self, text: str, where: str, budget: dict[str, int]) -> None:
-        """Per-field length, the request's character budget, and valid Unicode."""
+        """Per-field length, the request's character budget, and the value rule (valid Unicode)."""
         if len(text) > self.max_field_chars:
             raise PayloadError(f"{where} is longer than {self.max_field_chars} characters ({len(text)})")
         budget["chars"] += len(text)
@@ -193,28 +191,25 @@ class PayloadValidator:
                 f"{where}: the request holds more than {self.max_request_chars} characters of text in all "
                 "(the per-request budget)"
             )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800": no tokenizer can read it
-            raise PayloadError(f"{where} is not valid Unicode ({error.reason} at character {error.start})") from None
+        self._value(text, where)  # a lone surrogate such as "\ud800": no tokenizer can read it
 
-    @staticmethod
-    def _parameters(parameters: Any) -> dict[str, Any]:
+    def _parameters(self, parameters: Any) -> dict[str, Any]:
         if parameters is None:
             return {}
         if not isinstance(parameters, dict):
-            raise PayloadError(f"parameters must be an object, got {_json_type(parameters)}")
+            raise PayloadError(f"parameters must be an object, got {self.json_type(parameters)}")
         for name, value in parameters.items():
             if name not in PARAMETERS:
                 raise PayloadError(f"parameters.{_key(name)} is not supported (allowed: {', '.join(PARAMETERS)})")
             expected = PARAMETERS[name]
+            largest = self.rules.MAX_SAFE_INTEGER
             if expected is int and (
-                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAFE_INTEGER
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= largest
             ):
-                shown = value if not isinstance(value, int) or abs(value) <= MAX_SAFE_INTEGER else "a huge integer"
+                shown = value if not isinstance(value, int) or abs(value) <= largest else "a huge integer"
                 raise PayloadError(f"parameters.{name} must be a positive integer, got {shown!r}")
             if expected is bool and not isinstance(value, bool):
-                raise PayloadError(f"parameters.{name} must be a boolean, got {_json_type(value)}")
+                raise PayloadError(f"parameters.{name} must be a boolean, got {self.json_type(value)}")
         return dict(parameters)
 
 
@@ -223,7 +218,7 @@ class EndpointHandler:
 
     def __init__(self, path: str = ""):
         self.pipeline = pipeline(model=path or ".", trust_remote_code=True)
-        self.validator = PayloadValidator.from_env(self.pipeline.processor.item_fields)
+        self.validator = PayloadValidator.from_env(self.pipeline.processor)
 
     def __call__(self, data: dict[str, Any]) -> dict | list[dict]:
         """Answer a request; an invalid one raises `PayloadError` naming its field (the toolkit answers HTTP 400)."""

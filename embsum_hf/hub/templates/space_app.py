@@ -6,9 +6,11 @@ history items and code pairs that carried its score. "Mark as read" adds that it
 user through the incremental update (only the newest session is re-encoded).
 
 Self-contained: it needs gradio, torch, transformers and safetensors, not embsum_hf. The model (its folder here or
-its Hub repo) loads with `trust_remote_code`, and the score is the model code's own `poly_relevance`; the catalogue is
-an item store (`catalogue/`: `store.json`, `ids.json`, safetensors shards, plus `items.jsonl` with the item texts)
-encoded offline, so nothing is encoded at start-up. Run it locally with `python app.py` (http://127.0.0.1:7860).
+its Hub repo) loads with `trust_remote_code`, and the model's own code (its `modeling_embsum.py`) does the arithmetic:
+the score (`poly_relevance`), the incremental update (`update_user_state`) and the explanation's shares
+(`score_shares`), the same functions embsum_hf.serving runs. The catalogue is an item store (`catalogue/`:
+`store.json`, `ids.json`, safetensors shards, plus `items.jsonl` with the item texts) encoded offline, so nothing is
+encoded at start-up. Run it locally with `python app.py` (http://127.0.0.1:7860).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 SETTINGS = json.loads((HERE / "space_config.json").read_text())
 LIMITS = SETTINGS["limits"]  # max_history_lines, max_line_chars, max_k
 CHART_PAIRS = 12  # code pairs drawn (K x M can be 64 or more): the heaviest
+CODE_NAMES = ("poly_relevance", "score_shares", "update_user_state", "UserState")  # what the app runs of the model
 RANKING_COLUMNS = ["rank", "item", "score", "item_id"]
 
 
@@ -87,7 +90,13 @@ class Recommender:
         local = folder / source
         ranker = pipeline(model=str(local) if local.is_dir() else source, trust_remote_code=True)
         self.model, self.processor = ranker.model.eval(), ranker.processor
-        self.poly_relevance = importlib.import_module(type(self.model).__module__).poly_relevance
+        self.code = importlib.import_module(type(self.model).__module__)  # the model's modeling_embsum.py
+        missing = [name for name in CODE_NAMES if not hasattr(self.code, name)]
+        if missing:  # one line at start-up, not a traceback at the first query
+            raise SystemExit(
+                f"{source}: the model was saved by an older embsum_hf; its code lacks {', '.join(missing)}: save or "
+                "push it again with this embsum_hf, or write the Space with the model bundled (`embsum space`)"
+            )
         self.catalogue = Catalogue(folder / SETTINGS["catalogue"])
         self.title_field = self.processor.item_fields[0]
         self.rows_by_title: dict[str, list[int]] = {}
@@ -98,48 +107,31 @@ class Recommender:
         return str(item.get(self.title_field) or item.get("item_id", "?"))
 
     def as_item(self, line: str) -> dict:
-        """A history line: the catalogue item with that title, else a new item whose first field is the line."""
+        """A history line: the catalogue item with that title, else a new item whose first field is the line (the
+        processor's reading of a plain string, as the pipeline's)."""
         rows = self.rows_by_title.get(line)
         if rows:
             return self.catalogue.items[rows[0]]
-        return {self.title_field: line, **{field: None for field in self.processor.item_fields[1:]}}
+        return self.processor.as_item(line)
 
     @torch.no_grad()
     def update(self, user: dict | None, new_items: list[dict]) -> dict:
         """
         Add `new_items` (most recent first) to `user` (None: a new user) and recompute its embeddings, running the
-        encoder on the sessions that changed only: the incremental update of embsum_hf.serving.update_user.
+        encoder on the sessions that changed only (the model code's `update_user_state`).
         """
-        config, processor = self.model.config, self.processor
-        old_sessions = user["sessions"] if user else []
-        old_history = user["token_ids"] if user else []
-        history = (processor.tokenize_items(new_items) + old_history)[: config.max_history_items]
-        sessions = processor.pack_sessions(history)
-        batch = processor.pad_users([sessions])
-        ids, mask = batch["session_input_ids"], batch["session_attention_mask"]  # (1, G, L)
-        changed = [g for g, session in enumerate(sessions) if g >= len(old_sessions) or old_sessions[g] != session]
-        states = torch.zeros(*ids.shape, config.hidden_size, dtype=self.model.dtype)  # (1, G, L, d)
-        for g, session in enumerate(sessions):
-            if g not in changed:
-                states[0, g, : len(session)] = user["states"][g, : len(session)]
-        if changed:
-            states[0, changed] = self.model.encode_rows(ids[0, changed], mask[0, changed])  # (C, L, d)
-        output = self.model.encode_user(ids, mask, session_states=states, output_details=True)
-        return {
-            "items": (list(new_items) + (user["items"] if user else []))[: config.max_history_items],
-            "token_ids": history,
-            "sessions": sessions,
-            "states": states[0],
-            "upe": output.user_embeddings,  # (1, K, d)
-            "weights": output.attention_weights[0],  # (K, n + 1): history rows oldest first, then h_sum
-            "reencoded": len(changed),
-        }
+        state = self.code.update_user_state(
+            self.model, self.processor, user["state"] if user else self.code.UserState(), new_items
+        )
+        items = (list(new_items) + (user["items"] if user else []))[: self.model.config.max_history_items]
+        return {"items": items, "state": state}
 
     @torch.no_grad()
     def rank(self, user: dict, k: int) -> tuple[list[int], list[float]]:
         """The top `k` catalogue rows for `user`, never an item of its history (every line, also those older than
         the model's `max_history_items`)."""
-        scores = self.poly_relevance(user["upe"].float(), self.catalogue.embeddings, self.catalogue.keys)[0]  # (N,)
+        upe = user["state"].user_embeddings[None].float()  # (1, K, d)
+        scores = self.code.poly_relevance(upe, self.catalogue.embeddings, self.catalogue.keys)[0]  # (N,)
         seen = [row for line in user["lines"] for row in self.rows_by_title.get(line, [])]
         if seen:
             scores[torch.tensor(seen)] = float("-inf")
@@ -148,25 +140,24 @@ class Recommender:
 
     @torch.no_grad()
     def summary(self, user: dict) -> str:
-        batch = self.processor.pad_users([user["sessions"]])
+        batch = self.processor.pad_users([user["state"].sessions])
         return self.model.generate_summary(**batch, processor=self.processor)[0].strip()
 
     @torch.no_grad()
     def explain(self, user: dict, row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """
-        Shares of the score weight: per history item (and the summary state h_sum) and per user x item code pair.
-        With w = softmax(u_a . key_m) over the K x M pairs and u_a = sum_j alpha_aj z_j, row j carries
-        sum_a (sum_m w_am) alpha_aj; both tables sum to 1 (embsum_hf.serving.explain computes the same).
+        Shares of the score weight: per history item (and the summary state h_sum) and per user x item code pair
+        (the model code's `score_shares`, as in embsum_hf.serving.explain); both tables sum to 1.
         """
-        upe = user["upe"][0].float()  # (K, d)
+        state = user["state"]
         cpe, keys = self.catalogue.embeddings[row], self.catalogue.keys[row]  # (M, d)
-        weights = torch.softmax((upe @ keys.T).flatten(), dim=0).reshape(len(upe), len(cpe))  # (K, M)
-        row_weights = weights.sum(1) @ user["weights"].float()  # (n + 1,)
+        weights, similarity, row_weights = self.code.score_shares(
+            state.user_embeddings, state.attention_weights, cpe, keys
+        )  # (K, M), (K, M), (n + 1,)
         kept = user["items"][: len(row_weights) - 1][::-1]  # session order: oldest first
         labels = [self.title(item) for item in kept] + ["(your interest summary)"]
         history = pd.DataFrame({"history item": labels, "share": row_weights.tolist()})
         history = history.groupby("history item", as_index=False, sort=False)["share"].sum()  # repeated titles
-        similarity = upe @ cpe.T  # (K, M)
         pairs = pd.DataFrame(
             [
                 {"code pair": f"user {a + 1} x item {m + 1}", "share": float(weights[a, m]),
@@ -217,10 +208,12 @@ def results(user: dict, k: int, progress: gr.Progress, started: float) -> list:
     user = {**user, "rows": rows, "labels": labels}
     history_chart, pairs_chart, why = explanation(user, labels[0] if labels else None)
     elapsed = time.perf_counter() - started
-    logger.info("query: %d history items, %d sessions encoded, %.3f s", len(user["lines"]), user["reencoded"], elapsed)
+    state = user["state"]
+    lines, encoded = len(user["lines"]), state.sessions_encoded
+    logger.info("query: %d history items, %d sessions encoded, %.3f s", lines, encoded, elapsed)
     status = (
-        f"Ranked {len(RECOMMENDER.catalogue):,} items for a history of {len(user['lines'])} in {elapsed:.2f} s "
-        f"({user['reencoded']} of {len(user['sessions'])} sessions encoded)."
+        f"Ranked {len(RECOMMENDER.catalogue):,} items for a history of {lines} in {elapsed:.2f} s "
+        f"({encoded} of {len(state.sessions)} sessions encoded)."
     )
     choice = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
     return [status, table, chart, summary, choice, history_chart, pairs_chart, why, user]
