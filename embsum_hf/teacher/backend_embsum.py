@@ -15,7 +15,7 @@ from ..model_helpers import generate_summaries, model_fingerprint
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
 from ..utils import check_safetensors
-from .backends import TeacherBackend
+from .base import TeacherBackend
 from .prompts import SummaryRequest
 
 logger = logging.getLogger(__name__)
