@@ -5,12 +5,12 @@ leak-free histories); `build_training_rows` and `sample_negatives` turn impressi
 """
 
 from .custom import load_custom
-from .examples import TRAINING_FEATURES, build_training_rows, load_summaries, sample_negatives
 from .goodreads import GENERIC_SHELVES, load_goodreads
 from .impression_files import load_impressions
 from .impressions import Interaction, build_impressions, rating_to_label
 from .mind import download_mind, load_mind
 from .movielens import load_movielens
+from .rows import TRAINING_FEATURES, build_training_rows, load_summaries, sample_negatives
 from .saved import load_data
 from .schema import (
     DOMAIN_TEXT_FIELDS,
