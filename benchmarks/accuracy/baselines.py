@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from embsum_hf.data import build_training_rows
-from embsum_hf.data._io import iter_fields
+from embsum_hf.data import build_training_rows, iter_fields
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.training.item_prior import fit_item_prior

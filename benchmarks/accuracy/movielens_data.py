@@ -9,8 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from embsum_hf.data import load_custom, load_movielens, split_by_time
-from embsum_hf.data._io import iter_fields
+from embsum_hf.data import iter_fields, load_custom, load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.training.recipe import EmbSumRunArguments, demo_run_arguments
 
