@@ -32,7 +32,7 @@ Systems
                       Every EmbSum model without a prior is also scored fused with it after training ("+ prior
                       (late fusion)": content + w * prior, w chosen on the dev split by `choose_prior_weight`; in
                       dev mode that is the split it is scored on, as the blend's weight is).
-  nrms                the MovieLens benchmark's NRMS (accuracy_movielens.train_nrms), same rows, negatives, budget.
+  nrms                the MovieLens benchmark's NRMS (`accuracy.nrms.train_nrms`), same rows, negatives, budget.
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default; each "+lever" of `LEVERS` in the name changes one setting (e.g.
@@ -41,7 +41,7 @@ Systems
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
   learned model's budget), same batch size, learning rate and schedule, `--budget-cpu-s` of process CPU time per
-  learned model (`accuracy_movielens.TimeBudget`, torch on `--threads` threads). Evaluation is outside the budget.
+  learned model (`accuracy.budget.TimeBudget`, torch on `--threads` threads). Evaluation is outside the budget.
 
     OMP_NUM_THREADS=1 python benchmarks/accuracy_books.py [--data ../shared/data/goodreads-books] \
         [--budget-cpu-s 1800] [--seeds 3] [--jobs 3] [--systems nrms,embsum,embsum+item-prior] [--json out.json] \
@@ -65,18 +65,11 @@ from pathlib import Path
 
 import datasets
 import torch
-from accuracy_movielens import (
-    Optimisation,
-    Result,
-    cold_metrics,
-    item_length_report,
-    print_rows,
-    result_rows,
-    run_seeds,
-    tfidf_scores,
-    train_embsum,
-    train_nrms,
-)
+from accuracy.baselines import tfidf_scores
+from accuracy.budget import Optimisation
+from accuracy.embsum_runs import item_length_report, train_embsum
+from accuracy.nrms import train_nrms
+from accuracy.results import Result, cold_metrics, print_rows, result_rows, run_seeds
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 

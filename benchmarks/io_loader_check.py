@@ -20,7 +20,7 @@ import datasets  # noqa: E402
 from datasets.utils.logging import set_verbosity_error  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from embsum_hf.data._io import iter_records  # noqa: E402
+from embsum_hf.data import iter_records  # noqa: E402
 
 set_verbosity_error()
 

@@ -68,14 +68,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from accuracy_movielens import (
-    DEFAULT_DATA,
-    Optimisation,
-    TimeBudget,
-    item_length_report,
-    movielens_run_arguments,
-    train_under_budget,
-)
+from accuracy.budget import Optimisation, TimeBudget
+from accuracy.embsum_runs import item_length_report, train_under_budget
+from accuracy.movielens_data import DEFAULT_DATA, movielens_run_arguments
 from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize

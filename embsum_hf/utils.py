@@ -1,12 +1,14 @@
-"""Small helpers several layers share: durable file replacement, a no-grad evaluation context, the jobs' processes,
-the package's progress bars."""
+"""Small helpers several layers share: durable file replacement, a no-grad evaluation context, a model's fingerprint
+(stores, the teacher's name, the Space), the jobs' processes, the package's progress bars."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -145,6 +147,35 @@ def job_folder_lock(target: str | os.PathLike) -> Iterator[Path]:
         if refused[0] is not None:
             raise FolderInUseError(refused[0])
         yield Path(target)
+
+
+# config keys that change with saving/loading, not with what the model computes (`custom_pipelines`: written when the
+# pipeline is saved with the model, e.g. into a Hub folder)
+_VOLATILE_CONFIG_KEYS = frozenset(
+    {"_name_or_path", "transformers_version", "architectures", "auto_map", "custom_pipelines", "dtype", "torch_dtype"}
+)
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """
+    sha256 over the model's config (without save/load bookkeeping such as `_name_or_path`) and every tensor of its
+    state dict (name, dtype, shape, bytes), in name order. Deterministic across processes and save/load round trips;
+    about 0.3 s for a t5-small-sized model.
+    """
+
+    def stable(value):
+        if isinstance(value, Mapping):
+            return {key: stable(item) for key, item in value.items() if key not in _VOLATILE_CONFIG_KEYS}
+        return value
+
+    digest = hashlib.sha256()
+    config = stable(model.config.to_dict()) if hasattr(model, "config") else {}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

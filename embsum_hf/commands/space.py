@@ -77,8 +77,7 @@ def _catalogue(source: str, split: str | None, processor) -> tuple[list[dict], l
     """Items (and user histories, for example users) from a data folder, else from an items file."""
     from pathlib import Path
 
-    from embsum_hf.data import load_data, user_histories
-    from embsum_hf.data._io import iter_records, require_columns
+    from embsum_hf.data import iter_records, load_data, require_columns, user_histories
 
     path = Path(source)
     if not path.exists():

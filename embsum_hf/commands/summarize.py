@@ -8,6 +8,7 @@ import itertools
 import logging
 
 from embsum_hf.commands import add_data_arguments, add_model_argument, add_progress_argument
+from embsum_hf.teacher import BACKENDS  # the registry only: no backend (and no data code) is imported
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser)
     parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
     parser.add_argument(
-        "--backend", required=True, choices=("transformers", "openai", "heuristic", "embsum"),
+        "--backend", required=True, choices=tuple(BACKENDS),
         help="an LLM teacher (transformers, openai), template sentences (heuristic), or a trained EmbSum's own "
         "summaries of its users (embsum: the model's explanations)",
     )

@@ -1,16 +1,19 @@
 """Data layer: raw files in, `datasets.Dataset` out (no tensors, no tokenizers).
 
 Every loader returns a `RecommendationData` (an items table and an impressions table with most-recent-first,
-leak-free histories); `build_training_rows` and `sample_negatives` turn impressions into training examples.
+leak-free histories); `build_training_rows` and `sample_negatives` turn impressions into training examples. The
+loaders' file reader is public for code that reads a user's file outside a loader: `iter_records` (CSV/TSV/JSON
+lines/parquet or a `datasets.Dataset`, errors naming `file:line`), `iter_fields`, `require_columns`.
 """
 
+from ._io import iter_fields, iter_records, require_columns
 from .custom import load_custom
-from .examples import TRAINING_FEATURES, build_training_rows, load_summaries, sample_negatives
 from .goodreads import GENERIC_SHELVES, load_goodreads
 from .impression_files import load_impressions
 from .impressions import Interaction, build_impressions, rating_to_label
 from .mind import download_mind, load_mind
 from .movielens import load_movielens
+from .rows import TRAINING_FEATURES, build_training_rows, load_summaries, sample_negatives
 from .saved import load_data
 from .schema import (
     DOMAIN_TEXT_FIELDS,
@@ -37,6 +40,8 @@ __all__ = [
     "build_impressions",
     "build_training_rows",
     "download_mind",
+    "iter_fields",
+    "iter_records",
     "load_custom",
     "load_data",
     "load_goodreads",
@@ -46,6 +51,7 @@ __all__ = [
     "load_summaries",
     "make_synthetic_mind",
     "rating_to_label",
+    "require_columns",
     "sample_negatives",
     "split_by_time",
     "split_dev_test",

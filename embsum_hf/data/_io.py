@@ -14,7 +14,7 @@ import json
 import math
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,19 @@ _TIME_FORMATS = (
 )
 
 
+_LABELS = {"0": 0, "1": 1, "false": 0, "true": 1}
+
+
+def parse_label(value: Any, column: str, source: str | Path, number: int) -> int:
+    """A click label of a user's file: 0/1 or true/false (any case), else `DataFormatError` naming the line."""
+    label = _LABELS.get(str(value).strip().lower())
+    if label is None and isinstance(value, (int, float)) and value in (0, 1):
+        label = int(value)
+    if label is None:
+        raise DataFormatError(source, number, f"label column {column!r} must be 0/1 or true/false, got {value!r}")
+    return label
+
+
 def parse_time(value: Any) -> datetime:
     """Parse a unix timestamp (seconds, or milliseconds when > 1e11), an ISO-8601 string or a MIND/Goodreads time.
 
@@ -259,3 +272,21 @@ class ItemTable:
         for index, name in enumerate(self.fields):
             columns[name] = [self._rows[item_id][index] for item_id in ids]
         return items_dataset(columns)
+
+
+def read_item_table(
+    source: str | Path | datasets.Dataset, id_column: str, text_columns: Sequence[str] | None, stats: Counter
+) -> ItemTable:
+    """A user's items table (`load_custom`, `load_impressions`): `id_column` and the text columns (default: every
+    column of the first record but the id), each line checked and named on error."""
+    table = None
+    for number, record, name in iter_records(source):
+        if table is None:  # the first record fixes the default text columns
+            require_columns(record, [id_column], name, number)
+            columns = list(text_columns) if text_columns is not None else [c for c in record if c != id_column]
+            table = ItemTable(columns, stats)
+        require_columns(record, [id_column, *table.fields], name, number)
+        table.add(scalar(record[id_column], id_column, name, number, required=True), record, name, number)
+    if table is None:
+        raise ValueError(f"{source}: the items table is empty")
+    return table

@@ -5,43 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import datasets
 
-from ._io import ItemTable, iter_records, parse_time, require_columns, scalar
+from ._io import iter_records, parse_label, parse_time, read_item_table, require_columns, scalar
 from .impressions import Grouping, Interaction, build_impressions
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 
 __all__ = ["load_custom"]
-
-_LABELS = {"0": 0, "1": 1, "false": 0, "true": 1}
-
-
-def _label(value: Any, column: str, source: str, number: int) -> int:
-    label = _LABELS.get(str(value).strip().lower())
-    if label is None and isinstance(value, (int, float)) and value in (0, 1):
-        label = int(value)
-    if label is None:
-        raise DataFormatError(source, number, f"label column {column!r} must be 0/1 or true/false, got {value!r}")
-    return label
-
-
-def _read_items(
-    source: str | Path | datasets.Dataset, id_column: str, text_columns: Sequence[str] | None, stats: Counter
-) -> ItemTable:
-    table = None
-    for number, record, name in iter_records(source):
-        if table is None:  # the first record fixes the default text columns
-            require_columns(record, [id_column], name, number)
-            columns = list(text_columns) if text_columns is not None else [c for c in record if c != id_column]
-            table = ItemTable(columns, stats)
-        require_columns(record, [id_column, *table.fields], name, number)
-        table.add(scalar(record[id_column], id_column, name, number, required=True), record, name, number)
-    if table is None:
-        raise ValueError(f"{source}: the items table is empty")
-    return table
-
 
 def load_custom(
     items: str | Path | datasets.Dataset,
@@ -89,7 +60,7 @@ def load_custom(
     stats: Counter = Counter()
     if text_columns is None and domain in DOMAIN_TEXT_FIELDS:
         text_columns = DOMAIN_TEXT_FIELDS[domain]
-    table = _read_items(items, id_column, text_columns, stats)
+    table = read_item_table(items, id_column, text_columns, stats)
 
     required = [user_column, item_column, time_column]
     required += [column for column in (label_column, impression_column) if column is not None]
@@ -103,7 +74,7 @@ def load_custom(
             time = parse_time(record[time_column])
         except ValueError as error:
             raise DataFormatError(source, number, f"column {time_column!r}: {error}") from None
-        label = UNLABELED if label_column is None else _label(record[label_column], label_column, source, number)
+        label = UNLABELED if label_column is None else parse_label(record[label_column], label_column, source, number)
         impression_id = None
         if impression_column is not None:
             impression_id = scalar(record[impression_column], impression_column, source, number, required=True)

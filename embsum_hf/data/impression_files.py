@@ -10,8 +10,7 @@ from typing import Any
 
 import datasets
 
-from ._io import iter_records, require_columns, scalar
-from .custom import _label, _read_items
+from ._io import iter_records, parse_label, read_item_table, require_columns, scalar
 from .impressions import clean_history
 from .schema import UNLABELED, DataFormatError, RecommendationData
 
@@ -63,7 +62,7 @@ def load_impressions(
     candidate count, or a repeated impression id is a `DataFormatError` naming the file and line.
     """
     stats: Counter = Counter()
-    table = _read_items(_as_source(items), id_column, text_columns, stats)
+    table = read_item_table(_as_source(items), id_column, text_columns, stats)
     rows: list[dict] = []
     seen: dict[str, str] = {}
     for number, record, source in iter_records(_as_source(impressions)):
@@ -77,7 +76,7 @@ def load_impressions(
         if labels_column in record and record[labels_column] is not None:
             raw = record[labels_column]
             raw = raw.split() if isinstance(raw, str) else raw
-            labels = [_label(value, labels_column, source, number) for value in raw]
+            labels = [parse_label(value, labels_column, source, number) for value in raw]
             if len(labels) != len(candidates):
                 raise DataFormatError(source, number, f"{len(labels)} labels for {len(candidates)} candidates")
         else:

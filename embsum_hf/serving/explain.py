@@ -1,5 +1,5 @@
 """Why an item scored high for a user: which history items, and which user/item code pairs, carried the score; and
-the model's own interest summaries of users (`generate_summaries`, from `embsum_hf.model_helpers`).
+the model's own interest summaries of users (`generate_summaries`, from `.summaries`).
 
 The score is `sum_am w_am (u_a . v_m)` with `w = softmax(u_a . gelu(v_m W_s))` over the `K x M` code pairs, and each
 user code is `u_a = sum_j alpha_aj z_j` over the history items' states and `h_sum`. So user code `a` carries the share
@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance, score_shares
 from ..processing_embsum import EmbSumProcessor
 from ..utils import evaluating
+from .summaries import generate_summaries
 
 SUMMARY_LABEL = "your interest summary"
 

@@ -26,8 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..model_helpers import model_fingerprint
-from ..utils import atomic_write_text, make_readable
+from ..utils import atomic_write_text, make_readable, model_fingerprint
 
 logger = logging.getLogger(__name__)
 

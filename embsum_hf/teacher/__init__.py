@@ -4,38 +4,47 @@ and `EmbSumBackend`, a trained EmbSum's own summaries), a crash-safe summary sto
     >>> from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, user_histories
     >>> with SummaryStore("summaries.jsonl") as store:
     ...     stats = summarize_users(user_histories(data), HeuristicBackend(), store, domain=data.domain)
+
+The public names load on first use, as in `embsum_hf/__init__.py` (the torch-backed backends take seconds to import).
+Every backend module imports `base` (the interface) and none imports another; the names below are the one registry.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .backend_heuristic import HeuristicBackend
-from .backend_http import MalformedReplyError, OpenAIChatBackend
-from .backends import TeacherBackend, TeacherError, get_backend
-from .prompts import SummaryRequest, build_messages, build_prompt, get_domain, prompt_hash
-from .run import SummaryRunStats, summarize_users, user_histories
-from .store import SummaryRecord, SummaryStore
+# public name -> the module that defines it
+_LAZY_NAMES = {
+    "TeacherBackend": "base",
+    "TeacherError": "base",
+    "EmbSumBackend": "backend_embsum",
+    "HeuristicBackend": "backend_heuristic",
+    "MalformedReplyError": "backend_http",
+    "OpenAIChatBackend": "backend_http",
+    "TransformersBackend": "backend_transformers",
+    "SummaryRequest": "prompts",
+    "build_messages": "prompts",
+    "build_prompt": "prompts",
+    "get_domain": "prompts",
+    "prompt_hash": "prompts",
+    "SummaryRunStats": "run",
+    "summarize_users": "run",
+    "SummaryRecord": "store",
+    "SummaryStore": "store",
+    "user_histories": ".data.users",  # the teacher's input: `(user_id, history)` pairs
+}
 
-if TYPE_CHECKING:
-    from .backend_embsum import EmbSumBackend
-    from .backend_transformers import TransformersBackend
-
-
-def __getattr__(name: str):
-    # these import torch and transformers (seconds); load them only when used
-    if name == "TransformersBackend":
-        from .backend_transformers import TransformersBackend
-
-        return TransformersBackend
-    if name == "EmbSumBackend":
-        from .backend_embsum import EmbSumBackend
-
-        return EmbSumBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# `embsum summarize --backend NAME` -> the public name of its class
+BACKENDS = {
+    "transformers": "TransformersBackend",
+    "openai": "OpenAIChatBackend",
+    "heuristic": "HeuristicBackend",
+    "embsum": "EmbSumBackend",
+}
 
 __all__ = [
+    "BACKENDS",
     "EmbSumBackend",
     "HeuristicBackend",
     "MalformedReplyError",
@@ -55,3 +64,34 @@ __all__ = [
     "summarize_users",
     "user_histories",
 ]
+
+if TYPE_CHECKING:
+    from ..data.users import user_histories
+    from .backend_embsum import EmbSumBackend
+    from .backend_heuristic import HeuristicBackend
+    from .backend_http import MalformedReplyError, OpenAIChatBackend
+    from .backend_transformers import TransformersBackend
+    from .base import TeacherBackend, TeacherError
+    from .prompts import SummaryRequest, build_messages, build_prompt, get_domain, prompt_hash
+    from .run import SummaryRunStats, summarize_users
+    from .store import SummaryRecord, SummaryStore
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    globals()[name] = value  # the next access skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_NAMES])
+
+
+def get_backend(name: str, **kwargs) -> TeacherBackend:
+    """Build a backend by name (a key of `BACKENDS`: `transformers`, `openai`, `heuristic` or `embsum`); `kwargs` go
+    to its constructor. Only the named backend's module is imported (torch and transformers only when asked for)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown teacher backend {name!r}; expected {', '.join(BACKENDS)}")
+    return __getattr__(BACKENDS[name])(**kwargs)

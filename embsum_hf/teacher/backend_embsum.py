@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from ..model_helpers import generate_summaries, model_fingerprint
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import EmbSumProcessor
-from ..utils import check_safetensors
-from .backends import TeacherBackend
+from ..serving.summaries import generate_summaries
+from ..utils import check_safetensors, model_fingerprint
+from .base import TeacherBackend
 from .prompts import SummaryRequest
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from .backends import TeacherBackend
+from .base import TeacherBackend
 from .prompts import SummaryRequest, get_domain
 
 # common English words that carry no interest signal in titles

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Any
 
-from .backends import TeacherBackend, TeacherError
+from .base import TeacherBackend, TeacherError
 from .prompts import Messages, SummaryRequest
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .backends import TeacherBackend
+from .base import TeacherBackend
 from .prompts import SummaryRequest, messages_to_text
 
 logger = logging.getLogger(__name__)

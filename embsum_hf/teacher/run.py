@@ -9,15 +9,13 @@ from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data.users import UserHistory, user_histories  # noqa: F401 (re-exported: the teacher's input)
+from ..data.users import UserHistory
 from ..utils import tqdm
-from .backends import TeacherBackend
+from .base import TeacherBackend
 from .prompts import MAX_TEXT_WORDS, SummaryRequest
 from .store import SummaryRecord, SummaryStore
 
 logger = logging.getLogger(__name__)
-
-"""`(user_id, history item dicts, most recent first)`."""
 
 
 @dataclass

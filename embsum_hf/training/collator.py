@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import datasets
 import torch
 
-from ..data.examples import sample_negatives
+from ..data.rows import sample_negatives
 from ..processing_embsum import EmbSumProcessor
 
 

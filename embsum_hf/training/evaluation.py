@@ -19,9 +19,9 @@ from accelerate import Accelerator
 from ..data.schema import UNLABELED, RecommendationData
 from ..data.users import user_histories
 from ..metrics import compute_mind_metrics
-from ..model_helpers import generate_summaries
 from ..modeling_embsum import EmbSumModel, poly_relevance
 from ..processing_embsum import EmbSumProcessor
+from ..serving.summaries import generate_summaries
 from ..utils import evaluating, tqdm
 from .collator import tokenize_item_table
 

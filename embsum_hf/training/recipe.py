@@ -17,7 +17,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
 from ..data.arguments import DataArguments, Splits, load_splits, save_splits
-from ..data.examples import build_training_rows, load_summaries
+from ..data.rows import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel

@@ -29,7 +29,7 @@ def test_build_training_rows_one_row_per_click(caplog):
             imp("4", "u2", ["i", "j"], [0, 1], history=()),
         ]
     )
-    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
+    with caplog.at_level(logging.INFO, logger="embsum_hf.data.rows"):
         rows = build_training_rows(impressions, summaries={"u1": "Likes a."})
     assert rows.column_names == ["user_id", "impression_id", "history", "positive", "negative_pool", "summary"]
     assert rows.to_list() == [
@@ -115,8 +115,8 @@ def test_build_training_rows_in_chunks_gives_the_same_rows_and_counts(monkeypatc
     )
     summaries = {"u0": "Likes a.", "u2": "Likes c."}
     whole = build_training_rows(impressions, summaries=summaries)
-    monkeypatch.setattr("embsum_hf.data.examples._ROWS_PER_CHUNK", 2)
-    with caplog.at_level(logging.INFO, logger="embsum_hf.data.examples"):
+    monkeypatch.setattr("embsum_hf.data.rows._ROWS_PER_CHUNK", 2)
+    with caplog.at_level(logging.INFO, logger="embsum_hf.data.rows"):
         chunked = build_training_rows(impressions, summaries=summaries)
     assert len(whole) == 10 and chunked.to_list() == whole.to_list()
     assert chunked.features == whole.features

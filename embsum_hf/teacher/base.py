@@ -1,4 +1,6 @@
-"""The interface every teacher backend implements, and a factory from CLI-style names."""
+"""The interface every teacher backend implements (each backend module imports this one; none imports another).
+
+The registry of backend names is the package's (`embsum_hf.teacher.BACKENDS`, `get_backend`)."""
 
 from __future__ import annotations
 
@@ -33,22 +35,4 @@ class TeacherBackend(ABC):
         """
 
 
-def get_backend(name: str, **kwargs) -> TeacherBackend:
-    """Build a backend by name: `transformers`, `openai`, `heuristic` or `embsum`; `kwargs` go to its constructor."""
-    if name == "embsum":
-        from .backend_embsum import EmbSumBackend  # imports torch: only when asked for
-
-        return EmbSumBackend(**kwargs)
-    if name == "transformers":
-        from .backend_transformers import TransformersBackend  # imports torch: only when asked for
-
-        return TransformersBackend(**kwargs)
-    if name == "openai":
-        from .backend_http import OpenAIChatBackend
-
-        return OpenAIChatBackend(**kwargs)
-    if name == "heuristic":
-        from .backend_heuristic import HeuristicBackend
-
-        return HeuristicBackend(**kwargs)
-    raise ValueError(f"unknown teacher backend {name!r}; expected transformers, openai, heuristic or embsum")
+__all__ = ["TeacherBackend", "TeacherError"]

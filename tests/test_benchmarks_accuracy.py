@@ -1,0 +1,103 @@
+"""The accuracy benchmarks as real processes on a tiny MovieLens-shaped folder: `accuracy_movielens.py` (its modules
+under `benchmarks/accuracy/`) writes every system's rows under both protocols, and the scripts that share those
+modules start."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+GENRES = ["unknown", "Action", "Comedy", "Drama", "Sci-Fi"]
+WORDS = "star night river city war love robot king ghost road dream storm".split()
+METRICS = {"auc", "mrr", "ndcg@5", "ndcg@10"}
+
+
+def write_movielens(folder: Path, users: int = 24, movies: int = 60, ratings: int = 34) -> Path:
+    """u.genre, u.item and u.data in the GroupLens layout; each user likes one genre (4-5 stars) and not the others."""
+    folder.mkdir()
+    (folder / "u.genre").write_text("".join(f"{name}|{i}\n" for i, name in enumerate(GENRES)), encoding="latin-1")
+    rng = random.Random(0)
+    genre_of = {}
+    lines = []
+    for movie in range(1, movies + 1):
+        genre_of[movie] = 1 + movie % (len(GENRES) - 1)
+        flags = "|".join("1" if i == genre_of[movie] else "0" for i in range(len(GENRES)))
+        title = " ".join(rng.sample(WORDS, 2)).title()
+        lines.append(f"{movie}|{title} ({1980 + movie % 20})|01-Jan-1995||http://example.org/{movie}|{flags}\n")
+    (folder / "u.item").write_text("".join(lines), encoding="latin-1")
+    lines = []
+    for user in range(1, users + 1):
+        liked = 1 + user % (len(GENRES) - 1)
+        for k, movie in enumerate(rng.sample(range(1, movies + 1), ratings)):
+            stars = rng.choice((4, 5)) if genre_of[movie] == liked else rng.choice((1, 2))
+            lines.append(f"{user}\t{movie}\t{stars}\t{880000000 + 1000 * user + k}\n")
+    (folder / "u.data").write_text("".join(lines))
+    return folder
+
+
+def run_benchmark(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "benchmarks/accuracy_movielens.py", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env={**ENV, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def check_rows(systems: dict, learned: set[str]) -> None:
+    for name, row in systems.items():
+        assert set(row) == {"mean", "std", "seeds"}, name
+        assert METRICS <= set(row["mean"]) and all(0 <= row["mean"][m] <= 1 for m in METRICS), name
+        if name in learned:
+            assert row["mean"]["steps"] >= 1 and row["mean"]["train_cpu_s"] >= 1.0, name
+
+
+def test_accuracy_movielens_ratings_protocol_two_seeds_in_two_processes(tmp_path):
+    data = write_movielens(tmp_path / "ml-tiny")
+    out = tmp_path / "ratings.json"
+    result = run_benchmark(
+        "--data", str(data), "--seeds", "2", "--jobs", "2", "--systems", "nrms,embsum+item-prior",
+        "--budget-cpu-s", "1", "--batch-size", "8", "--json", str(out), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert {key: payload[key] for key in ("budget_cpu_s", "seeds", "schedule", "protocol")} == {
+        "budget_cpu_s": 1.0, "seeds": [0, 1], "schedule": "anneal", "protocol": "ratings",
+    }  # fmt: skip
+    assert list(payload["systems"]) == [
+        "random", "popularity", "item-mean-rating", "item-prior-fit", "tfidf", "nrms", "embsum+item-prior",
+        "embsum+item-prior (content only)",
+    ]  # fmt: skip
+    check_rows(payload["systems"], learned={"nrms", "embsum+item-prior"})
+    assert all(len(row["seeds"]) == 2 for row in payload["systems"].values())
+    assert "ml-100k:test, protocol ratings" in result.stdout and "embsum+item-prior (content only)" in result.stdout
+
+
+def test_accuracy_movielens_reads_protocol_with_a_cold_start_test(tmp_path):
+    data = write_movielens(tmp_path / "ml-tiny")
+    out = tmp_path / "reads.json"
+    result = run_benchmark(
+        "--data", str(data), "--seeds", "1", "--systems", "nrms", "--protocol", "reads", "--cold-films", "0.2",
+        "--reads-per-user", "10", "--read-negatives", "4", "--budget-cpu-s", "1", "--batch-size", "8",
+        "--json", str(out), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert (payload["protocol"], payload["reads_per_user"], payload["read_negatives"]) == ("reads", 10, 4)
+    systems = payload["systems"]
+    assert "item-mean-rating" not in systems  # no stars are read
+    for name in ("random", "popularity", "item-prior-fit", "tfidf", "nrms"):
+        assert name in systems and f"{name} (cold start)" in systems, name
+    check_rows(systems, learned={"nrms"})
+    assert systems["nrms"]["mean"]["num_impressions"] == 24  # one leave-last-out read per user
+
+
+def test_the_scripts_sharing_the_accuracy_modules_import():
+    code = "import accuracy_books, summary_quality; print(accuracy_books.train_nrms.__module__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO / "benchmarks", capture_output=True, text=True, env=ENV
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "accuracy.nrms"
