@@ -56,9 +56,9 @@ def write_model_card(
     folder = Path(folder)
     readme = folder / "README.md"
     existing = ModelCard.load(readme) if readme.is_file() else None
-    if isinstance(card, Mapping):
-        card = EmbSumModelCardData(**card)
-    given = (card or EmbSumModelCardData()).updated(**values).resolved()
+    if card is None or isinstance(card, Mapping):
+        card = EmbSumModelCardData(**(card or {}))
+    given = card.updated(**values).resolved()
     data = _folder_card(folder, existing).updated(given)
     data.eval_results = data.reported(given)
     data.model_details = _folder_details(folder)
