@@ -211,8 +211,9 @@ class EmbSumModelCardData(CardData):
         for values, split, task, names in reported:
             if values:
                 if not (name and split):
-                    raise ValueError("metrics need dataset_name and dataset_split: every reported number names its "
-                                     "split")
+                    raise ValueError(
+                        "metrics need dataset_name and dataset_split: every reported number names its split"
+                    )
                 dataset_type = datasets[0] if datasets else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
                 new += _eval_results(values, names, task, dataset_type, name, split)
         return _merge_results(self.eval_results, new)

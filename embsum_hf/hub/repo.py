@@ -50,9 +50,7 @@ def add_pipeline_entry(model: EmbSumModel) -> None:
     model.config.custom_pipelines = custom_pipelines
 
 
-def write_repo_files(
-    folder: str | os.PathLike, card: EmbSumModelCardData | Mapping[str, Any] | None = None
-) -> None:
+def write_repo_files(folder: str | os.PathLike, card: EmbSumModelCardData | Mapping[str, Any] | None = None) -> None:
     """
     What a repo needs beyond `model.save_pretrained` + `processor.save_pretrained`: the pipeline's code, the endpoint
     files and the card ([`write_model_card`] of `card`; an existing card there is updated).

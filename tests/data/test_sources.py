@@ -46,15 +46,20 @@ def test_a_source_is_one_entry(monkeypatch, tmp_path, model, processor):
         reads.append(split)
         return load_mind(path)
 
-    wording = DomainWording("episodes", item="podcast episode", items="podcast episodes", activity="listened to",
-                            fields=(("Title", ("title",)), ("Show", ("show",))))  # fmt: skip
-    podcasts = DataSource("podcasts", read, splits=("train", "dev"), wording=wording,
-                          license=DataTerms("cc-by-4.0", terms="the podcast catalogue is CC BY 4.0"),
-                          citation="@misc{podcasts2026,\n  title = {A podcast catalogue}\n}")  # fmt: skip
+    fields = (("Title", ("title",)), ("Show", ("show",)))
+    wording = DomainWording("episodes", "podcast episode", "podcast episodes", "listened to", fields)
+    podcasts = DataSource(
+        "podcasts",
+        read,
+        splits=("train", "dev"),
+        wording=wording,
+        license=DataTerms("cc-by-4.0", terms="the podcast catalogue is CC BY 4.0"),
+        citation="@misc{podcasts2026,\n  title = {A podcast catalogue}\n}",
+    )
     monkeypatch.setitem(SOURCES, "podcasts", podcasts)
 
-    root = make_synthetic_mind(tmp_path / "data", num_users=10, num_news=30, num_train_impressions=12,
-                               num_dev_impressions=8)  # fmt: skip
+    sizes = dict(num_users=10, num_news=30, num_train_impressions=12, num_dev_impressions=8)
+    root = make_synthetic_mind(tmp_path / "data", **sizes)
     args = DataArguments(dataset="podcasts", train_data=str(root / "train"), eval_data=str(root / "dev"))
     splits = load_splits(args)
     assert reads == ["train", "dev"] and len(splits.dev.impressions) == 8 and splits.test is None

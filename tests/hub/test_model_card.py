@@ -232,8 +232,8 @@ def test_a_card_of_the_previous_release_regenerates_unchanged(folder):
     assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "auc")] == 70.0
     assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "mrr")] == 30.0  # kept
     assert results[("summarization", "MIND-small", "MINDsmall_dev:test(90%)", "rougeL")] == 38.0
-    assert "Kept across regenerations." in card.text and (card.data.license_name, card.data.model_name) == (
-        "microsoft-research-license-mind", "org/embsum-previous")
+    assert "Kept across regenerations." in card.text and card.data.model_name == "org/embsum-previous"
+    assert card.data.license_name == "microsoft-research-license-mind"
 
 
 def test_the_card_data_is_the_template_context(folder):
@@ -247,8 +247,14 @@ def test_the_card_data_is_the_template_context(folder):
     from embsum_hf.hub.card_data import CARD_FIELDS
     from embsum_hf.hub.model_card import TEMPLATE_PATH, _folder_details
 
-    data = EmbSumModelCardData(teacher="heuristic", dataset_name="MIND-small", training_args={"learning_rate": 0.002},
-                               summary_rows=3, license_terms="research only", framework_versions={"PyTorch": "9"})
+    data = EmbSumModelCardData(
+        teacher="heuristic",
+        dataset_name="MIND-small",
+        training_args={"learning_rate": 0.002},
+        summary_rows=3,
+        license_terms="research only",
+        framework_versions={"PyTorch": "9"},
+    )
     data.model_details = _folder_details(folder)
     context = data.to_dict()
     template = jinja2.Environment().parse(TEMPLATE_PATH.read_text())
