@@ -272,12 +272,15 @@ class EmbSumModelCardData(CardData):
         return context
 
     @classmethod
+    def from_facts(cls, facts: dict[str, Any]) -> EmbSumModelCardData:
+        """The card data of recorded facts (what `CARD_DATA_NAME` holds; keys that are no fact are ignored)."""
+        return cls(**{name: value for name, value in facts.items() if name in RECORDED_FIELDS})
+
+    @classmethod
     def from_card(cls, folder: str | os.PathLike) -> EmbSumModelCardData | None:
         """The facts recorded with `folder/README.md` by an earlier save of a run, or `None` without such a card."""
         facts = recorded_facts(folder)
-        if "base_model" not in facts:
-            return None
-        return cls(**{name: value for name, value in facts.items() if name in RECORDED_FIELDS})
+        return cls.from_facts(facts) if "base_model" in facts else None
 
 
 RECORDED_FIELDS = tuple(item.name for item in fields(EmbSumModelCardData) if item.metadata.get("recorded"))

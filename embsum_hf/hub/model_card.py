@@ -117,8 +117,7 @@ def _folder_card(folder: Path, existing: ModelCard | None) -> EmbSumModelCardDat
     for name in ("model-index", "model_name", "eval_results", "pipeline_tag"):  # rebuilt, or what the Hub cannot run
         metadata.pop(name, None)
     old_widget = metadata.pop("widget", None)
-    facts = recorded_facts(folder, metadata.pop("embsum", None))
-    data = EmbSumModelCardData(**{name: value for name, value in facts.items() if name in CARD_FIELDS})
+    data = EmbSumModelCardData.from_facts(recorded_facts(folder, metadata.pop("embsum", None)))
     if old_widget and not data.widget:  # an older card's widget examples: its usage example
         data.widget = [{"example_title": w["example_title"], "inputs": json.loads(w["text"])} for w in old_widget]
     data.card_metadata = metadata
