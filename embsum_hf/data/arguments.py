@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .schema import RecommendationData
-from .sources import SOURCES, get_source
+from .sources import SOURCES, DataSource, get_source
 from .splits import split_by_time, split_dev_test
 
 _ITEMS_HELP = " ".join(
@@ -89,53 +89,32 @@ def load_splits(args: DataArguments, *, for_training: bool = True) -> Splits:
 
 
 def _load_splits(args: DataArguments) -> Splits:
-    from .. import data
-
+    """The splits of `args.dataset` as its entry reads them (`sources.DataSource`: `read`, `splits`, `paper_split`)."""
     if args.train_data is None:
         raise ValueError("train_data is required")
     source = get_source(args.dataset)
-    load = getattr(data, source.loader)
-    if args.test_data is not None and args.dataset != "impressions":
-        raise ValueError(f"test_data is for impressions; {args.dataset} gives its test split itself")
-    if args.paper_split and args.dataset != "mind":
-        raise ValueError(f"paper_split is for MIND; {args.dataset} data is not split by impression")
-    if args.eval_data is not None and source.split_by_time:
-        raise ValueError(f"eval_data is for MIND and impressions; {args.dataset} data is split by time")
+    if args.test_data is not None and "test" not in source.splits:
+        raise ValueError(_not_for(source, "test_data", "test"))
+    if args.paper_split and not source.paper_split:
+        takers = " and ".join(name for name, other in SOURCES.items() if other.paper_split)
+        raise ValueError(f"paper_split is for {takers}; {source.name} data is not split by impression")
+    if args.eval_data is not None and "dev" not in source.splits:
+        raise ValueError(_not_for(source, "eval_data", "dev"))
     if source.items_file and args.items_data is None:
         raise ValueError(f"items_data is required for {args.dataset} (the {source.items_file})")
-    text_columns = args.text_columns.split(",") if args.text_columns else None
-    if args.dataset == "impressions":  # the user's own splits, as given
-        columns = dict(id_column=args.id_column, text_columns=text_columns, user_column=args.user_column)
-        return Splits(*(
-            load(args.items_data, path, split=f"impressions:{name}", **columns) if path else None
-            for name, path in (("train", args.train_data), ("dev", args.eval_data), ("test", args.test_data))
-        ))
-    if args.dataset == "mind":  # its own train and dev folders
-        train = load(args.train_data, "train" if Path(args.train_data, "train").is_dir() else None)
-        if args.eval_data is None:
-            return Splits(train, None, None)
-        dev = load(args.eval_data, "dev" if Path(args.eval_data, "dev").is_dir() else None)
-        if args.paper_split:
-            dev, test = split_dev_test(dev)
-            return Splits(train, dev, test)
-        return Splits(train, dev, None)
-    if args.dataset == "movielens":
-        loaded = load(args.train_data)
-    elif args.dataset == "goodreads":
-        loaded = load(args.items_data, args.train_data, authors_path=args.authors_data)
-    else:
-        loaded = load(
-            args.items_data,
-            args.train_data,
-            id_column=args.id_column,
-            text_columns=text_columns,
-            user_column=args.user_column,
-            item_column=args.item_column,
-            label_column=args.label_column or None,
-            time_column=args.time_column,
-            impression_column=args.impression_column,
-        )
-    return Splits(*split_by_time(loaded))
+    if source.split_by_time:
+        return Splits(*split_by_time(source.read(args, args.train_data, "train")))
+    paths = {"train": args.train_data, "dev": args.eval_data, "test": args.test_data}
+    train, dev, test = (source.read(args, path, split) if path else None for split, path in paths.items())
+    if args.paper_split and dev is not None:
+        dev, test = split_dev_test(dev)
+    return Splits(train, dev, test)
+
+
+def _not_for(source: DataSource, flag: str, split: str) -> str:
+    takers = " and ".join(name for name, other in SOURCES.items() if split in other.splits)
+    why = "data is split by time" if source.split_by_time else f"gives its {split} split itself"
+    return f"{flag} is for {takers}; {source.name} {why}"
 
 
 def save_splits(splits: Splits, output_dir: str | Path) -> Path:

@@ -32,7 +32,8 @@ def stage_repo(
 ) -> Path:
     """
     Copy the repo files of `folder` to `staging` (copies, not links: the run is never edited through them) and update
-    the staged card with `card_kwargs` (see [`write_model_card`]; the run's own metrics and recipe are kept). `folder`
+    the staged card with `card_kwargs` ([`EmbSumModelCardData`] fields, see [`write_model_card`]; the run's own
+    metrics and recipe are kept). `folder`
     is not changed.
     A folder that lacks a repo file is an error naming the files; a card input that contradicts what the run recorded
     (base model, data, teacher, license) is an error naming both values.
@@ -57,7 +58,7 @@ def stage_repo(
     # copies, never hard links: editing or re-carding a staged file must leave the trained run as it is
     shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_UPLOADED), dirs_exist_ok=True)
     if card_kwargs:
-        write_model_card(staging, **card_kwargs)
+        write_model_card(staging, card_kwargs)
     return staging
 
 

@@ -12,9 +12,9 @@ that never imports embsum_hf.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from ..modeling_embsum import EmbSumModel
 from ..pipeline_embsum import EmbSumRecommendationPipeline
 from ..processing_embsum import EmbSumProcessor
 from ..utils import make_readable
-from .card_data import ModelCardCallback, model_card_data
-from .model_card import CARD_DATA_NAME, write_model_card
+from .card_data import CARD_DATA_NAME, CARD_FIELDS, EmbSumModelCardData, ModelCardCallback, model_card_data
+from .model_card import write_model_card
 
 TEMPLATES = Path(__file__).parent / "templates"
 ENDPOINT_FILES = ("handler.py", "requirements.txt")
@@ -50,17 +50,17 @@ def add_pipeline_entry(model: EmbSumModel) -> None:
     model.config.custom_pipelines = custom_pipelines
 
 
-def write_repo_files(folder: str | os.PathLike, card_kwargs: dict[str, Any] | None = None) -> None:
+def write_repo_files(folder: str | os.PathLike, card: EmbSumModelCardData | Mapping[str, Any] | None = None) -> None:
     """
     What a repo needs beyond `model.save_pretrained` + `processor.save_pretrained`: the pipeline's code, the endpoint
-    files and the card ([`write_model_card`], given `card_kwargs`; an existing card there is updated).
+    files and the card ([`write_model_card`] of `card`; an existing card there is updated).
     """
     folder = Path(folder)
     make_readable(*folder.glob("*.safetensors"))  # safetensors writes 0600: a server running as another user reads it
     custom_object_save(EmbSumRecommendationPipeline, folder)  # pipeline_embsum.py (+ the flat files it imports)
     for name in ENDPOINT_FILES:
         shutil.copyfile(TEMPLATES / name, folder / name)
-    write_model_card(folder, **(card_kwargs or {}))
+    write_model_card(folder, card)
 
 
 def save_repo(
@@ -68,12 +68,13 @@ def save_repo(
     processor: EmbSumProcessor,
     folder: str | os.PathLike,
     *,
-    card_kwargs: dict[str, Any] | None = None,
+    card_kwargs: EmbSumModelCardData | Mapping[str, Any] | None = None,
     **save_kwargs: Any,
 ) -> Path:
     """
     Write the complete Hub repo of `model` and `processor` into `folder` (see the module docstring) and return it.
-    `card_kwargs` go to [`write_model_card`], `save_kwargs` to `model.save_pretrained`. A model loaded from a saved
+    `card_kwargs` (card data, or a mapping of its fields) go to [`write_model_card`], `save_kwargs` to
+    `model.save_pretrained`. A model loaded from a saved
     repo keeps that repo's card (its recorded facts, metadata and the text around the generated part) in a folder
     that has none yet, updated with `card_kwargs`: what `embsum push --dry-run` stages from the same folder.
     """
@@ -128,21 +129,19 @@ class SavesHubRepo:
         add_pipeline_entry(model)
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
-            write_repo_files(output_dir, model_card_data(model).card_kwargs())
+            write_repo_files(output_dir, model_card_data(model))
 
-    def create_model_card(self, *, summary_rouge: dict[str, float] | None = None, **card_kwargs):
+    def create_model_card(self, **card_kwargs):
         """
-        Render the model's card facts into `output_dir/README.md` (see [`write_model_card`]), with `summary_rouge`
-        (measured on the last evaluated split) and other [`write_model_card`] arguments, which take precedence.
-        Keyword arguments of the base Trainer's card (`model_name`, `finetuned_from`, ...) that EmbSum's card does
-        not use are ignored.
+        Render the model's card data into `output_dir/README.md` (see [`write_model_card`]), updated with the
+        [`EmbSumModelCardData`] fields given, e.g. `summary_rouge` (measured on the last evaluated split, or on
+        `dataset_split`). Keyword arguments of the base Trainer's card (`model_name`, `finetuned_from`, ...) that
+        EmbSum's card does not use are ignored.
         """
         if not self.is_world_process_zero():
             return None
-        kwargs = self.model_card_data.card_kwargs()
-        accepted = set(inspect.signature(write_model_card).parameters) - {"folder"}
-        kwargs.update({name: value for name, value in card_kwargs.items() if name in accepted and value is not None})
-        return write_model_card(self.args.output_dir, summary_rouge=summary_rouge, **kwargs)
+        values = {name: value for name, value in card_kwargs.items() if name in CARD_FIELDS}
+        return write_model_card(self.args.output_dir, self.model_card_data, **values)
 
 
 __all__ = ["SavesHubRepo", "add_pipeline_entry", "missing_repo_files", "save_repo", "write_repo_files"]

@@ -2,7 +2,8 @@
 
 Following the paper, the LLM plays a recommendation assistant, reads the user's history most recent first (at most
 30 items; long texts such as news abstracts cut at 100 words) and writes three sentences about the user's interests
-without listing examples. The wording adapts to the domain (news, books, movies, custom items).
+without listing examples. The wording adapts to the domain (news, books, movies, custom items): each data source's
+entry carries its wording (`data.sources.DomainWording`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data.sources import SOURCES
+from ..data.sources import SOURCES, DomainWording
 
 MAX_HISTORY_ITEMS = 30
 MAX_TEXT_WORDS = 100
@@ -23,72 +24,17 @@ Messages = list[dict[str, str]]
 """A chat conversation: `[{"role": "system" | "user" | "assistant", "content": str}, ...]`."""
 
 
-@dataclass(frozen=True)
-class DomainWording:
-    """How a prompt talks about one domain's items, and which item fields it shows.
-
-    `fields` maps a display label to the item keys tried in order (the first non-empty one is shown); labels in
-    `long_fields` are cut at `MAX_TEXT_WORDS` words. `category_keys` are the fields the heuristic backend counts.
-    """
-
-    item: str
-    items: str
-    activity: str
-    fields: tuple[tuple[str, tuple[str, ...]], ...]
-    long_fields: frozenset[str] = frozenset({"Abstract", "Description"})
-    category_keys: tuple[str, ...] = ("category", "genre", "genres")
-
-
-DOMAINS: dict[str, DomainWording] = {
-    "news": DomainWording(
-        item="news article",
-        items="news articles",
-        activity="read",
-        fields=(("Title", ("title",)), ("Abstract", ("abstract",)), ("Category", ("category",))),
-        category_keys=("category",),
-    ),
-    "books": DomainWording(
-        item="book",
-        items="books",
-        activity="liked",
-        fields=(
-            ("Title", ("title",)),
-            ("Author", ("author",)),
-            ("Description", ("description",)),
-            ("Genre", ("genre",)),
-        ),
-        category_keys=("genre",),
-    ),
-    "movies": DomainWording(
-        item="movie",
-        items="movies",
-        activity="liked",
-        fields=(("Title", ("title",)), ("Year", ("year",)), ("Genres", ("genres",))),
-        category_keys=("genres",),
-    ),
-    "custom": DomainWording(
-        item="item",
-        items="items",
-        activity="engaged with",
-        fields=(
-            ("Title", ("title", "name")),
-            ("Description", ("description", "abstract", "text")),
-            ("Category", ("category", "genre", "genres")),
-        ),
-    ),
-}
-
-# data-source names of `RecommendationData.domain` -> prompt domain
-DOMAIN_ALIASES = {name: source.prompt_domain for name, source in SOURCES.items() if source.prompt_domain != name}
-
-
 def get_domain(domain: str) -> DomainWording:
-    """The wording of `domain`: a prompt domain (news, books, movies, custom) or a data source (mind, ...)."""
-    key = DOMAIN_ALIASES.get(domain.lower(), domain.lower())
-    if key not in DOMAINS:
-        known = sorted({*DOMAINS, *DOMAIN_ALIASES})
-        raise ValueError(f"unknown domain {domain!r}; expected one of {known}")
-    return DOMAINS[key]
+    """The wording of `domain`: a data source (mind, ...) or a wording's own name (news, books, movies, custom).
+
+    The wording of a source is a field of its entry (`data.sources.SOURCES`): the one place a source is described.
+    """
+    key = domain.lower()
+    for source in SOURCES.values():
+        if key in (source.name, source.wording.domain):
+            return source.wording
+    known = sorted({name for source in SOURCES.values() for name in (source.name, source.wording.domain)})
+    raise ValueError(f"unknown domain {domain!r}; expected one of {known}")
 
 
 def _field_text(value: Any) -> str:

@@ -2,6 +2,7 @@
 place."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from embsum_hf.hub import AUTO_END, AUTO_START, load_card_inputs, write_model_ca
 from embsum_hf.hub.model_card import CARD_DATA_NAME
 
 MODEL_CARDS = Path(__file__).resolve().parents[2] / "model_cards"
+# README.md and embsum_card.json as the previous release (main c27640d) wrote them for the tiny test model, with a note
+# of the user's below the generated part
+PREVIOUS_RELEASE = Path(__file__).resolve().parent / "previous_release"
 METRICS = {
     "auc": 0.6321,
     "mrr": 0.3012,
@@ -145,13 +149,13 @@ def test_license_follows_the_data_terms_or_the_flag(folder):
     from embsum_hf.hub import EmbSumModelCardData
 
     mind = EmbSumModelCardData(data_domain="mind", dataset_name="MIND-small")
-    card = write_model_card(folder, **mind.card_kwargs())
+    card = write_model_card(folder, mind)
     assert (card.data.license, card.data.license_name) == ("other", "microsoft-research-license-mind")
     assert "non-commercial research use only" in card.text and "@inproceedings{wu2020mind" in card.text
     assert card.data.base_model is None and "T5 trained from scratch" in card.text  # base_model=None: from scratch
-    assert EmbSumModelCardData(data_domain="custom").license_metadata() == {"license": "unknown"}
+    assert EmbSumModelCardData(data_domain="custom").resolved().hub_metadata().license == "unknown"  # no terms known
     flagged = EmbSumModelCardData(data_domain="mind", license="cc-by-nc-4.0")
-    card = write_model_card(folder, **flagged.card_kwargs())
+    card = write_model_card(folder, flagged)
     assert card.data.license == "cc-by-nc-4.0" and card.data.license_name is None
 
 
@@ -209,3 +213,55 @@ def test_a_run_without_summaries_says_so(folder, summary_rows):
     else:
         assert untrained not in card.text and "Loss: `L = L_NCE + 1.0 * L_sum`" in card.text
         assert "120 training rows with a summary written by heuristic" in card.text
+
+
+def test_a_card_of_the_previous_release_regenerates_unchanged(folder):
+    """The facts and text a previous release recorded are read by today's fields: a regeneration that states nothing
+    new writes the same README and facts, byte for byte; a new result updates it and keeps the user's note."""
+    from embsum_hf.hub import EmbSumModelCardData
+
+    for name in ("README.md", CARD_DATA_NAME):
+        shutil.copyfile(PREVIOUS_RELEASE / name, folder / name)
+    write_model_card(folder)
+    for name in ("README.md", CARD_DATA_NAME):
+        assert (folder / name).read_text() == (PREVIOUS_RELEASE / name).read_text(), name
+    facts = EmbSumModelCardData.from_card(folder)
+    assert (facts.base_model, facts.license, facts.training_args["max_steps"]) == ("google-t5/t5-small", "other", 4)
+    card = write_model_card(folder, metrics={"auc": 0.7}, dataset_split="MINDsmall_dev:test(90%)")
+    results = results_by_key(card)
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "auc")] == 70.0
+    assert results[("text-ranking", "MIND-small", "MINDsmall_dev:test(90%)", "mrr")] == 30.0  # kept
+    assert results[("summarization", "MIND-small", "MINDsmall_dev:test(90%)", "rougeL")] == 38.0
+    assert "Kept across regenerations." in card.text and card.data.model_name == "org/embsum-previous"
+    assert card.data.license_name == "microsoft-research-license-mind"
+
+
+def test_the_card_data_is_the_template_context(folder):
+    """Every variable the card template reads is a key of `EmbSumModelCardData.to_dict()`, and every field of the card
+    data is one under its own name: no table renames facts between the card data, the template and the card inputs."""
+    import jinja2
+    import jinja2.meta
+    from huggingface_hub import ModelCard
+
+    from embsum_hf.hub import EmbSumModelCardData
+    from embsum_hf.hub.card_data import CARD_FIELDS
+    from embsum_hf.hub.model_card import TEMPLATE_PATH, _folder_details
+
+    data = EmbSumModelCardData(
+        teacher="heuristic",
+        dataset_name="MIND-small",
+        training_args={"learning_rate": 0.002},
+        summary_rows=3,
+        license_terms="research only",
+        framework_versions={"PyTorch": "9"},
+    )
+    data.model_details = _folder_details(folder)
+    context = data.to_dict()
+    template = jinja2.Environment().parse(TEMPLATE_PATH.read_text())
+    assert jinja2.meta.find_undeclared_variables(template) - {"card_data"} <= set(context)
+    assert set(CARD_FIELDS) <= set(context)
+    for name in ("teacher", "dataset_name", "training_args", "summary_rows", "license_terms", "framework_versions"):
+        assert context[name] == getattr(data, name), name
+    text = ModelCard.from_template(data, template_path=str(TEMPLATE_PATH)).text
+    assert "| learning_rate | 0.002 |" in text and "(research only)" in text and "PyTorch 9." in text
+    assert "from 3 training rows with a summary written by heuristic" in text

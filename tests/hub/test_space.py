@@ -210,7 +210,7 @@ def test_the_spaces_model_card_is_the_models(tmp_path, space, space_model, proce
 
     facts = EmbSumModelCardData(data_domain="mind", dataset_name="MIND-small", summary_rows=0,
                                 evaluations=[{"split": "dev", "step": 4, "metrics": {"auc": 0.61}}])  # fmt: skip
-    run = save_repo(space_model, processor, tmp_path / "run", card_kwargs=facts.card_kwargs())
+    run = save_repo(space_model, processor, tmp_path / "run", card_kwargs=facts)
     items = str(space / "catalogue" / "items.jsonl")
     common = ["--model-repo", "org/embsum-tiny", "--no-progress"]
     assert main(["space", "--model", str(run), "--items", items, "--output", str(tmp_path / "sp"), *common]) == 0

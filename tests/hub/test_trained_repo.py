@@ -149,7 +149,7 @@ def test_the_card_records_the_run_and_a_resume_keeps_its_facts(tmp_path, run):
     facts = EmbSumModelCardData.from_card(run)
     assert [row["step"] for row in facts.training_logs] == [1, 2, 3, 4]
     assert [(e["split"], e["step"]) for e in facts.evaluations] == [("dev", 2), ("dev", 4)]
-    assert facts.hyperparameters["max_steps"] == 4 and facts.dataset_sizes["dev (impressions)"] == 8
+    assert facts.training_args["max_steps"] == 4 and facts.dataset_sizes["dev (impressions)"] == 8
     assert set(facts.framework_versions) == {"Python", "PyTorch", "Transformers", "embsum_hf"}
 
     resumed = tmp_path / "run"

@@ -166,7 +166,7 @@ def test_goodreads_books_and_interactions(tmp_path, interactions):
 def test_missing_or_misplaced_data_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"items_data is required for custom \(the items table\)"):
         run(tmp_path, dataset="custom", train_data="log.csv")
-    with pytest.raises(ValueError, match="eval_data is for MIND and impressions; goodreads data is split by time"):
+    with pytest.raises(ValueError, match="eval_data is for mind and impressions; goodreads data is split by time"):
         run(tmp_path, dataset="goodreads", train_data="x.json", items_data="b.json", eval_data="dev")
     known = r"\('mind', 'goodreads', 'movielens', 'custom', 'impressions'\)"
     with pytest.raises(ValueError, match="dataset must be one of " + known):
