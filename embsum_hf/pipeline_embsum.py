@@ -31,8 +31,10 @@ class EmbSumRecommendationPipeline(Pipeline):
     - `candidates`: the items to rank, at least one.
 
     An item is a dict holding the fields of the processor's template (`processor.item_fields`, e.g. `title`,
-    `abstract`, `category` for MIND; extra keys such as `item_id` are ignored and echoed back) or a plain string,
-    which becomes the template's *first* field (the title for MIND and Goodreads) with the other fields empty.
+    `abstract`, `category` for MIND; other keys are echoed back) or a plain string, which becomes the template's
+    *first* field (the title for MIND and Goodreads) with the other fields empty. For a model with an item prior
+    (`config.item_prior_ids`), a candidate's `item_id` adds its prior to its score, as `embsum recommend` does (a
+    candidate without one, or unknown to the prior, gets none).
 
     Output per user: `{"ranking": [{"index", "score", "item"}, ...]}` sorted by decreasing score, where `index` is
     the candidate's position in the input and `item` the input entry itself. With `return_summary=True` it adds
@@ -116,6 +118,9 @@ class EmbSumRecommendationPipeline(Pipeline):
             **self.processor.encode_items(candidate_items),  # item_input_ids / _attention_mask (C, Li)
             "history": history,
             "candidates": candidates,
+            "candidate_ids": [
+                str(entry.get("item_id", "")) if isinstance(entry, Mapping) else "" for entry in candidates
+            ],
         }
 
     def _forward(
@@ -132,8 +137,12 @@ class EmbSumRecommendationPipeline(Pipeline):
         starts = range(0, len(item_ids), candidate_batch_size)
         chunks = [(item_ids[i : i + candidate_batch_size], item_mask[i : i + candidate_batch_size]) for i in starts]
         item_embeddings = torch.cat([self.model.encode_item(*chunk) for chunk in chunks])  # (C, M, d)
+        scores = self.model.score(user.user_embeddings, item_embeddings)[0]  # (C,)
+        if self.model.item_prior is not None:
+            rows = self.model.item_prior_index(model_inputs["candidate_ids"])
+            scores = scores + self.model.item_prior_scores(rows).to(scores.dtype)
         outputs = {
-            "scores": self.model.score(user.user_embeddings, item_embeddings)[0],  # (C,)
+            "scores": scores,
             "history": model_inputs["history"],
             "candidates": model_inputs["candidates"],
         }

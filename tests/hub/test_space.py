@@ -494,3 +494,38 @@ def test_the_app_sent_nothing_beyond_loopback(app, outbound):
     with pytest.raises(urllib.error.HTTPError):
         opener.open("http://example.invalid/probe", timeout=10)
     assert Outbound.requests == ["GET http://example.invalid/probe"]
+
+
+def test_a_space_of_a_model_with_an_item_prior_ranks_as_the_package(tmp_path, tokenizer, items):
+    # the late-fused prior is part of the model's score: the Space adds it as `embsum recommend` does
+    from gradio_client import Client
+
+    from embsum_hf import EmbSumProcessor
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tokenizer, item_prior_ids=[item["item_id"] for item in items[:10]])
+    torch.manual_seed(0)
+    model = EmbSumModel(config).eval()
+    with torch.no_grad():
+        model.item_prior.weight[1:] = torch.linspace(5.0, 50.0, 10)[:, None]  # N9's prior dominates every score
+    processor = EmbSumProcessor(tokenizer, config, item_template="mind")
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    argv = ["space", "--model", str(tmp_path / "model"), "--items", str(tmp_path / "items.jsonl"), "--output",
+            str(tmp_path / "space"), "--model-repo", "org/embsum-prior", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (tmp_path / "hf_home").mkdir()
+    process, url, _ = start_app(tmp_path / "space", tmp_path / "hf_home")
+    try:
+        history = history_items(items, [20, 24, 29])
+        _, table, *_ = Client(url, verbose=False).predict(
+            "\n".join(item["title"] for item in history), K, api_name="/recommend"
+        )
+    finally:
+        stop_app(process)
+    store = EmbeddingStore.load(tmp_path / "space" / "catalogue")
+    assert store.prior is not None and float(store.prior.max()) == pytest.approx(50.0)
+    ids, scores = expected_ranking(model, processor, items, store, history)
+    assert table["data"][0][3] == ids[0] == "N9"
+    assert_same_ranking([row[3] for row in table["data"]], [row[2] for row in table["data"]], ids, scores)

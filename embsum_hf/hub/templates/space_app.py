@@ -64,12 +64,15 @@ class Catalogue:
             raise ValueError(f"{folder} is not a complete item store")
         self.ids = json.loads((folder / "ids.json").read_text())
         parts: dict[str, list[torch.Tensor]] = {"embeddings": [], "keys": []}
+        if "prior" in manifest["shapes"]:  # a model with an item prior: added to every score, as embsum recommend does
+            parts["prior"] = []
         for shard in manifest["shards"]:
             with safe_open(str(folder / shard), framework="pt") as handle:
                 for name, tensors in parts.items():
                     tensors.append(handle.get_tensor(name).float())
         self.embeddings = torch.cat(parts["embeddings"])  # (N, M, d) CPEs
         self.keys = torch.cat(parts["keys"])  # (N, M, d) gelu(CPE W_s)
+        self.prior = torch.cat(parts["prior"])[:, 0] if "prior" in parts else None  # (N,) or None
         items = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines() if line]
         by_id = {item["item_id"]: item for item in items}
         missing = [item_id for item_id in self.ids if item_id not in by_id]
@@ -132,6 +135,8 @@ class Recommender:
         the model's `max_history_items`)."""
         upe = user["state"].user_embeddings[None].float()  # (1, K, d)
         scores = self.code.poly_relevance(upe, self.catalogue.embeddings, self.catalogue.keys)[0]  # (N,)
+        if self.catalogue.prior is not None:
+            scores = scores + self.catalogue.prior
         seen = [row for line in user["lines"] for row in self.rows_by_title.get(line, [])]
         if seen:
             scores[torch.tensor(seen)] = float("-inf")
