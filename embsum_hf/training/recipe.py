@@ -21,13 +21,14 @@ from ..data.examples import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
-from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
+from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token
 from ..utils import atomic_write_text, check_safetensors
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator, summary_rouge
 from .item_prior import ItemPriorFitCallback
 from .text_init import lsa_token_embeddings
+from .tokenizer import train_tokenizer
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
