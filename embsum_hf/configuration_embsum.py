@@ -40,6 +40,9 @@ class EmbSumConfig(PreTrainedConfig):
     2024) and SPAR (arXiv 2402.10555). `EmbSumConfig()` with no arguments describes the paper's model: a
     t5-small-shaped backbone, K = 16 user codes, M = 4 item codes.
 
+    Each field is written here once: its default (the class attribute), its entry below (also the help of its
+    `embsum train` flag) and its check (`_check_values`).
+
     Args:
         t5_config (`T5Config` or `dict`, *optional*):
             The backbone. Defaults to the t5-small shape (d_model 512, 6 + 6 layers, vocab 32128).

@@ -134,12 +134,12 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
     `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
     """
     prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
-    entry = _docstring_entry(config_class, name)
-    help = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
-    return field(default=getattr(config_class, name), metadata={"help": help})
+    entry = docstring_entry(config_class, name)
+    text = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
+    return field(default=getattr(config_class, name), metadata={"help": text})
 
 
-def _docstring_entry(config_class: type, name: str) -> str:
+def docstring_entry(config_class: type, name: str) -> str:
     """The text of `name`'s entry in `config_class`'s docstring, on one line ("" when it has none)."""
     lines = (config_class.__doc__ or "").splitlines()
     for at, line in enumerate(lines):

@@ -15,7 +15,7 @@ from transformers import T5Config
 from embsum_hf import EmbSumConfig
 from embsum_hf.cli import main
 from embsum_hf.training import ModelArguments
-from embsum_hf.training.arguments import _docstring_entry
+from embsum_hf.training.arguments import docstring_entry
 
 EMBSUM_FIELDS = {f.name for f in dataclasses.fields(EmbSumConfig)}
 
@@ -38,7 +38,7 @@ def test_train_help_lists_every_model_field_with_the_configs_default_and_help():
     for name in names:
         config_class = owner(name)
         default = getattr(config_class(), name)  # what the config itself becomes without the argument
-        entry = _docstring_entry(config_class, name)
+        entry = docstring_entry(config_class, name)
         assert entry, f"{config_class.__name__}'s docstring documents no {name}"
         assert blocks[name].endswith(f"(default: {default})"), blocks[name]
         assert f"{config_class.__name__}.{name}: {' '.join(entry.split()[:6])}" in blocks[name]
