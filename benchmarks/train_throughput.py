@@ -9,7 +9,7 @@ poly-attention heads, the score and the NCE loss. Prints the median of per-repea
 `--ragged` measures something else: a from-scratch batch (one item per session, as `embsum train` packs them
 without `--backbone`) whose items have different lengths in a padded width, as real items do (token counts drawn
 between `--min-item-tokens` and `--max-item-tokens`; MovieLens 100K's under the recipe's tokenizer run from 4 to 50,
-median 21). It times EmbSum's step with the encoder's length groups (`EmbSumModel.encode_length_groups`) against
+median 21). It times EmbSum's step with the encoder's length groups (`modeling_embsum.ENCODE_LENGTH_GROUPS`) against
 the same step with one group (every row at the batch's longest width), alternating in one process.
 
     python benchmarks/train_throughput.py [--shape tiny|small] [--repeats 7]
@@ -25,6 +25,7 @@ import time
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+import embsum_hf.modeling_embsum as modeling_embsum
 from embsum_hf import EmbSumConfig, EmbSumModel
 from embsum_hf.training.arguments import DEFAULT_NUM_NEGATIVES
 
@@ -98,10 +99,10 @@ def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumC
     candidates = DEFAULT_NUM_NEGATIVES + 1
     lengths = (options.min_item_tokens, options.max_item_tokens)
     batch = ragged_batch(config, options.users, options.history, candidates, lengths, torch.Generator().manual_seed(0))
-    groups = model.encode_length_groups
+    groups = modeling_embsum.ENCODE_LENGTH_GROUPS
 
     def timed(count: int) -> float:
-        model.encode_length_groups = count
+        modeling_embsum.ENCODE_LENGTH_GROUPS = count
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         embsum_step(model, batch)
@@ -112,7 +113,7 @@ def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumC
     for _ in range(options.repeats):
         single.append(timed(1))
         grouped.append(timed(groups))
-    model.encode_length_groups = groups
+    modeling_embsum.ENCODE_LENGTH_GROUPS = groups
     attended = int(batch["session_attention_mask"].sum() + batch["candidate_attention_mask"].sum())
     padded = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()
     print(f"shape {options.shape}, {options.users} users x {options.history} one-item sessions + {candidates} "

@@ -27,7 +27,7 @@ _LAZY_NAMES = {
     "EmbSumProcessor": "processing_embsum",
     "ITEM_TEMPLATES": "processing_embsum",
     "add_item_start_token": "processing_embsum",
-    "train_tokenizer": "processing_embsum",
+    "train_tokenizer": "training.tokenizer",
     "EmbSumRecommendationPipeline": "pipeline_embsum",
 }
 
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from .configuration_embsum import EmbSumConfig
     from .modeling_embsum import EmbSumModel, EmbSumOutput, EmbSumUserOutput, PolyAttention, poly_relevance
     from .pipeline_embsum import EmbSumRecommendationPipeline
-    from .processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
+    from .processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token
+    from .training.tokenizer import train_tokenizer
 
 
 def __getattr__(name: str) -> Any:

@@ -40,6 +40,9 @@ class EmbSumConfig(PreTrainedConfig):
     2024) and SPAR (arXiv 2402.10555). `EmbSumConfig()` with no arguments describes the paper's model: a
     t5-small-shaped backbone, K = 16 user codes, M = 4 item codes.
 
+    Each field is written here once: its default (the class attribute), its entry below (also the help of its
+    `embsum train` flag) and its check (`_check_values`).
+
     Args:
         t5_config (`T5Config` or `dict`, *optional*):
             The backbone. Defaults to the t5-small shape (d_model 512, 6 + 6 layers, vocab 32128).
@@ -156,6 +159,14 @@ class EmbSumConfig(PreTrainedConfig):
         self._check_values()
 
     def _check_values(self) -> None:
+        # the backbone's shape: transformers does not check a T5Config's values (`embsum train` builds one from flags)
+        for name in ("d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads"):
+            value = getattr(self.t5_config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"EmbSumConfig.t5_config.{name} must be a positive integer, got {value!r}")
+        dropout = self.t5_config.dropout_rate
+        if not 0 <= dropout < 1:  # NaN too
+            raise ValueError(f"EmbSumConfig.t5_config.dropout_rate must be in [0, 1), got {dropout!r}")
         positive = (
             "num_user_codes",
             "num_item_codes",
@@ -177,7 +188,7 @@ class EmbSumConfig(PreTrainedConfig):
                 f"EmbSumConfig.item_max_tokens ({self.item_max_tokens}) must leave room for the end-of-sequence token "
                 f"within session_max_tokens ({self.session_max_tokens})"
             )
-        if self.summary_loss_weight < 0:
+        if not self.summary_loss_weight >= 0:  # `not >=`: NaN too
             raise ValueError(f"EmbSumConfig.summary_loss_weight must be >= 0, got {self.summary_loss_weight!r}")
         if not 0 <= self.summary_history_boost < float("inf"):
             raise ValueError(

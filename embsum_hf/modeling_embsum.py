@@ -20,6 +20,12 @@ from transformers.utils import ModelOutput
 
 from .configuration_embsum import SLOT_STOPWORDS, EmbSumConfig
 
+# `EmbSumModel.encode_rows` encodes a batch's rows in up to this many groups of similar length (each of at least
+# `ENCODE_GROUP_MIN_ROWS` rows), each at its own width: fewer padded positions, no value changes (so no config field;
+# `benchmarks/train_throughput.py --ragged` times it against one group)
+ENCODE_LENGTH_GROUPS = 4
+ENCODE_GROUP_MIN_ROWS = 32
+
 
 @dataclass
 class EmbSumUserOutput(ModelOutput):
@@ -472,10 +478,6 @@ class EmbSumModel(EmbSumPreTrainedModel):
 
     # the new layers on top of T5 (they get a higher learning rate in training)
     new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior", "summary_copy")
-    # `encode_rows` encodes a batch's rows in up to this many groups of similar length (each of at least
-    # `encode_group_min_rows` rows), each at its own width: no value changes, fewer padded positions
-    encode_length_groups = 4
-    encode_group_min_rows = 32
 
     def __init__(self, config: EmbSumConfig):
         super().__init__(config)
@@ -564,7 +566,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
     def _encode_by_length(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """
         T5 encoder states `(U, L) -> (U, L, d)` with rows grouped by length: the rows are sorted by their last
-        attended position and cut into up to `encode_length_groups` groups of at least `encode_group_min_rows`, each
+        attended position and cut into up to `ENCODE_LENGTH_GROUPS` groups of at least `ENCODE_GROUP_MIN_ROWS`, each
         encoded at its own width, so short rows are not padded to the longest row of the batch (MovieLens items:
         median 21 tokens, longest 50). A row's attended states are those of an encoding of the row
         alone; its padded positions come back zero (every consumer masks them: poly-attention, the decoder's memory).
@@ -572,7 +574,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         width = ids.shape[-1]
         positions = torch.arange(1, width + 1, device=mask.device)
         ends = (mask.bool() * positions).amax(-1)  # (U,): last attended position + 1
-        groups = max(1, min(self.encode_length_groups, len(ids) // self.encode_group_min_rows))
+        groups = max(1, min(ENCODE_LENGTH_GROUPS, len(ids) // ENCODE_GROUP_MIN_ROWS))
         order = torch.argsort(ends, stable=True) if groups > 1 else torch.arange(len(ids), device=ids.device)
         parts = []
         for rows in order.tensor_split(groups):
@@ -795,9 +797,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         candidate_attention_mask: torch.Tensor,
         summary_labels: torch.LongTensor | None = None,
         candidate_labels: torch.LongTensor | None = None,
-        candidate_log_q: torch.Tensor | None = None,
         candidate_item_index: torch.LongTensor | None = None,
-        in_batch_negatives: bool = False,
     ) -> EmbSumOutput:
         """
         Joint training step: `L = L_NCE + lambda * L_sum`.
@@ -809,16 +809,11 @@ class EmbSumModel(EmbSumPreTrainedModel):
             candidate_labels: `(B, C)` 1 clicked, 0 not clicked, -100 padding. Default: candidate 0 of each user is
                 its click and the others its negatives. Each click is contrasted with all of its user's negatives
                 (NCE), so one user encoding can carry several clicks of an impression.
-            candidate_log_q: `(B, C)` log of each candidate's share among all training candidates, for the in-batch
-                negatives' logQ correction (Yi et al., 2019): each in-batch score is lowered by the log of the item's
-                expected count among the batch's candidates. Without it the in-batch negatives are not corrected.
             candidate_item_index: `(B, C)` rows of the item prior (`item_prior_index` of the candidates' ids), added
                 to the scores when the model has an item prior.
-            in_batch_negatives: also contrast each click with the other users' candidates of the batch (items equal
-                to one of the user's own candidates are left out). A training choice, off in the paper.
         """
         self._check_ids("candidate", candidate_input_ids, candidate_attention_mask, (3,))
-        batch, num_candidates = candidate_input_ids.shape[:2]
+        batch = candidate_input_ids.shape[0]
         if batch != session_input_ids.shape[0]:
             raise ValueError(f"candidate_input_ids has {batch} users, session_input_ids {session_input_ids.shape[0]}")
         present = candidate_attention_mask.bool().any(-1)  # (B, C)
@@ -843,37 +838,9 @@ class EmbSumModel(EmbSumPreTrainedModel):
         prior = 0.0
         if self.item_prior is not None and candidate_item_index is not None:
             prior = self.item_prior_scores(candidate_item_index)  # (B, C)
-        if in_batch_negatives:
-            flat = item_embeddings.flatten(0, 1)  # (B*C, M, d): every candidate of the batch
-            all_logits = self.score(user.user_embeddings, flat).view(batch, batch, num_candidates)  # (B, B, C)
-            all_logits = all_logits + (prior[None] if torch.is_tensor(prior) else prior)
-            own = torch.arange(batch, device=all_logits.device)
-            logits = all_logits[own, own]  # (B, C): each user against its own candidates
-        else:
-            logits = self.score(user.user_embeddings, item_embeddings) + prior  # (B, C)
+        logits = self.score(user.user_embeddings, item_embeddings) + prior  # (B, C)
         logits = logits.masked_fill(~present, float("-inf"))
-
-        negative_logits = logits.masked_fill(~negative, float("-inf"))  # (B, C)
-        if in_batch_negatives:
-            others = all_logits.flatten(1)  # (B, B*C)
-            if candidate_log_q is not None:
-                # log of each item's expected count among the batch's candidates: its share times their number
-                expected = candidate_log_q.reshape(1, -1) + torch.log(present.sum().to(candidate_log_q.dtype))
-                others = others - expected.to(others.dtype)
-            # an item is identified by its token row; the user's own candidates are not its in-batch negatives
-            _, item_index = torch.unique(candidate_input_ids.flatten(0, 1), dim=0, return_inverse=True)  # (B*C,)
-            item_index = item_index.masked_fill(~present.flatten(), -1).view(batch, num_candidates)
-            mine = (item_index.view(1, -1)[:, None, :] == item_index[:, :, None]).any(1)  # (B, B*C)
-            keep = present.reshape(1, -1) & ~mine & (own[:, None] != own.repeat_interleave(num_candidates)[None, :])
-            negative_logits = torch.cat([negative_logits, others.masked_fill(~keep, float("-inf"))], dim=1)
-        negative_lse = torch.logsumexp(negative_logits.float(), dim=-1)  # (B,), -inf for a user without negatives
-        click_logits = logits.float()[clicked]  # (P,) every click of the batch
-        click_user = clicked.nonzero()[:, 0]  # (P,)
-        click_losses = torch.logaddexp(click_logits, negative_lse[click_user]) - click_logits
-        # each user's clicks averaged, then the users: every example weighs the same, so the mean over a batch split
-        # across ranks (averaged by DDP) equals the mean over the whole batch in one process
-        per_user = click_losses.new_zeros(batch).index_add(0, click_user, click_losses)
-        ctr_loss = (per_user / clicked.sum(-1).clamp(min=1)).mean()
+        ctr_loss = self.click_loss(logits, clicked, logits.masked_fill(~negative, float("-inf")))
 
         summary_loss = None
         loss = ctr_loss
@@ -899,6 +866,22 @@ class EmbSumModel(EmbSumPreTrainedModel):
             user_embeddings=user.user_embeddings,
             item_embeddings=item_embeddings,
         )
+
+    @staticmethod
+    def click_loss(logits: torch.Tensor, clicked: torch.Tensor, negative_logits: torch.Tensor) -> torch.Tensor:
+        """
+        The NCE click loss of `logits` `(B, C)`: `-log softmax` of each click (`clicked`, `(B, C)` bool) against its
+        user's negatives `negative_logits` `(B, N)` (-inf where there is none), averaged over each user's clicks,
+        then over the users.
+        """
+        negative_lse = torch.logsumexp(negative_logits.float(), dim=-1)  # (B,), -inf for a user without negatives
+        click_logits = logits.float()[clicked]  # (P,) every click of the batch
+        click_user = clicked.nonzero()[:, 0]  # (P,)
+        click_losses = torch.logaddexp(click_logits, negative_lse[click_user]) - click_logits
+        # each user's clicks averaged, then the users: every example weighs the same, so the mean over a batch split
+        # across ranks (averaged by DDP) equals the mean over the whole batch in one process
+        per_user = click_losses.new_zeros(len(logits)).index_add(0, click_user, click_losses)
+        return (per_user / clicked.sum(-1).clamp(min=1)).mean()
 
     # ----------------------------------------------------------------------------------------------- summaries
     def _summary_loss(self, lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,14 @@ arrives, so only the newest session has to be re-encoded (incremental user updat
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin, T5Tokenizer
+from transformers import AutoProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import CONFIG_NAME, cached_file
 
@@ -44,42 +43,6 @@ def add_item_start_token(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.convert_tokens_to_ids(ITEM_START_TOKEN)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> T5Tokenizer:
-    """
-    Train a T5-style tokenizer (Unigram, `<pad>`=0, `</s>`=1, `<unk>`=2, Metaspace pre-tokenisation) on `texts` with
-    the `tokenizers` library, for offline and custom domains; `<sos>` is added. The vocabulary can come out smaller
-    than `vocab_size` on a small corpus. The same texts give the same tokenizer in every process (see below).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    backend = Tokenizer(models.Unigram())
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
-    )
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    backend.train_from_iterator(texts, trainer=trainer)
-    vocab = [tuple(entry) for entry in json.loads(backend.to_str())["model"]["vocab"]]
-    # The Rust trainer walks hash maps in a per-process random order, so its output differs between processes in
-    # three ways, all made canonical here: (1) float sums in another order move scores in the last bits (~1e-14):
-    # scores are rounded to 1e-6; (2) equal scores come in hash order: pieces are sorted by (score, piece); (3) the
-    # characters the model dropped are re-added at `min_score + k * 1e-4`, k in hash order: they get their k in
-    # character order.
-    specials, pieces = vocab[:3], vocab[3:]
-    low = min((score for _, score in pieces), default=0.0)
-    readded = {
-        i
-        for i, (piece, score) in enumerate(pieces)
-        if len(piece) == 1 and abs((score - low) * 1e4 - round((score - low) * 1e4)) < 1e-6
-    }
-    readded_pieces = zip(sorted(pieces[i][0] for i in readded), sorted(pieces[i][1] for i in readded))
-    pieces = [entry for i, entry in enumerate(pieces) if i not in readded] + list(readded_pieces)
-    pieces = sorted(((piece, round(score, 6)) for piece, score in pieces), key=lambda entry: (-entry[1], entry[0]))
-    tokenizer = T5Tokenizer(vocab=specials + pieces, extra_ids=0)
-    add_item_start_token(tokenizer)
-    return tokenizer
 
 
 class EmbSumProcessor(ProcessorMixin):
@@ -362,7 +325,7 @@ EmbSumProcessor.register_for_auto_class("AutoProcessor")
 if __name__.startswith("embsum_hf."):
     AutoProcessor.register(EmbSumConfig, EmbSumProcessor, exist_ok=True)
 
-__all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token", "train_tokenizer"]
+__all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_start_token"]
 
 
 # ------------------------------------------------------------------------------------------------ item values

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import T5Config, TrainingArguments
 
@@ -127,63 +127,80 @@ class EmbSumTrainingArguments(TrainingArguments):
         return DEFAULT_NUM_NEGATIVES if self.num_negatives is None else self.num_negatives
 
 
-# the EmbSumConfig fields a training run sets, and the backbone's shape when it trains from scratch: their defaults
-# and help come from the configs themselves (EmbSumConfig: the paper's model; T5Config: t5-small)
-MODEL_CONFIG_FIELDS = (
-    "num_user_codes",
-    "num_item_codes",
-    "max_history_items",
-    "session_max_tokens",
-    "session_max_items",
-    "item_max_tokens",
-    "summary_max_tokens",
-    "summary_loss_weight",
-    "summary_mode",
-    "summary_history_boost",
-    "summary_history_boost_plausibility",
-    "summary_copy",
-    "summary_slot_lead",
-)
-BACKBONE_FIELDS = ("d_model", "num_layers", "num_heads", "d_ff", "dropout_rate")
+def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
+    """
+    A [`ModelArguments`] field whose default and help are `config_class`'s own, written once there: the default is
+    the config's class attribute, the help the field's entry in the config's docstring (`Args:`, the lines under
+    `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
+    """
+    prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
+    entry = docstring_entry(config_class, name)
+    text = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
+    return field(default=getattr(config_class, name), metadata={"help": text})
 
 
-def _config_fields(config_class: type, names: tuple[str, ...], help_prefix: str) -> list[tuple]:
-    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
-    types = {f.name: f.type for f in dataclasses.fields(config_class)}
-
-    def help(name: str) -> str:
-        # the first line of the field's entry in the config's docstring (`name (`type`, ...):\n    text`)
-        found = re.search(rf"\n\s*{name} \(.*\):\n\s*(.+)", config_class.__doc__ or "")
-        return f"{help_prefix}{name}" + (f": {found.group(1).strip()}" if found else ".")
-
-    return [
-        # the default's own type: HfArgumentParser takes no `float | int` union (an optional field keeps its own)
-        (
-            name,
-            types[name] if defaults[name] is None else type(defaults[name]),
-            field(default=defaults[name], metadata={"help": help(name)}),
-        )
-        for name in names
-    ]
+def docstring_entry(config_class: type, name: str) -> str:
+    """The text of `name`'s entry in `config_class`'s docstring, on one line ("" when it has none)."""
+    lines = (config_class.__doc__ or "").splitlines()
+    for at, line in enumerate(lines):
+        if line.strip().startswith(f"{name} (") and line.rstrip().endswith(":"):
+            indent = len(line) - len(line.lstrip())
+            text = []
+            for following in lines[at + 1 :]:
+                if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                    break
+                text.append(following)
+            return " ".join(" ".join(text).split())
+    return ""
 
 
-def _config_overrides(self) -> dict:
-    """The `EmbSumConfig` keyword arguments of these arguments."""
-    return {name: getattr(self, name) for name in MODEL_CONFIG_FIELDS}
+# the EmbSumConfig fields (the others of ModelArguments are the backbone's T5Config fields)
+_EMBSUM_FIELDS = frozenset(f.name for f in dataclasses.fields(EmbSumConfig))
 
 
-def _t5_overrides(self) -> dict:
-    """The `T5Config` keyword arguments of a backbone trained from scratch."""
-    return {name: getattr(self, name) for name in BACKBONE_FIELDS}
+@dataclass
+class ModelArguments:
+    """
+    The model shape of a training run: the `EmbSumConfig` fields it sets and, when it trains from scratch, the T5
+    backbone's. Defaults, help and validation are the configs' own (see [`config_field`]): a model knob is a field
+    of `EmbSumConfig` (its default, its docstring entry, its check in `_check_values`), and `embsum train` takes it
+    once it has its line here.
+    """
 
+    num_user_codes: int = config_field("num_user_codes")
+    num_item_codes: int = config_field("num_item_codes")
+    max_history_items: int = config_field("max_history_items")
+    session_max_tokens: int = config_field("session_max_tokens")
+    session_max_items: int | None = config_field("session_max_items")
+    item_max_tokens: int = config_field("item_max_tokens")
+    summary_max_tokens: int = config_field("summary_max_tokens")
+    summary_loss_weight: float = config_field("summary_loss_weight")
+    summary_mode: str = config_field("summary_mode")
+    summary_history_boost: float = config_field("summary_history_boost")
+    summary_history_boost_plausibility: float = config_field("summary_history_boost_plausibility")
+    summary_copy: bool = config_field("summary_copy")
+    summary_slot_lead: str | None = config_field("summary_slot_lead")
+    d_model: int = config_field("d_model", T5Config)
+    num_layers: int = config_field("num_layers", T5Config)
+    num_heads: int = config_field("num_heads", T5Config)
+    d_ff: int = config_field("d_ff", T5Config)
+    dropout_rate: float = config_field("dropout_rate", T5Config)
 
-ModelArguments = dataclasses.make_dataclass(
-    "ModelArguments",
-    _config_fields(EmbSumConfig, MODEL_CONFIG_FIELDS, "EmbSumConfig.")
-    + _config_fields(T5Config, BACKBONE_FIELDS, "From-scratch backbone: T5Config."),
-    namespace={"config_overrides": _config_overrides, "t5_overrides": _t5_overrides, "__module__": __name__},
-)
-ModelArguments.__doc__ = (
-    "The model shape of a training run: the `EmbSumConfig` fields it sets and, when it trains from scratch, the T5 "
-    "backbone's; every default is the config's own (one home per default)."
-)
+    def __post_init__(self):
+        # the one validation of these fields is the configs' own: building the config now fails as the arguments
+        # are parsed, with one line naming the field (`embsum train` exits with status 2)
+        EmbSumConfig(t5_config=self.t5_overrides(), **self.config_overrides())
+
+    def config_overrides(self) -> dict:
+        """The `EmbSumConfig` keyword arguments of these arguments."""
+        fields = dataclasses.fields(ModelArguments)
+        return {f.name: getattr(self, f.name) for f in fields if f.name in _EMBSUM_FIELDS}
+
+    def t5_overrides(self) -> dict:
+        """
+        The `T5Config` keyword arguments of a backbone trained from scratch: the fields that are not `EmbSumConfig`'s,
+        and `d_kv` = `d_model / num_heads` (a `num_heads` below 1 is left for the config to name).
+        """
+        fields = dataclasses.fields(ModelArguments)
+        overrides = {f.name: getattr(self, f.name) for f in fields if f.name not in _EMBSUM_FIELDS}
+        return {**overrides, "d_kv": self.d_model // max(self.num_heads, 1)}

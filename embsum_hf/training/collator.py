@@ -161,8 +161,9 @@ class EmbSumDataCollator:
     0 per non-click) into [`EmbSumModel.forward`] inputs: sessions `(B, G, L)`, candidates `(B, C, Li)` (without
     labels the clicked item first), `candidate_labels` `(B, C)` and summary labels `(B, T)`. Padding is dynamic:
     each batch is as wide as its longest session / item / summary. Given `item_log_q` (item id -> log of its share
-    among the training candidates), batches carry `candidate_log_q` `(B, C)` for the in-batch logQ correction; an
-    item that was never a training candidate (e.g. a dev item) gets the smallest share, as the rarest item seen.
+    among the training candidates), batches carry `candidate_log_q` `(B, C)` for the in-batch logQ correction (the
+    trainer's [`in_batch_click_loss`], no model input); an item that was never a training candidate (e.g. a dev item)
+    gets the smallest share, as the rarest item seen.
     """
 
     def __init__(
@@ -195,12 +196,11 @@ class EmbSumDataCollator:
         )
         batch.update(self.processor.pad_candidates([self._ids(example["candidates"]) for example in examples]))
         width = batch["candidate_input_ids"].shape[1]
-        if any("labels" in example for example in examples):
-            labels = torch.full((len(examples), width), -100, dtype=torch.long)
-            for row, example in enumerate(examples):
-                given = example.get("labels") or [1] + [0] * (len(example["candidates"]) - 1)
-                labels[row, : len(given)] = torch.tensor(given, dtype=torch.long)
-            batch["candidate_labels"] = labels
+        labels = torch.full((len(examples), width), -100, dtype=torch.long)
+        for row, example in enumerate(examples):
+            given = example.get("labels") or [1] + [0] * (len(example["candidates"]) - 1)
+            labels[row, : len(given)] = torch.tensor(given, dtype=torch.long)
+        batch["candidate_labels"] = labels
         if self.prior_rows is not None:
             index = torch.zeros(len(examples), width, dtype=torch.long)
             for row, example in enumerate(examples):

@@ -21,13 +21,14 @@ from ..data.rows import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
-from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token, train_tokenizer
+from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token
 from ..utils import atomic_write_text, check_safetensors
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator, summary_rouge
 from .item_prior import ItemPriorFitCallback
 from .text_init import lsa_token_embeddings
+from .tokenizer import train_tokenizer
 from .trainer import EmbSumTrainer
 
 logger = logging.getLogger(__name__)
@@ -111,28 +112,12 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
     )
 
     def __post_init__(self):
-        sizes = (
-            "vocab_size",
-            "d_model",
-            "num_layers",
-            "num_heads",
-            "d_ff",
-            "num_user_codes",
-            "num_item_codes",
-            "max_history_items",
-            "session_max_tokens",
-            "item_max_tokens",
-            "summary_max_tokens",
-        )
-        for name in sizes:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        for name in ("rouge_users", "summary_loss_weight"):
-            if not getattr(self, name) >= 0:  # `not >=`: NaN too
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.dropout_rate < 1:
-            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        # the model's fields are the config's to check (`ModelArguments`); these are the run's own
+        if self.vocab_size < 1:
+            raise ValueError(f"vocab_size must be a positive integer, got {self.vocab_size}")
+        if not self.rouge_users >= 0:
+            raise ValueError(f"rouge_users must be >= 0, got {self.rouge_users}")
+        super().__post_init__()
 
     def config_overrides(self) -> dict:
         """The `EmbSumConfig` keyword arguments of this run (`ModelArguments`' fields, the summaries' generation)."""
@@ -193,7 +178,7 @@ def build_model_and_processor(
             except Exception as error:  # the tokenizers library raises a bare Exception, e.g. for a tiny vocabulary
                 raise ValueError(f"vocab_size {args.vocab_size}: cannot train the tokenizer ({error})") from None
         config = EmbSumConfig(
-            t5_config=dict(vocab_size=len(tokenizer), d_kv=args.d_model // args.num_heads, **args.t5_overrides()),
+            t5_config=dict(vocab_size=len(tokenizer), **args.t5_overrides()),
             item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
             **overrides,
         )

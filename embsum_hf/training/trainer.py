@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import datasets
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 
 from ..hub.repo import SavesHubRepo
-from ..modeling_embsum import EmbSumModel
+from ..modeling_embsum import EmbSumModel, EmbSumOutput
 from .arguments import EmbSumTrainingArguments
 from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
@@ -36,6 +36,41 @@ def default_hp_space(trial) -> dict:
         "num_negatives": trial.suggest_int("num_negatives", 1, 8),
         "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
     }
+
+
+def in_batch_click_loss(
+    model: EmbSumModel,
+    outputs: EmbSumOutput,
+    inputs: Mapping[str, torch.Tensor],
+    candidate_log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    The click loss with in-batch negatives (`args.in_batch_negatives`, a training choice, off in the paper), from what
+    `model`'s forward returned for `inputs` (the collator's batch): each click against its user's non-clicks and
+    every other user's candidates of the batch, except items equal to one of the user's own candidates (an item is
+    its token row), averaged as the model's `ctr_loss` ([`EmbSumModel.click_loss`]). Given `candidate_log_q` `(B, C)`,
+    the log of each candidate's share among the training candidates ([`candidate_log_q`]), an in-batch score is
+    lowered by the log of the item's expected count among the batch's candidates (logQ correction, Yi et al., 2019).
+    """
+    ids, labels = inputs["candidate_input_ids"], inputs["candidate_labels"]
+    batch, num_candidates = ids.shape[:2]
+    present = inputs["candidate_attention_mask"].bool().any(-1)  # (B, C)
+    clicked, negative = (labels == 1) & present, (labels == 0) & present
+    others = model.score(outputs.user_embeddings, outputs.item_embeddings.flatten(0, 1))  # (B, B*C)
+    if model.item_prior is not None and inputs.get("candidate_item_index") is not None:
+        others = others + model.item_prior_scores(inputs["candidate_item_index"]).reshape(1, -1)
+    if candidate_log_q is not None:
+        # log of each item's expected count among the batch's candidates: its share times their number
+        expected = candidate_log_q.reshape(1, -1) + torch.log(present.sum().to(candidate_log_q.dtype))
+        others = others - expected.to(others.dtype)
+    _, item_index = torch.unique(ids.flatten(0, 1), dim=0, return_inverse=True)  # (B*C,)
+    item_index = item_index.masked_fill(~present.flatten(), -1).view(batch, num_candidates)
+    mine = (item_index.view(1, -1)[:, None, :] == item_index[:, :, None]).any(1)  # (B, B*C)
+    user = torch.arange(batch, device=ids.device)
+    keep = present.reshape(1, -1) & ~mine & (user[:, None] != user.repeat_interleave(num_candidates)[None, :])
+    own_negatives = outputs.logits.masked_fill(~negative, float("-inf"))  # (B, C)
+    negatives = torch.cat([own_negatives, others.masked_fill(~keep, float("-inf"))], dim=1)
+    return model.click_loss(outputs.logits, clicked, negatives)
 
 
 class EpochSeedCallback(TrainerCallback):
@@ -76,7 +111,8 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
     pipeline, endpoint handler, card); the card's facts are recorded while training (`model_card_data`).
 
     Click-loss choices ([`EmbSumTrainingArguments`]): `group_by_impression` (one example per impression, all its
-    clicks against its negatives), `in_batch_negatives` (with `logq_correction`: the collator's `candidate_log_q`).
+    clicks against its negatives), `in_batch_negatives` ([`in_batch_click_loss`] in the click loss's place; with
+    `logq_correction`, corrected by the collator's `candidate_log_q`).
     A model with an item prior gets it fitted to the training rows before the first step (`fit_item_prior`).
     """
 
@@ -261,14 +297,19 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training and self.args.in_batch_negatives:
-            inputs = {**inputs, "in_batch_negatives": True}
+        inputs = dict(inputs)
+        log_q = inputs.pop("candidate_log_q", None)  # the in-batch loss's, no model input
         outputs = model(**inputs)
+        loss, ctr_loss = outputs.loss, outputs.ctr_loss
+        if model.training and self.args.in_batch_negatives:
+            with self.accelerator.autocast():  # as the forward ran (accelerate autocasts only the forward)
+                ctr_loss = in_batch_click_loss(self.accelerator.unwrap_model(model), outputs, inputs, log_q)
+            loss = loss - outputs.ctr_loss + ctr_loss  # the model's joint loss with this click loss in its place
         if model.training:
-            self._loss_parts["ctr_loss"].append(outputs.ctr_loss.detach())
+            self._loss_parts["ctr_loss"].append(ctr_loss.detach())
             if outputs.summary_loss is not None:
                 self._loss_parts["summary_loss"].append(outputs.summary_loss.detach())
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # a training log ("loss" present) also reports the two parts of the joint loss since the last log,

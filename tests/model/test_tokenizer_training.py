@@ -33,3 +33,12 @@ def test_train_tokenizer_is_identical_across_processes(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "0")
     ids = tokenizer("Jackdaws love my big sphinx of quartz 1984").input_ids
     assert tokenizer.unk_token_id not in ids  # every character of the corpus stays encodable
+
+
+def test_train_tokenizer_is_training_code_outside_the_hub_files():
+    import embsum_hf
+    from embsum_hf import processing_embsum
+    from embsum_hf.training import tokenizer
+
+    assert embsum_hf.train_tokenizer is tokenizer.train_tokenizer  # still importable from the package top level
+    assert "train_tokenizer" not in vars(processing_embsum)  # a saved model's processing_embsum.py does not ship it

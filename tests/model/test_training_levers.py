@@ -39,11 +39,15 @@ def test_several_clicks_each_against_the_users_negatives(model, processor, items
 
 
 def test_in_batch_negatives_and_logq(model, processor, items):
+    from embsum_hf.training.trainer import in_batch_click_loss
+
     users, candidates, labels = batch(processor, items)
     log_q = torch.log(torch.rand(labels.shape) * 0.5 + 0.1)
-    out = model(**users, **candidates, candidate_labels=labels, candidate_log_q=log_q, in_batch_negatives=True)
+    inputs = {**users, **candidates, "candidate_labels": labels}
+    outputs = model(**inputs)
+    loss = in_batch_click_loss(model, outputs, inputs, log_q)
     with torch.no_grad():
-        upe = model(**users, **candidates, candidate_labels=labels).user_embeddings
+        upe = model(**inputs).user_embeddings
     present = candidates["candidate_attention_mask"].any(-1)
     flat_ids = candidates["candidate_input_ids"].flatten(0, 1)
     cpe = model.encode_item(flat_ids, candidates["candidate_attention_mask"].flatten(0, 1))
@@ -66,11 +70,11 @@ def test_in_batch_negatives_and_logq(model, processor, items):
         clicks = scores[b, [b * 4 + c for c in (labels[b] == 1).nonzero()[:, 0].tolist()]]
         losses = [-(click - torch.logsumexp(torch.cat([click[None], negatives]), 0)) for click in clicks]
         users_losses.append(torch.stack(losses).mean())
-    torch.testing.assert_close(out.ctr_loss, torch.stack(users_losses).mean(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, torch.stack(users_losses).mean(), atol=1e-5, rtol=1e-5)
     # (item 20, user 0's click and user 1's negative, is left out of user 0's in-batch negatives above)
     # without logQ the in-batch scores are not shifted
-    no_q = model(**users, **candidates, candidate_labels=labels, in_batch_negatives=True)
-    assert not torch.isclose(no_q.ctr_loss, out.ctr_loss)
+    assert not torch.isclose(in_batch_click_loss(model, outputs, inputs), loss)
+    assert not torch.isclose(outputs.ctr_loss, loss)  # the model's own click loss is the paper's, without them
 
 
 def test_shared_rows_give_the_states_of_separate_encoding(model, processor, items):

@@ -274,6 +274,33 @@ def test_trainer_draws_args_num_negatives(splits, data_processor, tmp_path):
         EmbSumTrainer(EmbSumModel(data_processor.config), args, train_dataset=build_training_rows(train.impressions))
 
 
+def test_in_batch_negatives_replace_the_click_loss_in_training_only(splits, data_processor, tmp_path):
+    from embsum_hf.training.collator import candidate_log_q
+    from embsum_hf.training.trainer import in_batch_click_loss
+
+    train, _, summaries = splits
+    rows = build_training_rows(train.impressions, summaries=summaries)
+    args = EmbSumTrainingArguments(
+        output_dir=str(tmp_path), in_batch_negatives=True, logq_correction=True, report_to=[], use_cpu=True
+    )
+    items = tokenize_item_table(data_processor, train.items)
+    collator = EmbSumDataCollator(data_processor, items, candidate_log_q(rows))
+    model = EmbSumModel(data_processor.config)  # dropout 0: every forward pass is the same
+    trainer = EmbSumTrainer(model, args, train_dataset=rows, data_collator=collator, processing_class=data_processor)
+    batch = next(iter(trainer.get_train_dataloader()))
+    inputs = {name: value for name, value in batch.items() if name != "candidate_log_q"}  # no model input
+    outputs = model.train()(**inputs)
+    assert outputs.summary_loss is not None
+    in_batch = in_batch_click_loss(model, outputs, inputs, batch["candidate_log_q"])
+    expected = in_batch + model.config.summary_loss_weight * outputs.summary_loss
+    torch.testing.assert_close(trainer.compute_loss(model, batch), expected)
+    torch.testing.assert_close(trainer._loss_parts["ctr_loss"][-1], in_batch.detach())  # the logged click loss
+    assert not torch.isclose(in_batch, outputs.ctr_loss)
+    # evaluation (eval_loss) keeps the model's own loss, the paper's
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.compute_loss(model.eval(), batch), model(**inputs).loss)
+
+
 def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
     train, dev, _ = splits
     args = EmbSumTrainingArguments(
