@@ -158,14 +158,19 @@ def test_session_cache_keeps_within_its_memory(model):
     from embsum_hf.serving import SessionStateCache
 
     sessions = [[[5 + n, 6, 1]] for n in range(10)]  # ten one-session users, 3 tokens each
-    size = 3 * model.config.hidden_size * 4  # one session's float32 states
-    cache = SessionStateCache(max_bytes=4 * size)
+    row = model.config.hidden_size * 4  # one token's float32 states
+    cache = SessionStateCache(max_bytes=13 * row)  # room for 4 sessions of 3 tokens
     with torch.no_grad():
         first = cache.session_states(model, sessions)
-    assert cache.bytes == 4 * size and len(cache._states) == 4  # the 4 most recent kept
-    with torch.no_grad():
+        assert len(cache) == 4 and cache.bytes == 12 * row  # the 4 most recent kept, the older ones overwritten
         again = cache.session_states(model, sessions[-4:])
     assert cache.hits == 4 and cache.misses == 10
     torch.testing.assert_close(again, first[-4:])
+    with torch.no_grad():  # the ring goes on: the 2 new sessions take the place of the 2 oldest
+        cache.session_states(model, [[[40, 6, 1]], [[41, 6, 1]]])
+        assert len(cache) == 4 and cache.hits == 4 and cache.misses == 12
+        kept = cache.session_states(model, [sessions[-2], sessions[-1], [[40, 6, 1]], [[41, 6, 1]]])
+    assert cache.hits == 8 and cache.misses == 12
+    torch.testing.assert_close(kept[:2], first[-2:])
     with pytest.raises(ValueError, match="max_bytes"):
         SessionStateCache(-1)
