@@ -171,16 +171,22 @@ def load_books(
             dev_rows.append(_redraw({**row, "history": history}, catalogue, negatives, rng))
         else:
             kept = [(c, y) for c, y in zip(row["candidates"], row["labels"]) if c not in cold]
-            train_rows.append({**row, "history": history, "candidates": [c for c, _ in kept],
-                               "labels": [y for _, y in kept]})  # fmt: skip
+            train_rows.append(
+                {**row, "history": history, "candidates": [c for c, _ in kept], "labels": [y for _, y in kept]}
+            )
     train_items = items.filter(lambda row: row["item_id"] not in cold) if cold else items
     train = _as_data(train_items, train_rows, f"{folder.name}:train")
     dev = _as_data(items, dev_rows, f"{folder.name}:dev({dev_users} users)")
     cold_test = _as_data(items, cold_rows, f"{folder.name}:cold({cold_books:g} of the books)") if cold else None
     logger.info(
         "books: %d train / %d dev / %d cold-start users; %d of %d books cold; %d training reads of warm books",
-        len(train_rows), len(dev_rows), len(cold_rows), len(cold), len(catalogue), len(warm),
-    )  # fmt: skip
+        len(train_rows),
+        len(dev_rows),
+        len(cold_rows),
+        len(cold),
+        len(catalogue),
+        len(warm),
+    )
     return train, dev, cold_test
 
 
@@ -273,10 +279,12 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     tests = [test] if cold_test is None else [test, cold_test]
 
     run_args = EmbSumRunArguments(
-        dataset="impressions", train_data=str(options.data / "train.jsonl"),
+        dataset="impressions",
+        train_data=str(options.data / "train.jsonl"),
         summaries=str(options.data / "summaries.jsonl"),
-        dataset_name="goodreads-books", **BOOKS_RUN,
-    )  # fmt: skip
+        dataset_name="goodreads-books",
+        **BOOKS_RUN,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         # the one tokenizer (trained on the training items and summaries by the recipe), reused by every model; its
         # CPU time is charged to each learned model's budget
@@ -298,8 +306,9 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
         weight = choose_blend_weight(popularity_scores(dev, counts), dev_tfidf, dev.impressions["labels"])
         read_prior = fit_read_prior(train_all, seed)
         baselines = {
-            "item-prior-fit": [[[read_prior.get(i, 0.0) for i in row] for row in t.impressions["candidates"]]
-                               for t in tests],  # fmt: skip
+            "item-prior-fit": [
+                [[read_prior.get(i, 0.0) for i in row] for row in t.impressions["candidates"]] for t in tests
+            ],
             "random": [baseline_scores(t, train_all, "random", seed=seed) for t in tests],
             "popularity": popularity,
             "tfidf": tfidf,
@@ -324,10 +333,19 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
             if run_overrides.get("tokenizer", "shared") is None:
                 run_overrides = {**run_overrides, "tokenizer": None}  # a tokenizer of its own, trained in the budget
             results[name] = train_embsum(
-                dataclasses.replace(run_args, **run_overrides), train_all, test, summaries, optimisation, budget, seed,
-                Path(tmp, name), training_overrides, rouge_users=options.rouge_users, cold_test=cold_test,
+                dataclasses.replace(run_args, **run_overrides),
+                train_all,
+                test,
+                summaries,
+                optimisation,
+                budget,
+                seed,
+                Path(tmp, name),
+                training_overrides,
+                rouge_users=options.rouge_users,
+                cold_test=cold_test,
                 late_prior=None if run_overrides.get("item_prior") else (read_prior, dev),
-            )  # fmt: skip
+            )
     return result_rows(results, extra_cpu_s=tokenizer_cpu_s)
 
 
@@ -367,8 +385,10 @@ def main() -> None:
             except ValueError as error:
                 parser.error(str(error))
     if not (options.data / "train.jsonl").is_file():
-        print(f"book data not found: {options.data} has no train.jsonl (pass --data <goodreads-books folder>)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"book data not found: {options.data} has no train.jsonl (pass --data <goodreads-books folder>)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     seeds = list(range(options.seeds))
     summary = run_seeds(run_seed, options, seeds)

@@ -57,7 +57,6 @@ Protocol "reads" (`--protocol reads`: the acceptance book data's protocol, rebui
         [--seeds 3] [--jobs 3] [--systems nrms,embsum,embsum+item-prior] [--protocol ratings|reads] [--json out.json]
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -114,7 +113,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-vocab-1k": ({"tokenizer": None, "vocab_size": 1000}, {}),
     "embsum-paper": ({"session_max_items": 10**6}, {"group_by_impression": False}),
 }
-
 
 
 def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
@@ -190,7 +188,6 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     return result_rows(results)
 
 
-
 def print_table(summary: dict[str, dict], seeds: list[int], protocol: str) -> None:
     counts = summary["popularity"]["mean"]
     print(
@@ -198,7 +195,6 @@ def print_table(summary: dict[str, dict], seeds: list[int], protocol: str) -> No
         f"({counts['num_skipped_one_class']:.0f} one-class skipped) | seeds {seeds} | mean ± std"
     )
     print_rows(summary)
-
 
 
 def main() -> None:
@@ -283,4 +279,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

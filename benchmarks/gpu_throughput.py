@@ -145,10 +145,14 @@ def measure(options: argparse.Namespace, device: torch.device, dtype: str, backe
     candidates = DEFAULT_NUM_NEGATIVES + 1
     batch = random_batch(config, options.users, options.sessions, candidates, torch.Generator().manual_seed(0))
     batch = {name: value.to(device) for name, value in batch.items()}
-    flops = {"embsum": step_flops(model, embsum_loss, batch, device, dtype),
-             "bare_t5": step_flops(bare, bare_loss, batch, device, dtype)}  # fmt: skip
-    steps = {"embsum": make_step(model, embsum_loss, device, dtype, backend),
-             "bare_t5": make_step(bare, bare_loss, device, dtype, backend)}  # fmt: skip
+    flops = {
+        "embsum": step_flops(model, embsum_loss, batch, device, dtype),
+        "bare_t5": step_flops(bare, bare_loss, batch, device, dtype),
+    }
+    steps = {
+        "embsum": make_step(model, embsum_loss, device, dtype, backend),
+        "bare_t5": make_step(bare, bare_loss, device, dtype, backend),
+    }
     for _ in range(options.warmup):
         for step in steps.values():
             step(batch)
@@ -238,12 +242,18 @@ def main() -> None:
         "shape": options.shape,
         "vocab_size": options.vocab,
         "ran_on_gpu": device.type == "cuda",
-        "batch": {"users": options.users, "sessions": options.sessions, "session_tokens": options.session_tokens,
-                  "candidates": DEFAULT_NUM_NEGATIVES + 1, "item_tokens": 32, "summary_tokens": 64,
-                  "item_batch": options.item_batch},
+        "batch": {
+            "users": options.users,
+            "sessions": options.sessions,
+            "session_tokens": options.session_tokens,
+            "candidates": DEFAULT_NUM_NEGATIVES + 1,
+            "item_tokens": 32,
+            "summary_tokens": 64,
+            "item_batch": options.item_batch,
+        },
         "repeats": options.repeats,
         "results": results,
-    }  # fmt: skip
+    }
     for row in results:
         print(
             f"{row['dtype']:>4} compile {'on ' if row['compile'] else 'off'}: EmbSum {row['embsum_step_ms']:9.2f} ms, "

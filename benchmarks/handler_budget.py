@@ -34,10 +34,18 @@ def demo_model() -> tuple[EmbSumModel, EmbSumProcessor]:
     rng = random.Random(0)
     corpus = [" ".join(rng.choices(WORDS, k=20)) for _ in range(2000)]
     tokenizer = train_tokenizer(corpus, vocab_size=args.vocab_size)
-    t5 = dict(vocab_size=len(tokenizer), d_model=args.d_model, d_kv=args.d_model // args.num_heads,
-              num_heads=args.num_heads, d_ff=args.d_ff, num_layers=args.num_layers, dropout_rate=0.0)
-    config = EmbSumConfig(t5_config=t5, item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
-                          **args.config_overrides())
+    t5 = dict(
+        vocab_size=len(tokenizer),
+        d_model=args.d_model,
+        d_kv=args.d_model // args.num_heads,
+        num_heads=args.num_heads,
+        d_ff=args.d_ff,
+        num_layers=args.num_layers,
+        dropout_rate=0.0,
+    )
+    config = EmbSumConfig(
+        t5_config=t5, item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"), **args.config_overrides()
+    )
     torch.manual_seed(0)
     model = EmbSumModel(config).eval()
     return model, EmbSumProcessor(tokenizer, config, item_template="mind")
@@ -73,9 +81,9 @@ def requests(validator) -> dict[str, dict]:
             "parameters": parameters,
         },
         f"{users} users, {long_fields} fields of {validator.max_field_chars} chars": {
-            "inputs": [{"history": [], "candidates": heavy + light}] + [
-                {"history": [], "candidates": [{"title": "t", "abstract": "", "category": "x"}] * per_user}
-            ] * (users - 1),
+            "inputs": [{"history": [], "candidates": heavy + light}]
+            + [{"history": [], "candidates": [{"title": "t", "abstract": "", "category": "x"}] * per_user}]
+            * (users - 1),
             "parameters": parameters,
         },
     }
@@ -92,9 +100,12 @@ def main() -> None:
     model, processor = demo_model()
     pipe = EmbSumRecommendationPipeline(model=model, processor=processor, device="cpu")
     validator = handler.PayloadValidator.from_env(processor)
-    print(f"budget: {validator.max_request_items} items, {validator.max_request_chars} characters per request; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"budget: {validator.max_request_items} items, {validator.max_request_chars} characters per request; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, payload in requests(validator).items():
+
         def answer():
             inputs, parameters = validator(payload)
             return pipe(inputs, **parameters)

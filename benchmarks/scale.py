@@ -58,8 +58,9 @@ QUICK_LADDER = "1/4096,1/1024"
 STAGES = ("prepare", "rows", "histories", "train", "encode-items", "encode-users", "recommend")
 NEEDS_SETUP = {"train", "encode-items", "encode-users", "recommend"}
 TINY = dict(d_model=64, num_layers=2, num_heads=4, d_ff=256)
-SHAPE = dict(**TINY, dropout_rate=0.0, max_history_items=16, session_max_tokens=160, item_max_tokens=40,
-             summary_mode="start")  # fmt: skip  # the demo's recipe (`demo_run_arguments`)
+SHAPE = dict(
+    **TINY, dropout_rate=0.0, max_history_items=16, session_max_tokens=160, item_max_tokens=40, summary_mode="start"
+)  # the demo's recipe (`demo_run_arguments`)
 TOKENIZER_SAMPLE = 20_000
 MIN_NEWS = 2_000
 TRAIN_STEPS, QUICK_TRAIN_STEPS, TRAIN_BATCH = 100, 10, 4  # batch: impressions (each with its clicks, 4 negatives each)
@@ -137,8 +138,14 @@ def write_mind(folder: Path, fraction: float, seed: int = 0) -> dict[str, int]:
                     candidates += len(shown)
                     clicks += clicked
                     behaviors.write(f"{impressions}\t{user}\t{when}\t{history}\t{tokens}\n")
-    return {"news": num_news, "users": num_users, "impressions": impressions, "history_items": histories,
-            "candidates": candidates, "clicks": clicks}  # fmt: skip
+    return {
+        "news": num_news,
+        "users": num_users,
+        "impressions": impressions,
+        "history_items": histories,
+        "candidates": candidates,
+        "clicks": clicks,
+    }
 
 
 def parse_sizes(text: str) -> list[Fraction]:
@@ -229,18 +236,48 @@ def stage_commands(work: Path, python: str, train_steps: int) -> dict[str, list[
     stores = work / "stores"
     return {
         "setup": here + ["--child-setup", str(work / "mind"), str(work)],
-        "prepare": cli + ["prepare", "--dataset", "mind", "--train_data", str(work / "mind"), "--output_dir",
-                          str(work / "prepared")],
+        "prepare": cli
+        + ["prepare", "--dataset", "mind", "--train_data", str(work / "mind"), "--output_dir", str(work / "prepared")],
         "rows": here + ["--child-rows", str(saved)],
         "histories": here + ["--child-histories", str(saved)],
         "train": cli + ["train", *train],
-        "encode-items": cli + ["encode-items", "--model", str(work / "model"), "--data", str(saved), "--output",
-                               str(stores / "items"), "--no-progress"],
-        "encode-users": cli + ["encode-users", "--model", str(work / "model"), "--data", str(saved), "--output",
-                               str(stores / "users"), "--no-progress"],
-        "recommend": cli + ["recommend", "--users", str(stores / "users"), "--items", str(stores / "items"),
-                            "--output", str(work / "recommendations"), "--k", "10", "--faiss", "--no-progress"],
-    }  # fmt: skip
+        "encode-items": cli
+        + [
+            "encode-items",
+            "--model",
+            str(work / "model"),
+            "--data",
+            str(saved),
+            "--output",
+            str(stores / "items"),
+            "--no-progress",
+        ],
+        "encode-users": cli
+        + [
+            "encode-users",
+            "--model",
+            str(work / "model"),
+            "--data",
+            str(saved),
+            "--output",
+            str(stores / "users"),
+            "--no-progress",
+        ],
+        "recommend": cli
+        + [
+            "recommend",
+            "--users",
+            str(stores / "users"),
+            "--items",
+            str(stores / "items"),
+            "--output",
+            str(work / "recommendations"),
+            "--k",
+            "10",
+            "--faiss",
+            "--no-progress",
+        ],
+    }
 
 
 def run_size(size: Fraction, root: Path, bar: tqdm, stages: list[str], train_steps: int) -> dict:
@@ -296,10 +333,12 @@ def exponents(results: list[dict]) -> dict:
     for stage in results[0]["stages"]:
         series = {m: [r["stages"][stage][m] for r in results] for m in ("wall_s", "cpu_s", "peak_rss_mib")}
         out[stage] = {
-            f"{metric}_{span}": slope(fractions[-2:] if span == "last2" else fractions, values[-2:] if span == "last2"
-                                      else values)
-            for metric, values in series.items() for span in ("all", "last2")
-        }  # fmt: skip
+            f"{metric}_{span}": slope(
+                fractions[-2:] if span == "last2" else fractions, values[-2:] if span == "last2" else values
+            )
+            for metric, values in series.items()
+            for span in ("all", "last2")
+        }
     return out
 
 
@@ -309,8 +348,10 @@ def table(results: list[dict], growth: dict) -> str:
     head += " | exponent: wall | CPU | RSS |"
     lines = [head, "|---" * (len(results) + 4) + "|"]
     for stage in results[0]["stages"]:
-        cells = [f"{s['wall_s']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_mib']:.0f}" for s in
-                 (r["stages"][stage] for r in results)]  # fmt: skip
+        cells = [
+            f"{s['wall_s']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_mib']:.0f}"
+            for s in (r["stages"][stage] for r in results)
+        ]
         g = growth[stage]
         exps = " | ".join(str(g[f"{m}_all"]) for m in ("wall_s", "cpu_s", "peak_rss_mib"))
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {exps} |")
@@ -382,12 +423,16 @@ def _write(path: str, sizes: list[Fraction], results: list[dict], started: float
         "model": {**SHAPE, "vocab_size": VOCAB_SIZE, "tokenizer_sample": TOKENIZER_SAMPLE},
         "train": {"steps": train_steps, "impressions_per_step": TRAIN_BATCH},
         "embsum_hf": str(Path(importlib.util.find_spec("embsum_hf").origin).parent),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
         "total_wall_s": round(time.perf_counter() - started, 1),
         "results": results,
         "exponents": exponents(results) if len(results) > 1 else {},
-    }  # fmt: skip
+    }
     Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 

@@ -91,8 +91,18 @@ from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, build_model_an
 logger = logging.getLogger("summary_quality")
 
 TITLE_WORD = re.compile(r"[a-z][a-z0-9']+")
-SHOWN = ("rougeL", "constant_rougeL", "specificity_gap", "distinct_summaries", "distinct_1", "distinct_2",
-         "repeated_token_rate", "malformed_rate", "rouge1", "rouge2")  # fmt: skip
+SHOWN = (
+    "rougeL",
+    "constant_rougeL",
+    "specificity_gap",
+    "distinct_summaries",
+    "distinct_1",
+    "distinct_2",
+    "repeated_token_rate",
+    "malformed_rate",
+    "rouge1",
+    "rouge2",
+)
 BOOK_FILES = ("items.jsonl", "train.jsonl", "summaries.jsonl")
 
 
@@ -241,11 +251,22 @@ def book_setup(options: argparse.Namespace) -> Setup:
         test_summaries = all_summaries
         training_data, name = only_users(train, set(users) - dev), f"dev users (split seed {options.split_seed})"
     run_args = demo_run_arguments(
-        folder, dataset="impressions", train_data=str(folder / "train.jsonl"), items_data=str(items_file),
-        eval_data=None, paper_split=False, summaries=str(folder / "summaries.jsonl"), teacher="GPT-3.5 (ONCE)",
-        dataset_name="Goodreads books (ONCE)", license="other", max_history_items=8, item_max_tokens=64,
-        session_max_tokens=80, summary_max_tokens=40, summary_loss_weight=1.0,
-    )  # fmt: skip
+        folder,
+        dataset="impressions",
+        train_data=str(folder / "train.jsonl"),
+        items_data=str(items_file),
+        eval_data=None,
+        paper_split=False,
+        summaries=str(folder / "summaries.jsonl"),
+        teacher="GPT-3.5 (ONCE)",
+        dataset_name="Goodreads books (ONCE)",
+        license="other",
+        max_history_items=8,
+        item_max_tokens=64,
+        session_max_tokens=80,
+        summary_max_tokens=40,
+        summary_loss_weight=1.0,
+    )
     run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
     window = run_args.max_history_items
     training_windows = {user: list(history[:window]) for user, history in user_histories(training_data)}
@@ -258,15 +279,22 @@ def book_setup(options: argparse.Namespace) -> Setup:
     heldout = sorted(heldout_windows)
     trained = sorted(train_summaries)
     nearest = tfidf_nearest_summaries(
-        train.items, [heldout_windows[user] for user in heldout], [training_windows[user] for user in trained],
+        train.items,
+        [heldout_windows[user] for user in heldout],
+        [training_windows[user] for user in trained],
         [train_summaries[user] for user in trained],
-    )  # fmt: skip
+    )
     return Setup(
         title=f"Goodreads books: {len(heldout)} {name}, {len(trained)} training users",
-        run_args=run_args, train=only_users(training_data, set(trained)), train_summaries=train_summaries,
-        heldout=heldout, windows=[heldout_windows[user] for user in heldout],
-        references=[test_summaries[user] for user in heldout], nearest=nearest, test=test,
-    )  # fmt: skip
+        run_args=run_args,
+        train=only_users(training_data, set(trained)),
+        train_summaries=train_summaries,
+        heldout=heldout,
+        windows=[heldout_windows[user] for user in heldout],
+        references=[test_summaries[user] for user in heldout],
+        nearest=nearest,
+        test=test,
+    )
 
 
 def movielens_setup(options: argparse.Namespace) -> Setup:
@@ -290,11 +318,15 @@ def movielens_setup(options: argparse.Namespace) -> Setup:
     heldout, training = sorted(users[:cut]), sorted(users[cut:])
     return Setup(
         title=f"MovieLens-100K keyword teacher: {len(heldout)} held-out users, {len(training)} training users",
-        run_args=run_args, train=only_users(train, set(training)),
-        train_summaries={user: summaries[user] for user in training}, heldout=heldout,
-        windows=[windows[user] for user in heldout], references=[summaries[user] for user in heldout],
-        nearest=nearest_neighbour_summaries(heldout, training, windows, summaries), test=test,
-    )  # fmt: skip
+        run_args=run_args,
+        train=only_users(train, set(training)),
+        train_summaries={user: summaries[user] for user in training},
+        heldout=heldout,
+        windows=[windows[user] for user in heldout],
+        references=[summaries[user] for user in heldout],
+        nearest=nearest_neighbour_summaries(heldout, training, windows, summaries),
+        test=test,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- EmbSum
@@ -388,9 +420,11 @@ def print_table(rows: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA,
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
         help="the ml-100k folder, or a book folder with items.jsonl, train.jsonl and summaries.jsonl",
-    )  # fmt: skip
+    )
     parser.add_argument("--budget-cpu-s", type=float, default=150.0, help="CPU seconds of training per EmbSum model")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds: one EmbSum model each")
     parser.add_argument("--heldout", type=float, default=0.2, help="MovieLens: share of users held out of training")
@@ -401,9 +435,12 @@ def main() -> None:
     parser.add_argument("--test-summaries", type=Path, default=None, help="book data: their reference summaries")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="EmbSumRunArguments overrides")
     parser.add_argument(
-        "--decodings", nargs="*", default=[], metavar="NAME:K=V,K=V",
+        "--decodings",
+        nargs="*",
+        default=[],
+        metavar="NAME:K=V,K=V",
         help="also score these decodings of the same models, e.g. beam4:num_beams=4 greedy:no_repeat_ngram_size=0",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument("--threads", type=int, default=1)
@@ -447,39 +484,61 @@ def main() -> None:
             run_args = dataclasses.replace(run_args, tokenizer=str(Path(tmp, "tokenizer")))
         for seed in seeds:
             generated, budget, auc, generation = train_and_summarise(
-                run_args, setup.train, setup.train_summaries, setup.windows, optimisation,
-                options.budget_cpu_s, seed, Path(tmp, f"embsum-{seed}"), generate,
+                run_args,
+                setup.train,
+                setup.train_summaries,
+                setup.windows,
+                optimisation,
+                options.budget_cpu_s,
+                seed,
+                Path(tmp, f"embsum-{seed}"),
+                generate,
                 setup.test if options.auc else None,
                 saved=folder / f"seed-{seed}" if (folder := options.load_models or options.save_models) else None,
                 load=options.load_models is not None,
-            )  # fmt: skip
+            )
             for name, texts in generated.items():
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
             top = Counter(generated["embsum"]).most_common(3)
             examples = {name: list(zip(heldout[:5], texts[:5], references[:5])) for name, texts in generated.items()}
-            details.append({
-                "seed": seed, "steps": budget.steps, "train_cpu_s": budget.cpu_seconds,
-                "generation_config": generation, "most_common_summaries": top, "examples": examples["embsum"],
-                "examples_by_decoding": examples,
-            })  # fmt: skip
+            details.append(
+                {
+                    "seed": seed,
+                    "steps": budget.steps,
+                    "train_cpu_s": budget.cpu_seconds,
+                    "generation_config": generation,
+                    "most_common_summaries": top,
+                    "examples": examples["embsum"],
+                    "examples_by_decoding": examples,
+                }
+            )
             logger.info("seed %d: %d steps, %.0f CPU s; top summaries %s", seed, budget.steps, budget.cpu_seconds, top)
     rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
-    print(f"\n{setup.title}; seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; "
-          f"overrides {options.set}")  # fmt: skip
+    print(
+        f"\n{setup.title}; seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set}"
+    )
     print(f"constant sentence: {constant!r}")
     print_table(rows)
     for detail in details:
-        print(f"seed {detail['seed']}: {detail['steps']} steps, {detail['train_cpu_s']:.0f} CPU s; "
-              f"top summaries {detail['most_common_summaries']}")  # fmt: skip
+        print(
+            f"seed {detail['seed']}: {detail['steps']} steps, {detail['train_cpu_s']:.0f} CPU s; "
+            f"top summaries {detail['most_common_summaries']}"
+        )
         for user, generated, reference in detail["examples"][:2]:
             print(f"  user {user}\n    embsum:  {generated}\n    teacher: {reference}")
     if "auc" in rows["embsum"]:
         auc, std = 100 * rows["embsum"]["auc"], 100 * rows["embsum"]["auc_std"]
         print(f"EmbSum test AUC {auc:.2f} +-{std:.2f} (all test users)")
     if options.json:
-        report = {"options": {k: str(v) for k, v in vars(options).items()}, "run_args": dataclasses.asdict(run_args),
-                  "constant": constant, "systems": rows, "embsum_runs": runs, "embsum_details": details}  # fmt: skip
+        report = {
+            "options": {k: str(v) for k, v in vars(options).items()},
+            "run_args": dataclasses.asdict(run_args),
+            "constant": constant,
+            "systems": rows,
+            "embsum_runs": runs,
+            "embsum_details": details,
+        }
         options.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {options.json}")
 

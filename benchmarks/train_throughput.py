@@ -44,7 +44,7 @@ def random_batch(config: EmbSumConfig, users: int, sessions: int, candidates: in
         return torch.randint(3, start, shape, generator=generator)
 
     session_ids = ids(users, sessions, length)
-    session_ids[..., :: item_length] = start  # an item every item_max_tokens tokens
+    session_ids[..., ::item_length] = start  # an item every item_max_tokens tokens
     candidate_ids = ids(users, candidates, item_length)
     candidate_ids[..., 0] = start
     labels = ids(users, config.summary_max_tokens)
@@ -116,11 +116,15 @@ def ragged_main(options: argparse.Namespace, model: EmbSumModel, config: EmbSumC
     modeling_embsum.ENCODE_LENGTH_GROUPS = groups
     attended = int(batch["session_attention_mask"].sum() + batch["candidate_attention_mask"].sum())
     padded = batch["session_input_ids"].numel() + batch["candidate_input_ids"].numel()
-    print(f"shape {options.shape}, {options.users} users x {options.history} one-item sessions + {candidates} "
-          f"candidates, items of {lengths[0]}-{lengths[1]} tokens: {attended} of {padded} positions attended, "
-          f"{torch.get_num_threads()} threads")
-    print(f"one group ({padded // (options.users * (options.history + candidates))} wide)  median "
-          f"{statistics.median(single) * 1000:8.1f} ms")
+    print(
+        f"shape {options.shape}, {options.users} users x {options.history} one-item sessions + {candidates} "
+        f"candidates, items of {lengths[0]}-{lengths[1]} tokens: {attended} of {padded} positions attended, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"one group ({padded // (options.users * (options.history + candidates))} wide)  median "
+        f"{statistics.median(single) * 1000:8.1f} ms"
+    )
     print(f"{groups} length groups           median {statistics.median(grouped) * 1000:8.1f} ms")
     ratio = statistics.median(s / g for s, g in zip(single, grouped))
     print(f"median speed-up of the length groups = {ratio:.2f}x (over {options.repeats} alternating repeats)")
@@ -184,9 +188,11 @@ def main() -> None:
         embsum_times.append(timed(embsum_step))
         ratios.append(embsum_times[-1] / bare_times[-1])
     params = sum(p.numel() for p in model.parameters())
-    print(f"shape {options.shape} ({params / 1e6:.2f}M params), batch {options.users} users x {options.sessions} "
-          f"sessions x {options.session_tokens} tokens + {candidates} candidates x {config.item_max_tokens} tokens "
-          f"= {tokens} encoder tokens, summary {config.summary_max_tokens} tokens, {torch.get_num_threads()} threads")
+    print(
+        f"shape {options.shape} ({params / 1e6:.2f}M params), batch {options.users} users x {options.sessions} "
+        f"sessions x {options.session_tokens} tokens + {candidates} candidates x {config.item_max_tokens} tokens "
+        f"= {tokens} encoder tokens, summary {config.summary_max_tokens} tokens, {torch.get_num_threads()} threads"
+    )
     print(f"bare T5 step   median {statistics.median(bare_times) * 1000:8.1f} ms")
     print(f"EmbSum step    median {statistics.median(embsum_times) * 1000:8.1f} ms")
     ratio = statistics.median(ratios)

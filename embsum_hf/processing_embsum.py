@@ -43,8 +43,6 @@ def add_item_start_token(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.convert_tokens_to_ids(ITEM_START_TOKEN)
 
 
-
-
 class EmbSumProcessor(ProcessorMixin):
     """
     Turns items, histories and summaries into the tensors [`EmbSumModel`] takes, as [`BatchFeature`]s (move one with
@@ -308,8 +306,15 @@ class EmbSumProcessor(ProcessorMixin):
         hub_kwargs = {name: kwargs[name] for name in HUB_KWARGS if name in kwargs}
         if config is None:
             # a missing config.json would silently give the default budgets
-            if cached_file(pretrained_model_name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False,
-                           **hub_kwargs) is None:  # fmt: skip
+            if (
+                cached_file(
+                    pretrained_model_name_or_path,
+                    CONFIG_NAME,
+                    _raise_exceptions_for_missing_entries=False,
+                    **hub_kwargs,
+                )
+                is None
+            ):
                 raise OSError(
                     f"{pretrained_model_name_or_path} has no {CONFIG_NAME}: the processor reads its token budgets "
                     "from the model's config; save the model there too or pass config="
@@ -334,7 +339,13 @@ __all__ = ["EmbSumProcessor", "ITEM_TEMPLATES", "ITEM_START_TOKEN", "add_item_st
 # request's items, so the pipeline and the endpoint refuse the same values with the same message.
 MAX_SAFE_INTEGER = 2**53  # larger JSON integers lose precision in most clients (and 5,000 digits cannot be printed)
 JSON_TYPE_NAMES = {
-    dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
 }
 
 

@@ -126,9 +126,14 @@ def serve(model_dir: Path, data: RecommendationData, stores: Path, example: dict
 
     # step 6: the same model and item store as a Gradio Space (nothing re-encoded)
     space = write_space(
-        model, processor, data.items, stores.parent / "space", item_store=stores / "items",
-        examples=example_users(histories.items(), processor.item_fields[0]), title="EmbSum demo: synthetic news",
-    )  # fmt: skip
+        model,
+        processor,
+        data.items,
+        stores.parent / "space",
+        item_store=stores / "items",
+        examples=example_users(histories.items(), processor.item_fields[0]),
+        title="EmbSum demo: synthetic news",
+    )
     print(f"\nWrote a Gradio Space for this model and its {len(items)} items to {space}. Try it in a browser:")
     print(f"  {sys.executable} {space / 'app.py'}")
 

@@ -42,8 +42,12 @@ def write_movielens(folder: Path, users: int = 24, movies: int = 60, ratings: in
 def run_benchmark(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "benchmarks/accuracy_movielens.py", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env={**ENV, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**ENV, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def check_rows(systems: dict, learned: set[str]) -> None:
@@ -58,18 +62,40 @@ def test_accuracy_movielens_ratings_protocol_two_seeds_in_two_processes(tmp_path
     data = write_movielens(tmp_path / "ml-tiny")
     out = tmp_path / "ratings.json"
     result = run_benchmark(
-        "--data", str(data), "--seeds", "2", "--jobs", "2", "--systems", "nrms,embsum+item-prior",
-        "--budget-cpu-s", "1", "--batch-size", "8", "--json", str(out), tmp_path=tmp_path,
-    )  # fmt: skip
+        "--data",
+        str(data),
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--systems",
+        "nrms,embsum+item-prior",
+        "--budget-cpu-s",
+        "1",
+        "--batch-size",
+        "8",
+        "--json",
+        str(out),
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert {key: payload[key] for key in ("budget_cpu_s", "seeds", "schedule", "protocol")} == {
-        "budget_cpu_s": 1.0, "seeds": [0, 1], "schedule": "anneal", "protocol": "ratings",
-    }  # fmt: skip
+        "budget_cpu_s": 1.0,
+        "seeds": [0, 1],
+        "schedule": "anneal",
+        "protocol": "ratings",
+    }
     assert list(payload["systems"]) == [
-        "random", "popularity", "item-mean-rating", "item-prior-fit", "tfidf", "nrms", "embsum+item-prior",
+        "random",
+        "popularity",
+        "item-mean-rating",
+        "item-prior-fit",
+        "tfidf",
+        "nrms",
+        "embsum+item-prior",
         "embsum+item-prior (content only)",
-    ]  # fmt: skip
+    ]
     check_rows(payload["systems"], learned={"nrms", "embsum+item-prior"})
     assert all(len(row["seeds"]) == 2 for row in payload["systems"].values())
     assert "ml-100k:test, protocol ratings" in result.stdout and "embsum+item-prior (content only)" in result.stdout
@@ -79,10 +105,28 @@ def test_accuracy_movielens_reads_protocol_with_a_cold_start_test(tmp_path):
     data = write_movielens(tmp_path / "ml-tiny")
     out = tmp_path / "reads.json"
     result = run_benchmark(
-        "--data", str(data), "--seeds", "1", "--systems", "nrms", "--protocol", "reads", "--cold-films", "0.2",
-        "--reads-per-user", "10", "--read-negatives", "4", "--budget-cpu-s", "1", "--batch-size", "8",
-        "--json", str(out), tmp_path=tmp_path,
-    )  # fmt: skip
+        "--data",
+        str(data),
+        "--seeds",
+        "1",
+        "--systems",
+        "nrms",
+        "--protocol",
+        "reads",
+        "--cold-films",
+        "0.2",
+        "--reads-per-user",
+        "10",
+        "--read-negatives",
+        "4",
+        "--budget-cpu-s",
+        "1",
+        "--batch-size",
+        "8",
+        "--json",
+        str(out),
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert (payload["protocol"], payload["reads_per_user"], payload["read_negatives"]) == ("reads", 10, 4)

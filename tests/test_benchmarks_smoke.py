@@ -14,8 +14,12 @@ def test_gpu_throughput_quick_on_cpu_writes_step_times_ratio_and_encode_throughp
     out = tmp_path / "gpu.json"
     result = subprocess.run(
         [sys.executable, "benchmarks/gpu_throughput.py", "--device", "cpu", "--quick", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=ENV,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["device_type"] == "cpu" and payload["ran_on_gpu"] is False and payload["peak_tflops"] is None
@@ -45,10 +49,24 @@ def test_gpu_throughput_mfu_uses_the_cards_peak():
 def test_scale_smallest_ladder_writes_mind_data_and_measures_each_stage(tmp_path):
     out = tmp_path / "scale.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/scale.py", "--sizes", "1/8192,1/4096", "--stages", "prepare,rows,histories",
-         "--json", str(out), "--workdir", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=ENV,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "benchmarks/scale.py",
+            "--sizes",
+            "1/8192,1/4096",
+            "--stages",
+            "prepare,rows,histories",
+            "--json",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["sizes"] == ["1/8192", "1/4096"]

@@ -29,7 +29,10 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, monkeyp
     # the real entry point: its exit status and stderr
     result = subprocess.run(
         [sys.executable, "-m", "embsum_hf.cli", "evaluate", "--model", str(missing), "--data", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"embsum evaluate: error: --model {missing}: no such folder" in result.stderr

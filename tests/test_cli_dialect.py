@@ -122,8 +122,14 @@ def test_every_boolean_flag_takes_the_hf_argparser_style():
     from embsum_hf.commands import string_to_bool
 
     parser = build_parser()
-    required = {"--model": "m", "--data": "d", "--output": "o", "--users": "u", "--items": "i",
-                "--backend": "heuristic"}  # fmt: skip
+    required = {
+        "--model": "m",
+        "--data": "d",
+        "--output": "o",
+        "--users": "u",
+        "--items": "i",
+        "--backend": "heuristic",
+    }
     checked = 0
     for name, sub in subcommand_parsers().items():
         needed = []
@@ -136,8 +142,13 @@ def test_every_boolean_flag_takes_the_hf_argparser_style():
             flag = next(option for option in action.option_strings if "_" not in option)
             assert action.default is False and action.nargs == "?", (name, flag)
             underscored = "--" + flag[2:].replace("-", "_")
-            for given, value in (([flag], True), ([flag, "true"], True), ([flag, "false"], False),
-                                 ([underscored, "yes"], True), ([], False)):  # fmt: skip
+            for given, value in (
+                ([flag], True),
+                ([flag, "true"], True),
+                ([flag, "false"], False),
+                ([underscored, "yes"], True),
+                ([], False),
+            ):
                 assert getattr(parser.parse_args([name, *needed, *given]), action.dest) is value, (name, given)
             with pytest.raises(SystemExit):
                 parser.parse_args([name, *needed, flag, "maybe"])

@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_demo_reports_writes_and_serves(tmp_path):
     result = subprocess.run(
         [sys.executable, "examples/demo.py", "--output-dir", str(tmp_path), "--max-steps", "4"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -90,8 +90,20 @@ def test_readme_install_line_installs_a_working_wheel(tmp_path):
     (Path(packages) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = dict(os.environ, PYTHONPATH="", PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     requirement = line.split("pip install ", 1)[1].strip('"')
-    run(sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-build-isolation",
-        requirement, cwd=tmp_path, env=env)  # fmt: skip
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        requirement,
+        cwd=tmp_path,
+        env=env,
+    )
 
     assert run(str(venv / "bin" / "embsum"), "--help", cwd=tmp_path, env=env).stdout.startswith("usage: embsum")
     result = run(str(python), "-c", INSTALLED, cwd=tmp_path, env=dict(env, HF_HUB_OFFLINE="1"))

@@ -132,8 +132,9 @@ def check_shell(words: list[str]) -> None:
 def hub_ids(tmp_path_factory, tokenizer, config, processor, items) -> dict[str, str]:
     """Local stand-ins for the Hub ids the README names: a tiny T5 backbone and a tiny trained-looking EmbSum repo."""
     root = tmp_path_factory.mktemp("hub_ids")
-    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1,
-                  decoder_start_token_id=0)  # fmt: skip
+    t5 = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1, decoder_start_token_id=0
+    )
     T5ForConditionalGeneration(t5).save_pretrained(root / "t5-small")
     tokenizer.save_pretrained(root / "t5-small")
     torch.manual_seed(0)

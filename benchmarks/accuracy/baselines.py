@@ -40,7 +40,6 @@ def tfidf_scores(tests: Sequence[RecommendationData], processor: EmbSumProcessor
     return per_test
 
 
-
 def item_mean_rating_scores(folder: Path, train: RecommendationData, test: RecommendationData, prior: float = 5.0):
     """Each item's mean star rating over the train impressions' ratings, damped towards the global mean."""
     ratings = {}
@@ -54,7 +53,6 @@ def item_mean_rating_scores(folder: Path, train: RecommendationData, test: Recom
     mean = sum(total.values()) / sum(count.values())
     damped = {item: (total[item] + prior * mean) / (count[item] + prior) for item in total}
     return [[damped.get(item, mean) for item in row] for row in test.impressions["candidates"]]
-
 
 
 def item_prior_fit_scores(train: RecommendationData, tests: Sequence[RecommendationData]) -> list[list[list[float]]]:
@@ -72,4 +70,3 @@ def item_prior_fit_scores(train: RecommendationData, tests: Sequence[Recommendat
         logger.info("%s: %d of %d candidates never were a training candidate", test.split, cold, total)
         per_test.append([[float(bias[rows.get(item, 0)]) for item in row] for row in candidates])
     return per_test
-

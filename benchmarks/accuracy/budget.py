@@ -57,7 +57,6 @@ class TimeBudget(TrainerCallback):
             control.should_training_stop = True
 
 
-
 @dataclasses.dataclass
 class Optimisation:
     """The optimiser settings every learned model shares."""
@@ -73,4 +72,3 @@ class Optimisation:
     def budget(self, seconds: float) -> TimeBudget:
         """The CPU-time budget of one training loop under this schedule."""
         return TimeBudget(seconds, anneal=self.schedule == "anneal")
-

@@ -36,7 +36,6 @@ def heuristic_summaries(train: RecommendationData, folder: Path) -> dict[str, st
         return store.as_dict()
 
 
-
 def train_under_budget(
     run_args: EmbSumRunArguments,
     train: RecommendationData,
@@ -70,7 +69,6 @@ def train_under_budget(
     trainer = build_trainer(model, processor, training_args, Splits(train, None, None), summaries, callbacks=[budget])
     trainer.train()
     return trainer.model, processor
-
 
 
 def train_embsum(
@@ -124,7 +122,6 @@ def train_embsum(
     return result
 
 
-
 def item_length_report(processor: EmbSumProcessor, items) -> str:
     """Token lengths of the items (with `<sos>`) under the trained tokenizer, against the item budget."""
     texts = [processor.format_item(row) for row in items]
@@ -135,4 +132,3 @@ def item_length_report(processor: EmbSumProcessor, items) -> str:
         f"max {max(lengths)}; budget {budget}, {sum(n > budget for n in lengths)} items truncated; "
         f"vocabulary {len(processor.tokenizer)}"
     )
-

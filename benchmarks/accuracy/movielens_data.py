@@ -21,15 +21,19 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / 
 ITEM_MAX_TOKENS = 64
 
 
-
 def movielens_run_arguments(folder: Path, **overrides) -> EmbSumRunArguments:
     """The demo's tiny from-scratch shape on MovieLens 100K (its data fields, template and item budget)."""
     values = dict(
-        dataset="movielens", train_data=str(folder), eval_data=None, paper_split=False, summaries=None,
-        dataset_name="MovieLens-100K", item_template="movielens", item_max_tokens=ITEM_MAX_TOKENS,
-    )  # fmt: skip
+        dataset="movielens",
+        train_data=str(folder),
+        eval_data=None,
+        paper_split=False,
+        summaries=None,
+        dataset_name="MovieLens-100K",
+        item_template="movielens",
+        item_max_tokens=ITEM_MAX_TOKENS,
+    )
     return demo_run_arguments(folder, **{**values, **overrides})
-
 
 
 def load_reads(
@@ -65,9 +69,12 @@ def load_reads(
                 for name, value in zip(logs, (user, candidate, label, timestamp, f"{user}/{k}")):
                     logs[name].append(value)
     data = load_custom(
-        movies, datasets.Dataset.from_dict(logs), impression_column="impression_id", domain="movielens",
+        movies,
+        datasets.Dataset.from_dict(logs),
+        impression_column="impression_id",
+        domain="movielens",
         split=f"{folder.name}-reads",
-    )  # fmt: skip
+    )
     train, _, test = split_by_time(data, dev_impressions=0)
     if not cold:
         return train, test, None
@@ -82,7 +89,7 @@ def load_reads(
         candidates, labels = map(list, zip(*impression))
         rows.append({**row, "impression_id": f"{row['user_id']}/cold", "candidates": candidates, "labels": labels})
     cold_test = RecommendationData.from_rows(movies, rows, "movielens", f"{folder.name}-reads:cold", {})
-    logger.info("cold start: %d of %d films held out of training; %d test users read one", len(cold), len(catalogue),
-                len(rows))  # fmt: skip
+    logger.info(
+        "cold start: %d of %d films held out of training; %d test users read one", len(cold), len(catalogue), len(rows)
+    )
     return train, test, cold_test
-

@@ -173,4 +173,3 @@ def train_nrms(
             cold_metrics(nrms_test_scores(model, tokens, cold_test, config.max_history_items), cold_test)
         )
     return result
-

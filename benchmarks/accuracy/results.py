@@ -17,19 +17,16 @@ from .budget import TimeBudget
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
-
 @dataclasses.dataclass
 class Result:
     metrics: dict[str, float]
     budget: TimeBudget | None = None  # None: nothing learned
 
 
-
 def cold_metrics(scores: list[list[float]], cold_test: RecommendationData) -> dict[str, float]:
     """The metrics of scores on the cold-start test, keyed `cold_<metric>` (a row of their own in the table)."""
     metrics = impression_metrics(scores, cold_test.impressions["labels"], split=cold_test.split)
     return {f"cold_{name}": metrics[name] for name in METRICS}
-
 
 
 def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[str, dict]:
@@ -60,14 +57,12 @@ def result_rows(results: dict[str, Result], extra_cpu_s: float = 0.0) -> dict[st
     return rows
 
 
-
 def run_seeds(run_seed, options: argparse.Namespace, seeds: list[int]) -> dict[str, dict]:
     """`run_seed(options, seed)` for every seed (`options.jobs` processes at once), `aggregate`d."""
     if options.jobs > 1:
         with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             return aggregate(list(pool.map(run_seed, [options] * len(seeds), seeds)))
     return aggregate([run_seed(options, seed) for seed in seeds])
-
 
 
 def aggregate(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
@@ -84,7 +79,6 @@ def aggregate(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
     return out
 
 
-
 def print_rows(summary: dict[str, dict], width: int = 26) -> None:
     """The table of `aggregate`'s summary: every system's metrics (mean ± std), ROUGE-L, steps and CPU seconds."""
     print(
@@ -98,4 +92,3 @@ def print_rows(summary: dict[str, dict], width: int = 26) -> None:
         line += f"{mean['rougeL']:>9.3f}" if "rougeL" in mean else f"{'-':>9}"
         line += f"{mean['steps']:>8.0f}{mean['train_cpu_s']:>8.0f}" if "steps" in mean else f"{'-':>8}{'-':>8}"
         print(line)
-

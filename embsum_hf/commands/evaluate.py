@@ -17,11 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser)
     # one dialect with `embsum train`/`prepare`: --paper_split true splits MIND data by impression (seed 42)
     parser.add_argument(
-        "--paper-split", action="store_true",
+        "--paper-split",
+        action="store_true",
         help="as in `embsum train`: split --data by impression into the paper's 10%% Dev and 90%% Test",
     )
     parser.add_argument(
-        "--paper-part", choices=("dev", "test"), default="test",
+        "--paper-part",
+        choices=("dev", "test"),
+        default="test",
         help="with --paper_split true: the part to evaluate on (default: test, the reported one)",
     )
     parser.add_argument("--output", default=None, help="also write the metrics JSON here")

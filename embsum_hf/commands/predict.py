@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser, note="; labels may be absent (MINDlarge_test)")
     parser.add_argument("--output", required=True, help="prediction.txt to write (atomically)")
     parser.add_argument(
-        "--drop-unknown-candidates", action="store_true",
+        "--drop-unknown-candidates",
+        action="store_true",
         help="rank only the candidates whose item text is known (default: refuse them; the file would be invalid)",
     )
     add_progress_argument(parser)

@@ -22,9 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one, or HF_TOKEN)")
     parser.add_argument("--endpoint", default=None, help="another Hub endpoint (default: HF_ENDPOINT or the Hub)")
-    parser.add_argument(
-        "--message", default=None, help="commit message (default: push_to_hub's or push_space's)"
-    )
+    parser.add_argument("--message", default=None, help="commit message (default: push_to_hub's or push_space's)")
     parser.add_argument("--dry-run", metavar="FOLDER", default=None, help="stage the repo folder here, upload nothing")
     add_progress_argument(parser)
     parser.set_defaults(func=run)
@@ -50,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     api = HfApi(endpoint=args.endpoint, token=args.token)
     url = upload_repo(
-        args.model, args.repo, private=args.private or None, token=args.token, card_kwargs=card_kwargs, api=api,
+        args.model,
+        args.repo,
+        private=args.private or None,
+        token=args.token,
+        card_kwargs=card_kwargs,
+        api=api,
         **({"commit_message": args.message} if args.message else {}),
     )
     print(f"pushed {args.model} to {args.repo}: {url}")

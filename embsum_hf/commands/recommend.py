@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nprobe", type=int, default=None, help="--faiss: IVF lists visited per user")
     parser.add_argument("--num-candidates", type=int, default=None, help="--faiss: candidates re-ranked per user")
     parser.add_argument(
-        "--exclude-history", action="store_true",
+        "--exclude-history",
+        action="store_true",
         help="never recommend an item from the user's history in --data (each user's latest history)",
     )
     add_data_arguments(parser, when="--exclude-history: ", required=False)
@@ -69,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if job_state().is_main_process:
         method = "FAISS prefilter + exact re-rank" if prefilter else "exact"
         excluded = ", history excluded" if exclude is not None else ""
-        print(f"wrote the top {written_items(output, args.top_k, len(items))} of {len(users)} users to {output} "
-              f"({method}{excluded})")
+        print(
+            f"wrote the top {written_items(output, args.top_k, len(items))} of {len(users)} users to {output} "
+            f"({method}{excluded})"
+        )
     return 0
 
 

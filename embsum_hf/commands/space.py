@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-repo", default=None, help="the model's Hub repo, for the README's `models:` (default: Hub id --model)"
     )
     parser.add_argument(
-        "--link-model", action="store_true",
+        "--link-model",
+        action="store_true",
         help="load a local --model from --model-repo on the Hub instead of bundling it (a Hub id --model is linked)",
     )
     parser.add_argument("--title", default="EmbSum recommender", help="the page's and the Space's title")
@@ -64,10 +65,19 @@ def run(args: argparse.Namespace) -> int:
         titles = [str(item[processor.item_fields[0]]) for item in items[:5]]
         examples = [{"name": "A few catalogue items", "history": titles}]
     folder = write_space(
-        model, processor, items, args.output, model_repo=model_repo, bundle_model=local_model and not args.link_model,
-        item_store=store, examples=examples, title=args.title, batch_size=args.batch_size, dtype=args.dtype,
+        model,
+        processor,
+        items,
+        args.output,
+        model_repo=model_repo,
+        bundle_model=local_model and not args.link_model,
+        item_store=store,
+        examples=examples,
+        title=args.title,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     print(f"wrote the Space ({len(items)} items, {len(examples)} example users) to {folder}")
     print(f"start it: python {folder / 'app.py'}")
     return 0

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser)
     parser.add_argument("--domain", default=None, help="prompt wording: news, books, movies, custom (default: data's)")
     parser.add_argument(
-        "--backend", required=True, choices=tuple(BACKENDS),
+        "--backend",
+        required=True,
+        choices=tuple(BACKENDS),
         help="an LLM teacher (transformers, openai), template sentences (heuristic), or a trained EmbSum's own "
         "summaries of its users (embsum: the model's explanations)",
     )
@@ -37,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="users per generate call and per durable write")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (for trials)")
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None,
+        "--max-new-tokens",
+        type=int,
+        default=None,
         help="summary length limit (default: 256 tokens for LLMs, the model's own for embsum)",
     )
     parser.add_argument("--device", default=None, help="transformers: cpu, cuda, ... (default: cuda if available)")
@@ -65,13 +69,18 @@ def _backend_kwargs(args: argparse.Namespace) -> dict:
     elif args.backend == "embsum":
         options = {"model": args.model, **local}
     elif args.backend == "openai":  # API key: OPENAI_API_KEY
-        options = {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
-                   "timeout": args.timeout}  # fmt: skip
+        options = {
+            "base_url": args.base_url,
+            "model": args.model,
+            "concurrency": args.concurrency,
+            "timeout": args.timeout,
+        }
     else:
         return {}
     if args.max_new_tokens is not None:  # else each backend's own default
         options["max_tokens" if args.backend == "openai" else "max_new_tokens"] = args.max_new_tokens
     return options
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the teacher; exit status 1 when some users failed (rerun to retry exactly those)."""

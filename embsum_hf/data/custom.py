@@ -14,6 +14,7 @@ from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, Recommendati
 
 __all__ = ["load_custom"]
 
+
 def load_custom(
     items: str | Path | datasets.Dataset,
     logs: str | Path | datasets.Dataset,

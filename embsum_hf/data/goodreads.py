@@ -124,8 +124,10 @@ def load_goodreads(
         require_columns(record, ["book_id", "title"], source, number)
         book_id = scalar(record["book_id"], "book_id", source, number, required=True)
         if keep_all_books or book_id in rated:
-            author_ids = [scalar(a.get("author_id"), "authors.author_id", source, number)
-                          for a in _objects(record, "authors", source, number)]
+            author_ids = [
+                scalar(a.get("author_id"), "authors.author_id", source, number)
+                for a in _objects(record, "authors", source, number)
+            ]
             names = [authors.get(author_id, "") for author_id in author_ids]
             fields = {
                 "title": record["title"],

@@ -415,8 +415,15 @@ def _eval_results(
         if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= 1:
             raise ValueError(f"metric {key!r} must be a fraction in [{low}, 1] (not x100, not NaN), got {value!r}")
         results.append(
-            EvalResult(**task, dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
-                       metric_type=key, metric_name=names[key], metric_value=round(100 * float(value), 2))  # fmt: skip
+            EvalResult(
+                **task,
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split=split,
+                metric_type=key,
+                metric_name=names[key],
+                metric_value=round(100 * float(value), 2),
+            )
         )
     return results
 

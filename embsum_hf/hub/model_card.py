@@ -129,9 +129,19 @@ def _folder_details(folder: Path) -> dict[str, Any]:
     """Architecture, item template and parameter count of the model saved in `folder`, for the card body."""
     processor = EmbSumProcessor.from_pretrained(folder)
     config, t5 = processor.config, processor.config.t5_config
-    details = {name: getattr(config, name) for name in (
-        "num_user_codes", "num_item_codes", "max_history_items", "session_max_tokens", "item_max_tokens",
-        "summary_max_tokens", "summary_mode", "summary_loss_weight")}  # fmt: skip
+    details = {
+        name: getattr(config, name)
+        for name in (
+            "num_user_codes",
+            "num_item_codes",
+            "max_history_items",
+            "session_max_tokens",
+            "item_max_tokens",
+            "summary_max_tokens",
+            "summary_mode",
+            "summary_loss_weight",
+        )
+    }
     details.update(
         d_model=t5.d_model,
         num_layers=t5.num_layers,

@@ -71,8 +71,13 @@ def recommend_all(
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     manifest = {
-        "users": str(users.path), "items": str(items.path), **inputs, "key": key,
-        "num_parts": users.num_shards, "parts": [], "complete": False,
+        "users": str(users.path),
+        "items": str(items.path),
+        **inputs,
+        "key": key,
+        "num_parts": users.num_shards,
+        "parts": [],
+        "complete": False,
     }
     state = job_state()
     with job_folder_lock(output):  # one job per output folder: a second one fails at once ("folder in use by pid N")
@@ -90,8 +95,9 @@ def recommend_all(
             counts = [count for rank in lengths for count in rank] if state.num_processes > 1 else lengths
             # what was written, which a small catalogue, exclusions or a prefilter can make fewer than k
             written = {"min": min(counts), "max": max(counts)} if counts else {"min": 0, "max": 0}
-            manifest.update(parts=[part_name(i) for i in range(users.num_shards)], items_per_user=written,
-                            complete=True)
+            manifest.update(
+                parts=[part_name(i) for i in range(users.num_shards)], items_per_user=written, complete=True
+            )
             atomic_write_text(output / RESULTS_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         state.wait_for_everyone()
     return output

@@ -35,6 +35,8 @@ IDS_NAME = "ids.json"
 FORMAT_VERSION = 1
 STORE_KINDS = ("items", "users")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 class StoreMismatchError(ValueError):
     """A store was written by another model (fingerprint), or is of the wrong kind, or is incomplete."""
 

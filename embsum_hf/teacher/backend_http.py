@@ -106,9 +106,13 @@ class OpenAIChatBackend(TeacherBackend):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
-        for name, value, low in (("concurrency", concurrency, 1), ("timeout", timeout, 1e-9),
-                                 ("max_retries", max_retries, 0), ("backoff", backoff, 0),
-                                 ("max_reply_bytes", max_reply_bytes, 1)):
+        for name, value, low in (
+            ("concurrency", concurrency, 1),
+            ("timeout", timeout, 1e-9),
+            ("max_retries", max_retries, 0),
+            ("backoff", backoff, 0),
+            ("max_reply_bytes", max_reply_bytes, 1),
+        ):
             if not value >= low:
                 raise ValueError(f"{name} must be {'positive' if low else 'non-negative'}, got {value}")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -164,8 +168,9 @@ class OpenAIChatBackend(TeacherBackend):
                     "redirects are not followed (the API key would go with it): set --base-url to the final address"
                 ) from None
             if error.code in SETTING_STATUS:
-                raise TeacherSettingError(f"{self.url} answered HTTP {error.code}: {detail}; check the URL, "
-                                          "--model and OPENAI_API_KEY") from None
+                raise TeacherSettingError(
+                    f"{self.url} answered HTTP {error.code}: {detail}; check the URL, --model and OPENAI_API_KEY"
+                ) from None
             if error.code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {error.code}: {detail}", _retry_after(error.headers)) from None
             raise TeacherError(f"HTTP {error.code}: {detail}") from None

@@ -75,8 +75,13 @@ def fit_item_prior(
     weights[1:] = bias.detach()
     logger.info(
         "item prior fitted on %d rows (%d items): loss %.4f, bias std %.3f, range [%.2f, %.2f]",
-        num_rows, len(item_ids), loss.item(), float(weights[1:].std()), float(weights.min()), float(weights.max()),
-    )  # fmt: skip
+        num_rows,
+        len(item_ids),
+        loss.item(),
+        float(weights[1:].std()),
+        float(weights.min()),
+        float(weights.max()),
+    )
     return weights
 
 
@@ -110,8 +115,9 @@ def choose_prior_weight(
     chosen = min(weight for weight, auc in aucs.items() if auc == best)
     logger.info(
         "item prior, late fusion: dev AUC by weight %s -> weight %g",
-        {w: round(100 * a, 2) for w, a in aucs.items()}, chosen,
-    )  # fmt: skip
+        {w: round(100 * a, 2) for w, a in aucs.items()},
+        chosen,
+    )
     return chosen, aucs
 
 

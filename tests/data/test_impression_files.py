@@ -65,18 +65,40 @@ def test_bad_rows_are_named_by_file_and_line(files, tmp_path):
 def test_train_and_evaluate_on_exactly_the_given_splits(files, tmp_path):
     folder, _, (_, dev, test) = files
     args = EmbSumRunArguments(
-        dataset="impressions", items_data=str(folder / "items.parquet"), train_data=str(folder / "train.jsonl"),
-        eval_data=str(folder / "dev.csv"), test_data=str(folder / "test.parquet"), vocab_size=300, d_model=32,
-        num_layers=1, num_heads=2, d_ff=64, num_user_codes=4, num_item_codes=2, max_history_items=8,
-        session_max_tokens=64, item_max_tokens=24, summary_max_tokens=8, summary_mode="start", rouge_users=0,
+        dataset="impressions",
+        items_data=str(folder / "items.parquet"),
+        train_data=str(folder / "train.jsonl"),
+        eval_data=str(folder / "dev.csv"),
+        test_data=str(folder / "test.parquet"),
+        vocab_size=300,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        num_user_codes=4,
+        num_item_codes=2,
+        max_history_items=8,
+        session_max_tokens=64,
+        item_max_tokens=24,
+        summary_max_tokens=8,
+        summary_mode="start",
+        rouge_users=0,
     )
     training_args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path / "model"), max_steps=2, per_device_train_batch_size=8, save_strategy="no",
-        eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path / "model"),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     results = train_embsum(args, training_args)
     assert (results["train_split"], results["dev"]["split"], results["test"]["split"]) == (
-        "impressions:train", "impressions:dev", "impressions:test"
+        "impressions:train",
+        "impressions:dev",
+        "impressions:test",
     )
     assert results["dev"]["dev_num_impressions"] + results["dev"]["dev_num_skipped_one_class"] == len(dev)
     assert results["test"]["test_num_impressions"] + results["test"]["test_num_skipped_one_class"] == len(test)

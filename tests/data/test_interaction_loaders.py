@@ -305,7 +305,6 @@ def test_build_impressions_with_overlapping_explicit_impressions():
     assert rows["x"]["history"] == [] and rows["y"]["history"] == ["i1"]
 
 
-
 def test_custom_dataset_logs_over_several_read_batches_keep_rows_and_numbers():
     """A `datasets.Dataset` log is read in column batches of 1,024 rows: every row arrives once with its own values,
     and an error names the Dataset row number past the first batch."""
@@ -322,7 +321,9 @@ def test_custom_dataset_logs_over_several_read_batches_keep_rows_and_numbers():
     for row in data.impressions:
         n = int(datetime.fromisoformat(row["time"]).timestamp()) - 1_700_000_000
         assert (row["user_id"], row["candidates"], row["labels"]) == (
-            logs["user_id"][n], [logs["item_id"][n]], [logs["label"][n]]
+            logs["user_id"][n],
+            [logs["item_id"][n]],
+            [logs["label"][n]],
         )
 
     logs["label"][2_000] = 7  # row 2,001 of the Dataset (numbers are 1-based)

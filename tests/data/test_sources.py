@@ -93,16 +93,22 @@ def test_model_arguments_take_their_defaults_from_the_configs():
 def test_prepare_depends_on_data_only(tmp_path):
     from embsum_hf.data import make_synthetic_mind
 
-    root = make_synthetic_mind(tmp_path / "mind", num_users=10, num_news=30, num_train_impressions=12,
-                               num_dev_impressions=8)
+    root = make_synthetic_mind(
+        tmp_path / "mind", num_users=10, num_news=30, num_train_impressions=12, num_dev_impressions=8
+    )
     script = (
         "import sys, json; from embsum_hf.cli import main; "
         f"status = main(['prepare', '--train_data', {str(root / 'train')!r}, '--eval_data', {str(root / 'dev')!r}, "
         f"'--output_dir', {str(tmp_path / 'out')!r}]); "
         "print(json.dumps([status, sorted(m for m in sys.modules if m.startswith('embsum_hf.training'))]))"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     status, training_modules = json.loads(result.stdout.splitlines()[-1])
     assert status == 0 and training_modules == []

@@ -84,8 +84,14 @@ def test_card_metadata_parses_and_names_dataset_and_split(folder):
 
 
 def test_regeneration_keeps_user_text_and_merges_metrics(folder):
-    write_model_card(folder, metrics=METRICS, dataset_name="MIND-small", dataset_split="MINDsmall_dev:test(90%)",
-                     teacher="heuristic", training_args={"learning_rate": 1e-4})  # fmt: skip
+    write_model_card(
+        folder,
+        metrics=METRICS,
+        dataset_name="MIND-small",
+        dataset_split="MINDsmall_dev:test(90%)",
+        teacher="heuristic",
+        training_args={"learning_rate": 1e-4},
+    )
     readme = folder / "README.md"
     note = "## Notes from the authors\n\nTrained on two CPU cores; do not expect miracles.\n"
     readme.write_text(readme.read_text() + "\n" + note)
@@ -204,8 +210,12 @@ def test_title_is_the_repo_id_or_else_the_folder_name(folder):
 
 @pytest.mark.parametrize("summary_rows", [0, 120])
 def test_a_run_without_summaries_says_so(folder, summary_rows):
-    card = write_model_card(folder, teacher=None if summary_rows == 0 else "heuristic", summary_rows=summary_rows,
-                            training_args={"learning_rate": 1e-3})  # fmt: skip
+    card = write_model_card(
+        folder,
+        teacher=None if summary_rows == 0 else "heuristic",
+        summary_rows=summary_rows,
+        training_args={"learning_rate": 1e-3},
+    )
     untrained = "trained **on clicks alone** (no teacher summaries)"
     if summary_rows == 0:
         assert untrained in card.text and "Loss: `L = L_NCE` (trained on clicks alone)" in card.text

@@ -17,8 +17,12 @@ from embsum_hf import EmbSumModel
 from embsum_hf.cli import main
 from embsum_hf.hub import push_to_hub, save_repo, write_model_card
 
-CARD = {"dataset_name": "MIND-small", "dataset_split": "MINDsmall_dev:test(90%)", "teacher": "heuristic",
-        "metrics": {"auc": 0.55, "mrr": 0.25, "ndcg@5": 0.24, "ndcg@10": 0.3}}  # fmt: skip
+CARD = {
+    "dataset_name": "MIND-small",
+    "dataset_split": "MINDsmall_dev:test(90%)",
+    "teacher": "heuristic",
+    "metrics": {"auc": 0.55, "mrr": 0.25, "ndcg@5": 0.24, "ndcg@10": 0.3},
+}
 REMOTE_CODE = ("configuration_embsum.py", "modeling_embsum.py", "processing_embsum.py", "pipeline_embsum.py")
 
 
@@ -37,8 +41,16 @@ def hub_folder(tmp_path_factory, hub_model, processor):
 
 def test_folder_is_self_contained(hub_folder):
     files = set(os.listdir(hub_folder))
-    assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json", "README.md", "handler.py",
-            "requirements.txt", *REMOTE_CODE} <= files  # fmt: skip
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "processor_config.json",
+        "README.md",
+        "handler.py",
+        "requirements.txt",
+        *REMOTE_CODE,
+    } <= files
     assert not any(name.endswith(".bin") for name in files)
     assert json.loads((hub_folder / "processor_config.json").read_text())["auto_map"] == {
         "AutoProcessor": "processing_embsum.EmbSumProcessor"
@@ -102,8 +114,13 @@ def test_fresh_process_loads_the_folder_and_ranks(tmp_path, hub_folder, hub_mode
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH="")
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(hub_folder), json.dumps(payload)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.split("ANSWERS", 1)[1])
     assert answers["model_class"] == "EmbSumModel"
@@ -174,8 +191,15 @@ def fake_hub(serve, monkeypatch) -> str:
 
 def test_push_uploads_the_prepared_folder(hub_folder, hub_model, processor, fake_hub):
     api = HfApi(endpoint=fake_hub, token="hf_local_test")
-    url = push_to_hub(hub_model, processor, "org/embsum-tiny", token="hf_local_test", card_kwargs=CARD,
-                      commit_message="Release", api=api)  # fmt: skip
+    url = push_to_hub(
+        hub_model,
+        processor,
+        "org/embsum-tiny",
+        token="hf_local_test",
+        card_kwargs=CARD,
+        commit_message="Release",
+        api=api,
+    )
     assert url.endswith("/org/embsum-tiny/commit/abc")
     (commit,) = FakeHub.commits
     assert commit["path"] == "/api/models/org/embsum-tiny/commit/main" and commit["header"]["summary"] == "Release"
@@ -242,8 +266,20 @@ def test_processor_push_to_hub_uploads_its_own_files(processor, fake_hub, monkey
 def test_dry_run_stages_copies_the_run_never_changes(tmp_path, trained_folder):
     """Editing a staged file (weights, config, card) leaves the trained run as it was: staging copies, never links."""
     before = {name: (trained_folder / name).read_bytes() for name in ("model.safetensors", "config.json", "README.md")}
-    assert main(["push", "--model", str(trained_folder), "--repo", "org/embsum-tiny", "--dry-run",
-                 str(tmp_path / "staged")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "push",
+                "--model",
+                str(trained_folder),
+                "--repo",
+                "org/embsum-tiny",
+                "--dry-run",
+                str(tmp_path / "staged"),
+            ]
+        )
+        == 0
+    )
     for name in before:
         staged = tmp_path / "staged" / name
         assert os.stat(staged).st_ino != os.stat(trained_folder / name).st_ino and os.stat(staged).st_nlink == 1
@@ -280,6 +316,12 @@ write_space(model, processor, items, root / "space", progress=False)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = 0o666 & ~umask
-    for path in ("repo/model.safetensors", "repo/README.md", "results.json", "space/space_config.json",
-                 "space/model/model.safetensors", "space/catalogue/shard-00000.safetensors"):  # fmt: skip
+    for path in (
+        "repo/model.safetensors",
+        "repo/README.md",
+        "results.json",
+        "space/space_config.json",
+        "space/model/model.safetensors",
+        "space/catalogue/shard-00000.safetensors",
+    ):
         assert oct(os.stat(tmp_path / path).st_mode & 0o777) == oct(expected), path

@@ -75,8 +75,13 @@ def start_app(folder: Path, hf_home: Path, proxy: str | None = None) -> tuple[su
     port = free_port()
     # no HF_HUB_OFFLINE: the app itself must keep off the network (a proxy sees what it would send)
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "HF_HUB_OFFLINE")}
-    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), HF_HOME=str(hf_home),
-               NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        HF_HOME=str(hf_home),
+        NO_PROXY="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
     if proxy:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[name] = env[name.lower()] = proxy
@@ -128,8 +133,20 @@ def space(tmp_path_factory, space_model, processor, catalogue) -> Path:
     processor.save_pretrained(root / "model")
     items_file = root / "items.jsonl"
     items_file.write_text("".join(json.dumps(item) + "\n" for item in catalogue))
-    argv = ["space", "--model", str(root / "model"), "--items", str(items_file), "--output", str(root / "space"),
-            "--model-repo", "org/embsum-tiny", "--title", "Tiny EmbSum", "--no-progress"]  # fmt: skip
+    argv = [
+        "space",
+        "--model",
+        str(root / "model"),
+        "--items",
+        str(items_file),
+        "--output",
+        str(root / "space"),
+        "--model-repo",
+        "org/embsum-tiny",
+        "--title",
+        "Tiny EmbSum",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     return root / "space"
 
@@ -196,8 +213,20 @@ def test_space_folder_is_complete_and_self_contained(space, catalogue, space_mod
     assert texts[3] == {key: catalogue[3][key] for key in ("item_id", "title", "abstract", "category")}
     imports = [line for line in (space / "app.py").read_text().splitlines() if line.startswith(("import ", "from "))]
     modules = {line.split()[1].split(".")[0] for line in imports}
-    assert modules <= {"__future__", "os", "importlib", "json", "logging", "time", "pathlib", "gradio", "pandas",
-                       "torch", "safetensors", "transformers"}, modules  # fmt: skip
+    assert modules <= {
+        "__future__",
+        "os",
+        "importlib",
+        "json",
+        "logging",
+        "time",
+        "pathlib",
+        "gradio",
+        "pandas",
+        "torch",
+        "safetensors",
+        "transformers",
+    }, modules
     assert {"configuration_embsum.py", "modeling_embsum.py", "pipeline_embsum.py"} <= set(os.listdir(space / "model"))
     settings = json.loads((space / "space_config.json").read_text())
     assert settings["model"] == "model" and settings["examples"][0]["history"]  # a few catalogue items
@@ -208,8 +237,12 @@ def test_the_spaces_model_card_is_the_models(tmp_path, space, space_model, proce
     (license, data, results, "trained on clicks alone" kept), and the Space's card states the model's license."""
     from embsum_hf.hub import EmbSumModelCardData, save_repo
 
-    facts = EmbSumModelCardData(data_domain="mind", dataset_name="MIND-small", summary_rows=0,
-                                evaluations=[{"split": "dev", "step": 4, "metrics": {"auc": 0.61}}])  # fmt: skip
+    facts = EmbSumModelCardData(
+        data_domain="mind",
+        dataset_name="MIND-small",
+        summary_rows=0,
+        evaluations=[{"split": "dev", "step": 4, "metrics": {"auc": 0.61}}],
+    )
     run = save_repo(space_model, processor, tmp_path / "run", card_kwargs=facts)
     items = str(space / "catalogue" / "items.jsonl")
     common = ["--model-repo", "org/embsum-tiny", "--no-progress"]
@@ -243,11 +276,25 @@ def test_space_refuses_a_foreign_folder_and_a_mismatched_store(tmp_path, space, 
 def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path, space, space_model, processor):
     """`--items` as MIND-format data (example users from its histories), then as an existing item store of the same
     model with a Hub id to link instead of bundling (nothing re-encoded: the store's shards are copied)."""
-    data = make_synthetic_mind(tmp_path / "data", num_users=30, num_news=60, num_train_impressions=40,
-                               num_dev_impressions=20, max_history=12)  # fmt: skip
+    data = make_synthetic_mind(
+        tmp_path / "data", num_users=30, num_news=60, num_train_impressions=40, num_dev_impressions=20, max_history=12
+    )
     out = tmp_path / "from-data"
-    assert main(["space", "--model", str(space / "model"), "--items", str(data / "dev"), "--output", str(out),
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "space",
+                "--model",
+                str(space / "model"),
+                "--items",
+                str(data / "dev"),
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     settings = json.loads((out / "space_config.json").read_text())
     assert len(settings["examples"]) == 3
     assert all(example["name"].startswith("User ") for example in settings["examples"])
@@ -257,8 +304,20 @@ def test_space_from_a_data_folder_and_from_a_store_with_a_linked_model(tmp_path,
     assert len(EmbeddingStore.load(out / "catalogue")) == 60 and SpaceCard.load(out / "README.md").data.models is None
 
     linked = tmp_path / "linked"
-    argv = ["space", "--model", str(space / "model"), "--items", str(space / "catalogue"), "--output", str(linked),
-            "--data", str(space / "catalogue" / "items.jsonl"), "--model-repo", "org/embsum-tiny", "--link-model"]
+    argv = [
+        "space",
+        "--model",
+        str(space / "model"),
+        "--items",
+        str(space / "catalogue"),
+        "--output",
+        str(linked),
+        "--data",
+        str(space / "catalogue" / "items.jsonl"),
+        "--model-repo",
+        "org/embsum-tiny",
+        "--link-model",
+    ]
     assert main(argv) == 0
     assert not (linked / "model").exists() and json.loads((linked / "space_config.json").read_text())["model"] == (
         "org/embsum-tiny"
@@ -396,6 +455,7 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
     try:
         driver.get(app)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#history textarea")))
+
         # before the first query the table shows its column names, not "1 2 3" (once the table has rendered)
         def headers(d) -> list[str]:
             cells = d.find_elements(By.CSS_SELECTOR, "#ranking [role=columnheader]")
@@ -435,8 +495,13 @@ def test_browser_recommend_explain_and_mark_as_read(app, space, space_model, pro
 
         # mark the top recommendation as read: it joins the history (top line) and leaves the ranking
         driver.find_element(By.CSS_SELECTOR, "#mark-read").click()
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#history textarea").get_attribute("value")
-                   .startswith(table[0][1] + "\n"))  # fmt: skip
+        wait.until(
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#history textarea")
+                .get_attribute("value")
+                .startswith(table[0][1] + "\n")
+            )
+        )
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#status"), "history of 4"))
         wait.until(lambda d: page_ranking(d) and page_ranking(d)[0][3] != table[0][3])
         after = page_ranking(driver)
@@ -512,8 +577,18 @@ def test_a_space_of_a_model_with_an_item_prior_ranks_as_the_package(tmp_path, to
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     (tmp_path / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
-    argv = ["space", "--model", str(tmp_path / "model"), "--items", str(tmp_path / "items.jsonl"), "--output",
-            str(tmp_path / "space"), "--model-repo", "org/embsum-prior", "--no-progress"]  # fmt: skip
+    argv = [
+        "space",
+        "--model",
+        str(tmp_path / "model"),
+        "--items",
+        str(tmp_path / "items.jsonl"),
+        "--output",
+        str(tmp_path / "space"),
+        "--model-repo",
+        "org/embsum-prior",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     (tmp_path / "hf_home").mkdir()
     process, url, _ = start_app(tmp_path / "space", tmp_path / "hf_home")

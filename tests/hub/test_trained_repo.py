@@ -60,11 +60,32 @@ print("ANSWERS" + json.dumps({
 def train_args(root: Path, output: Path, *extra: str) -> list[str]:
     data = root / "mind"
     return [
-        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"), "--tokenizer",
-        str(data / "tokenizer"), "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY,
-        "--backbone", str(root / "t5"), "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
-        "--eval_strategy", "steps", "--eval_steps", "2", *extra,
-    ]  # fmt: skip
+        "train",
+        "--train_data",
+        str(data / "train"),
+        "--eval_data",
+        str(data / "dev"),
+        "--tokenizer",
+        str(data / "tokenizer"),
+        "--summaries",
+        str(data / "summaries.jsonl"),
+        "--output_dir",
+        str(output),
+        *TINY,
+        "--backbone",
+        str(root / "t5"),
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +97,9 @@ def run(tmp_path_factory, tokenizer) -> Path:
     )
     tokenizer.save_pretrained(data / "tokenizer")
     torch.manual_seed(0)
-    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1,
-                  decoder_start_token_id=0)  # fmt: skip
+    t5 = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1, decoder_start_token_id=0
+    )
     T5ForConditionalGeneration(t5).save_pretrained(root / "t5")
     assert main(train_args(root, root / "run", "--max_steps", "4")) == 0
     return root / "run"
@@ -110,8 +132,13 @@ def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-I", "-c", FRESH_PROCESS, str(folder), json.dumps(PAYLOAD)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.split("ANSWERS", 1)[1])
     assert answers["classes"] == ["EmbSumConfig", "EmbSumModel", "EmbSumProcessor", "EmbSumRecommendationPipeline"]
@@ -187,8 +214,17 @@ def test_card_inputs_may_add_prose_but_not_contradict_the_run(tmp_path, run, cap
 def test_a_run_without_summaries_says_so_in_its_card(tmp_path, run):
     """`embsum train` without `--summaries` (and with `--no-progress`, the flag every command takes): the card says
     the model learned from clicks alone; the run with summaries names how many rows had one and who wrote them."""
-    argv = train_args(run.parent, tmp_path / "clicks", "--max_steps", "2", "--eval_strategy", "no",
-                      "--save_strategy", "no", "--no-progress")  # fmt: skip
+    argv = train_args(
+        run.parent,
+        tmp_path / "clicks",
+        "--max_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--no-progress",
+    )
     at = argv.index("--summaries")
     del argv[at : at + 2]
     assert main(argv) == 0

@@ -100,8 +100,11 @@ def test_collapsed_model_triggers_the_warning(tokenizer, config, processor, capl
     model = EmbSumModel(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(40):
-        output = model(**batch, candidate_input_ids=candidates["item_input_ids"],
-                       candidate_attention_mask=candidates["item_attention_mask"])  # fmt: skip
+        output = model(
+            **batch,
+            candidate_input_ids=candidates["item_input_ids"],
+            candidate_attention_mask=candidates["item_attention_mask"],
+        )
         optimizer.zero_grad()
         output.summary_loss.backward()
         optimizer.step()

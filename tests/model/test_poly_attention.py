@@ -73,8 +73,12 @@ def test_score_matches_loop_shared_and_per_user_items():
 
 @pytest.mark.parametrize(
     "upe_shape, cpe_shape, message",
-    [((4, 8), (5, 2, 8), "user_embeddings"), ((3, 4, 8), (5, 2, 7), "width"), ((3, 4, 8), (2, 5, 2, 8), "B = 3"),
-     ((3, 4, 8), (8,), "item_embeddings must")],
+    [
+        ((4, 8), (5, 2, 8), "user_embeddings"),
+        ((3, 4, 8), (5, 2, 7), "width"),
+        ((3, 4, 8), (2, 5, 2, 8), "B = 3"),
+        ((3, 4, 8), (8,), "item_embeddings must"),
+    ],
 )
 def test_score_rejects_mismatched_shapes(upe_shape, cpe_shape, message):
     with pytest.raises(ValueError, match=message):

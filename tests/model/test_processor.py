@@ -87,8 +87,13 @@ def test_strings_are_the_first_field_and_calls_return_batch_features(processor, 
     users = processor.encode_users([titles, []])
     assert torch.equal(users["session_input_ids"][0], processor.encode_users([as_dicts])["session_input_ids"][0])
     both = processor(histories=[titles], items=titles, summaries=["space fan"])
-    assert set(both) == {"session_input_ids", "session_attention_mask", "summary_labels", "item_input_ids",
-                         "item_attention_mask"}  # fmt: skip
+    assert set(both) == {
+        "session_input_ids",
+        "session_attention_mask",
+        "summary_labels",
+        "item_input_ids",
+        "item_attention_mask",
+    }
     moved = both.to("meta")  # BatchFeature.to moves every tensor
     assert all(value.device.type == "meta" for value in moved.values())
     with pytest.raises(ValueError, match=r"item must be an item dict or a string, got int"):

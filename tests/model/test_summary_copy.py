@@ -40,8 +40,10 @@ def test_copy_loss_is_the_mixture_nll_and_round_trips(tmp_path, tokenizer, proce
     assert not tiny_config(tokenizer).summary_copy  # off by default
     torch.manual_seed(0)
     model = EmbSumModel(config).eval()
-    assert any(name.startswith(EmbSumModel.new_layer_prefixes) for name, _ in model.summary_copy.named_parameters(
-        prefix="summary_copy"))  # fmt: skip
+    assert any(
+        name.startswith(EmbSumModel.new_layer_prefixes)
+        for name, _ in model.summary_copy.named_parameters(prefix="summary_copy")
+    )
     users = users_of(processor, items, ["The user is interested in sports.", "Space.", "Food."])
     candidates = processor.pad_candidates([processor.tokenize_items(items[30:32])] * 3)
     labels = users["summary_labels"]
@@ -79,8 +81,10 @@ STEPS = 60
 
 
 def one_word_users(processor, words):
-    items = [{"item_id": f"W{i}", "title": word, "abstract": "news", "category": "news", "subcategory": "news"}
-             for i, word in enumerate(words)]  # fmt: skip
+    items = [
+        {"item_id": f"W{i}", "title": word, "abstract": "news", "category": "news", "subcategory": "news"}
+        for i, word in enumerate(words)
+    ]
     users = processor.encode_users([[item] for item in items], [f"The user is interested in {w}." for w in words])
     return users, items
 

@@ -48,18 +48,73 @@ def data_commands(world: World, tmp: Path, data: Path) -> dict[str, list[str]]:
     return {
         "evaluate": ["evaluate", "--model", model, "--data", str(data), "--output", str(tmp / "out.json")],
         "predict": ["predict", "--model", model, "--data", str(data), "--output", str(tmp / "out.json")],
-        "encode-items": ["encode-items", "--model", model, "--data", str(data), "--output", str(tmp / "out.json"),
-                         "--no-progress"],
-        "encode-users": ["encode-users", "--model", model, "--data", str(data), "--output", str(tmp / "out.json"),
-                         "--no-progress"],
-        "summarize": ["summarize", "--data", str(data), "--backend", "heuristic", "--output", str(tmp / "out.json"),
-                      "--no-progress"],
-        "recommend": ["recommend", "--users", str(world.users_store), "--items", str(world.items_store),
-                      "--exclude-history", "--data", str(data), "--output", str(tmp / "out.json"), "--no-progress"],
+        "encode-items": [
+            "encode-items",
+            "--model",
+            model,
+            "--data",
+            str(data),
+            "--output",
+            str(tmp / "out.json"),
+            "--no-progress",
+        ],
+        "encode-users": [
+            "encode-users",
+            "--model",
+            model,
+            "--data",
+            str(data),
+            "--output",
+            str(tmp / "out.json"),
+            "--no-progress",
+        ],
+        "summarize": [
+            "summarize",
+            "--data",
+            str(data),
+            "--backend",
+            "heuristic",
+            "--output",
+            str(tmp / "out.json"),
+            "--no-progress",
+        ],
+        "recommend": [
+            "recommend",
+            "--users",
+            str(world.users_store),
+            "--items",
+            str(world.items_store),
+            "--exclude-history",
+            "--data",
+            str(data),
+            "--output",
+            str(tmp / "out.json"),
+            "--no-progress",
+        ],
         "prepare": ["prepare", "--dataset", "mind", "--train_data", str(data), "--output_dir", str(tmp / "out.json")],
-        "train": ["train", "--dataset", "mind", "--train_data", str(data), "--output_dir", str(tmp / "out.json"),
-                  "--max_steps", "1", "--vocab_size", "120", "--d_model", "16", "--num_layers", "1",
-                  "--num_heads", "2", "--d_ff", "16", "--report_to", "none"],
+        "train": [
+            "train",
+            "--dataset",
+            "mind",
+            "--train_data",
+            str(data),
+            "--output_dir",
+            str(tmp / "out.json"),
+            "--max_steps",
+            "1",
+            "--vocab_size",
+            "120",
+            "--d_model",
+            "16",
+            "--num_layers",
+            "1",
+            "--num_heads",
+            "2",
+            "--d_ff",
+            "16",
+            "--report_to",
+            "none",
+        ],
     }
 
 
@@ -68,7 +123,7 @@ SAVED_READERS = ("evaluate", "predict", "encode-items", "encode-users", "summari
 
 
 def _replace(lines: list[str], index: int, line: str) -> list[str]:
-    return lines[:index] + [line] + lines[index + 1:]
+    return lines[:index] + [line] + lines[index + 1 :]
 
 
 def _mind(news=None, behaviors=None, raw_news: bytes | None = None, raw_behaviors: bytes | None = None):
@@ -105,7 +160,8 @@ MIND_DAMAGE = {  # name -> (folder builder, names the error must hold, expect)
         ["no impressions", "unknown_candidate_item"],
     ),
     "behaviors-duplicate-impression": (
-        _mind(behaviors=behavior_lines() + [behavior_lines()[0]]), ["duplicate impression id '1'"]
+        _mind(behaviors=behavior_lines() + [behavior_lines()[0]]),
+        ["duplicate impression id '1'"],
     ),
     "behaviors-duplicate-impression-12": (  # reported once, with its count (not once per repeat)
         _mind(behaviors=behavior_lines() + [behavior_lines()[0]] * 11),
@@ -128,8 +184,13 @@ MIND_SKIPS = {  # counted, not refused: name -> (builder, what must be printed, 
         {},
     ),
     "mostly-unknown-history": (
-        _mind(behaviors=_replace(behavior_lines(), 0, "1\tU1\t11/15/2019 8:55:22 AM\t" +
-                                 " ".join(f"X{i}" for i in range(30)) + "\tN10-1 N11-0 N12-0")),
+        _mind(
+            behaviors=_replace(
+                behavior_lines(),
+                0,
+                "1\tU1\t11/15/2019 8:55:22 AM\t" + " ".join(f"X{i}" for i in range(30)) + "\tN10-1 N11-0 N12-0",
+            )
+        ),
         ["unknown_history_item: 30", "warning: most of the input"],
         {},
     ),
@@ -161,7 +222,8 @@ SAVED_DAMAGE = {
     "meta-no-domain": (_meta('{"split": "x"}'), ["recommendation_data.json", "domain"]),
     "items-missing": (_saved(lambda f: shutil.rmtree(f / "items")), ["items"]),
     "impressions-damaged": (
-        _saved(lambda f: [p.write_bytes(b"garbage") for p in (f / "impressions").glob("*.arrow")]), ["impressions"]
+        _saved(lambda f: [p.write_bytes(b"garbage") for p in (f / "impressions").glob("*.arrow")]),
+        ["impressions"],
     ),
 }
 
@@ -176,8 +238,18 @@ def model_commands(world: World, tmp: Path, model: Path) -> dict[str, list[str]]
         "predict": ["predict", "--model", str(model), "--data", data, "--output", out],
         "encode-items": ["encode-items", "--model", str(model), "--data", data, "--output", out, "--no-progress"],
         "encode-users": ["encode-users", "--model", str(model), "--data", data, "--output", out, "--no-progress"],
-        "summarize": ["summarize", "--model", str(model), "--data", data, "--backend", "embsum", "--output", out,
-                      "--no-progress"],
+        "summarize": [
+            "summarize",
+            "--model",
+            str(model),
+            "--data",
+            data,
+            "--backend",
+            "embsum",
+            "--output",
+            out,
+            "--no-progress",
+        ],
         "push": ["push", "--model", str(model), "--repo", "org/x", "--dry-run", out],
     }
 
@@ -264,13 +336,16 @@ STORE_DAMAGE = {  # name -> (damage, names the error must hold)
     "manifest-kind-unknown": (_edit_manifest(lambda m: m.update(kind="movies")), ["store.json", "kind"]),
     "manifest-incomplete": (_edit_manifest(lambda m: m.update(complete=False)), ["incomplete"]),
     "manifest-more-shards": (
-        _edit_manifest(lambda m: m.update(num_shards=m["num_shards"] + 3)), ["store.json", "num_shards"]
+        _edit_manifest(lambda m: m.update(num_shards=m["num_shards"] + 3)),
+        ["store.json", "num_shards"],
     ),
     "manifest-shard-parent": (
-        _edit_manifest(lambda m: m["shards"].__setitem__(0, "../shard-00000.safetensors")), ["store.json", "shards[0]"]
+        _edit_manifest(lambda m: m["shards"].__setitem__(0, "../shard-00000.safetensors")),
+        ["store.json", "shards[0]"],
     ),
     "manifest-shard-absolute": (
-        _edit_manifest(lambda m: m["shards"].__setitem__(0, "/etc/passwd")), ["store.json", "shards[0]"]
+        _edit_manifest(lambda m: m["shards"].__setitem__(0, "/etc/passwd")),
+        ["store.json", "shards[0]"],
     ),
     "manifest-dtype": (_edit_manifest(lambda m: m.update(dtype="int8")), ["store.json", "dtype"]),
     "manifest-format": (_edit_manifest(lambda m: m.update(format_version=2)), ["store.json", "format"]),
@@ -280,12 +355,15 @@ STORE_DAMAGE = {  # name -> (damage, names the error must hold)
     "manifest-missing": (lambda f: (f / "store.json").unlink(), ["store.json"]),
     "ids-not-json": (lambda f: (f / "ids.json").write_text("[oops"), ["ids.json"]),
     "ids-repeated": (
-        lambda f: (f / "ids.json").write_text(json.dumps([json.loads((f / "ids.json").read_text())[0]] *
-                                                         len(json.loads((f / "ids.json").read_text())))),
+        lambda f: (f / "ids.json").write_text(
+            json.dumps([json.loads((f / "ids.json").read_text())[0]] * len(json.loads((f / "ids.json").read_text())))
+        ),
         ["ids.json", "repeat"],
     ),
-    "ids-count": (lambda f: (f / "ids.json").write_text(json.dumps(json.loads((f / "ids.json").read_text())[:-1])),
-                  ["ids.json"]),
+    "ids-count": (
+        lambda f: (f / "ids.json").write_text(json.dumps(json.loads((f / "ids.json").read_text())[:-1])),
+        ["ids.json"],
+    ),
     "ids-not-strings": (
         lambda f: (f / "ids.json").write_text(json.dumps(list(range(len(json.loads((f / "ids.json").read_text())))))),
         ["ids.json"],
@@ -314,8 +392,26 @@ def loader_commands(tmp: Path, flags: list[str]) -> dict[str, list[str]]:
     out = str(tmp / "out.json")
     return {
         "prepare": ["prepare", *flags, "--output_dir", out],
-        "train": ["train", *flags, "--output_dir", out, "--max_steps", "1", "--vocab_size", "120", "--d_model", "16",
-                  "--num_layers", "1", "--num_heads", "2", "--d_ff", "16", "--report_to", "none"],
+        "train": [
+            "train",
+            *flags,
+            "--output_dir",
+            out,
+            "--max_steps",
+            "1",
+            "--vocab_size",
+            "120",
+            "--d_model",
+            "16",
+            "--num_layers",
+            "1",
+            "--num_heads",
+            "2",
+            "--d_ff",
+            "16",
+            "--report_to",
+            "none",
+        ],
     }
 
 
@@ -343,16 +439,23 @@ def _set(key, value):
 
 
 GOODREADS_DAMAGE = {
-    "interactions-gz-truncated": (_goodreads(damage_interactions=lambda p: _truncate(p, 0.6)),
-                                  ["interactions.json.gz"]),
-    "interactions-gz-corrupted": (_goodreads(damage_interactions=_corrupt_gzip), ["interactions.json.gz"]),
-    "interactions-not-gzip": (_goodreads(damage_interactions=lambda p: p.write_text('{"a": 1}\n')),
-                              ["interactions.json.gz"]),
-    "interactions-bad-json": (
-        _goodreads(interactions=goodreads_interactions()[:3] + ["{not json"]), ["interactions.json.gz:4", "JSON"]
+    "interactions-gz-truncated": (
+        _goodreads(damage_interactions=lambda p: _truncate(p, 0.6)),
+        ["interactions.json.gz"],
     ),
-    "interactions-array-line": (_goodreads(interactions=goodreads_interactions()[:3] + [[1, 2]]),
-                                ["interactions.json.gz:4"]),
+    "interactions-gz-corrupted": (_goodreads(damage_interactions=_corrupt_gzip), ["interactions.json.gz"]),
+    "interactions-not-gzip": (
+        _goodreads(damage_interactions=lambda p: p.write_text('{"a": 1}\n')),
+        ["interactions.json.gz"],
+    ),
+    "interactions-bad-json": (
+        _goodreads(interactions=goodreads_interactions()[:3] + ["{not json"]),
+        ["interactions.json.gz:4", "JSON"],
+    ),
+    "interactions-array-line": (
+        _goodreads(interactions=goodreads_interactions()[:3] + [[1, 2]]),
+        ["interactions.json.gz:4"],
+    ),
     "interactions-no-rating": (
         _goodreads(interactions=_records(goodreads_interactions(), 2, lambda r: r.pop("rating"))),
         ["interactions.json.gz:3", "rating"],
@@ -387,14 +490,22 @@ GOODREADS_DAMAGE = {
     ),
     "books-empty-file": (_goodreads(damage_books=lambda p: p.write_bytes(b"")), ["books.json.gz", "no books"]),
     "books-gz-truncated": (_goodreads(damage_books=lambda p: _truncate(p, 0.6)), ["books.json.gz"]),
-    "books-authors-string": (_goodreads(books=_records(goodreads_books(), 1, _set("authors", "Ann"))),
-                             ["books.json.gz:2", "authors"]),
-    "books-authors-number": (_goodreads(books=_records(goodreads_books(), 1, _set("authors", 7))),
-                             ["books.json.gz:2", "authors"]),
-    "books-authors-strings": (_goodreads(books=_records(goodreads_books(), 1, _set("authors", ["Ann"]))),
-                              ["books.json.gz:2", "authors"]),
-    "books-shelves-string": (_goodreads(books=_records(goodreads_books(), 1, _set("popular_shelves", "poetry"))),
-                             ["books.json.gz:2", "popular_shelves"]),
+    "books-authors-string": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("authors", "Ann"))),
+        ["books.json.gz:2", "authors"],
+    ),
+    "books-authors-number": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("authors", 7))),
+        ["books.json.gz:2", "authors"],
+    ),
+    "books-authors-strings": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("authors", ["Ann"]))),
+        ["books.json.gz:2", "authors"],
+    ),
+    "books-shelves-string": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("popular_shelves", "poetry"))),
+        ["books.json.gz:2", "popular_shelves"],
+    ),
     "books-shelves-object": (
         _goodreads(books=_records(goodreads_books(), 1, _set("popular_shelves", {"name": "x"}))),
         ["books.json.gz:2", "popular_shelves"],
@@ -403,15 +514,27 @@ GOODREADS_DAMAGE = {
         _goodreads(books=_records(goodreads_books(), 1, _set("popular_shelves", [{"name": "x", "count": "many"}]))),
         ["books.json.gz:2", "popular_shelves"],
     ),
-    "books-title-list": (_goodreads(books=_records(goodreads_books(), 1, _set("title", ["a", "b"]))),
-                         ["books.json.gz:2", "title"]),
-    "books-id-null": (_goodreads(books=_records(goodreads_books(), 1, _set("book_id", None))),
-                      ["books.json.gz:2", "book_id"]),
+    "books-title-list": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("title", ["a", "b"]))),
+        ["books.json.gz:2", "title"],
+    ),
+    "books-id-null": (
+        _goodreads(books=_records(goodreads_books(), 1, _set("book_id", None))),
+        ["books.json.gz:2", "book_id"],
+    ),
 }
 
 
-def _custom(items=None, logs=None, extra=(), items_name="items.jsonl", logs_name="logs.jsonl", raw_logs=None,
-            raw_items: bytes | None = None, parquet_keep: float | None = None):
+def _custom(
+    items=None,
+    logs=None,
+    extra=(),
+    items_name="items.jsonl",
+    logs_name="logs.jsonl",
+    raw_logs=None,
+    raw_items: bytes | None = None,
+    parquet_keep: float | None = None,
+):
     def flags(tmp: Path) -> list[str]:
         if items_name.endswith(".parquet"):
             import pyarrow as pa
@@ -435,37 +558,59 @@ def _custom(items=None, logs=None, extra=(), items_name="items.jsonl", logs_name
 
 CUSTOM_DAMAGE = {
     "logs-user-null": (_custom(logs=_records(custom_logs(), 3, _set("user_id", None))), ["logs.jsonl:4", "user_id"]),
-    "logs-user-object": (_custom(logs=_records(custom_logs(), 3, _set("user_id", {"a": 1}))),
-                         ["logs.jsonl:4", "user_id"]),
+    "logs-user-object": (
+        _custom(logs=_records(custom_logs(), 3, _set("user_id", {"a": 1}))),
+        ["logs.jsonl:4", "user_id"],
+    ),
     "logs-item-list": (_custom(logs=_records(custom_logs(), 3, _set("item_id", ["I1"]))), ["logs.jsonl:4", "item_id"]),
     "logs-item-bool": (_custom(logs=_records(custom_logs(), 3, _set("item_id", True))), ["logs.jsonl:4", "item_id"]),
-    "logs-time-infinity": (_custom(logs=_records(custom_logs(), 3, _set("timestamp", "Infinity"))),
-                           ["logs.jsonl:4", "timestamp"]),
-    "logs-time-nan": (_custom(raw_logs='{"user_id": "u", "item_id": "I1", "label": 1, "timestamp": NaN}\n'),
-                      ["logs.jsonl:1", "timestamp"]),
-    "logs-time-text": (_custom(logs=_records(custom_logs(), 3, _set("timestamp", "soon"))),
-                       ["logs.jsonl:4", "timestamp"]),
-    "logs-time-negative-huge": (_custom(logs=_records(custom_logs(), 3, _set("timestamp", -1e20))),
-                                ["logs.jsonl:4", "timestamp"]),
+    "logs-time-infinity": (
+        _custom(logs=_records(custom_logs(), 3, _set("timestamp", "Infinity"))),
+        ["logs.jsonl:4", "timestamp"],
+    ),
+    "logs-time-nan": (
+        _custom(raw_logs='{"user_id": "u", "item_id": "I1", "label": 1, "timestamp": NaN}\n'),
+        ["logs.jsonl:1", "timestamp"],
+    ),
+    "logs-time-text": (
+        _custom(logs=_records(custom_logs(), 3, _set("timestamp", "soon"))),
+        ["logs.jsonl:4", "timestamp"],
+    ),
+    "logs-time-negative-huge": (
+        _custom(logs=_records(custom_logs(), 3, _set("timestamp", -1e20))),
+        ["logs.jsonl:4", "timestamp"],
+    ),
     "logs-label-two": (_custom(logs=_records(custom_logs(), 3, _set("label", 2))), ["logs.jsonl:4", "label"]),
     "logs-label-null": (_custom(logs=_records(custom_logs(), 3, _set("label", None))), ["logs.jsonl:4", "label"]),
-    "logs-no-user-column": (_custom(logs=_records(custom_logs(), 0, lambda r: r.pop("user_id"))),
-                            ["logs.jsonl:1", "user_id"]),
-    "logs-huge-integer": (_custom(raw_logs='{"user_id": ' + "9" * 5000 + ', "item_id": "I1", "label": 1, '
-                                           '"timestamp": 1}\n'), ["logs.jsonl:1"]),
+    "logs-no-user-column": (
+        _custom(logs=_records(custom_logs(), 0, lambda r: r.pop("user_id"))),
+        ["logs.jsonl:1", "user_id"],
+    ),
+    "logs-huge-integer": (
+        _custom(raw_logs='{"user_id": ' + "9" * 5000 + ', "item_id": "I1", "label": 1, "timestamp": 1}\n'),
+        ["logs.jsonl:1"],
+    ),
     "logs-deep-nesting": (_custom(raw_logs='{"user_id": ' + "[" * 100_000 + "]" * 100_000 + "}\n"), ["logs.jsonl:1"]),
-    "logs-all-unknown": (_custom(logs=[{**r, "item_id": "X" + r["item_id"]} for r in custom_logs()]),
-                         ["no impressions", "unknown_interaction_item"]),
+    "logs-all-unknown": (
+        _custom(logs=[{**r, "item_id": "X" + r["item_id"]} for r in custom_logs()]),
+        ["no impressions", "unknown_interaction_item"],
+    ),
     "logs-no-clicks": (_custom(logs=[{**r, "label": 0} for r in custom_logs()]), ["no"]),
     "logs-csv-unsupported": (_custom(logs_name="logs.xml"), ["logs.xml", "unsupported"]),
-    "items-title-list": (_custom(items=_records(custom_items(), 2, _set("title", ["a", "b"]))),
-                         ["items.jsonl:3", "title"]),
-    "items-title-object": (_custom(items=_records(custom_items(), 2, _set("title", {"en": "a"}))),
-                           ["items.jsonl:3", "title"]),
+    "items-title-list": (
+        _custom(items=_records(custom_items(), 2, _set("title", ["a", "b"]))),
+        ["items.jsonl:3", "title"],
+    ),
+    "items-title-object": (
+        _custom(items=_records(custom_items(), 2, _set("title", {"en": "a"}))),
+        ["items.jsonl:3", "title"],
+    ),
     "items-id-null": (_custom(items=_records(custom_items(), 2, _set("item_id", None))), ["items.jsonl:3", "item_id"]),
     "items-empty": (_custom(items=[]), ["items.jsonl", "empty"]),
-    "items-parquet-random": (_custom(items_name="items.parquet", raw_items=b"PAR1" + bytes(range(256)) * 8),
-                             ["items.parquet"]),
+    "items-parquet-random": (
+        _custom(items_name="items.parquet", raw_items=b"PAR1" + bytes(range(256)) * 8),
+        ["items.parquet"],
+    ),
     "items-parquet-truncated": (_custom(items_name="items.parquet", parquet_keep=0.7), ["items.parquet"]),
 }
 
@@ -489,57 +634,143 @@ def flag_cases() -> list[Case]:
     cases = []
 
     def recommend(*flags):
-        return lambda world, tmp: ["recommend", "--users", str(world.users_store), "--items", str(world.items_store),
-                                   "--output", str(tmp / "recs"), "--no-progress", *flags]
+        return lambda world, tmp: [
+            "recommend",
+            "--users",
+            str(world.users_store),
+            "--items",
+            str(world.items_store),
+            "--output",
+            str(tmp / "recs"),
+            "--no-progress",
+            *flags,
+        ]
 
     for flags, name in [
-        (("--k", "0"), "k"), (("--k", "-1"), "k"), (("--faiss", "--nprobe", "-1"), "nprobe"),
-        (("--faiss", "--nprobe", "0"), "nprobe"), (("--faiss", "--num-candidates", "-1"), "num-candidates"),
+        (("--k", "0"), "k"),
+        (("--k", "-1"), "k"),
+        (("--faiss", "--nprobe", "-1"), "nprobe"),
+        (("--faiss", "--nprobe", "0"), "nprobe"),
+        (("--faiss", "--num-candidates", "-1"), "num-candidates"),
         (("--faiss", "--num-candidates", "0"), "num-candidates"),
         (("--exclude-history",), "--data"),
     ]:
-        cases.append(Case(f"flag-recommend{''.join(flags)}", recommend(*flags), [name],
-                          output="recs/part-00000.jsonl"))
-    cases.append(Case("flag-recommend-users-are-items",
-                      lambda world, tmp: ["recommend", "--users", str(world.items_store), "--items",
-                                          str(world.items_store), "--output", str(tmp / "recs")], ["items"]))
+        cases.append(
+            Case(f"flag-recommend{''.join(flags)}", recommend(*flags), [name], output="recs/part-00000.jsonl")
+        )
+    cases.append(
+        Case(
+            "flag-recommend-users-are-items",
+            lambda world, tmp: [
+                "recommend",
+                "--users",
+                str(world.items_store),
+                "--items",
+                str(world.items_store),
+                "--output",
+                str(tmp / "recs"),
+            ],
+            ["items"],
+        )
+    )
     for command in ("encode-items", "encode-users"):
         for flag in ("--batch-size", "--shard-size"):
             for value in ("0", "-1"):
-                cases.append(Case(
-                    f"flag-{command}{flag}{value}",
-                    lambda world, tmp, c=command, f=flag, v=value: [c, "--model", str(world.model), "--data",
-                                                                    str(world.mind), "--output", str(tmp / "store"),
-                                                                    "--no-progress", f, v],
-                    [flag], output="store/ids.json",
-                ))
+                cases.append(
+                    Case(
+                        f"flag-{command}{flag}{value}",
+                        lambda world, tmp, c=command, f=flag, v=value: [
+                            c,
+                            "--model",
+                            str(world.model),
+                            "--data",
+                            str(world.mind),
+                            "--output",
+                            str(tmp / "store"),
+                            "--no-progress",
+                            f,
+                            v,
+                        ],
+                        [flag],
+                        output="store/ids.json",
+                    )
+                )
 
     def into_other_store(world: World, tmp: Path) -> list[str]:
         shutil.copytree(world.users_store, tmp / "store")
-        return ["encode-items", "--model", str(world.model), "--data", str(world.mind), "--output",
-                str(tmp / "store"), "--no-progress"]
+        return [
+            "encode-items",
+            "--model",
+            str(world.model),
+            "--data",
+            str(world.mind),
+            "--output",
+            str(tmp / "store"),
+            "--no-progress",
+        ]
 
-    cases.append(Case("flag-encode-items-over-users-store", into_other_store, ["users store", "store"],
-                      after=lambda tmp: _assert_kind(tmp / "store", "users")))
+    cases.append(
+        Case(
+            "flag-encode-items-over-users-store",
+            into_other_store,
+            ["users store", "store"],
+            after=lambda tmp: _assert_kind(tmp / "store", "users"),
+        )
+    )
     for value in ("0", "-5"):
+
         def vocab(world, tmp, v=value):
             return loader_commands(tmp, ["--dataset", "mind", "--train_data", str(world.mind)])["train"] + [
-                "--vocab_size", v]
+                "--vocab_size",
+                v,
+            ]
 
         cases.append(Case(f"flag-train-vocab_size{value}", vocab, ["vocab_size"]))
-    for flag, value in [("--batch-size", "0"), ("--max-users", "-1"), ("--concurrency", "0"), ("--timeout", "-1"),
-                        ("--max-new-tokens", "0")]:
-        cases.append(Case(
-            f"flag-summarize{flag}{value}",
-            lambda world, tmp, f=flag, v=value: ["summarize", "--data", str(world.mind), "--backend", "heuristic",
-                                                 "--output", str(tmp / "s.jsonl"), "--no-progress", f, v],
-            [flag.lstrip("-")], output="s.jsonl",
-        ))
-    cases.append(Case("flag-evaluate-split-missing",
-                      lambda world, tmp: ["evaluate", "--model", str(world.model), "--data", str(tmp / "no-such"),
-                                          "--output", str(tmp / "m.json")], ["no-such"], output="m.json"))
-    cases.append(Case("flag-evaluate-writes-no-cache-into-data", _evaluate_copy, [], expect="ok",
-                      after=_assert_no_cache))
+    for flag, value in [
+        ("--batch-size", "0"),
+        ("--max-users", "-1"),
+        ("--concurrency", "0"),
+        ("--timeout", "-1"),
+        ("--max-new-tokens", "0"),
+    ]:
+        cases.append(
+            Case(
+                f"flag-summarize{flag}{value}",
+                lambda world, tmp, f=flag, v=value: [
+                    "summarize",
+                    "--data",
+                    str(world.mind),
+                    "--backend",
+                    "heuristic",
+                    "--output",
+                    str(tmp / "s.jsonl"),
+                    "--no-progress",
+                    f,
+                    v,
+                ],
+                [flag.lstrip("-")],
+                output="s.jsonl",
+            )
+        )
+    cases.append(
+        Case(
+            "flag-evaluate-split-missing",
+            lambda world, tmp: [
+                "evaluate",
+                "--model",
+                str(world.model),
+                "--data",
+                str(tmp / "no-such"),
+                "--output",
+                str(tmp / "m.json"),
+            ],
+            ["no-such"],
+            output="m.json",
+        )
+    )
+    cases.append(
+        Case("flag-evaluate-writes-no-cache-into-data", _evaluate_copy, [], expect="ok", after=_assert_no_cache)
+    )
     cases += second_round_flag_cases(recommend)
     return cases
 
@@ -547,62 +778,120 @@ def flag_cases() -> list[Case]:
 def second_round_flag_cases(recommend) -> list[Case]:
     """Messages that say what was written, values named, and refusals that were too strict (issue 22)."""
     cases = [
-        Case("flag-recommend--k-beyond-catalogue", recommend("--k", "100000"),
-             ["top 24 items (--top-k 100000: the catalogue holds 24) of 4 users"], expect="ok",
-             absent=["top 100000"], after=lambda tmp: _assert_items_per_user(tmp / "recs", 24)),
-        Case("flag-recommend--faiss-num-candidates-below-k",
-             recommend("--faiss", "--num-candidates", "3", "--k", "10"), ["--num-candidates 3", "--top-k 10"],
-             output="recs/part-00000.jsonl"),
+        Case(
+            "flag-recommend--k-beyond-catalogue",
+            recommend("--k", "100000"),
+            ["top 24 items (--top-k 100000: the catalogue holds 24) of 4 users"],
+            expect="ok",
+            absent=["top 100000"],
+            after=lambda tmp: _assert_items_per_user(tmp / "recs", 24),
+        ),
+        Case(
+            "flag-recommend--faiss-num-candidates-below-k",
+            recommend("--faiss", "--num-candidates", "3", "--k", "10"),
+            ["--num-candidates 3", "--top-k 10"],
+            output="recs/part-00000.jsonl",
+        ),
     ]
     for name, data in (("mind", lambda world: world.mind), ("saved", lambda world: world.saved)):
-        cases.append(Case(f"flag-evaluate-split-bogus-{name}",
-                          lambda world, tmp, d=data: ["evaluate", "--model", str(world.model), "--data", str(d(world)),
-                                                      "--split", "bogus", "--output", str(tmp / "m.json")],
-                          ["split 'bogus' not found"], output="m.json"))
+        cases.append(
+            Case(
+                f"flag-evaluate-split-bogus-{name}",
+                lambda world, tmp, d=data: [
+                    "evaluate",
+                    "--model",
+                    str(world.model),
+                    "--data",
+                    str(d(world)),
+                    "--split",
+                    "bogus",
+                    "--output",
+                    str(tmp / "m.json"),
+                ],
+                ["split 'bogus' not found"],
+                output="m.json",
+            )
+        )
 
     def no_clicks(world: World, tmp: Path) -> list[str]:
         rows = [(*row[:4], row[4].replace("-1", "-0")) for row in BEHAVIORS]
         data = write_mind(tmp / "mind", behaviors=behavior_lines(rows))
         return ["evaluate", "--model", str(world.model), "--data", str(data), "--output", str(tmp / "m.json")]
 
-    cases.append(Case("flag-evaluate-no-clicks", no_clicks,
-                      ["are undefined (null)", "has both a click and a non-click"], expect="ok", absent=["NaN"],
-                      after=_assert_strict_json))
+    cases.append(
+        Case(
+            "flag-evaluate-no-clicks",
+            no_clicks,
+            ["are undefined (null)", "has both a click and a non-click"],
+            expect="ok",
+            absent=["NaN"],
+            after=_assert_strict_json,
+        )
+    )
 
     def train(world: World, tmp: Path, *flags: str) -> list[str]:
         return loader_commands(tmp, ["--dataset", "mind", "--train_data", str(world.mind)])["train"] + list(flags)
 
-    cases.append(Case("flag-train-summary_loss_weight-1", lambda world, tmp: train(world, tmp, "--summary_loss_weight",
-                                                                                    "-1"),
-                      ["summary_loss_weight must be >= 0, got -1"], output="out.json"))
-    cases.append(Case("flag-train-resume-nonexistent",
-                      lambda world, tmp: train(world, tmp, "--resume_from_checkpoint", str(tmp / "no-such")),
-                      ["no-such: no such checkpoint folder"], output="out.json/model.safetensors"))
+    cases.append(
+        Case(
+            "flag-train-summary_loss_weight-1",
+            lambda world, tmp: train(world, tmp, "--summary_loss_weight", "-1"),
+            ["summary_loss_weight must be >= 0, got -1"],
+            output="out.json",
+        )
+    )
+    cases.append(
+        Case(
+            "flag-train-resume-nonexistent",
+            lambda world, tmp: train(world, tmp, "--resume_from_checkpoint", str(tmp / "no-such")),
+            ["no-such: no such checkpoint folder"],
+            output="out.json/model.safetensors",
+        )
+    )
 
     def encode_empty_behaviors(world: World, tmp: Path) -> list[str]:
         data = write_mind(tmp / "mind", behaviors=[])
-        return ["encode-items", "--model", str(world.model), "--data", str(data), "--output", str(tmp / "store"),
-                "--no-progress"]
+        return [
+            "encode-items",
+            "--model",
+            str(world.model),
+            "--data",
+            str(data),
+            "--output",
+            str(tmp / "store"),
+            "--no-progress",
+        ]
 
     cases.append(Case("flag-encode-items-empty-behaviors", encode_empty_behaviors, ["wrote 24 items"], expect="ok"))
     for name, rows in (
         ("unlabeled", [(*row[:4], " ".join(token[:-2] for token in row[4].split())) for row in BEHAVIORS]),
         ("click-free", [(*row[:4], row[4].replace("-1", "-0")) for row in BEHAVIORS]),
     ):
+
         def prepare(world, tmp, r=rows):
             data = write_mind(tmp / "mind", behaviors=behavior_lines(r))
             return ["prepare", "--dataset", "mind", "--train_data", str(data), "--output_dir", str(tmp / "out")]
 
-        cases.append(Case(f"flag-prepare-{name}-mind", prepare, ["5 impressions"], expect="ok",
-                          after=lambda tmp: _assert_saved_split(tmp / "out" / "data" / "train")))
+        cases.append(
+            Case(
+                f"flag-prepare-{name}-mind",
+                prepare,
+                ["5 impressions"],
+                expect="ok",
+                after=lambda tmp: _assert_saved_split(tmp / "out" / "data" / "train"),
+            )
+        )
     return cases
 
 
 def _assert_items_per_user(output: Path, count: int) -> None:
     manifest = json.loads((output / "recommendations.json").read_text())
     assert manifest["items_per_user"] == {"min": count, "max": count}
-    lengths = {len(json.loads(line)["item_ids"]) for part in manifest["parts"]
-               for line in (output / part).read_text().splitlines()}
+    lengths = {
+        len(json.loads(line)["item_ids"])
+        for part in manifest["parts"]
+        for line in (output / part).read_text().splitlines()
+    }
     assert lengths == {count}
 
 
@@ -622,8 +911,9 @@ def _assert_saved_split(folder: Path) -> None:
 
 def _evaluate_copy(world: World, tmp: Path) -> list[str]:
     shutil.copytree(world.saved, tmp / "data")
-    (tmp / "before.txt").write_text("\n".join(sorted(str(p.relative_to(tmp / "data"))
-                                                     for p in (tmp / "data").rglob("*"))))
+    (tmp / "before.txt").write_text(
+        "\n".join(sorted(str(p.relative_to(tmp / "data")) for p in (tmp / "data").rglob("*")))
+    )
     return ["evaluate", "--model", str(world.model), "--data", str(tmp / "data"), "--output", str(tmp / "m.json")]
 
 
@@ -651,71 +941,138 @@ def all_cases() -> list[Case]:
             if command == "encode-items" and damage in ("news-empty", "behaviors-all-unknown"):
                 # encoding items needs no impressions: no items is refused, dropped impressions are only counted
                 expect, named = ("refuse", ["no items"]) if damage == "news-empty" else ("skip", names[1:])
-                cases.append(Case(f"mind-{damage}-{command}",
-                                  lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
-                                  named, expect=expect))
+                cases.append(
+                    Case(
+                        f"mind-{damage}-{command}",
+                        lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
+                        named,
+                        expect=expect,
+                    )
+                )
                 continue
-            cases.append(Case(f"mind-{damage}-{command}",
-                              lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
-                              named, output="out.json"))
+            cases.append(
+                Case(
+                    f"mind-{damage}-{command}",
+                    lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
+                    named,
+                    output="out.json",
+                )
+            )
     for damage, (build, names, refusing) in MIND_SKIPS.items():
         for command in MIND_READERS:
             if command == "train":
                 continue  # training on the tiny world is not a fast case; prepare reads the same loader
             if command in refusing:
-                cases.append(Case(f"mind-{damage}-{command}",
-                                  lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
-                                  refusing[command], output="out.json"))
+                cases.append(
+                    Case(
+                        f"mind-{damage}-{command}",
+                        lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
+                        refusing[command],
+                        output="out.json",
+                    )
+                )
             else:
-                cases.append(Case(f"mind-{damage}-{command}",
-                                  lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
-                                  names, expect="skip"))
+                cases.append(
+                    Case(
+                        f"mind-{damage}-{command}",
+                        lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp))[c],
+                        names,
+                        expect="skip",
+                    )
+                )
     for damage, (build, names) in SAVED_DAMAGE.items():
         for command in SAVED_READERS:
-            cases.append(Case(f"saved-{damage}-{command}",
-                              lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp, world))[c],
-                              names, output="out.json"))
-    for command, named in (("encode-items", ["items embeddings", "NaN", "'N0'"]),
-                           ("encode-users", ["users embeddings", "NaN", "'U1'"]), ("evaluate", ["NaN"])):
-        cases.append(Case(f"model-weights-nan-{command}",
-                          lambda world, tmp, c=command: model_commands(
-                              world, tmp, _model(_nan_embeddings)(tmp, world))[c],
-                          named, output="out.json/ids.json"))
-    cases.append(Case("mind-unknown-candidate-predict--drop-unknown-candidates",
-                      lambda world, tmp: data_commands(world, tmp, MIND_SKIPS["unknown-candidate"][0](tmp))["predict"]
-                      + ["--drop-unknown-candidates"], ["unknown_candidate_item: 1"], expect="skip"))
+            cases.append(
+                Case(
+                    f"saved-{damage}-{command}",
+                    lambda world, tmp, b=build, c=command: data_commands(world, tmp, b(tmp, world))[c],
+                    names,
+                    output="out.json",
+                )
+            )
+    for command, named in (
+        ("encode-items", ["items embeddings", "NaN", "'N0'"]),
+        ("encode-users", ["users embeddings", "NaN", "'U1'"]),
+        ("evaluate", ["NaN"]),
+    ):
+        cases.append(
+            Case(
+                f"model-weights-nan-{command}",
+                lambda world, tmp, c=command: model_commands(world, tmp, _model(_nan_embeddings)(tmp, world))[c],
+                named,
+                output="out.json/ids.json",
+            )
+        )
+    cases.append(
+        Case(
+            "mind-unknown-candidate-predict--drop-unknown-candidates",
+            lambda world, tmp: (
+                data_commands(world, tmp, MIND_SKIPS["unknown-candidate"][0](tmp))["predict"]
+                + ["--drop-unknown-candidates"]
+            ),
+            ["unknown_candidate_item: 1"],
+            expect="skip",
+        )
+    )
     for damage, (build, names) in MODEL_DAMAGE.items():
         for command in ("evaluate", "predict", "encode-items", "encode-users", "summarize", "push"):
-            cases.append(Case(f"model-{damage}-{command}",
-                              lambda world, tmp, b=build, c=command: model_commands(world, tmp, b(tmp, world))[c],
-                              names, output="out.json"))
+            cases.append(
+                Case(
+                    f"model-{damage}-{command}",
+                    lambda world, tmp, b=build, c=command: model_commands(world, tmp, b(tmp, world))[c],
+                    names,
+                    output="out.json",
+                )
+            )
     for damage, (change, names) in STORE_DAMAGE.items():
         for kind in ("users", "items"):
+
             def argv(world, tmp, k=kind, c=change):
                 store = _store(k, c)(tmp, world)
                 users, items = (store, world.items_store) if k == "users" else (world.users_store, store)
-                return ["recommend", "--users", str(users), "--items", str(items), "--output", str(tmp / "recs"),
-                        "--no-progress"]
+                return [
+                    "recommend",
+                    "--users",
+                    str(users),
+                    "--items",
+                    str(items),
+                    "--output",
+                    str(tmp / "recs"),
+                    "--no-progress",
+                ]
+
             cases.append(Case(f"store-{kind}-{damage}-recommend", argv, names, output="recs/part-00000.jsonl"))
     for table in (GOODREADS_DAMAGE, CUSTOM_DAMAGE):
         for damage, (flags, names) in table.items():
             for command in ("prepare", "train"):
                 prefix = "goodreads" if table is GOODREADS_DAMAGE else "custom"
                 if damage == "logs-no-clicks" and command == "prepare":  # saved for summaries; training refuses it
-                    cases.append(Case(f"{prefix}-{damage}-{command}",
-                                      lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
-                                      ["impressions"], expect="ok"))
+                    cases.append(
+                        Case(
+                            f"{prefix}-{damage}-{command}",
+                            lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
+                            ["impressions"],
+                            expect="ok",
+                        )
+                    )
                     continue
-                cases.append(Case(f"{prefix}-{damage}-{command}",
-                                  lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
-                                  names, output="out.json"))
+                cases.append(
+                    Case(
+                        f"{prefix}-{damage}-{command}",
+                        lambda world, tmp, f=flags, c=command: loader_commands(tmp, f(tmp))[c],
+                        names,
+                        output="out.json",
+                    )
+                )
     for name, (filename, text, names) in RECIPES.items():
         # `prepare` reads its part of a training recipe and ignores the other keys (documented), so an unknown key
         # is refused by `train` only
         for command in ("prepare", "train") if name != "yaml-unknown-key" else ("train",):
+
             def argv(world, tmp, f=filename, t=text, c=command):
                 (tmp / f).write_text(t)
                 return [c, str(tmp / f)]
+
             cases.append(Case(f"recipe-{name}-{command}", argv, names))
     cases += flag_cases()
     return cases

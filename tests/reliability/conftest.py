@@ -2,7 +2,11 @@
 
 
 def pytest_terminal_summary(terminalreporter):
-    ran = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
-           if "reliability" in r.nodeid and r.when == "call"]
+    ran = [
+        r
+        for key in ("passed", "failed")
+        for r in terminalreporter.stats.get(key, [])
+        if "reliability" in r.nodeid and r.when == "call"
+    ]
     if ran:
         terminalreporter.write_line(f"reliability: {len(ran)} cases run")

@@ -88,8 +88,14 @@ def custom_logs() -> list[dict]:
     rows = []
     for user in range(3):
         for i in range(8):
-            rows.append({"user_id": f"u{user}", "item_id": f"I{i}", "label": (i + user) % 2,
-                         "timestamp": 1_600_000_000 + 100 * (i // 2)})
+            rows.append(
+                {
+                    "user_id": f"u{user}",
+                    "item_id": f"I{i}",
+                    "label": (i + user) % 2,
+                    "timestamp": 1_600_000_000 + 100 * (i // 2),
+                }
+            )
     return rows
 
 
@@ -198,8 +204,18 @@ def prepare_parent() -> None:
     import importlib
 
     torch.set_num_threads(1)
-    for module in ("embsum_hf.cli", "embsum_hf.training.recipe", "embsum_hf.serving", "embsum_hf.teacher",
-                   "embsum_hf.hub", "embsum_hf.metrics", "faiss", "yaml", "datasets", "safetensors.torch"):
+    for module in (
+        "embsum_hf.cli",
+        "embsum_hf.training.recipe",
+        "embsum_hf.serving",
+        "embsum_hf.teacher",
+        "embsum_hf.hub",
+        "embsum_hf.metrics",
+        "faiss",
+        "yaml",
+        "datasets",
+        "safetensors.torch",
+    ):
         importlib.import_module(module)
     from embsum_hf.cli import build_parser
 

@@ -25,8 +25,18 @@ def world(tmp_path_factory, config, processor):
 
 
 def recommend(world, output, k):
-    return ["recommend", "--users", str(world.users_store), "--items", str(world.items_store), "--output",
-            str(output), "--k", str(k), "--no-progress"]
+    return [
+        "recommend",
+        "--users",
+        str(world.users_store),
+        "--items",
+        str(world.items_store),
+        "--output",
+        str(output),
+        "--k",
+        str(k),
+        "--no-progress",
+    ]
 
 
 def assert_consistent(output):
@@ -96,8 +106,19 @@ def test_killed_run_leaves_no_temporary_files_after_the_next(world, tmp_path):
 
 
 def encode(world, kind, output, *flags):
-    return [f"encode-{kind}", "--model", str(world.model), "--data", str(world.mind), "--output", str(output),
-            "--no-progress", "--shard-size", "2", *flags]
+    return [
+        f"encode-{kind}",
+        "--model",
+        str(world.model),
+        "--data",
+        str(world.mind),
+        "--output",
+        str(output),
+        "--no-progress",
+        "--shard-size",
+        "2",
+        *flags,
+    ]
 
 
 def summarize(world, output):
@@ -105,9 +126,31 @@ def summarize(world, output):
 
 
 def train(world, output):
-    return ["train", "--dataset", "mind", "--train_data", str(world.mind), "--output_dir", str(output), "--max_steps",
-            "1", "--vocab_size", "120", "--d_model", "16", "--num_layers", "1", "--num_heads", "2", "--d_ff", "16",
-            "--report_to", "none", "--disable_tqdm", "true"]
+    return [
+        "train",
+        "--dataset",
+        "mind",
+        "--train_data",
+        str(world.mind),
+        "--output_dir",
+        str(output),
+        "--max_steps",
+        "1",
+        "--vocab_size",
+        "120",
+        "--d_model",
+        "16",
+        "--num_layers",
+        "1",
+        "--num_heads",
+        "2",
+        "--d_ff",
+        "16",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
 
 
 @pytest.mark.parametrize("job", ["encode-items", "encode-users", "summarize", "train"])
@@ -149,8 +192,10 @@ def test_two_concurrent_encode_items_never_mix_dtypes(world, tmp_path, round):
     store is then wholly of one dtype, and `recommend` reads it."""
     store = tmp_path / "items"
     started = time.monotonic()
-    children = {dtype: fork_cli(encode(world, "items", store, "--dtype", dtype), tmp_path / dtype)
-                for dtype in ("float16", "float32")}
+    children = {
+        dtype: fork_cli(encode(world, "items", store, "--dtype", dtype), tmp_path / dtype)
+        for dtype in ("float16", "float32")
+    }
     results = {dtype: wait(*child, started) for dtype, child in children.items()}
     for result in results.values():
         assert "Traceback" not in result.stderr, result.stderr
@@ -159,8 +204,19 @@ def test_two_concurrent_encode_items_never_mix_dtypes(world, tmp_path, round):
     manifest = json.loads((store / "store.json").read_text())
     assert manifest["complete"] is True and results[manifest["dtype"]].status == 0
     assert shard_dtypes(store) == {"F16" if manifest["dtype"] == "float16" else "F32"}
-    ranked = run(["recommend", "--users", str(world.users_store), "--items", str(store), "--output",
-                  str(tmp_path / "recs"), "--no-progress"], tmp_path / "rec")
+    ranked = run(
+        [
+            "recommend",
+            "--users",
+            str(world.users_store),
+            "--items",
+            str(store),
+            "--output",
+            str(tmp_path / "recs"),
+            "--no-progress",
+        ],
+        tmp_path / "rec",
+    )
     assert ranked.status == 0, ranked.stderr
 
 

@@ -30,8 +30,15 @@ def nested(depth: int):
     return value
 
 
-LIMITS = dict(max_batch_users=3, max_history_items=20, max_candidates=20, max_field_chars=200, max_item_keys=8,
-              max_request_items=40, max_request_chars=3000)
+LIMITS = dict(
+    max_batch_users=3,
+    max_history_items=20,
+    max_candidates=20,
+    max_field_chars=200,
+    max_item_keys=8,
+    max_request_items=40,
+    max_request_chars=3000,
+)
 REFUSED = {  # payload -> the field its error names
     "surrogate-title": ({"inputs": user(candidates=[{**ITEM, "title": "a\ud800b"}])}, "inputs.candidates[0].title"),
     "surrogate-string-item": ({"inputs": user(history=["\udfff"])}, "inputs.history[0]"),
@@ -42,21 +49,31 @@ REFUSED = {  # payload -> the field its error names
     "json-string-nested-deep": ({"inputs": "[" * 2500 + "]" * 2500}, "inputs is a string but not readable JSON"),
     "json-string-huge-integer": ({"inputs": '{"history": [], "candidates": [' + "9" * 5000 + "]}"}, "inputs"),
     "json-string-too-long": ({"inputs": " " * 7000}, "inputs is longer"),
-    "nested-item-value": ({"inputs": user(candidates=[{**ITEM, "title": nested(100_000)}])},
-                          "inputs.candidates[0].title"),
+    "nested-item-value": (
+        {"inputs": user(candidates=[{**ITEM, "title": nested(100_000)}])},
+        "inputs.candidates[0].title",
+    ),
     "nested-history": ({"inputs": user(history=nested(100_000))}, "inputs.history"),
-    "nested-extra-value": ({"inputs": user(candidates=[{**ITEM, "meta": nested(50_000)}])},
-                           "inputs.candidates[0].meta"),
+    "nested-extra-value": (
+        {"inputs": user(candidates=[{**ITEM, "meta": nested(50_000)}])},
+        "inputs.candidates[0].meta",
+    ),
     "huge-integer-title": ({"inputs": user(candidates=[{**ITEM, "title": 10**5000}])}, "inputs.candidates[0].title"),
-    "huge-integer-extra": ({"inputs": user(candidates=[{**ITEM, "item_id": -(10**30)}])},
-                           "inputs.candidates[0].item_id"),
+    "huge-integer-extra": (
+        {"inputs": user(candidates=[{**ITEM, "item_id": -(10**30)}])},
+        "inputs.candidates[0].item_id",
+    ),
     "huge-integer-top-k": ({"inputs": user(), "parameters": {"top_k": 10**5000}}, "parameters.top_k"),
     "nan-field": ({"inputs": user(candidates=[{**ITEM, "title": float("nan")}])}, "inputs.candidates[0].title"),
     "infinite-field": ({"inputs": user(history=[{**ITEM, "abstract": float("-inf")}])}, "inputs.history[0].abstract"),
-    "too-many-items-in-all": ({"inputs": [user(history=[ITEM] * 15, candidates=[ITEM] * 15)] * 2},
-                              "inputs[1].history: the request holds more than 40"),
-    "too-many-chars-in-all": ({"inputs": user(candidates=[{**ITEM, "abstract": "x" * 190}] * 16)},
-                              "the request holds more than 3000 characters"),
+    "too-many-items-in-all": (
+        {"inputs": [user(history=[ITEM] * 15, candidates=[ITEM] * 15)] * 2},
+        "inputs[1].history: the request holds more than 40",
+    ),
+    "too-many-chars-in-all": (
+        {"inputs": user(candidates=[{**ITEM, "abstract": "x" * 190}] * 16)},
+        "the request holds more than 3000 characters",
+    ),
     "field-too-long": ({"inputs": user(candidates=["x" * 201])}, "inputs.candidates[0] is longer than 200"),
     "too-many-users": ({"inputs": [user()] * 4}, "inputs must hold 1 to 3 users"),
     "no-candidates": ({"inputs": user(candidates=[])}, "inputs.candidates must hold 1 to 20"),
@@ -71,8 +88,10 @@ REFUSED = {  # payload -> the field its error names
     "parameters-string": ({"inputs": user(), "parameters": "top_k=3"}, "parameters must be an object"),
     "parameter-negative": ({"inputs": user(), "parameters": {"num_explanations": -1}}, "parameters.num_explanations"),
     "parameter-float": ({"inputs": user(), "parameters": {"top_k": 2.5}}, "parameters.top_k"),
-    "parameter-unknown": ({"inputs": user(), "parameters": {"summary_kwargs": {"max_length": 10**9}}},
-                          "parameters.summary_kwargs"),
+    "parameter-unknown": (
+        {"inputs": user(), "parameters": {"summary_kwargs": {"max_length": 10**9}}},
+        "parameters.summary_kwargs",
+    ),
 }
 ANSWERED = {  # accepted payloads the pipeline must answer
     "plain": {"inputs": user()},
@@ -81,8 +100,10 @@ ANSWERED = {  # accepted payloads the pipeline must answer
     "emoji-and-rtl": {"inputs": user(candidates=["🚀 launch", "שלום עולם", "\u0000nul"])},
     "json-string": {"inputs": json.dumps(user())},
     "largest-integer": {"inputs": user(candidates=[{**ITEM, "item_id": 2**53}])},
-    "batch-with-everything": {"inputs": [user()] * 3,
-                              "parameters": {"top_k": 1, "return_summary": True, "return_explanations": True}},
+    "batch-with-everything": {
+        "inputs": [user()] * 3,
+        "parameters": {"top_k": 1, "return_summary": True, "return_explanations": True},
+    },
     "at-the-item-budget": {"inputs": [user(history=[ITEM] * 10, candidates=[ITEM] * 10)] * 2},
 }
 
@@ -136,10 +157,16 @@ def test_pipeline_refuses_bad_item_values_naming_them(endpoint, candidates, fiel
         endpoint.pipeline({"history": [], "candidates": candidates})
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("EMBSUM_MAX_CANDIDATES", "abc"), ("EMBSUM_MAX_CANDIDATES", "-5"), ("EMBSUM_MAX_REQUEST_CHARS", "0"),
-    ("EMBSUM_MAX_BATCH_USERS", "2.5"), ("EMBSUM_MAX_FIELD_CHARS", ""),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("EMBSUM_MAX_CANDIDATES", "abc"),
+        ("EMBSUM_MAX_CANDIDATES", "-5"),
+        ("EMBSUM_MAX_REQUEST_CHARS", "0"),
+        ("EMBSUM_MAX_BATCH_USERS", "2.5"),
+        ("EMBSUM_MAX_FIELD_CHARS", ""),
+    ],
+)
 def test_handler_settings_are_refused_at_start_up_naming_the_variable(monkeypatch, processor, variable, value):
     """A limit that is not a whole number >= 1 stops start-up naming the variable, instead of a bare ValueError or
     an endpoint that starts and then refuses every request."""
@@ -155,9 +182,7 @@ def test_handler_settings_accept_whole_numbers(monkeypatch, processor):
     assert (validator.max_candidates, validator.max_request_chars) == (7, 1)
 
 
-@pytest.mark.parametrize(
-    "value", [["a"], {"b": 1}, True, float("inf"), 10**20, "bad \ud800"], ids=repr
-)
+@pytest.mark.parametrize("value", [["a"], {"b": 1}, True, float("inf"), 10**20, "bad \ud800"], ids=repr)
 def test_pipeline_and_endpoint_refuse_a_value_with_one_message(endpoint, value):
     """One rule (the processor's `check_item_value`): the endpoint's message is the pipeline's, under `inputs.`."""
     candidates = [{**ITEM, "title": value}]

@@ -72,8 +72,23 @@ def test_refused_key_or_wrong_url_stops_the_run_once(serve, tmp_path, status):
 @pytest.mark.parametrize("base_url", ["localhost:8000/v1", "ftp://127.0.0.1/v1", "http:///v1", ""])
 def test_cli_refuses_a_bad_base_url_before_loading(tmp_path, base_url):
     mind = write_mind(tmp_path / "mind")
-    result = run(["summarize", "--data", str(mind), "--backend", "openai", "--model", "m", "--base-url", base_url,
-                  "--output", str(tmp_path / "s.jsonl"), "--no-progress"], tmp_path / "run")
+    result = run(
+        [
+            "summarize",
+            "--data",
+            str(mind),
+            "--backend",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            base_url,
+            "--output",
+            str(tmp_path / "s.jsonl"),
+            "--no-progress",
+        ],
+        tmp_path / "run",
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("embsum summarize: error:")]
     assert result.status == 2 and len(errors) == 1 and ("base_url" in errors[0] or "--base-url" in errors[0])
     assert "Traceback" not in result.stderr
@@ -83,8 +98,23 @@ def test_cli_redirect_is_one_line_error(serve, tmp_path):
     elsewhere = serve(Recorder(200))
     redirecting = serve(Recorder(307, location=elsewhere.url + "/chat/completions"))
     mind = write_mind(tmp_path / "mind")
-    result = run(["summarize", "--data", str(mind), "--backend", "openai", "--model", "m", "--base-url",
-                  redirecting.url, "--output", str(tmp_path / "s.jsonl"), "--no-progress"], tmp_path / "run",)
+    result = run(
+        [
+            "summarize",
+            "--data",
+            str(mind),
+            "--backend",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            redirecting.url,
+            "--output",
+            str(tmp_path / "s.jsonl"),
+            "--no-progress",
+        ],
+        tmp_path / "run",
+    )
     assert result.status == 2 and "Traceback" not in result.stderr
     assert "redirect" in [line for line in result.stderr.splitlines() if "error:" in line][0]
     assert elsewhere.seen == []

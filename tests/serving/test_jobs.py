@@ -185,10 +185,26 @@ def test_cli_encode_users_on_two_ranks(tmp_path, saved_model, mind_folder, items
 
     # a negative cache size is refused before anything is loaded or written: one line, exit status 2
     refused = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", "encode-users", "--model", str(saved_model), "--data",
-         str(mind_folder), "--output", str(tmp_path / "refused"), "--session-cache-mb", "-1"],
-        capture_output=True, text=True, env=environment(), cwd=REPO, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "embsum_hf.cli",
+            "encode-users",
+            "--model",
+            str(saved_model),
+            "--data",
+            str(mind_folder),
+            "--output",
+            str(tmp_path / "refused"),
+            "--session-cache-mb",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert refused.returncode == 2 and not (tmp_path / "refused").exists()
     assert "embsum encode-users: error: --session-cache-mb must be >= 0, got -1.0" in refused.stderr
 
@@ -200,9 +216,19 @@ def test_cli_recommend_on_two_ranks(tmp_path, saved_model, items):
     user_store = encode_users(model, processor, users, tmp_path / "users", shard_size=1, progress=False)
     torchrun = (str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "-m")
     result = run_cli(
-        "recommend", "--users", str(tmp_path / "users"), "--items", str(tmp_path / "items"),
-        "--output", str(tmp_path / "recs"), "--k", "3", "--no-progress",
-        launcher=torchrun, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1",
+        "recommend",
+        "--users",
+        str(tmp_path / "users"),
+        "--items",
+        str(tmp_path / "items"),
+        "--output",
+        str(tmp_path / "recs"),
+        "--k",
+        "3",
+        "--no-progress",
+        launcher=torchrun,
+        ACCELERATE_USE_CPU="1",
+        OMP_NUM_THREADS="1",
     )
     assert f"wrote the top 3 items of 4 users to {tmp_path / 'recs'} (exact)" in result.stdout
     assert "rank 0: 2 parts ranked, 0 reused" in result.stderr and "rank 1: 2 parts ranked, 0 reused" in result.stderr
@@ -213,9 +239,23 @@ def test_cli_recommend_on_two_ranks(tmp_path, saved_model, items):
 
     # a store that is not a user store: one clear line, exit status 2
     wrong = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", "recommend", "--users", str(tmp_path / "items"),
-         "--items", str(tmp_path / "items"), "--output", str(tmp_path / "wrong")],
-        capture_output=True, text=True, env=environment(), cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "embsum_hf.cli",
+            "recommend",
+            "--users",
+            str(tmp_path / "items"),
+            "--items",
+            str(tmp_path / "items"),
+            "--output",
+            str(tmp_path / "wrong"),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+        timeout=300,
     )
     assert wrong.returncode == 2
     assert f"embsum recommend: error: {tmp_path / 'items'} holds items embeddings, expected users" in wrong.stderr
@@ -227,8 +267,18 @@ def test_cli_recommend_excludes_each_users_history(tmp_path, saved_model, mind_f
     encode_items(model, processor, data.items, tmp_path / "items", progress=False)
     encode_users(model, processor, user_histories(data), tmp_path / "users", progress=False)
     result = run_cli(
-        "recommend", "--users", str(tmp_path / "users"), "--items", str(tmp_path / "items"),
-        "--output", str(tmp_path / "recs"), "--k", "30", "--exclude-history", "--data", str(mind_folder),
+        "recommend",
+        "--users",
+        str(tmp_path / "users"),
+        "--items",
+        str(tmp_path / "items"),
+        "--output",
+        str(tmp_path / "recs"),
+        "--k",
+        "30",
+        "--exclude-history",
+        "--data",
+        str(mind_folder),
         "--no-progress",
     )
     assert "(exact, history excluded)" in result.stdout

@@ -32,7 +32,10 @@ def saved(tmp_path_factory, tokenizer, processor):
 def summarize(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "embsum_hf.cli", "summarize", "--backend", "embsum", *args, "--no-progress"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -41,8 +44,20 @@ def summarize(*args: str) -> subprocess.CompletedProcess:
 def test_model_summaries_of_every_user_then_a_rerun_generates_none(tmp_path, saved):
     folder, data_root = saved
     store, export = tmp_path / "store.jsonl", tmp_path / "summaries.jsonl"
-    first = summarize("--model", str(folder), "--data", str(data_root), "--split", "train",
-                      "--output", str(store), "--export", str(export), "--batch-size", "3")
+    first = summarize(
+        "--model",
+        str(folder),
+        "--data",
+        str(data_root),
+        "--split",
+        "train",
+        "--output",
+        str(store),
+        "--export",
+        str(export),
+        "--batch-size",
+        "3",
+    )
     users = [(user_id, history) for user_id, history in user_histories(load_mind(data_root, "train")) if history]
     assert f"done {len(users)}, skipped 0, failed 0" in first.stdout and "backend embsum:" in first.stdout
 

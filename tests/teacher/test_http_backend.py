@@ -154,8 +154,9 @@ def test_a_reply_over_the_size_limit_is_refused_not_read_whole(server_factory, t
     backend = OpenAIChatBackend(server.base_url, "m", max_retries=3, backoff=0.01)
     assert backend.max_reply_bytes == MAX_REPLY_BYTES == 1 << 20
     with SummaryStore(tmp_path / "s.jsonl") as store:
-        stats = summarize_users(users("fine", "HUGE one", "HUGESTREAM two"), backend, store, domain="news",
-                                progress=False)  # fmt: skip
+        stats = summarize_users(
+            users("fine", "HUGE one", "HUGESTREAM two"), backend, store, domain="news", progress=False
+        )
         assert stats.done == 1 and store.as_dict() == {"U0": "Likes fine."}
     failures = dict(stats.failures)
     assert "reply of 3,000,0" in failures["U1"] and "over the 1,048,576-byte limit" in failures["U1"]

@@ -19,11 +19,48 @@ from embsum_hf.data import make_synthetic_mind
 from embsum_hf.metrics import read_prediction_file
 
 TINY = [
-    "--dataset", "mind", "--vocab_size", "300", "--d_model", "32", "--num_layers", "1", "--num_heads", "2",
-    "--d_ff", "64", "--dropout_rate", "0", "--num_user_codes", "4", "--num_item_codes", "2",
-    "--max_history_items", "8", "--session_max_tokens", "64", "--item_max_tokens", "16", "--summary_max_tokens", "8",
-    "--summary_mode", "start", "--rouge_users", "4", "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
-    "--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--seed", "3",
+    "--dataset",
+    "mind",
+    "--vocab_size",
+    "300",
+    "--d_model",
+    "32",
+    "--num_layers",
+    "1",
+    "--num_heads",
+    "2",
+    "--d_ff",
+    "64",
+    "--dropout_rate",
+    "0",
+    "--num_user_codes",
+    "4",
+    "--num_item_codes",
+    "2",
+    "--max_history_items",
+    "8",
+    "--session_max_tokens",
+    "64",
+    "--item_max_tokens",
+    "16",
+    "--summary_max_tokens",
+    "8",
+    "--summary_mode",
+    "start",
+    "--rouge_users",
+    "4",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "3e-3",
+    "--use_cpu",
+    "true",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "3",
 ]
 
 
@@ -34,7 +71,11 @@ def env() -> dict:
 def embsum(*args: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "embsum_hf.cli", *args],
-        capture_output=True, text=True, env=env(), timeout=600, **kwargs,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=600,
+        **kwargs,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -52,9 +93,19 @@ def data(tmp_path_factory, tokenizer) -> Path:
 
 def train_args(data: Path, output: Path, *extra: str) -> list[str]:
     return [
-        "train", "--train_data", str(data / "train"), "--eval_data", str(data / "dev"),
-        "--tokenizer", str(data / "tokenizer"),
-        "--summaries", str(data / "summaries.jsonl"), "--output_dir", str(output), *TINY, *extra,
+        "train",
+        "--train_data",
+        str(data / "train"),
+        "--eval_data",
+        str(data / "dev"),
+        "--tokenizer",
+        str(data / "tokenizer"),
+        "--summaries",
+        str(data / "summaries.jsonl"),
+        "--output_dir",
+        str(output),
+        *TINY,
+        *extra,
     ]
 
 
@@ -71,8 +122,20 @@ def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
     # 1-7, epoch 2 steps 8-14, epoch 3 steps 15-21; dropout on, so the dropout RNG must be restored as well as the
     # epoch-seeded negatives
     schedule = [
-        "--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--save_strategy", "steps",
-        "--save_steps", "2", "--logging_steps", "1", "--dropout_rate", "0.1", "--group_by_impression", "false",
+        "--num_train_epochs",
+        "3",
+        "--per_device_train_batch_size",
+        "16",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--dropout_rate",
+        "0.1",
+        "--group_by_impression",
+        "false",
     ]
     embsum(*train_args(data, tmp_path / "straight", *schedule))
     straight = load_file(tmp_path / "straight" / "model.safetensors")
@@ -83,7 +146,9 @@ def test_resume_in_every_epoch_gives_the_uninterrupted_weights(tmp_path, data):
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(
         [sys.executable, "-m", "embsum_hf.cli", *train_args(data, crashed, *schedule)],
-        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while not (crashed / "checkpoint-10" / "trainer_state.json").exists():
@@ -116,9 +181,20 @@ def test_two_seeded_runs_from_scratch_are_bitwise_identical(tmp_path, data):
     # no --tokenizer: each process trains its own tokenizer on the data (hash-ordered in the Rust trainer)
     for name in ("a", "b"):
         embsum(
-            "train", "--train_data", str(data / "train"), "--summaries", str(data / "summaries.jsonl"),
-            "--output_dir", str(tmp_path / name), *TINY, "--dropout_rate", "0.1", "--max_steps", "3",
-            "--save_strategy", "no",
+            "train",
+            "--train_data",
+            str(data / "train"),
+            "--summaries",
+            str(data / "summaries.jsonl"),
+            "--output_dir",
+            str(tmp_path / name),
+            *TINY,
+            "--dropout_rate",
+            "0.1",
+            "--max_steps",
+            "3",
+            "--save_strategy",
+            "no",
         )
     for file in ("tokenizer.json", "tokenizer_config.json", "config.json", "processor_config.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
@@ -130,9 +206,20 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
     common = ["--max_steps", "4", "--save_strategy", "no", "--eval_strategy", "no", "--summary_loss_weight", "0"]
     embsum(*train_args(data, tmp_path / "one", *common, "--per_device_train_batch_size", "8"))
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embsum_hf.cli",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "embsum_hf.cli",
         *train_args(data, tmp_path / "two", *common, "--per_device_train_batch_size", "4"),
     ]
     cpu = {**env(), "ACCELERATE_USE_CPU": "1"}

@@ -20,9 +20,20 @@ from embsum_hf.training import EmbSumTrainingArguments
 from embsum_hf.training.recipe import EmbSumRunArguments, load_splits, train_embsum
 
 TINY = dict(
-    vocab_size=300, d_model=32, num_layers=1, num_heads=2, d_ff=64, dropout_rate=0.0, num_user_codes=4,
-    num_item_codes=2, max_history_items=8, session_max_tokens=64, item_max_tokens=24, summary_max_tokens=8,
-    summary_mode="start", rouge_users=0,
+    vocab_size=300,
+    d_model=32,
+    num_layers=1,
+    num_heads=2,
+    d_ff=64,
+    dropout_rate=0.0,
+    num_user_codes=4,
+    num_item_codes=2,
+    max_history_items=8,
+    session_max_tokens=64,
+    item_max_tokens=24,
+    summary_max_tokens=8,
+    summary_mode="start",
+    rouge_users=0,
 )
 
 
@@ -45,8 +56,16 @@ def interactions(tmp_path_factory):
 def run(tmp_path, training: dict | None = None, **run_args) -> dict:
     args = EmbSumRunArguments(**TINY, **run_args)
     training_args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path / "model"), max_steps=3, per_device_train_batch_size=8, learning_rate=3e-3,
-        save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / "model"),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
         **(training or {}),
     )
     return train_embsum(args, training_args)
@@ -72,10 +91,15 @@ def custom_files(tmp_path, interactions) -> dict:
         writer.writerow(["uid", "item_id", "clicked", "ts", "shown_id"])
         writer.writerows((user, item, label, time.isoformat(), shown) for user, item, label, time, shown in rows)
     return dict(
-        dataset="custom", train_data=str(tmp_path / "log.csv"), items_data=str(tmp_path / "items.csv"),
-        text_columns="title,abstract,category", user_column="uid", label_column="clicked", time_column="ts",
+        dataset="custom",
+        train_data=str(tmp_path / "log.csv"),
+        items_data=str(tmp_path / "items.csv"),
+        text_columns="title,abstract,category",
+        user_column="uid",
+        label_column="clicked",
+        time_column="ts",
         impression_column="shown_id",
-    )  # fmt: skip
+    )
 
 
 def test_late_item_prior_through_the_recipe_records_its_weight_and_saves_the_fused_model(tmp_path, interactions):
@@ -84,8 +108,12 @@ def test_late_item_prior_through_the_recipe_records_its_weight_and_saves_the_fus
     from embsum_hf import EmbSumModel
     from embsum_hf.training.item_prior import PRIOR_WEIGHTS
 
-    results = run(tmp_path, item_prior=True, **custom_files(tmp_path, interactions),
-                  training=dict(item_prior_fusion="late", item_prior_history_draws=2))  # fmt: skip
+    results = run(
+        tmp_path,
+        item_prior=True,
+        **custom_files(tmp_path, interactions),
+        training=dict(item_prior_fusion="late", item_prior_history_draws=2),
+    )
     weight = results["item_prior_weight"]  # chosen on the dev split after training
     assert weight in PRIOR_WEIGHTS
     prior = EmbSumModel.from_pretrained(tmp_path / "model").item_prior.weight
@@ -98,9 +126,22 @@ def test_custom_items_table_and_log(tmp_path, interactions):
     assert_split_by_time(results, "custom")
     # the saved splits serve every command's --data: `embsum evaluate` on them reproduces the test metrics
     evaluated = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", "evaluate", "--model", str(tmp_path / "model"),
-         "--data", str(tmp_path / "model" / "data"), "--split", "test"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "embsum_hf.cli",
+            "evaluate",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path / "model" / "data"),
+            "--split",
+            "test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.loads(evaluated.stdout)
@@ -120,16 +161,26 @@ def test_prepare_saves_the_splits_train_would_use(tmp_path, interactions):
         writer.writerow(["user_id", "item_id", "label", "timestamp"])
         writer.writerows((user, item, label, time.isoformat()) for user, item, label, time, _ in rows)
     # a training config: `prepare` reads its data fields and output_dir, and ignores the training-only keys
-    config = {"dataset": "custom", "train_data": str(tmp_path / "log.csv"), "items_data": str(tmp_path / "items.csv"),
-              "output_dir": str(tmp_path / "run"), "learning_rate": 1e-4, "bf16": True}
+    config = {
+        "dataset": "custom",
+        "train_data": str(tmp_path / "log.csv"),
+        "items_data": str(tmp_path / "items.csv"),
+        "output_dir": str(tmp_path / "run"),
+        "learning_rate": 1e-4,
+        "bf16": True,
+    }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
         [sys.executable, "-m", "embsum_hf.cli", "prepare", str(tmp_path / "run.yaml")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = load_splits(EmbSumRunArguments(dataset="custom", train_data=config["train_data"],
-                                              items_data=config["items_data"]))
+    expected = load_splits(
+        EmbSumRunArguments(dataset="custom", train_data=config["train_data"], items_data=config["items_data"])
+    )
     for name in ("train", "dev", "test"):
         saved = load_data(tmp_path / "run" / "data", name)
         assert saved.split == f"custom:{name}"
@@ -140,20 +191,31 @@ def test_prepare_saves_the_splits_train_would_use(tmp_path, interactions):
 def test_goodreads_books_and_interactions(tmp_path, interactions):
     items, rows = interactions
     books = [
-        {"book_id": item["item_id"], "title": item["title"], "authors": [], "description": item["abstract"],
-         "popular_shelves": [{"name": "to-read", "count": "50"}, {"name": item["category"], "count": "9"}]}
+        {
+            "book_id": item["item_id"],
+            "title": item["title"],
+            "authors": [],
+            "description": item["abstract"],
+            "popular_shelves": [{"name": "to-read", "count": "50"}, {"name": item["category"], "count": "9"}],
+        }
         for item in items
     ]
     (tmp_path / "books.json").write_text("".join(json.dumps(book) + "\n" for book in books))
     ratings = [  # clicks as 5 stars, skips as 1 star (> 3 positive, < 3 negative)
-        {"user_id": user, "book_id": item, "rating": 5 if label else 1,
-         "date_added": time.strftime("%a %b %d %H:%M:%S -0700 %Y")}
+        {
+            "user_id": user,
+            "book_id": item,
+            "rating": 5 if label else 1,
+            "date_added": time.strftime("%a %b %d %H:%M:%S -0700 %Y"),
+        }
         for user, item, label, time, _ in rows
     ]
     (tmp_path / "interactions.json").write_text("".join(json.dumps(rating) + "\n" for rating in ratings))
 
     results = run(
-        tmp_path, dataset="goodreads", train_data=str(tmp_path / "interactions.json"),
+        tmp_path,
+        dataset="goodreads",
+        train_data=str(tmp_path / "interactions.json"),
         items_data=str(tmp_path / "books.json"),
     )
     assert_split_by_time(results, "goodreads")

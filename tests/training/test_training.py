@@ -399,10 +399,12 @@ def test_fit_item_prior_is_the_click_loss_map_bias():
     from embsum_hf.training.item_prior import fit_item_prior
 
     # "A" beats "B" 9 times in 10, "C" loses to both every time, "D" is never shown; "Z" has no prior row
-    rows = datasets.Dataset.from_dict({
-        "positive": ["A"] * 9 + ["B"] + ["A", "B"] * 5 + ["Z"],
-        "negative_pool": [["B"]] * 9 + [["A"]] + [["C"]] * 10 + [["A", "C"]],
-    })  # fmt: skip
+    rows = datasets.Dataset.from_dict(
+        {
+            "positive": ["A"] * 9 + ["B"] + ["A", "B"] * 5 + ["Z"],
+            "negative_pool": [["B"]] * 9 + [["A"]] + [["C"]] * 10 + [["A", "C"]],
+        }
+    )
     weights = fit_item_prior(rows, ["A", "B", "C", "D"], prior_std=10.0)
     assert weights.shape == (5,) and weights[0] == 0 and weights[4] == 0  # no-prior row, never-shown item
     assert weights[1] > weights[2] > weights[3]
@@ -465,8 +467,9 @@ def test_catalogue_negatives_are_uniform_unread_deterministic_and_redrawn(splits
     catalogue = list(train.items["item_id"])
 
     def examples_of(grouped: bool) -> TrainingExamples:
-        return TrainingExamples(rows, num_negatives=2, seed=3, group_by_impression=grouped, catalogue=catalogue,
-                                catalogue_negatives=5)  # fmt: skip
+        return TrainingExamples(
+            rows, num_negatives=2, seed=3, group_by_impression=grouped, catalogue=catalogue, catalogue_negatives=5
+        )
 
     examples, again = examples_of(True), examples_of(True)
     drawn = [examples[i] for i in range(len(examples))]
@@ -509,9 +512,16 @@ def test_item_prior_history_draws_count_every_read(splits, tmp_path):
     history_items = {item for history in train.impressions["history"] for item in history}
     assert history_items <= set(model.config.item_prior_ids)  # history reads are clicks of the fit: they need a row
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, learning_rate=0.0, report_to=[], use_cpu=True, disable_tqdm=True,
-        save_strategy="no", item_prior_history_draws=3, item_prior_std=5.0,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        max_steps=1,
+        learning_rate=0.0,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        item_prior_history_draws=3,
+        item_prior_std=5.0,
+    )
     trainer = build_trainer(model, processor, args, Splits(train, None, None))
     examples = trainer.train_dataset
     fit_rows = examples.prior_fit_rows(history_draws=3)
@@ -570,9 +580,17 @@ def test_late_item_prior_trains_the_content_model_alone_and_joins_with_the_dev_c
         EmbSumRunArguments(train_data="unused", item_prior=True, **RECIPE_SHAPE), train, {}
     )
     args = EmbSumTrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, learning_rate=1e-2, report_to=[], use_cpu=True, disable_tqdm=True,
-        save_strategy="no", eval_strategy="no", item_prior_fusion="late", item_prior_history_draws=2,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        max_steps=3,
+        learning_rate=1e-2,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        eval_strategy="no",
+        item_prior_fusion="late",
+        item_prior_history_draws=2,
+    )
     trainer = build_trainer(model, processor, args, Splits(train, dev, None))
     assert not model.item_prior.weight.requires_grad  # the content model trains alone
     fit = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ItemPriorFitCallback))

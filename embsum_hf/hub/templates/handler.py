@@ -87,8 +87,15 @@ class PayloadValidator:
         """Limits from the `EMBSUM_MAX_*` environment variables where set, else the defaults. A value that is not a
         whole number of at least 1 stops start-up with a `ValueError` naming the variable (a limit of 0 or less would
         refuse every request)."""
-        limits = ("max_batch_users", "max_history_items", "max_candidates", "max_field_chars", "max_item_keys",
-                  "max_request_items", "max_request_chars")
+        limits = (
+            "max_batch_users",
+            "max_history_items",
+            "max_candidates",
+            "max_field_chars",
+            "max_item_keys",
+            "max_request_items",
+            "max_request_chars",
+        )
         values = {}
         for name in limits:
             variable = f"EMBSUM_{name.upper()}"

@@ -165,8 +165,11 @@ class Recommender:
         history = history.groupby("history item", as_index=False, sort=False)["share"].sum()  # repeated titles
         pairs = pd.DataFrame(
             [
-                {"code pair": f"user {a + 1} x item {m + 1}", "share": float(weights[a, m]),
-                 "similarity": float(similarity[a, m])}  # fmt: skip
+                {
+                    "code pair": f"user {a + 1} x item {m + 1}",
+                    "share": float(weights[a, m]),
+                    "similarity": float(similarity[a, m]),
+                }
                 for a in range(weights.shape[0])
                 for m in range(weights.shape[1])
             ]
@@ -200,8 +203,12 @@ def results(user: dict, k: int, progress: gr.Progress, started: float) -> list:
     rows, scores = RECOMMENDER.rank(user, k)
     items = [RECOMMENDER.catalogue.items[row] for row in rows]
     labels = [f"{rank}. {RECOMMENDER.title(item)}" for rank, item in enumerate(items, start=1)]
-    columns = [range(1, len(items) + 1), [RECOMMENDER.title(item) for item in items],
-               [round(score, 4) for score in scores], [item["item_id"] for item in items]]  # fmt: skip
+    columns = [
+        range(1, len(items) + 1),
+        [RECOMMENDER.title(item) for item in items],
+        [round(score, 4) for score in scores],
+        [item["item_id"] for item in items],
+    ]
     table = pd.DataFrame(dict(zip(RANKING_COLUMNS, columns)))
     # the score axis includes 0, so a small spread between close scores does not look large
     chart = gr.BarPlot(
@@ -274,9 +281,12 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=2):
                 example = gr.Dropdown(choices=list(examples), value=None, label="Example users", elem_id="example")
                 history = gr.Textbox(
-                    lines=8, max_lines=20, label="Reading history: one item per line, most recent first",
-                    placeholder="Paste item titles here, one per line", elem_id="history",
-                )  # fmt: skip
+                    lines=8,
+                    max_lines=20,
+                    label="Reading history: one item per line, most recent first",
+                    placeholder="Paste item titles here, one per line",
+                    elem_id="history",
+                )
                 k = gr.Slider(1, LIMITS["max_k"], value=min(10, LIMITS["max_k"]), step=1, label="How many items")
                 run = gr.Button("Recommend", variant="primary", elem_id="recommend")
                 status = gr.Markdown(elem_id="status")
@@ -284,26 +294,45 @@ def build_demo() -> gr.Blocks:
                 summary = gr.Textbox(label="What the model thinks you like", interactive=False, elem_id="summary")
                 # named columns before the first query (an empty Dataframe would show "1 2 3" as its headers)
                 ranking = gr.Dataframe(
-                    value=pd.DataFrame(columns=RANKING_COLUMNS), label="Recommendations", interactive=False, wrap=True,
-                    column_widths=["10%", "60%", "15%", "15%"], elem_id="ranking",
-                )  # fmt: skip
+                    value=pd.DataFrame(columns=RANKING_COLUMNS),
+                    label="Recommendations",
+                    interactive=False,
+                    wrap=True,
+                    column_widths=["10%", "60%", "15%", "15%"],
+                    elem_id="ranking",
+                )
                 scores = gr.BarPlot(
-                    x="item", y="score", sort="-y", x_label_angle=-30, y_lim=[0, None],
-                    label="Scores (the axis starts at 0)", elem_id="scores-chart",
-                )  # fmt: skip
+                    x="item",
+                    y="score",
+                    sort="-y",
+                    x_label_angle=-30,
+                    y_lim=[0, None],
+                    label="Scores (the axis starts at 0)",
+                    elem_id="scores-chart",
+                )
         with gr.Row():
             with gr.Column():
                 choice = gr.Dropdown(choices=[], label="Explain a recommendation", elem_id="choice")
                 why = gr.Markdown(elem_id="why")
                 read = gr.Button("Mark as read", elem_id="mark-read")
             history_chart = gr.BarPlot(
-                x="history item", y="share", sort="-y", x_label_angle=-30, y_lim=[0, None],
-                label="History items behind the score", elem_id="why-history",
-            )  # fmt: skip
+                x="history item",
+                y="share",
+                sort="-y",
+                x_label_angle=-30,
+                y_lim=[0, None],
+                label="History items behind the score",
+                elem_id="why-history",
+            )
             pairs_chart = gr.BarPlot(
-                x="code pair", y="share", sort="-y", x_label_angle=-30, y_lim=[0, None],
-                label="User x item code pairs behind the score", elem_id="why-codes",
-            )  # fmt: skip
+                x="code pair",
+                y="share",
+                sort="-y",
+                x_label_angle=-30,
+                y_lim=[0, None],
+                label="User x item code pairs behind the score",
+                elem_id="why-codes",
+            )
         user = gr.State(None)
         outputs = [status, ranking, scores, summary, choice, history_chart, pairs_chart, why, user]
         example.change(lambda name: examples.get(name, ""), example, history, api_name=False)
