@@ -377,15 +377,20 @@ def main() -> None:
         default=None,
         help=f"train stage steps (default {TRAIN_STEPS}; --quick {QUICK_TRAIN_STEPS})",
     )
-    parser.add_argument("--report", default=None, help="print the table of a JSON written by --json, and exit")
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        default=None,
+        help="print the table of JSONs written by --json (several: one ladder run in pieces, e.g. one process per "
+        "size, merged by size; with --json, the merged JSON is written there), and exit",
+    )
     parser.add_argument("--child-setup", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--child-rows", help=argparse.SUPPRESS)
     parser.add_argument("--child-histories", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.report:
-        results = json.loads(Path(args.report).read_text(encoding="utf-8"))["results"]
-        return print(table(results, exponents(results)))
+        return report(args.report, args.json)
     if args.child_setup:
         return child_setup(*map(Path, args.child_setup))
     if args.child_rows:
@@ -413,6 +418,21 @@ def main() -> None:
     if args.json:
         _write(args.json, sizes, results, started, train_steps)
         print(f"wrote {args.json}")
+
+
+def report(paths: list[str], output: str | None) -> None:
+    """Print the table of one or more `--json` files, their sizes merged (a size measured twice: the later file's)."""
+    runs = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    by_size = {result["size"]: result for run in runs for result in run["results"]}
+    results = sorted(by_size.values(), key=lambda result: result["fraction"])
+    growth = exponents(results) if len(results) > 1 else {}
+    print(table(results, growth))
+    if output:
+        merged = {**runs[-1], "sizes": [r["size"] for r in results], "results": results, "exponents": growth}
+        merged["total_wall_s"] = round(sum(run["total_wall_s"] for run in runs), 1)
+        merged["merged_from"] = [Path(path).name for path in paths]
+        Path(output).write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {output}")
 
 
 def _write(path: str, sizes: list[Fraction], results: list[dict], started: float, train_steps: int) -> None:

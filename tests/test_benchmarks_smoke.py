@@ -79,3 +79,22 @@ def test_scale_smallest_ladder_writes_mind_data_and_measures_each_stage(tmp_path
     assert set(payload["exponents"]["rows"]) >= {"wall_s_all", "cpu_s_all", "peak_rss_mib_all"}
     rows_log = (tmp_path / "work" / "size-1-4096" / "rows.log").read_text()
     assert f"embsum_hf from {REPO}" in rows_log  # the stages ran this checkout's package
+
+    # a ladder run in pieces (one process per size) merges into the same table and exponents
+    pieces = []
+    for name, result_ in (("large", large), ("small", small)):  # in any order: merged by size
+        pieces.append(tmp_path / f"{name}.json")
+        pieces[-1].write_text(json.dumps({**payload, "sizes": [result_["size"]], "results": [result_]}))
+    merged_path = tmp_path / "merged.json"
+    merged = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", "--report", *map(str, pieces), "--json", str(merged_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    again = json.loads(merged_path.read_text())
+    assert again["sizes"] == ["1/8192", "1/4096"] and again["exponents"] == payload["exponents"]
+    assert "| rows |" in merged.stdout and again["merged_from"] == ["large.json", "small.json"]
