@@ -11,8 +11,9 @@ Every backend module imports `base` (the interface) and none imports another; th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 # public name -> the module that defines it
 _LAZY_NAMES = {
@@ -77,16 +78,7 @@ if TYPE_CHECKING:
     from .store import SummaryRecord, SummaryStore
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
-    globals()[name] = value  # the next access skips __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY_NAMES])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES, globals())
 
 
 def get_backend(name: str, **kwargs) -> TeacherBackend:
