@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pyarrow.compute as pc
 
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, cyclic_gc_paused
 from .sources import SOURCES
 
 logger = logging.getLogger(__name__)
@@ -61,13 +61,17 @@ def impressions_dataset(rows: Iterable[dict]) -> datasets.Dataset:
     """Build the impressions table from row dicts with the keys of `IMPRESSION_FEATURES` (a list or a stream): an
     in-memory Arrow table, built `IMPRESSION_CHUNK_ROWS` rows at a time."""
     chunks, batch = [], []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= IMPRESSION_CHUNK_ROWS:
+    # the rows are acyclic (dicts of strings and lists), freed by reference counting: the cyclic collector would only
+    # re-scan every live object (the items table, the batch) again and again, a cost that grows faster than the data
+    # (MIND-format 1/16 -> 1/8 of MINDlarge: 3.5 -> 8.5 of 28 -> 57 CPU-s)
+    with cyclic_gc_paused():
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= IMPRESSION_CHUNK_ROWS:
+                chunks.append(_impressions_chunk(batch))
+                batch = []
+        if batch or not chunks:
             chunks.append(_impressions_chunk(batch))
-            batch = []
-    if batch or not chunks:
-        chunks.append(_impressions_chunk(batch))
     return datasets.concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
 
 

@@ -71,3 +71,40 @@ def test_saved_data_round_trips_and_load_data_finds_it(tmp_path):
         load_data(tmp_path / "shop" / "test")
     with pytest.raises(FileNotFoundError, match="no saved RecommendationData"):
         RecommendationData.load_from_disk(tmp_path / "shop" / "test")
+
+
+def test_the_impressions_table_is_built_without_cyclic_collections_and_the_collector_comes_back():
+    import gc
+
+    from embsum_hf.data.schema import impressions_dataset
+
+    seen = []
+
+    def rows():
+        for n in range(3):
+            seen.append(gc.isenabled())
+            yield {
+                "impression_id": f"I{n}",
+                "user_id": "U",
+                "time": "",
+                "history": ["N1"],
+                "candidates": ["N2"],
+                "labels": [1],
+            }
+
+    assert gc.isenabled()
+    table = impressions_dataset(rows())
+    assert len(table) == 3 and seen == [False, False, False] and gc.isenabled()
+    gc.disable()  # a caller that paused it already keeps it paused
+    try:
+        impressions_dataset(rows())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def broken():
+        yield {"impression_id": "I0"}  # a row without its other columns: the build fails, the collector is back
+
+    with pytest.raises(KeyError):
+        impressions_dataset(broken())
+    assert gc.isenabled()
