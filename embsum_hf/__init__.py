@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401 (the package version, as `embsum_hf.__version__`)
 
 # public name -> the module that defines it
 _LAZY_NAMES = {

@@ -103,9 +103,9 @@ def _load_splits(args: DataArguments) -> Splits:
     if source.items_file and args.items_data is None:
         raise ValueError(f"items_data is required for {args.dataset} (the {source.items_file})")
     if source.split_by_time:
-        return Splits(*split_by_time(source.read(args, args.train_data, "train")))
+        return Splits(*split_by_time(source.read_split(args, args.train_data, "train")))
     paths = {"train": args.train_data, "dev": args.eval_data, "test": args.test_data}
-    train, dev, test = (source.read(args, path, split) if path else None for split, path in paths.items())
+    train, dev, test = (source.read_split(args, path, split) if path else None for split, path in paths.items())
     if args.paper_split and dev is not None:
         dev, test = split_dev_test(dev)
     return Splits(train, dev, test)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
@@ -12,7 +13,11 @@ from ._io import iter_records, parse_label, parse_time, read_item_table, require
 from .impressions import Grouping, Interaction, build_impressions
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 
-__all__ = ["load_custom"]
+if TYPE_CHECKING:  # the run's arguments, read by `read_split`
+    from .arguments import DataArguments
+
+
+__all__ = ["read_split", "load_custom"]
 
 
 def load_custom(
@@ -91,3 +96,18 @@ def load_custom(
 
     rows = build_impressions(events, grouping=grouping, window_size=window_size, max_history=max_history, stats=stats)
     return RecommendationData.from_rows(table.to_dataset(), rows, domain, split, stats)
+
+
+def read_split(args: DataArguments, path: str, split: str) -> RecommendationData:
+    """`embsum train --dataset custom`'s reading of the interactions file (`sources.SOURCES["custom"]`)."""
+    return load_custom(
+        args.items_data,
+        path,
+        id_column=args.id_column,
+        text_columns=args.text_columns.split(",") if args.text_columns else None,
+        user_column=args.user_column,
+        item_column=args.item_column,
+        label_column=args.label_column or None,
+        time_column=args.time_column,
+        impression_column=args.impression_column,
+    )

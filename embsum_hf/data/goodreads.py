@@ -6,12 +6,17 @@ import math
 from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import ItemTable, iter_records, parse_time, require_columns, scalar
 from .impressions import Grouping, Interaction, build_impressions, rating_to_label
 from .schema import DOMAIN_TEXT_FIELDS, DataFormatError, RecommendationData
 
-__all__ = ["GENERIC_SHELVES", "load_goodreads"]
+if TYPE_CHECKING:  # the run's arguments, read by `read_split`
+    from .arguments import DataArguments
+
+
+__all__ = ["read_split", "GENERIC_SHELVES", "load_goodreads"]
 
 GENERIC_SHELVES = frozenset({"to-read", "currently-reading", "favorites"})
 """Shelves that say how a book is kept, not what it is about; never used as the genre."""
@@ -144,3 +149,8 @@ def load_goodreads(
     rows = build_impressions(known, grouping=grouping, window_size=window_size, max_history=max_history, stats=stats)
     items = books.to_dataset(None if keep_all_books else {event.item_id for event in known})
     return RecommendationData.from_rows(items, rows, "goodreads", split, stats)
+
+
+def read_split(args: DataArguments, path: str, split: str) -> RecommendationData:
+    """`embsum train --dataset goodreads`'s reading of its interactions file (`sources.SOURCES["goodreads"]`)."""
+    return load_goodreads(args.items_data, path, authors_path=args.authors_data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
@@ -14,7 +14,11 @@ from ._io import iter_records, parse_label, read_item_table, require_columns, sc
 from .impressions import clean_history
 from .schema import UNLABELED, DataFormatError, RecommendationData
 
-__all__ = ["load_impressions"]
+if TYPE_CHECKING:  # the run's arguments, read by `read_split`
+    from .arguments import DataArguments
+
+
+__all__ = ["read_split", "load_impressions"]
 
 
 def _as_source(data: Any) -> str | Path | datasets.Dataset:
@@ -105,3 +109,16 @@ def load_impressions(
     if not rows:
         raise ValueError(f"{impressions}: no impressions")
     return RecommendationData.from_rows(table.to_dataset(), rows, domain, split, stats)
+
+
+def read_split(args: DataArguments, path: str, split: str) -> RecommendationData:
+    """`embsum train --dataset impressions`'s reading of one of the user's split files (`sources.SOURCES`)."""
+    text_columns = args.text_columns.split(",") if args.text_columns else None
+    return load_impressions(
+        args.items_data,
+        path,
+        split=f"impressions:{split}",
+        id_column=args.id_column,
+        text_columns=text_columns,
+        user_column=args.user_column,
+    )

@@ -12,13 +12,18 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import ItemTable, iter_fields
 from .impressions import clean_history
 from .schema import DOMAIN_TEXT_FIELDS, UNLABELED, DataFormatError, RecommendationData
 from .splits import split_dev_test
 
-__all__ = ["MIND_URL", "download_mind", "load_mind", "split_dev_test"]
+if TYPE_CHECKING:  # the run's arguments, read by `read_split`
+    from .arguments import DataArguments
+
+
+__all__ = ["read_split", "MIND_URL", "download_mind", "load_mind", "split_dev_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +267,9 @@ def _earlier_clicks(rows: list[dict]) -> list[list[str]]:
         result[index] = clicks[row["user_id"]][::-1]
         pending.append(row)
     return result
+
+
+def read_split(args: DataArguments, path: str, split: str) -> RecommendationData:
+    """`embsum train --dataset mind`'s reading of one file (`sources.SOURCES["mind"]`): a MIND root or one split's
+    folder."""
+    return load_mind(path, split if Path(path, split).is_dir() else None)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import ItemTable, iter_fields, iter_lines, parse_time
 from .impressions import Grouping, Interaction, build_impressions, rating_to_label
 from .schema import DOMAIN_TEXT_FIELDS, DataFormatError, RecommendationData
 
-__all__ = ["load_movielens"]
+if TYPE_CHECKING:  # the run's arguments, read by `read_split`
+    from .arguments import DataArguments
+
+
+__all__ = ["read_split", "load_movielens"]
 
 _ENCODING = "iso-8859-1"  # the GroupLens files are Latin-1
 _TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
@@ -96,3 +101,8 @@ def load_movielens(
 
     rows = build_impressions(events, grouping=grouping, window_size=window_size, max_history=max_history, stats=stats)
     return RecommendationData.from_rows(movies.to_dataset(), rows, "movielens", folder.name, stats)
+
+
+def read_split(args: DataArguments, path: str, split: str) -> RecommendationData:
+    """`embsum train --dataset movielens`'s reading of its folder (`sources.SOURCES["movielens"]`)."""
+    return load_movielens(path)

@@ -7,20 +7,17 @@ click, what `--items_data` names, and the data's license terms and citation for 
 themselves live in the Hub-facing `processing_embsum.ITEM_TEMPLATES` (a saved processor needs them without this
 package); a source names its template.
 
-Adding a source: a loader module (`embsum_hf/data/<name>.py`, returning a `RecommendationData`), its entry here (with a
-`read` that calls the loader with the run's arguments), and, if its items want one, a template in `ITEM_TEMPLATES`.
+Adding a source: a loader module (`embsum_hf/data/<name>.py`: its loader, returning a `RecommendationData`, and a
+`read_split(args, path, split)` that calls it with the run's arguments), its entry here (`read="<name>:read_split"`),
+and, if its items want one, a template in `ITEM_TEMPLATES`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the loaders import the schema, which reads this registry: they are imported when a source is read
-    from .arguments import DataArguments
-    from .schema import RecommendationData
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,9 @@ class DataSource:
     Attributes:
         name: the source's name.
         read: `read(args, path, split)`: the `RecommendationData` of one of the run's files (`args` the
-            [`DataArguments`], `path` the file or folder a split flag names, `split` `"train"`, `"dev"` or `"test"`).
+            [`DataArguments`], `path` the file or folder a split flag names, `split` `"train"`, `"dev"` or `"test"`);
+            or its name, `"<module>:<function>"` in `embsum_hf.data`, imported when the source is read (the loaders
+            import the schema, which reads this registry: naming them keeps the imports one-way).
         splits: the splits the run's flags give (`--train_data`, `--eval_data`, `--test_data`); `("train",)`: one file,
             split by time into train / dev / test (each user's last impression to test, the one before to dev).
         paper_split: its dev split may be split by impression into the paper's 10% dev / 90% test (`--paper_split`).
@@ -94,7 +93,7 @@ class DataSource:
     """
 
     name: str
-    read: Callable[[DataArguments, str, str], RecommendationData]
+    read: str | Callable[[Any, str, str], Any]
     splits: tuple[str, ...] = ("train",)
     paper_split: bool = False
     text_fields: tuple[str, ...] = ()
@@ -104,6 +103,14 @@ class DataSource:
     items_file: str | None = None
     license: DataTerms | None = None
     citation: str | None = None
+
+    def read_split(self, args: Any, path: str, split: str) -> Any:
+        """One split of the source: `read(args, path, split)`, imported first when it is named as a string."""
+        read = self.read
+        if isinstance(read, str):
+            module, _, function = read.partition(":")
+            read = getattr(importlib.import_module(f".{module}", __package__), function)
+        return read(args, path, split)
 
     @property
     def split_by_time(self) -> bool:
@@ -116,57 +123,12 @@ class DataSource:
         return self.wording.domain
 
 
-def _text_columns(args: DataArguments) -> list[str] | None:
-    return args.text_columns.split(",") if args.text_columns else None
-
-
-def _read_mind(args: DataArguments, path: str, split: str) -> RecommendationData:
-    from .mind import load_mind
-
-    return load_mind(path, split if Path(path, split).is_dir() else None)  # a MIND root or one split's folder
-
-
-def _read_goodreads(args: DataArguments, path: str, split: str) -> RecommendationData:
-    from .goodreads import load_goodreads
-
-    return load_goodreads(args.items_data, path, authors_path=args.authors_data)
-
-
-def _read_movielens(args: DataArguments, path: str, split: str) -> RecommendationData:
-    from .movielens import load_movielens
-
-    return load_movielens(path)
-
-
-def _read_custom(args: DataArguments, path: str, split: str) -> RecommendationData:
-    from .custom import load_custom
-
-    return load_custom(
-        args.items_data,
-        path,
-        id_column=args.id_column,
-        text_columns=_text_columns(args),
-        user_column=args.user_column,
-        item_column=args.item_column,
-        label_column=args.label_column or None,
-        time_column=args.time_column,
-        impression_column=args.impression_column,
-    )
-
-
-def _read_impressions(args: DataArguments, path: str, split: str) -> RecommendationData:
-    from .impression_files import load_impressions
-
-    columns = dict(id_column=args.id_column, text_columns=_text_columns(args), user_column=args.user_column)
-    return load_impressions(args.items_data, path, split=f"impressions:{split}", **columns)
-
-
 SOURCES: dict[str, DataSource] = {
     source.name: source
     for source in (
         DataSource(
             "mind",
-            _read_mind,
+            "mind:read_split",
             splits=("train", "dev"),
             paper_split=True,
             text_fields=("title", "abstract", "category", "subcategory"),
@@ -198,7 +160,7 @@ SOURCES: dict[str, DataSource] = {
         ),
         DataSource(
             "goodreads",
-            _read_goodreads,
+            "goodreads:read_split",
             text_fields=("title", "author", "description", "genre"),
             item_template="goodreads",
             wording=DomainWording(
@@ -232,7 +194,7 @@ SOURCES: dict[str, DataSource] = {
         ),
         DataSource(
             "movielens",
-            _read_movielens,
+            "movielens:read_split",
             text_fields=("title", "year", "genres"),
             item_template="movielens",
             wording=DomainWording(
@@ -259,9 +221,11 @@ SOURCES: dict[str, DataSource] = {
   doi     = {10.1145/2827872}
 }""",
         ),
-        DataSource("custom", _read_custom, items_file="items table"),
+        DataSource("custom", "custom:read_split", items_file="items table"),
         # your own impressions, already split: --train_data / --eval_data / --test_data are used as given
-        DataSource("impressions", _read_impressions, splits=("train", "dev", "test"), items_file="items table"),
+        DataSource(
+            "impressions", "impression_files:read_split", splits=("train", "dev", "test"), items_file="items table"
+        ),
     )
 }
 

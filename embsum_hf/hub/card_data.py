@@ -30,6 +30,7 @@ from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
 from transformers import TrainerCallback
 
 from ..data.sources import SOURCES
+from ..version import __version__
 
 # the card's recorded facts, next to README.md
 CARD_DATA_NAME = "embsum_card.json"
@@ -322,8 +323,6 @@ def model_card_data(model) -> EmbSumModelCardData:
 
 
 def framework_versions() -> dict[str, str]:
-    from .. import __version__
-
     return {
         "Python": platform.python_version(),
         "PyTorch": str(torch.__version__),
