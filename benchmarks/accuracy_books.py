@@ -82,6 +82,7 @@ from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, EmbSumRunArgum
 logger = logging.getLogger("accuracy_books")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "goodreads-books"
+METRICS_SHOWN = ("auc", "mrr", "ndcg@10")
 BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 
 # `embsum train --dataset impressions` with the tiny shape; everything else is the recipe's default
@@ -346,7 +347,10 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
                 cold_test=cold_test,
                 late_prior=None if run_overrides.get("item_prior") else (read_prior, dev),
             )
-    return result_rows(results, extra_cpu_s=tokenizer_cpu_s)
+    rows = result_rows(results, extra_cpu_s=tokenizer_cpu_s)
+    for name, row in rows.items():  # each seed's figures as it ends (the table comes when every seed has)
+        logger.info("seed %d: %s AUC %.2f MRR %.2f nDCG@10 %.2f", seed, name, *(100 * row[m] for m in METRICS_SHOWN))
+    return rows
 
 
 def main() -> None:
