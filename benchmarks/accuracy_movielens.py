@@ -99,6 +99,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "embsum-per-click": ({}, {"group_by_impression": False}),
     "embsum+in-batch": ({}, {"in_batch_negatives": True}),
     "embsum+in-batch+logq": ({}, {"in_batch_negatives": True, "logq_correction": True}),
+    "embsum+lsa+in-batch+logq": ({"text_embedding_init": True}, {"in_batch_negatives": True, "logq_correction": True}),
     "embsum-8-negatives": ({}, {"num_negatives": 8}),
     "embsum-compact-template": ({"item_template": "{title} ({year}) {genres}"}, {}),
     "embsum-new-layers-1x": ({}, {"new_layers_lr_multiplier": 1.0}),
