@@ -154,8 +154,8 @@ def _as_data(items: datasets.Dataset, rows: list[dict], split: str) -> Recommend
 
 def load_books(
     folder: Path, dev_users: int, cold_books: float, negatives: int = 19
-) -> tuple[RecommendationData, RecommendationData, RecommendationData | None]:
-    """(train, dev, cold-start test or None) of the dev protocol (module docstring)."""
+) -> tuple[RecommendationData, RecommendationData | None, RecommendationData | None]:
+    """(train, dev or None when `dev_users` is 0, cold-start test or None) of the dev protocol (module docstring)."""
     items = datasets.Dataset.from_list(_read_jsonl(folder / "items.jsonl"))
     rows = _read_jsonl(folder / "train.jsonl")
     catalogue = list(items["item_id"])
@@ -177,7 +177,7 @@ def load_books(
             )
     train_items = items.filter(lambda row: row["item_id"] not in cold) if cold else items
     train = _as_data(train_items, train_rows, f"{folder.name}:train")
-    dev = _as_data(items, dev_rows, f"{folder.name}:dev({dev_users} users)")
+    dev = _as_data(items, dev_rows, f"{folder.name}:dev({dev_users} users)") if dev_rows else None
     cold_test = _as_data(items, cold_rows, f"{folder.name}:cold({cold_books:g} of the books)") if cold else None
     logger.info(
         "books: %d train / %d dev / %d cold-start users; %d of %d books cold; %d training reads of warm books",
@@ -193,14 +193,16 @@ def load_books(
 
 def load_test(
     folder: Path, test_file: Path, train: RecommendationData
-) -> tuple[RecommendationData, RecommendationData]:
-    """(test, cold-start test: its users whose read never occurs in `train`) of test mode."""
+) -> tuple[RecommendationData, RecommendationData | None]:
+    """(test, cold-start test: its users whose read never occurs in `train`, None when there are none) of test
+    mode."""
     items = datasets.Dataset.from_list(_read_jsonl(folder / "items.jsonl"))
     rows = _read_jsonl(test_file)
     counts = read_counts(train)
     cold_rows = [row for row in rows if not any(counts.get(item) for item in _clicks(row))]
     logger.info("test: %d users, %d of them read a book never read in training", len(rows), len(cold_rows))
-    return _as_data(items, rows, test_file.name), _as_data(items, cold_rows, f"{test_file.name}:never-read")
+    cold = _as_data(items, cold_rows, f"{test_file.name}:never-read") if cold_rows else None
+    return _as_data(items, rows, test_file.name), cold
 
 
 # ---------------------------------------------------------------------------------------------------- baselines

@@ -4,6 +4,7 @@ token lengths under the shared tokenizer."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 from pathlib import Path
@@ -19,7 +20,13 @@ from embsum_hf.teacher import HeuristicBackend, SummaryStore, summarize_users, u
 from embsum_hf.training import EmbSumTrainingArguments, ImpressionEvaluator, impression_metrics
 from embsum_hf.training.evaluation import summary_rouge
 from embsum_hf.training.item_prior import choose_prior_weight
-from embsum_hf.training.recipe import EmbSumRunArguments, Splits, build_model_and_processor, build_trainer
+from embsum_hf.training.recipe import (
+    EmbSumRunArguments,
+    Splits,
+    build_model_and_processor,
+    build_trainer,
+    choose_data_levers,
+)
 
 from .budget import Optimisation, TimeBudget
 from .results import METRICS, Result, cold_metrics
@@ -46,9 +53,10 @@ def train_under_budget(
     output_dir: Path,
     training_overrides: dict | None = None,
 ) -> tuple[EmbSumModel, EmbSumProcessor]:
-    """EmbSum from the package recipe (`build_model_and_processor`, `build_trainer`), trained until `budget` ends."""
+    """EmbSum from the package recipe (`choose_data_levers`, `build_model_and_processor`, `build_trainer`), trained
+    until `budget` ends."""
     set_seed(seed)
-    model, processor = build_model_and_processor(run_args, train, summaries)
+    run_args = dataclasses.replace(run_args)  # the levers left unset are chosen from the data on a copy
     training_args = EmbSumTrainingArguments(
         output_dir=str(output_dir),
         max_steps=10**7,  # the time budget ends training
@@ -66,6 +74,8 @@ def train_under_budget(
         seed=seed,
         **(training_overrides or {}),
     )
+    choose_data_levers(run_args, training_args, train)
+    model, processor = build_model_and_processor(run_args, train, summaries)
     trainer = build_trainer(model, processor, training_args, Splits(train, None, None), summaries, callbacks=[budget])
     trainer.train()
     return trainer.model, processor

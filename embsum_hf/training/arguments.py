@@ -41,12 +41,13 @@ class EmbSumTrainingArguments(TrainingArguments):
             "CPU-second (README, accuracy ablation)."
         },
     )
-    in_batch_negatives: bool = field(
-        default=False,
+    in_batch_negatives: bool | None = field(
+        default=None,
         metadata={
             "help": "Also contrast each click with the other users' candidates of the batch (with "
             "group_by_impression, clicks of impressions without a non-click are then kept: the batch gives them "
-            "negatives)."
+            "negatives). Default (unset): `embsum train` from scratch chooses it from the training data "
+            "(`recipe.choose_data_levers`: on for a sparse catalogue), otherwise off (the paper's)."
         },
     )
     catalogue_negatives: int = field(
@@ -57,9 +58,12 @@ class EmbSumTrainingArguments(TrainingArguments):
             "uniformly drawn unread items."
         },
     )
-    logq_correction: bool = field(
-        default=False,
-        metadata={"help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019)."},
+    logq_correction: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019). Default (unset): "
+            "as in_batch_negatives."
+        },
     )
     fit_item_prior: bool = field(
         default=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_
 from ..utils import atomic_write_text, check_safetensors
 from .arguments import EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
-from .evaluation import ImpressionEvaluator, summary_rouge
+from .evaluation import ImpressionEvaluator, impression_metrics, summary_rouge
 from .item_prior import ItemPriorFitCallback
 from .text_init import lsa_token_embeddings
 from .tokenizer import train_tokenizer
@@ -94,12 +95,13 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
             "help": "Generation settings of the summaries as JSON, e.g. '{\"num_beams\": 4}' (saved with the model)."
         },
     )
-    text_embedding_init: bool = field(
-        default=False,
+    text_embedding_init: bool | None = field(
+        default=None,
         metadata={
             "help": "From scratch only: start the token embeddings from an LSA of the training items' text "
-            "(`lsa_token_embeddings`: tokens that share items start close) instead of at random. Measured: +6 AUC "
-            "on a sparse book catalogue; it costs summary quality where summaries reuse the items' words."
+            "(`lsa_token_embeddings`: tokens that share items start close) instead of at random. Default (unset): "
+            "chosen from the training data (`choose_data_levers`: on for a sparse catalogue, where it is worth +6 "
+            "AUC on books), off with a backbone."
         },
     )
     item_prior: bool = field(
@@ -128,6 +130,62 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
             except json.JSONDecodeError as error:
                 raise ValueError(f"summary_generation must be a JSON object: {error}") from None
         return overrides
+
+
+# The levers `embsum train` from scratch chooses from the training data when they are left unset, and the bar of
+# `read_popularity_auc` above which it takes them. Popularity ranks the training impressions this well when their
+# non-clicks are items the users seldom read, as when a test ranks a read among uniformly drawn unread items (books:
+# 0.77, MovieLens "reads": 0.84); where the non-clicks were shown or rated too (MIND, MovieLens ratings: 0.66), the
+# impression's own negatives are the contrast to learn and these levers lost (docs/accuracy-books.md).
+SPARSE_CATALOGUE_LEVERS = ("text_embedding_init", "in_batch_negatives", "logq_correction")
+SPARSE_CATALOGUE_POPULARITY_AUC = 0.75
+
+
+def read_popularity_auc(train: RecommendationData) -> float:
+    """
+    AUC of popularity on the training impressions themselves: each candidate scored by its reads among the training
+    users (history items and clicks), less the impression's own click, so a click is not counted for itself.
+    """
+    reads: Counter = Counter()
+    impressions = train.impressions
+    for history, candidates, labels in zip(impressions["history"], impressions["candidates"], impressions["labels"]):
+        reads.update(history)
+        reads.update(item for item, label in zip(candidates, labels) if label == 1)
+    scores, kept = [], []
+    for candidates, labels in zip(impressions["candidates"], impressions["labels"]):
+        if 1 in labels and 0 in labels:
+            scores.append([reads[item] - (label == 1) for item, label in zip(candidates, labels)])
+            kept.append(list(labels))
+    return impression_metrics(scores, kept)["auc"] if kept else 0.5
+
+
+def choose_data_levers(
+    args: EmbSumRunArguments, training_args: EmbSumTrainingArguments, train: RecommendationData
+) -> dict[str, bool]:
+    """
+    Fill in the levers of `SPARSE_CATALOGUE_LEVERS` left unset (None) in `args` / `training_args`: on when the model
+    trains from scratch and `read_popularity_auc(train)` is at least `SPARSE_CATALOGUE_POPULARITY_AUC` (a sparse
+    catalogue: the LSA start and the catalogue-wide softmax of in-batch negatives with logQ), off otherwise (the
+    paper's). A lever given explicitly is kept. Logs the choice and returns every lever's value.
+    """
+    unset = [
+        name for name in SPARSE_CATALOGUE_LEVERS if getattr(args, name, getattr(training_args, name, None)) is None
+    ]
+    if unset:
+        sparse = False
+        reason = "a pretrained backbone: the paper's recipe"
+        if args.backbone is None:
+            auc = read_popularity_auc(train)
+            sparse = auc >= SPARSE_CATALOGUE_POPULARITY_AUC
+            reason = (
+                f"popularity ranks the training impressions at AUC {auc:.3f} "
+                f"({'>=' if sparse else '<'} {SPARSE_CATALOGUE_POPULARITY_AUC}: "
+                f"{'a sparse catalogue' if sparse else 'impression negatives'})"
+            )
+        for name in unset:
+            setattr(args if hasattr(args, name) else training_args, name, sparse)
+        logger.info("recipe: %s -> %s", reason, ", ".join(f"{name}={sparse}" for name in unset))
+    return {name: bool(getattr(args, name, getattr(training_args, name, None))) for name in SPARSE_CATALOGUE_LEVERS}
 
 
 def default_item_template(data: RecommendationData) -> str:
@@ -319,6 +377,7 @@ def train_embsum(
             raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {training_args.output_dir}")
     elif resume and (problem := checkpoint_problem(resume)) is not None:
         raise ValueError(f"resume_from_checkpoint {resume}: {problem}")
+    levers = choose_data_levers(args, training_args, splits.train)
     if resume:
         # the checkpoint's own tokenizer and config: a tokenizer retrained now need not assign the same ids
         model, processor = EmbSumModel.from_pretrained(resume), EmbSumProcessor.from_pretrained(resume)
@@ -339,6 +398,7 @@ def train_embsum(
         "train_split": splits.train.split,
         "world_size": training_args.world_size,
         "run_args": asdict(args),
+        "data_levers": levers,
     }
     fits = [c for c in trainer.callback_handler.callbacks if isinstance(c, ItemPriorFitCallback)]
     fusion = [fit.weight for fit in fits if fit.weight is not None]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers.utils import logging as transformers_logging
 
 from embsum_hf import EmbSumConfig, EmbSumModel, EmbSumProcessor
-from embsum_hf.data import build_training_rows, load_mind, load_summaries, make_synthetic_mind
+from embsum_hf.data import RecommendationData, build_training_rows, load_mind, load_summaries, make_synthetic_mind
 from embsum_hf.metrics import compute_mind_metrics
 from embsum_hf.training import (
     EmbSumDataCollator,
@@ -648,3 +648,70 @@ def test_recipe_text_embedding_init_starts_from_the_items_lsa(splits):
     # the items' tokens start from their LSA vectors, the others at random as without it
     torch.testing.assert_close(weight[seen], vectors[seen])
     torch.testing.assert_close(weight[~seen], plain.get_input_embeddings().weight.detach()[~seen])
+
+
+def _sparse_catalogue(train: RecommendationData) -> RecommendationData:
+    """`train`'s items as a sparse catalogue: every user reads among a few items, and each impression's non-clicks
+    are items nobody reads (what a test that ranks a read among uniformly drawn unread items trains on)."""
+    items = list(train.items["item_id"])
+    read, unread = items[:10], items[10:]
+    rows = [
+        {
+            "impression_id": str(k),
+            "user_id": f"u{k}",
+            "time": "",
+            "history": [read[(k + 1) % 10], read[(k + 2) % 10]],
+            "candidates": [read[k % 10], *(unread[(4 * k + j) % len(unread)] for j in range(4))],
+            "labels": [1, 0, 0, 0, 0],
+        }
+        for k in range(30)
+    ]
+    return RecommendationData.from_rows(train.items, rows, "custom", "sparse", {})
+
+
+def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(splits, tmp_path, caplog):
+    from embsum_hf.training.recipe import (
+        SPARSE_CATALOGUE_POPULARITY_AUC,
+        EmbSumRunArguments,
+        choose_data_levers,
+        read_popularity_auc,
+    )
+
+    train, _, _ = splits
+    sparse = _sparse_catalogue(train)
+    # a click is not counted for itself: its item's other reads rank it
+    assert read_popularity_auc(sparse) == 1.0
+    assert read_popularity_auc(train) < SPARSE_CATALOGUE_POPULARITY_AUC  # MIND-style: the non-clicks were shown
+
+    def choose(data, **given):
+        run_keys = {"text_embedding_init", "backbone"}
+        run_args = EmbSumRunArguments(train_data="unused", **{k: v for k, v in given.items() if k in run_keys})
+        training_args = EmbSumTrainingArguments(
+            output_dir=str(tmp_path),
+            report_to=[],
+            use_cpu=True,
+            **{k: v for k, v in given.items() if k not in run_keys},
+        )
+        with caplog.at_level(logging.INFO, logger="embsum_hf.training.recipe"):
+            levers = choose_data_levers(run_args, training_args, data)
+        # the choice is written into the arguments the model and the trainer are built from
+        assert levers == {
+            "text_embedding_init": run_args.text_embedding_init,
+            "in_batch_negatives": training_args.in_batch_negatives,
+            "logq_correction": training_args.logq_correction,
+        }
+        return levers
+
+    assert choose(sparse) == dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
+    assert (
+        "popularity ranks the training impressions at AUC 1.000" in caplog.text and "a sparse catalogue" in caplog.text
+    )
+    assert not any(choose(train).values())  # the paper's recipe
+    # a lever given is kept; the others are still chosen
+    assert choose(sparse, in_batch_negatives=False, logq_correction=False) == {
+        "text_embedding_init": True,
+        "in_batch_negatives": False,
+        "logq_correction": False,
+    }
+    # a pretrained backbone keeps the paper's recipe (the LSA start is for token embeddings trained from scratch)
+    assert not any(choose(sparse, backbone="t5-small").values())
