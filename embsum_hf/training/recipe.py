@@ -132,13 +132,21 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
         return overrides
 
 
-# The levers `embsum train` from scratch chooses from the training data when they are left unset, and the bar of
-# `read_popularity_auc` above which it takes them. Popularity ranks the training impressions this well when their
-# non-clicks are items the users seldom read, as when a test ranks a read among uniformly drawn unread items (books:
-# 0.77, MovieLens "reads": 0.84); where the non-clicks were shown or rated too (MIND, MovieLens ratings: 0.66), the
-# impression's own negatives are the contrast to learn and these levers lost (docs/accuracy-books.md).
+# The levers `embsum train` from scratch chooses from the training data when they are left unset, and the two bars
+# of a sparse catalogue, where it turns them on. Popularity ranks the training impressions at least this well when
+# their non-clicks are items the users seldom read, as in a log whose negatives were drawn uniformly from the
+# catalogue (books 0.77, MovieLens "reads" 0.84; MovieLens ratings 0.66 and the demo's synthetic news 0.50, whose
+# non-clicks were rated or shown too); and the training clicks per item of the items table are this few (books 0.93;
+# MovieLens "reads" 10.7, where the levers cost 0.8 AUC; the demo's synthetic news 7.1). docs/accuracy-books.md.
 SPARSE_CATALOGUE_LEVERS = ("text_embedding_init", "in_batch_negatives", "logq_correction")
 SPARSE_CATALOGUE_POPULARITY_AUC = 0.75
+SPARSE_CATALOGUE_CLICKS_PER_ITEM = 2.0
+
+
+def clicks_per_item(train: RecommendationData) -> float:
+    """Training clicks per item of the items table."""
+    clicks = sum(sum(label == 1 for label in labels) for labels in train.impressions["labels"])
+    return clicks / max(len(train.items), 1)
 
 
 def read_popularity_auc(train: RecommendationData) -> float:
@@ -164,9 +172,10 @@ def choose_data_levers(
 ) -> dict[str, bool]:
     """
     Fill in the levers of `SPARSE_CATALOGUE_LEVERS` left unset (None) in `args` / `training_args`: on when the model
-    trains from scratch and `read_popularity_auc(train)` is at least `SPARSE_CATALOGUE_POPULARITY_AUC` (a sparse
-    catalogue: the LSA start and the catalogue-wide softmax of in-batch negatives with logQ), off otherwise (the
-    paper's). A lever given explicitly is kept. Logs the choice and returns every lever's value.
+    trains from scratch on a sparse catalogue, `read_popularity_auc(train)` at least
+    `SPARSE_CATALOGUE_POPULARITY_AUC` and `clicks_per_item(train)` below `SPARSE_CATALOGUE_CLICKS_PER_ITEM` (the LSA
+    start, and the catalogue-wide softmax of in-batch negatives with logQ), off otherwise (the paper's). A lever given
+    explicitly is kept. Logs the choice and returns every lever's value.
     """
     unset = [
         name for name in SPARSE_CATALOGUE_LEVERS if getattr(args, name, getattr(training_args, name, None)) is None
@@ -175,12 +184,12 @@ def choose_data_levers(
         sparse = False
         reason = "a pretrained backbone: the paper's recipe"
         if args.backbone is None:
-            auc = read_popularity_auc(train)
-            sparse = auc >= SPARSE_CATALOGUE_POPULARITY_AUC
+            auc, clicks = read_popularity_auc(train), clicks_per_item(train)
+            sparse = auc >= SPARSE_CATALOGUE_POPULARITY_AUC and clicks < SPARSE_CATALOGUE_CLICKS_PER_ITEM
             reason = (
-                f"popularity ranks the training impressions at AUC {auc:.3f} "
-                f"({'>=' if sparse else '<'} {SPARSE_CATALOGUE_POPULARITY_AUC}: "
-                f"{'a sparse catalogue' if sparse else 'impression negatives'})"
+                f"popularity ranks the training impressions at AUC {auc:.3f} (sparse: >= "
+                f"{SPARSE_CATALOGUE_POPULARITY_AUC}), {clicks:.2f} training clicks per item (sparse: < "
+                f"{SPARSE_CATALOGUE_CLICKS_PER_ITEM:g}): {'a sparse catalogue' if sparse else 'the paper recipe'}"
             )
         for name in unset:
             setattr(args if hasattr(args, name) else training_args, name, sparse)

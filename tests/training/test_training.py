@@ -650,11 +650,12 @@ def test_recipe_text_embedding_init_starts_from_the_items_lsa(splits):
     torch.testing.assert_close(weight[~seen], plain.get_input_embeddings().weight.detach()[~seen])
 
 
-def _sparse_catalogue(train: RecommendationData) -> RecommendationData:
-    """`train`'s items as a sparse catalogue: every user reads among a few items, and each impression's non-clicks
-    are items nobody reads (what a test that ranks a read among uniformly drawn unread items trains on)."""
+def _reads_against_unread(train: RecommendationData, num_unread: int) -> RecommendationData:
+    """30 users who read among 10 of `train`'s items, each impression's non-clicks drawn from `num_unread` other
+    items nobody reads (what a test that ranks a read among uniformly drawn unread items trains on); the items table
+    holds those items only."""
     items = list(train.items["item_id"])
-    read, unread = items[:10], items[10:]
+    read, unread = items[:10], items[10 : 10 + num_unread]
     rows = [
         {
             "impression_id": str(k),
@@ -666,22 +667,26 @@ def _sparse_catalogue(train: RecommendationData) -> RecommendationData:
         }
         for k in range(30)
     ]
-    return RecommendationData.from_rows(train.items, rows, "custom", "sparse", {})
+    catalogue = train.items.select(range(10 + num_unread))
+    return RecommendationData.from_rows(catalogue, rows, "custom", f"reads among {10 + num_unread}", {})
 
 
 def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(splits, tmp_path, caplog):
     from embsum_hf.training.recipe import (
+        SPARSE_CATALOGUE_CLICKS_PER_ITEM,
         SPARSE_CATALOGUE_POPULARITY_AUC,
         EmbSumRunArguments,
         choose_data_levers,
+        clicks_per_item,
         read_popularity_auc,
     )
 
     train, _, _ = splits
-    sparse = _sparse_catalogue(train)
+    sparse, dense = _reads_against_unread(train, 100), _reads_against_unread(train, 4)
     # a click is not counted for itself: its item's other reads rank it
-    assert read_popularity_auc(sparse) == 1.0
+    assert read_popularity_auc(sparse) == read_popularity_auc(dense) == 1.0
     assert read_popularity_auc(train) < SPARSE_CATALOGUE_POPULARITY_AUC  # MIND-style: the non-clicks were shown
+    assert clicks_per_item(sparse) == 30 / 110 and clicks_per_item(dense) == 30 / 14 > SPARSE_CATALOGUE_CLICKS_PER_ITEM
 
     def choose(data, **given):
         run_keys = {"text_embedding_init", "backbone"}
