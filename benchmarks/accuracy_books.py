@@ -368,6 +368,7 @@ def main() -> None:
     parser.add_argument("--test-summaries", type=Path, default=None, help="reference summaries of --test's users")
     parser.add_argument("--budget-cpu-s", type=float, default=1800.0, help="CPU seconds per learned model")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; mean and std over them")
+    parser.add_argument("--first-seed", type=int, default=0, help="start the seeds here: FIRST..FIRST+N-1")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     parser.add_argument(
         "--systems",
@@ -402,7 +403,7 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    seeds = list(range(options.seeds))
+    seeds = list(range(options.first_seed, options.first_seed + options.seeds))
     summary = run_seeds(run_seed, options, seeds)
     print(f"\n{options.test or f'{options.data.name}:dev'} | seeds {seeds} | mean ± std")
     print_rows(summary, width=52)

@@ -47,7 +47,8 @@ def main() -> None:
 
     output = Path(options.output_dir)
     data_dir = make_synthetic_mind(output / "data", seed=options.seed)
-    run_args = demo_run_arguments(data_dir, text_embedding_init=options.text_embedding_init)
+    # unset unless asked: the recipe chooses it from the data (`choose_data_levers`: off on these news)
+    run_args = demo_run_arguments(data_dir, text_embedding_init=True if options.text_embedding_init else None)
     training_args = EmbSumTrainingArguments(
         output_dir=str(output / "model"),
         max_steps=options.max_steps,

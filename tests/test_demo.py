@@ -33,6 +33,9 @@ def test_demo_reports_writes_and_serves(tmp_path):
         assert all(0.0 <= system[name] <= 1.0 for name in names)  # EmbSum at the top level, baselines by name
     assert metrics["split"] == "dev:test(90%)" and metrics["model_dir"] == str(tmp_path / "model")
     assert EmbSumModel.from_pretrained(tmp_path / "model").config.summary_mode == "start"
+    # the synthetic news are no sparse catalogue (shown non-clicks, 7 clicks per item): the paper's recipe, chosen
+    levers = json.loads((tmp_path / "model" / "results.json").read_text())["data_levers"]
+    assert levers == {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
 
     out = result.stdout
     assert "Held-out impressions: dev:test(90%) (540 impressions)" in out and "Summary ROUGE-L over 50 users" in out
