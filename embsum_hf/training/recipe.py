@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
+import pyarrow.compute as pc
 import torch
 from transformers.trainer import TRAINER_STATE_NAME
 
@@ -141,29 +142,36 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
 SPARSE_CATALOGUE_LEVERS = ("text_embedding_init", "in_batch_negatives", "logq_correction")
 SPARSE_CATALOGUE_POPULARITY_AUC = 0.75
 SPARSE_CATALOGUE_CLICKS_PER_ITEM = 2.0
+SPARSE_CATALOGUE_SCORED_IMPRESSIONS = 100_000  # a sample enough for the AUC, so the check stays seconds at any size
 
 
 def clicks_per_item(train: RecommendationData) -> float:
-    """Training clicks per item of the items table."""
-    clicks = sum(sum(label == 1 for label in labels) for labels in train.impressions["labels"])
-    return clicks / max(len(train.items), 1)
+    """Training clicks per item of the items table (counted in Arrow: no row is read into Python)."""
+    labels = pc.list_flatten(train.impressions.with_format("arrow")["labels"])
+    return (pc.sum(pc.equal(labels, 1)).as_py() or 0) / max(len(train.items), 1)
 
 
-def read_popularity_auc(train: RecommendationData) -> float:
+def read_popularity_auc(
+    train: RecommendationData, max_impressions: int = SPARSE_CATALOGUE_SCORED_IMPRESSIONS
+) -> float:
     """
-    AUC of popularity on the training impressions themselves: each candidate scored by its reads among the training
-    users (history items and clicks), less the impression's own click, so a click is not counted for itself.
+    AUC of popularity on the training impressions themselves (the first `max_impressions` with a click and a
+    non-click): each candidate scored by its reads among all the training users (history items and clicks, counted
+    in Arrow), less the impression's own click, so a click is not counted for itself.
     """
+    table = train.impressions.with_format("arrow")[:]
+    candidates, labels = pc.list_flatten(table["candidates"]), pc.list_flatten(table["labels"])
     reads: Counter = Counter()
-    impressions = train.impressions
-    for history, candidates, labels in zip(impressions["history"], impressions["candidates"], impressions["labels"]):
-        reads.update(history)
-        reads.update(item for item, label in zip(candidates, labels) if label == 1)
+    for items in (pc.list_flatten(table["history"]), pc.filter(candidates, pc.equal(labels, 1))):
+        counted = pc.value_counts(items)
+        reads.update(dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())))
     scores, kept = [], []
-    for candidates, labels in zip(impressions["candidates"], impressions["labels"]):
-        if 1 in labels and 0 in labels:
-            scores.append([reads[item] - (label == 1) for item, label in zip(candidates, labels)])
-            kept.append(list(labels))
+    for row in train.impressions.select_columns(["candidates", "labels"]):
+        if 1 in row["labels"] and 0 in row["labels"]:
+            scores.append([reads[item] - (label == 1) for item, label in zip(row["candidates"], row["labels"])])
+            kept.append(list(row["labels"]))
+            if len(kept) == max_impressions:
+                break
     return impression_metrics(scores, kept)["auc"] if kept else 0.5
 
 
@@ -184,13 +192,14 @@ def choose_data_levers(
         sparse = False
         reason = "a pretrained backbone: the paper's recipe"
         if args.backbone is None:
-            auc, clicks = read_popularity_auc(train), clicks_per_item(train)
-            sparse = auc >= SPARSE_CATALOGUE_POPULARITY_AUC and clicks < SPARSE_CATALOGUE_CLICKS_PER_ITEM
-            reason = (
-                f"popularity ranks the training impressions at AUC {auc:.3f} (sparse: >= "
-                f"{SPARSE_CATALOGUE_POPULARITY_AUC}), {clicks:.2f} training clicks per item (sparse: < "
-                f"{SPARSE_CATALOGUE_CLICKS_PER_ITEM:g}): {'a sparse catalogue' if sparse else 'the paper recipe'}"
-            )
+            clicks = clicks_per_item(train)
+            reason = f"{clicks:.2f} training clicks per item (sparse: < {SPARSE_CATALOGUE_CLICKS_PER_ITEM:g})"
+            if clicks < SPARSE_CATALOGUE_CLICKS_PER_ITEM:  # only then is the popularity AUC worth computing
+                auc = read_popularity_auc(train)
+                sparse = auc >= SPARSE_CATALOGUE_POPULARITY_AUC
+                reason += f", popularity ranks the training impressions at AUC {auc:.3f} (sparse: >= "
+                reason += f"{SPARSE_CATALOGUE_POPULARITY_AUC})"
+            reason += f": {'a sparse catalogue' if sparse else 'the paper recipe'}"
         for name in unset:
             setattr(args if hasattr(args, name) else training_args, name, sparse)
         logger.info("recipe: %s -> %s", reason, ", ".join(f"{name}={sparse}" for name in unset))

@@ -708,10 +708,13 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
         return levers
 
     assert choose(sparse) == dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
-    assert (
-        "popularity ranks the training impressions at AUC 1.000" in caplog.text and "a sparse catalogue" in caplog.text
-    )
-    assert not any(choose(train).values())  # the paper's recipe
+    assert "0.27 training clicks per item" in caplog.text and "at AUC 1.000" in caplog.text
+    assert "a sparse catalogue" in caplog.text
+    assert not any(choose(train).values())  # the paper's recipe: the non-clicks were shown
+    caplog.clear()
+    assert not any(choose(dense).values())  # each item clicked often: the paper's recipe, without the AUC's pass
+    assert "2.14 training clicks per item" in caplog.text and "AUC" not in caplog.text
+    assert read_popularity_auc(sparse, max_impressions=5) == 1.0  # a sample of the impressions
     # a lever given is kept; the others are still chosen
     assert choose(sparse, in_batch_negatives=False, logq_correction=False) == {
         "text_embedding_init": True,
