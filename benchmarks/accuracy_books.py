@@ -78,7 +78,12 @@ from embsum_hf.data import build_training_rows, load_impressions, load_summaries
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.training import TrainingExamples, baseline_scores, impression_metrics
 from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
-from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, EmbSumRunArguments, build_model_and_processor
+from embsum_hf.training.recipe import (
+    FROM_SCRATCH_LEARNING_RATE,
+    EmbSumRunArguments,
+    build_model_and_processor,
+    read_counts,
+)
 
 logger = logging.getLogger("accuracy_books")
 
@@ -212,17 +217,6 @@ def load_test(
 
 
 # ---------------------------------------------------------------------------------------------------- baselines
-def read_counts(train: RecommendationData) -> Counter:
-    """Reads of each book among the training users: history items and clicks."""
-    counts: Counter = Counter()
-    for history, candidates, labels in zip(
-        train.impressions["history"], train.impressions["candidates"], train.impressions["labels"]
-    ):
-        counts.update(history)
-        counts.update(item for item, label in zip(candidates, labels) if label == 1)
-    return counts
-
-
 def popularity_scores(test: RecommendationData, counts: Counter) -> list[list[float]]:
     return [[float(counts.get(item, 0)) for item in row] for row in test.impressions["candidates"]]
 

@@ -85,10 +85,20 @@ def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
 
 def test_the_training_levers_are_flags(tmp_path):
     base = ["--train_data", "t", "--output_dir", str(tmp_path)]
-    _, defaults = parse(base)
-    assert not defaults.in_batch_negatives and defaults.fit_item_prior  # the paper's negatives; a prior is fitted
+    run_defaults, defaults = parse(base)
+    # the sparse-catalogue levers are left to `embsum train` (chosen from the data); a prior is fitted
+    assert defaults.in_batch_negatives is defaults.logq_correction is run_defaults.text_embedding_init is None
+    assert defaults.fit_item_prior
     _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
     assert given.in_batch_negatives and not given.fit_item_prior
+    assert given.logq_correction is True  # unset: as in_batch_negatives
+    # a bare flag means true, as for every other switch; "false" turns a lever off, logQ with it
+    run_bare, bare = parse([*base, "--in-batch-negatives", "--text_embedding_init"])
+    assert bare.in_batch_negatives is bare.logq_correction is run_bare.text_embedding_init is True
+    _, off = parse([*base, "--in_batch_negatives", "false"])
+    assert off.in_batch_negatives is off.logq_correction is False
+    _, only = parse([*base, "--in_batch_negatives", "--logq_correction", "false"])
+    assert only.in_batch_negatives is True and only.logq_correction is False
 
 
 def subcommand_parsers() -> dict:

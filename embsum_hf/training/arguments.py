@@ -11,6 +11,9 @@ from transformers import T5Config, TrainingArguments
 from ..configuration_embsum import EmbSumConfig
 from .item_prior import DEFAULT_PRIOR_STD
 
+# argparse settings of a `bool | None` lever (None: chosen by `embsum train`): a bare `--flag` is `--flag true`, as
+# for a plain bool field (HfArgumentParser passes a field's metadata to `add_argument`)
+TRI_STATE_FLAG = {"nargs": "?", "const": True}
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
 
@@ -48,7 +51,8 @@ class EmbSumTrainingArguments(TrainingArguments):
             "group_by_impression, clicks of impressions without a non-click are then kept: the batch gives them "
             "negatives). Default (unset): `embsum train` from scratch chooses it from the training data "
             "(`recipe.choose_data_levers`: on for a sparse catalogue), otherwise off (the paper's)."
-        },
+        }
+        | TRI_STATE_FLAG,
     )
     catalogue_negatives: int = field(
         default=0,
@@ -63,7 +67,8 @@ class EmbSumTrainingArguments(TrainingArguments):
         metadata={
             "help": "Subtract log(sampling share) from in-batch negatives' scores (Yi et al., 2019). Default (unset): "
             "as in_batch_negatives."
-        },
+        }
+        | TRI_STATE_FLAG,
     )
     fit_item_prior: bool = field(
         default=True,
@@ -112,6 +117,8 @@ class EmbSumTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.new_layers_lr_multiplier <= 0:
             raise ValueError(f"new_layers_lr_multiplier must be > 0, got {self.new_layers_lr_multiplier}")
+        if self.logq_correction is None and self.in_batch_negatives is not None:
+            self.logq_correction = self.in_batch_negatives  # unset: as in_batch_negatives
         if self.logq_correction and not self.in_batch_negatives:
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
         if self.catalogue_negatives < 0:

@@ -25,7 +25,7 @@ from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token
 from ..utils import atomic_write_text, check_safetensors
-from .arguments import EmbSumTrainingArguments, ModelArguments
+from .arguments import TRI_STATE_FLAG, EmbSumTrainingArguments, ModelArguments
 from .collator import EmbSumDataCollator, candidate_log_q, tokenize_item_table
 from .evaluation import ImpressionEvaluator, impression_metrics, summary_rouge
 from .item_prior import ItemPriorFitCallback
@@ -103,7 +103,8 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
             "(`lsa_token_embeddings`: tokens that share items start close) instead of at random. Default (unset): "
             "chosen from the training data (`choose_data_levers`: on for a sparse catalogue, where it is worth +6 "
             "AUC on books), off with a backbone."
-        },
+        }
+        | TRI_STATE_FLAG,
     )
     item_prior: bool = field(
         default=False,
@@ -151,20 +152,26 @@ def clicks_per_item(train: RecommendationData) -> float:
     return (pc.sum(pc.equal(labels, 1)).as_py() or 0) / max(len(train.items), 1)
 
 
-def read_popularity_auc(
-    train: RecommendationData, max_impressions: int = SPARSE_CATALOGUE_SCORED_IMPRESSIONS
-) -> float:
-    """
-    AUC of popularity on the training impressions themselves (the first `max_impressions` with a click and a
-    non-click): each candidate scored by its reads among all the training users (history items and clicks, counted
-    in Arrow), less the impression's own click, so a click is not counted for itself.
-    """
+def read_counts(train: RecommendationData) -> Counter:
+    """Reads of each item among the training users: their history items and clicks (counted in Arrow)."""
     table = train.impressions.with_format("arrow")[:]
     candidates, labels = pc.list_flatten(table["candidates"]), pc.list_flatten(table["labels"])
     reads: Counter = Counter()
     for items in (pc.list_flatten(table["history"]), pc.filter(candidates, pc.equal(labels, 1))):
         counted = pc.value_counts(items)
         reads.update(dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())))
+    return reads
+
+
+def read_popularity_auc(
+    train: RecommendationData, max_impressions: int = SPARSE_CATALOGUE_SCORED_IMPRESSIONS
+) -> float:
+    """
+    AUC of popularity on the training impressions themselves (the first `max_impressions` with a click and a
+    non-click): each candidate scored by its [`read_counts`], less the impression's own click, so a click is not
+    counted for itself.
+    """
+    reads = read_counts(train)
     scores, kept = [], []
     for row in train.impressions.select_columns(["candidates", "labels"]):
         if 1 in row["labels"] and 0 in row["labels"]:

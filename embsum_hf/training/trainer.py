@@ -131,6 +131,9 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             args = EmbSumTrainingArguments(output_dir="embsum_trainer")
         if not isinstance(args, EmbSumTrainingArguments):
             raise TypeError(f"args must be EmbSumTrainingArguments, got {type(args).__name__}")
+        for name in ("in_batch_negatives", "logq_correction"):  # left unset (no `choose_data_levers`): the paper's
+            if getattr(args, name) is None:
+                setattr(args, name, False)
         if (train_dataset is not None or eval_dataset is not None) and data_collator is None:
             raise ValueError(
                 "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, "

@@ -15,6 +15,7 @@ from transformers.utils import logging as transformers_logging
 
 from embsum_hf import EmbSumConfig, EmbSumModel, EmbSumProcessor
 from embsum_hf.data import RecommendationData, build_training_rows, load_mind, load_summaries, make_synthetic_mind
+from embsum_hf.hub.card_data import model_card_data
 from embsum_hf.metrics import compute_mind_metrics
 from embsum_hf.training import (
     EmbSumDataCollator,
@@ -321,6 +322,9 @@ def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp
         processing_class=data_processor,
     )
     trainer.train()
+    # levers a trainer used without `embsum train`'s recipe leaves unset train, and are recorded, as the paper's
+    recorded = model_card_data(trainer.model).training_args
+    assert recorded["in_batch_negatives"] is recorded["logq_correction"] is False
     metrics = trainer.evaluate()
     assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
     during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
@@ -678,10 +682,17 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
         EmbSumRunArguments,
         choose_data_levers,
         clicks_per_item,
+        read_counts,
         read_popularity_auc,
     )
 
     train, _, _ = splits
+    # reads: every history item and every click (not the unclicked candidates), in Arrow
+    expected: Counter = Counter()
+    for row in train.impressions:
+        expected.update(row["history"])
+        expected.update(item for item, label in zip(row["candidates"], row["labels"]) if label == 1)
+    assert read_counts(train) == expected and len(expected) > 1
     sparse, dense = _reads_against_unread(train, 100), _reads_against_unread(train, 4)
     # a click is not counted for itself: its item's other reads rank it
     assert read_popularity_auc(sparse) == read_popularity_auc(dense) == 1.0
