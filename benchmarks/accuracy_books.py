@@ -115,6 +115,7 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "start": ({"summary_mode": "start"}, {}),
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
     "lambda0": ({"summary_loss_weight": 0.0}, {}),
+    "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),
     "dropout0": ({"dropout_rate": 0.0}, {}),
     "vocab-2k": ({"vocab_size": 2000, "tokenizer": None}, {}),
     "vocab-16k": ({"vocab_size": 16000, "tokenizer": None}, {}),

@@ -54,6 +54,14 @@ class EmbSumTrainingArguments(TrainingArguments):
         }
         | TRI_STATE_FLAG,
     )
+    summary_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "The summary loss joins gradually: its weight rises linearly from 0 to the model's "
+            "summary_loss_weight over the first N optimiser steps, so the click objective starts alone. 0: the full "
+            "weight from the first step (the paper's)."
+        },
+    )
     catalogue_negatives: int = field(
         default=0,
         metadata={
@@ -121,6 +129,8 @@ class EmbSumTrainingArguments(TrainingArguments):
             self.logq_correction = self.in_batch_negatives  # unset: as in_batch_negatives
         if self.logq_correction and not self.in_batch_negatives:
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
+        if self.summary_warmup_steps < 0:
+            raise ValueError(f"summary_warmup_steps must be >= 0, got {self.summary_warmup_steps}")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
         if self.item_prior_std <= 0:

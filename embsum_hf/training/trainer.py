@@ -112,7 +112,8 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
 
     Click-loss choices ([`EmbSumTrainingArguments`]): `group_by_impression` (one example per impression, all its
     clicks against its negatives), `in_batch_negatives` ([`in_batch_click_loss`] in the click loss's place; with
-    `logq_correction`, corrected by the collator's `candidate_log_q`).
+    `logq_correction`, corrected by the collator's `candidate_log_q`). `summary_warmup_steps`: lambda rises from 0
+    over the first steps.
     A model with an item prior gets it fitted to the training rows before the first step (`fit_item_prior`).
     """
 
@@ -308,6 +309,11 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             with self.accelerator.autocast():  # as the forward ran (accelerate autocasts only the forward)
                 ctr_loss = in_batch_click_loss(self.accelerator.unwrap_model(model), outputs, inputs, log_q)
             loss = loss - outputs.ctr_loss + ctr_loss  # the model's joint loss with this click loss in its place
+        warmup = self.args.summary_warmup_steps
+        if model.training and warmup and outputs.summary_loss is not None and self.state.global_step < warmup:
+            # the summary loss's weight rises from 0 to lambda over the first `summary_warmup_steps` steps
+            weight = self.accelerator.unwrap_model(model).config.summary_loss_weight
+            loss = loss - (1 - self.state.global_step / warmup) * weight * outputs.summary_loss
         if model.training:
             self._loss_parts["ctr_loss"].append(ctr_loss.detach())
             if outputs.summary_loss is not None:

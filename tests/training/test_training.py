@@ -302,6 +302,28 @@ def test_in_batch_negatives_replace_the_click_loss_in_training_only(splits, data
         torch.testing.assert_close(trainer.compute_loss(model.eval(), batch), model(**inputs).loss)
 
 
+def test_summary_warmup_lets_the_click_loss_start_alone(splits, data_processor, tmp_path):
+    train, _, summaries = splits
+    rows = build_training_rows(train.impressions, summaries=summaries)
+    args = EmbSumTrainingArguments(output_dir=str(tmp_path), summary_warmup_steps=4, report_to=[], use_cpu=True)
+    collator = EmbSumDataCollator(data_processor, tokenize_item_table(data_processor, train.items))
+    model = EmbSumModel(data_processor.config)  # dropout 0: every forward pass is the same
+    trainer = EmbSumTrainer(model, args, train_dataset=rows, data_collator=collator, processing_class=data_processor)
+    batch = next(iter(trainer.get_train_dataloader()))
+    outputs = model.train()(**batch)
+    assert outputs.summary_loss > 0 and model.config.summary_loss_weight > 0
+    weight = model.config.summary_loss_weight
+    for step, share in ((0, 0.0), (1, 0.25), (3, 0.75), (4, 1.0), (9, 1.0)):
+        trainer.state.global_step = step
+        expected = outputs.ctr_loss + share * weight * outputs.summary_loss
+        torch.testing.assert_close(trainer.compute_loss(model, batch), expected)
+    trainer.state.global_step = 0  # evaluation keeps the model's own loss
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.compute_loss(model.eval(), batch), model(**batch).loss)
+    with pytest.raises(ValueError, match="summary_warmup_steps must be >= 0"):
+        EmbSumTrainingArguments(output_dir=str(tmp_path), summary_warmup_steps=-1, report_to=[], use_cpu=True)
+
+
 def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp_path):
     train, dev, _ = splits
     args = EmbSumTrainingArguments(
