@@ -39,8 +39,9 @@ read with the package's impressions loader `load_impressions`; this benchmark re
   Every system's `malformed_rate` is `summary_metrics`'.
 
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
-summary fields of `EmbSumConfig`); `--decodings NAME:K=V,...` also scores other generation settings of the same
-trained models (rows `embsum[NAME]`).
+summary fields of `EmbSumConfig`), `--set-training NAME=VALUE` a training argument (`EmbSumTrainingArguments`:
+summary_warmup_steps, ...); `--decodings NAME:K=V,...` also scores other generation settings of the same trained
+models (rows `embsum[NAME]`).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
         [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
@@ -348,6 +349,7 @@ def train_and_summarise(
     test: RecommendationData | None,
     saved: Path | None = None,
     load: bool = False,
+    training_overrides: dict | None = None,
 ) -> tuple[dict[str, list[str]], TimeBudget, float | None, str]:
     """
     Train EmbSum under the CPU budget (or `load` it from `saved`, else save it there); its summaries of the
@@ -359,7 +361,9 @@ def train_and_summarise(
         model, processor = EmbSumModel.from_pretrained(saved), EmbSumProcessor.from_pretrained(saved)
         budget.steps, budget.cpu_seconds = json.loads((saved / "budget.json").read_text()).values()
     else:
-        model, processor = train_model(run_args, train, summaries, optimisation, budget, seed, output_dir)
+        model, processor = train_model(
+            run_args, train, summaries, optimisation, budget, seed, output_dir, training_overrides
+        )
         if saved is not None:
             model.save_pretrained(saved)
             processor.save_pretrained(saved)
@@ -376,10 +380,10 @@ def train_and_summarise(
 
 
 def train_model(
-    run_args, data, summaries, optimisation, budget, seed, output_dir
+    run_args, data, summaries, optimisation, budget, seed, output_dir, training_overrides=None
 ) -> tuple[EmbSumModel, EmbSumProcessor]:
     """EmbSum from the recipe, trained on `data` until `budget` is spent (the accuracy benchmark's settings)."""
-    return train_under_budget(run_args, data, summaries, optimisation, budget, seed, output_dir)
+    return train_under_budget(run_args, data, summaries, optimisation, budget, seed, output_dir, training_overrides)
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -434,6 +438,13 @@ def main() -> None:
     parser.add_argument("--test", type=Path, default=None, help="book data: held-out users' impressions to score")
     parser.add_argument("--test-summaries", type=Path, default=None, help="book data: their reference summaries")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="EmbSumRunArguments overrides")
+    parser.add_argument(
+        "--set-training",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="EmbSumTrainingArguments overrides, e.g. summary_warmup_steps=300",
+    )
     parser.add_argument(
         "--decodings",
         nargs="*",
@@ -496,6 +507,7 @@ def main() -> None:
                 setup.test if options.auc else None,
                 saved=folder / f"seed-{seed}" if (folder := options.load_models or options.save_models) else None,
                 load=options.load_models is not None,
+                training_overrides=parse_assignments(options.set_training),
             )
             for name, texts in generated.items():
                 runs[name].append(metrics(texts, seed) | ({"auc": auc} if auc is not None else {}))
@@ -516,7 +528,8 @@ def main() -> None:
     rows.update({name: summarise_runs(name_runs) for name, name_runs in runs.items()})
 
     print(
-        f"\n{setup.title}; seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set}"
+        f"\n{setup.title}; seeds {seeds}; {options.budget_cpu_s:.0f} CPU s per EmbSum model; overrides {options.set} "
+        f"{options.set_training}"
     )
     print(f"constant sentence: {constant!r}")
     print_table(rows)
