@@ -78,16 +78,22 @@ from sklearn.preprocessing import normalize
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
+from embsum_hf.configuration_embsum import DEFAULT_SUMMARY_SLOT_LEAD
 from embsum_hf.data import load_impressions, load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
 from embsum_hf.metrics import constant_summary, summary_metrics
-from embsum_hf.modeling_embsum import EmbSumModel
+from embsum_hf.modeling_embsum import EmbSumModel, WellFormedSlots
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
 from embsum_hf.training import ImpressionEvaluator, impression_metrics
-from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, build_model_and_processor, demo_run_arguments
+from embsum_hf.training.recipe import (
+    FROM_SCRATCH_LEARNING_RATE,
+    build_model_and_processor,
+    demo_run_arguments,
+    summary_vocabulary,
+)
 
 logger = logging.getLogger("summary_quality")
 
@@ -101,6 +107,7 @@ SHOWN = (
     "distinct_2",
     "repeated_token_rate",
     "malformed_rate",
+    "nonword_rate",
     "rouge1",
     "rouge2",
 )
@@ -479,8 +486,17 @@ def main() -> None:
         batch_size=options.batch_size, learning_rate=options.learning_rate, schedule="constant"
     )
 
+    words = set(summary_vocabulary(setup.train_summaries.values()))
+
     def metrics(predictions: list[str], seed: int) -> dict:
-        return summary_metrics(predictions, references, constant=constant, seed=seed)
+        result = summary_metrics(predictions, references, constant=constant, seed=seed)
+        # summaries with a slot word that no training summary uses ("poe", "gainesbtractingale"): WellFormedSlots
+        # with the processor's summary words writes none
+        slots = [
+            WellFormedSlots.split_words(text.lower().partition(DEFAULT_SUMMARY_SLOT_LEAD)[2]) for text in predictions
+        ]
+        result["nonword_rate"] = sum(any(w not in words for w in slot) for slot in slots) / max(len(slots), 1)
+        return result
 
     baselines = {"teacher": references, "constant": [constant] * len(heldout), "nearest": setup.nearest}
     rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}

@@ -9,6 +9,7 @@ n history items per user, K user codes, M item codes, d = d_model, T summary tok
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -315,7 +316,9 @@ class WellFormedSlots(LogitsProcessor):
     stop-word is written twice (a word-start token spelling an earlier word is banned). Words written piece by piece
     are checked as they end: a word that would end as an earlier word, as a stop-word opening a slot, or as an "and"
     closing an empty slot must go on. A token that glues a word piece to a comma or full stop is not used in the
-    slots.
+    slots. Given `words` (the processor's `summary_words`: the words of the training summaries), every slot word is
+    one of them: a word may only be started and continued along the spelling of one, and only ends as a whole one
+    (no "poe" for "poems", no "gainesbtractingale").
     Slots end at a comma or the word "and"; the full stop ends the summary (`</s>` follows). Nothing before the lead
     is constrained (the decoder writes the template's start by itself). The constraints are those of
     `embsum_hf.metrics.summary.malformed_summary`, so a summary written with them that has the lead is well-formed.
@@ -326,10 +329,11 @@ class WellFormedSlots(LogitsProcessor):
         lead: the words after which the slots begin.
         eos_token_id: `</s>`, which ends a slot too.
         stopwords: lower-cased words that are no interest on their own.
+        words: lower-cased words the slots may use (ROUGE's tokens: runs of ASCII letters and digits); None: any.
     """
 
     @staticmethod
-    def _words(text: str) -> list[str]:
+    def split_words(text: str) -> list[str]:
         """ROUGE's tokens: the runs of ASCII letters and digits."""
         return "".join(c if c.isascii() and c.isalnum() else " " for c in text).split()
 
@@ -339,7 +343,7 @@ class WellFormedSlots(LogitsProcessor):
         slots = []
         for piece in text.split(","):
             slot: list[str] = []
-            for word in cls._words(piece):
+            for word in cls.split_words(piece):
                 if word == "and":
                     slots.append(slot)
                     slot = []
@@ -354,8 +358,16 @@ class WellFormedSlots(LogitsProcessor):
         lead: str,
         eos_token_id: int,
         stopwords: frozenset[str] = SLOT_STOPWORDS,
+        words: Iterable[str] | None = None,
     ):
         self.texts, self.lead, self.stopwords = list(token_texts), lead.lower(), stopwords
+        self.words = None if words is None else frozenset(words)
+        # every beginning of a word of `words` (the words themselves included), and per word being written the word
+        # pieces that go on along one (filled as met)
+        self.prefixes = (
+            None if words is None else {word[:end] for word in self.words for end in range(1, len(word) + 1)}
+        )
+        self._going_on: dict[str, torch.Tensor] = {}
         self.eos_token_id = eos_token_id
         size = len(self.texts)
         separator = torch.zeros(size, dtype=torch.bool)
@@ -369,17 +381,29 @@ class WellFormedSlots(LogitsProcessor):
             if token_id == eos_token_id or "," in lowered or "." in lowered or lowered.strip() == "and":
                 separator[token_id] = True
                 mixed[token_id] = lowered.strip() != "and" and any(character.isalnum() for character in lowered)
-            elif lowered.startswith(" ") and self._words(lowered) == [lowered.strip()]:
+            elif lowered.startswith(" ") and self.split_words(lowered) == [lowered.strip()]:
                 word = lowered.strip()
                 stop_start[token_id] = word in stopwords
                 self.starting.setdefault(word, []).append(token_id)
-            elif lowered and self._words(lowered) == [lowered]:
+            elif lowered and self.split_words(lowered) == [lowered]:
                 continuing[token_id] = True
             if lowered.startswith(" "):  # the words a token ends within itself ("self" of " self-")
-                words = self._words(lowered)
+                words = self.split_words(lowered)
                 for word in words[:-1] if lowered[-1:].isalnum() else words:
                     self.starting.setdefault(word, []).append(token_id)
         self.separator, self.mixed, self.stop_start, self.continuing = separator, mixed, stop_start, continuing
+        self.continuing_ids = continuing.nonzero().flatten().tolist()
+        if self.prefixes is not None:  # a word-start token must begin a word of `words` (and end whole ones)
+            unknown = torch.zeros(size, dtype=torch.bool)
+            for token_id, text in enumerate(self.texts):
+                lowered = text.lower()
+                if lowered.startswith(" ") and not separator[token_id]:
+                    spelled = self.split_words(lowered)
+                    whole = spelled[:-1] if lowered[-1:].isalnum() else spelled
+                    unknown[token_id] = any(word not in self.words for word in whole) or (
+                        lowered[-1:].isalnum() and spelled[-1] not in self.prefixes
+                    )
+            self.unknown_start = unknown
 
     @classmethod
     def from_tokenizer(cls, tokenizer, lead: str, **kwargs) -> WellFormedSlots:
@@ -407,12 +431,12 @@ class WellFormedSlots(LogitsProcessor):
         if not rest and self.lead[-1:].isalnum():  # the lead's last word ends here ("in", not "inert")
             banned = torch.zeros(vocab_size, dtype=torch.bool)
             banned[:width] = self.continuing[:width] | self.separator[:width] | self.stop_start[:width]
-            return banned
+            return self._in_words(banned, None, None, width)
         slots = self._slots(rest)
         content = [word for slot in slots for word in slot if word not in self.stopwords]
         # the word being written, if the text ends within one: a token that is no word piece (a word start, a
         # separator, </s>, punctuation) finishes it
-        partial = self._words(rest)[-1] if self._words(rest[-1:]) else None
+        partial = self.split_words(rest)[-1] if self.split_words(rest[-1:]) else None
         finishing = torch.zeros(vocab_size, dtype=torch.bool)
         finishing[:width] = ~self.continuing[:width]
         banned = torch.zeros(vocab_size, dtype=torch.bool)
@@ -421,17 +445,43 @@ class WellFormedSlots(LogitsProcessor):
             banned[[i for i in self.starting.get(word, ()) if i < vocab_size]] = True
         if partial == "and":  # "and" being written: a separator once finished
             if len(slots) > 1 and not any(word not in self.stopwords for word in slots[-2]):
-                return banned | finishing  # it would close an empty or stop-word slot: the word goes on
+                return self._in_words(banned | finishing, partial, finishing, width)  # it would close an empty slot
             current = []  # finished, a new slot starts with the next token
         else:
             current = slots[-1]
             if partial is not None and (partial in content[:-1] or current == [partial] and partial in self.stopwords):
-                return banned | finishing  # it would end as an earlier word, or as a stop-word opening a slot
+                # it would end as an earlier word, or as a stop-word opening a slot: the word goes on
+                return self._in_words(banned | finishing, partial, finishing, width)
         if not any(word not in self.stopwords for word in current):  # an empty or stop-word slot goes on
             banned[:width] |= self.separator[:width]
         if not current or partial == "and":  # a slot's first word is no stop-word
             banned[:width] |= self.stop_start[:width]
+        return self._in_words(banned, partial, finishing, width)
+
+    def _in_words(
+        self, banned: torch.Tensor, partial: str | None, finishing: torch.Tensor | None, width: int
+    ) -> torch.Tensor:
+        """`banned` and, given `words`, what leaves them: a new word begins one, the word being written (`partial`)
+        goes on along one and ends only as a whole one."""
+        if self.prefixes is None:
+            return banned
+        banned[:width] |= self.unknown_start[:width]
+        if partial is not None:
+            banned[:width] |= self.continuing[:width] & ~self._goes_on(partial, width)
+            if partial not in self.words:
+                banned |= finishing
+        if bool(banned[:width].all()):  # no way on (a word the tokenizer cannot finish): the summary ends
+            banned[self.eos_token_id] = False
         return banned
+
+    def _goes_on(self, partial: str, width: int) -> torch.Tensor:
+        """The word pieces that continue `partial` along the spelling of a word of `words`, as a mask."""
+        mask = self._going_on.get(partial)
+        if mask is None:
+            mask = torch.zeros(len(self.texts), dtype=torch.bool)
+            mask[[i for i in self.continuing_ids if partial + self.texts[i].lower() in self.prefixes]] = True
+            self._going_on[partial] = mask
+        return mask[:width]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows = [self._banned(row, scores.shape[-1]) for row in input_ids.tolist()]
@@ -934,11 +984,13 @@ class EmbSumModel(EmbSumPreTrainedModel):
         `config.summary_history_boost_plausibility` (`history_boost_plausibility=`) times as likely as the best (given
         `processor`, a word counts in any letter case: `processor.token_classes()`). Given `processor`, the interest
         slots after `config.summary_slot_lead` (a `slot_lead=` keyword; None or "" turns it off) are kept well-formed
-        by [`WellFormedSlots`]. With `config.summary_copy` the decoder's own copy mechanism ([`SummaryCopy`]) mixes
+        by [`WellFormedSlots`], in the words of `processor.summary_words` when it has them (a `slot_words=` keyword;
+        None: any word). With `config.summary_copy` the decoder's own copy mechanism ([`SummaryCopy`]) mixes
         in copying from the history at every step.
         Returns token ids `(B, T)`, or decoded texts when `processor` is given.
         """
         slot_lead = generate_kwargs.pop("slot_lead", self.config.summary_slot_lead)
+        slot_words = generate_kwargs.pop("slot_words", getattr(processor, "summary_words", None))
         history_boost = generate_kwargs.pop("history_boost", self.config.summary_history_boost)
         plausibility = generate_kwargs.pop(
             "history_boost_plausibility", self.config.summary_history_boost_plausibility
@@ -957,7 +1009,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
                 )
             )
         if slot_lead and processor is not None:
-            added.append(WellFormedSlots.from_tokenizer(processor.tokenizer, slot_lead))
+            added.append(WellFormedSlots.from_tokenizer(processor.tokenizer, slot_lead, words=slot_words))
         if added:
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])

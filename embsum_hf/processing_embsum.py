@@ -54,6 +54,8 @@ class EmbSumProcessor(ProcessorMixin):
         config: the model's [`EmbSumConfig`]; the token budgets and history length come from it.
         item_template: `"mind"`, `"goodreads"`, `"movielens"` or a format string over item fields, e.g.
             `"Product: {name}; Brand: {brand}"`.
+        summary_words: the words a generated summary's interest slots may use (`WellFormedSlots`), lower-cased:
+            `embsum train` keeps the words of its training summaries (`summary_vocabulary`); None: any word.
 
     An item is a dict holding the template's fields, or a plain string: the text of the template's *first* field,
     the others empty (as the `embsum-recommendation` pipeline reads it).
@@ -61,13 +63,24 @@ class EmbSumProcessor(ProcessorMixin):
     Documented truncation: a history longer than `config.max_history_items` keeps its latest items; an item longer
     than `config.item_max_tokens` keeps its first tokens; a summary keeps its first `summary_max_tokens - 1` tokens.
 
-    Saving writes the tokenizer and `processor_config.json` (the item template) only; loading reads the token budgets
-    from the model's `config.json` next to them (or takes `config=`).
+    Saving writes the tokenizer and `processor_config.json` (the item template and summary words) only; loading reads
+    the token budgets from the model's `config.json` next to them (or takes `config=`).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: EmbSumConfig, item_template: str = "mind"):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        config: EmbSumConfig,
+        item_template: str = "mind",
+        summary_words: Sequence[str] | None = None,
+    ):
         super().__init__(tokenizer)
         self.config = config
+        if summary_words is not None and (
+            isinstance(summary_words, str) or not all(isinstance(word, str) for word in summary_words)
+        ):
+            raise ValueError(f"summary_words must be a list of words (strings), got {str(summary_words)[:60]}")
+        self.summary_words = None if summary_words is None else sorted({word.lower() for word in summary_words})
         self.item_template = ITEM_TEMPLATES.get(item_template, item_template)
         self.template_name = item_template if item_template in ITEM_TEMPLATES else "custom"
         self.item_fields = [field for _, field, _, _ in string.Formatter().parse(self.item_template) if field]

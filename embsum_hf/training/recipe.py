@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..data.arguments import DataArguments, Splits, load_splits, save_splits
 from ..data.rows import build_training_rows, load_summaries
 from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
-from ..modeling_embsum import EmbSumModel
+from ..modeling_embsum import EmbSumModel, WellFormedSlots
 from ..processing_embsum import ITEM_TEMPLATES, EmbSumProcessor, add_item_start_token
 from ..utils import atomic_write_text, check_safetensors
 from .arguments import TRI_STATE_FLAG, EmbSumTrainingArguments, ModelArguments
@@ -276,7 +277,14 @@ def build_model_and_processor(
             )
             with torch.no_grad():
                 embeddings[seen] = vectors[seen].to(embeddings.dtype)
-    return model, EmbSumProcessor(tokenizer, model.config, item_template=template)
+    words = summary_vocabulary(summaries.values()) if summaries else None
+    return model, EmbSumProcessor(tokenizer, model.config, item_template=template, summary_words=words)
+
+
+def summary_vocabulary(summaries: Iterable[str]) -> list[str]:
+    """The words of `summaries` (as [`WellFormedSlots`] splits them: lower-cased runs of ASCII letters and digits):
+    the words a trained model's summaries keep to (`EmbSumProcessor.summary_words`)."""
+    return sorted({word for text in summaries for word in WellFormedSlots.split_words(text.lower())})
 
 
 def checkpoint_problem(path: str | Path) -> str | None:

@@ -185,3 +185,56 @@ def test_well_formed_slots_on_hand_made_tokens():
     assert {" self-", " self"} <= banned(3, 4, 6)  # "self-discovery,": "self" is written
     assert " love" not in banned(3, 4, 6) and " self-" not in banned(8, 6)
     assert {",", " and", "."} & banned(3, 4, 6, 8, 7) == {",", " and", "."}  # "... love and": a slot must follow
+
+
+def test_well_formed_slots_keep_to_the_summary_words():
+    """Given words, a slot word starts, goes on and ends along the spelling of one of them ("poe" is no word)."""
+    texts = ["", "", " the reader is interested in", " poe", "ms", "try", " mystery", " gal", "axy", ",", " and", "."]
+    slots = WellFormedSlots(texts, "interested in", eos_token_id=1, words=["poems", "mystery", "galz", "and"])
+    free = WellFormedSlots(texts, "interested in", eos_token_id=1)
+
+    def banned(*ids: int, rule=slots) -> set[str]:
+        scores = rule(torch.tensor([[0, 2, *ids]]), torch.zeros(1, len(texts)))
+        return {texts[i] for i in (scores[0] == float("-inf")).nonzero().flatten().tolist()}
+
+    assert " gal" not in banned() and " poe" not in banned() and " mystery" not in banned()
+    started = banned(3)  # " poe": only "ms" goes on along "poems"; it may not end here
+    assert {",", " and", ".", "", "try", "axy", " mystery"} <= started and "ms" not in started
+    assert started - {"ms"} == set(texts) - {"ms"}
+    assert "try" not in banned(3, rule=free) and "," not in banned(3, rule=free)  # without words: "poetry", "poe,"
+    written = banned(3, 4)  # "poems" is a word: it may end
+    assert {",", " and", " mystery", " poe"}.isdisjoint(written) and {"ms", "try", "axy"} <= written
+    # no way on ("galz" needs a "z" this vocabulary lacks): the summary ends (</s>, id 1) rather than write a non-word
+    scores = slots(torch.tensor([[0, 2, 7]]), torch.zeros(1, len(texts)))
+    assert (scores[0] == float("-inf")).nonzero().flatten().tolist() == [i for i in range(len(texts)) if i != 1]
+
+
+def test_trained_processors_keep_summaries_to_their_training_words(tmp_path, tokenizer, config, items):
+    """A random tiny model sampling freely writes words no summary used; with the processor's summary words none."""
+    from embsum_hf.training.recipe import summary_vocabulary
+
+    words = summary_vocabulary([f"The user is interested in {topic} and {w}." for topic, w in TOPICS.items()])
+    assert "interested" in words and words == sorted(set(words))
+    processor = EmbSumProcessor(tokenizer, config, item_template="mind", summary_words=words)
+    processor.save_pretrained(tmp_path)
+    assert EmbSumProcessor.from_pretrained(tmp_path, config=config).summary_words == words
+    torch.manual_seed(0)
+    model = EmbSumModel(tiny_config(tokenizer, summary_max_tokens=40, summary_generation={})).eval()
+    users = processor.encode_users([items[i : i + 4] for i in range(0, 40, 4)])
+    lead = tokenizer("The user is interested in", add_special_tokens=False)["input_ids"]
+    prefix = torch.tensor([[tokenizer.pad_token_id, *lead]] * 10)
+    kwargs = dict(processor=processor, history_boost=0.0, decoder_input_ids=prefix, do_sample=True, top_k=0)
+
+    def slot_words(texts: list[str]) -> list[str]:
+        """The slots' words, less the last of a summary the length limit cut short (no full stop: "... ke")."""
+        slots = [WellFormedSlots.split_words(text.lower().partition("interested in")[2]) for text in texts]
+        return [w for text, ws in zip(texts, slots) for w in (ws if text.endswith(".") else ws[:-1])]
+
+    torch.manual_seed(1)
+    free = slot_words(model.generate_summary(**users, slot_words=None, **kwargs))
+    torch.manual_seed(1)
+    kept = slot_words(model.generate_summary(**users, **kwargs))
+    assert sum(word not in words for word in free) >= 5, free
+    assert kept and all(word in words for word in kept), kept
+    with pytest.raises(ValueError, match="summary_words must be a list of words"):
+        EmbSumProcessor(tokenizer, config, item_template="mind", summary_words="mystery")
