@@ -70,7 +70,7 @@ from accuracy.baselines import tfidf_scores
 from accuracy.budget import Optimisation
 from accuracy.embsum_runs import item_length_report, train_embsum
 from accuracy.nrms import train_nrms
-from accuracy.results import Result, cold_metrics, print_rows, result_rows, run_seeds
+from accuracy.results import Result, aggregate, cold_metrics, print_rows, result_rows, run_seeds
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
@@ -114,6 +114,7 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "negatives-1": ({}, {"num_negatives": 1}),
     "start": ({"summary_mode": "start"}, {}),
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
+    "lambda1": ({"summary_loss_weight": 1.0}, {}),  # the paper's, `embsum`'s on this data before λ was chosen
     "lambda0": ({"summary_loss_weight": 0.0}, {}),
     "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),
     "dropout0": ({"dropout_rate": 0.0}, {}),
@@ -356,6 +357,25 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     return rows
 
 
+def merge_runs(paths: Sequence[Path], output: Path | None) -> None:
+    """One table of `--json` files that ran the same systems on different seeds (`--first-seed`): every system the
+    files share, `aggregate`d over all their seeds; the options of the first file, its seeds replaced."""
+    runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    seeds = [seed for run in runs for seed in run["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"--merge: the files repeat seeds {seeds}")
+    names = [name for name in runs[0]["systems"] if all(name in run["systems"] for run in runs)]
+    per_seed = [
+        {name: run["systems"][name]["seeds"][at] for name in names} for run in runs for at in range(len(run["seeds"]))
+    ]
+    summary = aggregate(per_seed)
+    print(f"\nmerged {', '.join(path.name for path in paths)} | seeds {seeds} | mean ± std")
+    print_rows(summary, width=52)
+    if output is not None:
+        merged = {**runs[0], "seeds": seeds, "systems": summary, "merged_from": [path.name for path in paths]}
+        output.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the goodreads-books folder")
@@ -379,9 +399,21 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=FROM_SCRATCH_LEARNING_RATE)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget counts all of them)")
     parser.add_argument("--prior-sweep", action="store_true", help="only fit the read prior alone per std and draws")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="no run: merge these --json files of the same systems on other seeds (e.g. --first-seed runs) into one "
+        "table, mean and std over all their seeds (written to --json)",
+    )
     options = parser.parse_args()
     if options.prior_sweep:
         prior_sweep(options)
+        return
+    if options.merge:
+        merge_runs(options.merge, options.json)
         return
     options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
     for name in options.systems:

@@ -35,7 +35,12 @@ def test_demo_reports_writes_and_serves(tmp_path):
     assert EmbSumModel.from_pretrained(tmp_path / "model").config.summary_mode == "start"
     # the synthetic news are no sparse catalogue (shown non-clicks, 7 clicks per item): the paper's recipe, chosen
     levers = json.loads((tmp_path / "model" / "results.json").read_text())["data_levers"]
-    assert levers == {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
+    assert levers == {
+        "text_embedding_init": False,
+        "in_batch_negatives": False,
+        "logq_correction": False,
+        "summary_loss_weight": 1.0,
+    }
 
     out = result.stdout
     assert "Held-out impressions: dev:test(90%) (540 impressions)" in out and "Summary ROUGE-L over 50 users" in out

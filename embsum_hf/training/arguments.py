@@ -148,15 +148,18 @@ class EmbSumTrainingArguments(TrainingArguments):
         return DEFAULT_NUM_NEGATIVES if self.num_negatives is None else self.num_negatives
 
 
-def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
+def config_field(name: str, config_class: type = EmbSumConfig, unset: str | None = None) -> Any:
     """
     A [`ModelArguments`] field whose default and help are `config_class`'s own, written once there: the default is
     the config's class attribute, the help the field's entry in the config's docstring (`Args:`, the lines under
     `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
+    Given `unset` (what happens to an unset value), the default is None instead and `unset` joins the help.
     """
     prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
     entry = docstring_entry(config_class, name)
     text = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
+    if unset is not None:
+        return field(default=None, metadata={"help": f"{text} Default (unset): {unset}"})
     return field(default=getattr(config_class, name), metadata={"help": text})
 
 
@@ -195,7 +198,11 @@ class ModelArguments:
     session_max_items: int | None = config_field("session_max_items")
     item_max_tokens: int = config_field("item_max_tokens")
     summary_max_tokens: int = config_field("summary_max_tokens")
-    summary_loss_weight: float = config_field("summary_loss_weight")
+    summary_loss_weight: float | None = config_field(
+        "summary_loss_weight",
+        unset="the config's, except where `embsum train` from scratch chooses it from the training data "
+        "(`recipe.choose_data_levers`: 0.2 on a sparse catalogue).",
+    )
     summary_mode: str = config_field("summary_mode")
     summary_history_boost: float = config_field("summary_history_boost")
     summary_history_boost_plausibility: float = config_field("summary_history_boost_plausibility")
@@ -215,7 +222,14 @@ class ModelArguments:
     def config_overrides(self) -> dict:
         """The `EmbSumConfig` keyword arguments of these arguments."""
         fields = dataclasses.fields(ModelArguments)
-        return {f.name: getattr(self, f.name) for f in fields if f.name in _EMBSUM_FIELDS}
+        # a value left unset (`config_field(..., unset=...)`: None where the config's default is not, chosen by the
+        # recipe or not at all) is the config's
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields
+            if f.name in _EMBSUM_FIELDS
+            and not (getattr(self, f.name) is None and f.default is None and getattr(EmbSumConfig, f.name) is not None)
+        }
 
     def t5_overrides(self) -> dict:
         """

@@ -141,7 +141,20 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
 # catalogue (books 0.77, MovieLens "reads" 0.84; MovieLens ratings 0.66 and the demo's synthetic news 0.50, whose
 # non-clicks were rated or shown too); and the training clicks per item of the items table are this few (books 0.93;
 # MovieLens "reads" 10.7, where the levers cost 0.8 AUC; the demo's synthetic news 7.1). docs/accuracy-books.md.
-SPARSE_CATALOGUE_LEVERS = ("text_embedding_init", "in_batch_negatives", "logq_correction")
+# lever -> its value on a sparse catalogue; elsewhere each is the paper's (`PAPER_LEVERS`). The summary loss weight
+# 0.2 gives the click objective the shared encoder's start: +0.5 AUC and the slow-starting seed's 6 (books, 3 seeds)
+SPARSE_CATALOGUE_LEVERS: dict[str, bool | float] = {
+    "text_embedding_init": True,
+    "in_batch_negatives": True,
+    "logq_correction": True,
+    "summary_loss_weight": 0.2,
+}
+PAPER_LEVERS: dict[str, bool | float] = {
+    "text_embedding_init": False,
+    "in_batch_negatives": False,
+    "logq_correction": False,
+    "summary_loss_weight": EmbSumConfig.summary_loss_weight,
+}
 SPARSE_CATALOGUE_POPULARITY_AUC = 0.75
 SPARSE_CATALOGUE_CLICKS_PER_ITEM = 2.0
 SPARSE_CATALOGUE_SCORED_IMPRESSIONS = 100_000  # a sample enough for the AUC, so the check stays seconds at any size
@@ -185,17 +198,19 @@ def read_popularity_auc(
 
 def choose_data_levers(
     args: EmbSumRunArguments, training_args: EmbSumTrainingArguments, train: RecommendationData
-) -> dict[str, bool]:
+) -> dict[str, bool | float]:
     """
-    Fill in the levers of `SPARSE_CATALOGUE_LEVERS` left unset (None) in `args` / `training_args`: on when the model
-    trains from scratch on a sparse catalogue, `read_popularity_auc(train)` at least
+    Fill in the levers of `SPARSE_CATALOGUE_LEVERS` left unset (None) in `args` / `training_args`: their sparse values
+    when the model trains from scratch on a sparse catalogue, `read_popularity_auc(train)` at least
     `SPARSE_CATALOGUE_POPULARITY_AUC` and `clicks_per_item(train)` below `SPARSE_CATALOGUE_CLICKS_PER_ITEM` (the LSA
-    start, and the catalogue-wide softmax of in-batch negatives with logQ), off otherwise (the paper's). A lever given
-    explicitly is kept. Logs the choice and returns every lever's value.
+    start, the catalogue-wide softmax of in-batch negatives with logQ, λ 0.2), the paper's (`PAPER_LEVERS`)
+    otherwise. A lever given explicitly is kept. Logs the choice and returns every lever's value.
     """
-    unset = [
-        name for name in SPARSE_CATALOGUE_LEVERS if getattr(args, name, getattr(training_args, name, None)) is None
-    ]
+
+    def value(name: str):
+        return getattr(args, name) if hasattr(args, name) else getattr(training_args, name)
+
+    unset = [name for name in SPARSE_CATALOGUE_LEVERS if value(name) is None]
     if unset:
         sparse = False
         reason = "a pretrained backbone: the paper's recipe"
@@ -208,10 +223,11 @@ def choose_data_levers(
                 reason += f", popularity ranks the training impressions at AUC {auc:.3f} (sparse: >= "
                 reason += f"{SPARSE_CATALOGUE_POPULARITY_AUC})"
             reason += f": {'a sparse catalogue' if sparse else 'the paper recipe'}"
+        chosen = SPARSE_CATALOGUE_LEVERS if sparse else PAPER_LEVERS
         for name in unset:
-            setattr(args if hasattr(args, name) else training_args, name, sparse)
-        logger.info("recipe: %s -> %s", reason, ", ".join(f"{name}={sparse}" for name in unset))
-    return {name: bool(getattr(args, name, getattr(training_args, name, None))) for name in SPARSE_CATALOGUE_LEVERS}
+            setattr(args if hasattr(args, name) else training_args, name, chosen[name])
+        logger.info("recipe: %s -> %s", reason, ", ".join(f"{name}={chosen[name]}" for name in unset))
+    return {name: value(name) for name in SPARSE_CATALOGUE_LEVERS}
 
 
 def default_item_template(data: RecommendationData) -> str:
