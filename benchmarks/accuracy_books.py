@@ -36,8 +36,8 @@ Systems
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start and
-                      in-batch negatives with logQ); each "+lever" of `LEVERS` in the name changes one setting (e.g.
-                      `embsum+no-in-batch`, `embsum+catalogue-4+item-prior`).
+                      in-batch negatives with logQ, and sets λ 0.2); each "+lever" of `LEVERS` in the name changes one
+                      setting (e.g. `embsum+no-in-batch`, `embsum+lambda1`, `embsum+catalogue-4+item-prior`).
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -101,8 +101,8 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "item-prior": ({"item_prior": True}, {}),
     "prior-reads": ({"item_prior": True}, {"item_prior_history_draws": 4, "item_prior_std": 5.0}),
     "lsa": ({"text_embedding_init": True}, {}),
-    # the levers `choose_data_levers` turns on for this catalogue, turned off ("embsum+no-lsa+no-in-batch" is the
-    # paper's recipe, `embsum train`'s default before it chose them)
+    # the levers `choose_data_levers` turns on for this catalogue, turned off ("embsum+no-lsa+no-in-batch+lambda1" is
+    # the paper's recipe, `embsum train`'s default before it chose them)
     "no-lsa": ({"text_embedding_init": False}, {}),
     "no-in-batch": ({}, {"in_batch_negatives": False, "logq_correction": False}),
     "no-logq": ({}, {"logq_correction": False}),
