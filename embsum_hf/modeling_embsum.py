@@ -9,7 +9,6 @@ n history items per user, K user codes, M item codes, d = d_model, T summary tok
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -358,7 +357,7 @@ class WellFormedSlots(LogitsProcessor):
         lead: str,
         eos_token_id: int,
         stopwords: frozenset[str] = SLOT_STOPWORDS,
-        words: Iterable[str] | None = None,
+        words: list[str] | frozenset[str] | None = None,
     ):
         self.texts, self.lead, self.stopwords = list(token_texts), lead.lower(), stopwords
         self.words = None if words is None else frozenset(words)
