@@ -490,7 +490,7 @@ def main() -> None:
 
     def metrics(predictions: list[str], seed: int) -> dict:
         result = summary_metrics(predictions, references, constant=constant, seed=seed)
-        # summaries with a slot word that no training summary uses ("poe", "gainesbtractingale"): WellFormedSlots
+        # summaries with a slot word that no training summary uses ("selen", "gainesbtractingale"): WellFormedSlots
         # with the processor's summary words writes none
         slots = [
             WellFormedSlots.split_words(text.lower().partition(DEFAULT_SUMMARY_SLOT_LEAD)[2]) for text in predictions

@@ -317,7 +317,7 @@ class WellFormedSlots(LogitsProcessor):
     closing an empty slot must go on. A token that glues a word piece to a comma or full stop is not used in the
     slots. Given `words` (the processor's `summary_words`: the words of the training summaries), every slot word is
     one of them: a word may only be started and continued along the spelling of one, and only ends as a whole one
-    (no "poe" for "poems", no "gainesbtractingale").
+    (no "selen", no "gainesbtractingale").
     Slots end at a comma or the word "and"; the full stop ends the summary (`</s>` follows). Nothing before the lead
     is constrained (the decoder writes the template's start by itself). The constraints are those of
     `embsum_hf.metrics.summary.malformed_summary`, so a summary written with them that has the lead is well-formed.
