@@ -35,9 +35,10 @@ Systems
   nrms                the MovieLens benchmark's NRMS (`accuracy.nrms.train_nrms`), same rows, negatives, budget.
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
-                      setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start and
-                      in-batch negatives with logQ, and sets λ 0.2); each "+lever" of `LEVERS` in the name changes one
-                      setting (e.g. `embsum+no-in-batch`, `embsum+lambda1`, `embsum+catalogue-4+item-prior`).
+                      setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start,
+                      in-batch negatives with logQ and the 300-step summary warm-up); each "+lever" of `LEVERS` in the
+                      name changes one setting (e.g. `embsum+no-in-batch`, `embsum+lambda0.2+summary-warmup-0`,
+                      `embsum+catalogue-4+item-prior`).
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -101,8 +102,8 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "item-prior": ({"item_prior": True}, {}),
     "prior-reads": ({"item_prior": True}, {"item_prior_history_draws": 4, "item_prior_std": 5.0}),
     "lsa": ({"text_embedding_init": True}, {}),
-    # the levers `choose_data_levers` turns on for this catalogue, turned off ("embsum+no-lsa+no-in-batch+lambda1" is
-    # the paper's recipe, `embsum train`'s default before it chose them)
+    # the levers `choose_data_levers` turns on for this catalogue, turned off ("embsum+no-lsa+no-in-batch+summary-
+    # warmup-0" is the paper's recipe, `embsum train`'s default before it chose them)
     "no-lsa": ({"text_embedding_init": False}, {}),
     "no-in-batch": ({}, {"in_batch_negatives": False, "logq_correction": False}),
     "no-logq": ({}, {"logq_correction": False}),
@@ -113,10 +114,12 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "logq": ({}, {"logq_correction": True}),
     "negatives-1": ({}, {"num_negatives": 1}),
     "start": ({"summary_mode": "start"}, {}),
+    # λ (the config's 1 by default); "lambda0.2+summary-warmup-0" was `embsum`'s recipe on this data before the warm-up
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
-    "lambda1": ({"summary_loss_weight": 1.0}, {}),  # the paper's, `embsum`'s on this data before λ was chosen
+    "lambda1": ({"summary_loss_weight": 1.0}, {}),
     "lambda0": ({"summary_loss_weight": 0.0}, {}),
-    "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),
+    "summary-warmup-0": ({}, {"summary_warmup_steps": 0}),
+    "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),  # `embsum`'s on this data (`choose_data_levers`)
     "dropout0": ({"dropout_rate": 0.0}, {}),
     "vocab-2k": ({"vocab_size": 2000, "tokenizer": None}, {}),
     "vocab-16k": ({"vocab_size": 16000, "tokenizer": None}, {}),
@@ -357,10 +360,23 @@ def run_seed(options: argparse.Namespace, seed: int) -> dict[str, dict]:
     return rows
 
 
-def merge_runs(paths: Sequence[Path], output: Path | None) -> None:
+def merge_runs(paths: Sequence[Path], output: Path | None, renames: Sequence[str] = ()) -> None:
     """One table of `--json` files that ran the same systems on different seeds (`--first-seed`): every system the
-    files share, `aggregate`d over all their seeds; the options of the first file, its seeds replaced."""
+    files share, `aggregate`d over all their seeds; the options of the first file, its seeds replaced. `renames`
+    ("OLD=NEW") rename a system and its rows (late fusion, cold start) in every file first (a run made under an
+    older name of the same recipe), recorded in the output's `renamed`."""
+    pairs = [rename.partition("=") for rename in renames]
+    if any(not old or not sep or not new for old, sep, new in pairs):
+        sys.exit(f"--rename takes OLD=NEW, got {' '.join(renames)}")
     runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    for old, _, new in pairs:  # the system and its rows ("OLD + prior (late fusion)", "OLD (cold start)")
+        if not any(old in run["systems"] for run in runs):
+            sys.exit(f"--rename {old}={new}: no file has a system {old!r}")
+        for run in runs:
+            run["systems"] = {
+                new + name[len(old) :] if name == old or name.startswith(old + " ") else name: row
+                for name, row in run["systems"].items()
+            }
     seeds = [seed for run in runs for seed in run["seeds"]]
     if len(set(seeds)) != len(seeds):
         sys.exit(f"--merge: the files repeat seeds {seeds}")
@@ -373,6 +389,8 @@ def merge_runs(paths: Sequence[Path], output: Path | None) -> None:
     print_rows(summary, width=52)
     if output is not None:
         merged = {**runs[0], "seeds": seeds, "systems": summary, "merged_from": [path.name for path in paths]}
+        if renames:
+            merged["renamed"] = list(renames)
         output.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
 
 
@@ -408,12 +426,19 @@ def main() -> None:
         help="no run: merge these --json files of the same systems on other seeds (e.g. --first-seed runs) into one "
         "table, mean and std over all their seeds (written to --json)",
     )
+    parser.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="with --merge: system OLD of the files is NEW (a run under an older name of the same recipe); repeatable",
+    )
     options = parser.parse_args()
     if options.prior_sweep:
         prior_sweep(options)
         return
     if options.merge:
-        merge_runs(options.merge, options.json)
+        merge_runs(options.merge, options.json, options.rename)
         return
     options.systems = [name.strip() for name in options.systems.split(",") if name.strip()]
     for name in options.systems:

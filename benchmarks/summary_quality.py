@@ -78,12 +78,11 @@ from sklearn.preprocessing import normalize
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
-from embsum_hf.configuration_embsum import DEFAULT_SUMMARY_SLOT_LEAD
 from embsum_hf.data import load_impressions, load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
 from embsum_hf.metrics import constant_summary, summary_metrics
-from embsum_hf.modeling_embsum import EmbSumModel, WellFormedSlots
+from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
 from embsum_hf.teacher.backend_heuristic import STOPWORDS
@@ -489,14 +488,9 @@ def main() -> None:
     words = set(summary_vocabulary(setup.train_summaries.values()))
 
     def metrics(predictions: list[str], seed: int) -> dict:
-        result = summary_metrics(predictions, references, constant=constant, seed=seed)
-        # summaries with a slot word that no training summary uses ("selen", "gainesbtractingale"): WellFormedSlots
-        # with the processor's summary words writes none
-        slots = [
-            WellFormedSlots.split_words(text.lower().partition(DEFAULT_SUMMARY_SLOT_LEAD)[2]) for text in predictions
-        ]
-        result["nonword_rate"] = sum(any(w not in words for w in slot) for slot in slots) / max(len(slots), 1)
-        return result
+        # nonword_rate: summaries with a slot word no training summary uses ("selen"): WellFormedSlots with the
+        # processor's summary words writes none
+        return summary_metrics(predictions, references, constant=constant, seed=seed, words=words)
 
     baselines = {"teacher": references, "constant": [constant] * len(heldout), "nearest": setup.nearest}
     rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}

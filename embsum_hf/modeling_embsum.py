@@ -315,9 +315,10 @@ class WellFormedSlots(LogitsProcessor):
     stop-word is written twice (a word-start token spelling an earlier word is banned). Words written piece by piece
     are checked as they end: a word that would end as an earlier word, as a stop-word opening a slot, or as an "and"
     closing an empty slot must go on. A token that glues a word piece to a comma or full stop is not used in the
-    slots. Given `words` (the processor's `summary_words`: the words of the training summaries), every slot word is
-    one of them: a word may only be started and continued along the spelling of one, and only ends as a whole one
-    (no "selen", no "gainesbtractingale").
+    slots, nor is a word piece right after a comma (every slot word starts as a word: no "finance,especially").
+    Given `words` (the processor's `summary_words`: the words of the training summaries), every slot word is one of
+    them: a word may only be started and continued along the spelling of one, and only ends as a whole one (no
+    "selen", no "gainesbtractingale").
     Slots end at a comma or the word "and"; the full stop ends the summary (`</s>` follows). Nothing before the lead
     is constrained (the decoder writes the template's start by itself). The constraints are those of
     `embsum_hf.metrics.summary.malformed_summary`, so a summary written with them that has the lead is well-formed.
@@ -414,6 +415,18 @@ class WellFormedSlots(LogitsProcessor):
         ]
         return cls(texts, lead, tokenizer.eos_token_id, **kwargs)
 
+    @classmethod
+    def for_processor(cls, processor, lead: str, words=None) -> WellFormedSlots:
+        """`from_tokenizer(processor.tokenizer, lead, words=words)`, built once per tokenizer size, lead and words and
+        kept on `processor` (building one reads the whole vocabulary: tens of milliseconds, too slow for every
+        `generate_summary` call of a server)."""
+        key = (len(processor.tokenizer), lead, None if words is None else tuple(words))
+        cache = processor.__dict__.setdefault("_well_formed_slots", {})
+        if key not in cache:
+            cache.clear()  # one entry: a processor's words and lead rarely change
+            cache[key] = cls.from_tokenizer(processor.tokenizer, lead, words=words)
+        return cache[key]
+
     def _banned(self, token_ids: list[int], vocab_size: int) -> torch.Tensor | None:
         text = "".join(self.texts[i] if 0 <= i < len(self.texts) else "" for i in token_ids).lower()
         found = text.find(self.lead)
@@ -455,6 +468,8 @@ class WellFormedSlots(LogitsProcessor):
             banned[:width] |= self.separator[:width]
         if not current or partial == "and":  # a slot's first word is no stop-word
             banned[:width] |= self.stop_start[:width]
+        if partial is None and rest[-1:] in (",", " "):  # a word piece would glue on ("finance,especially")
+            banned[:width] |= self.continuing[:width]
         return self._in_words(banned, partial, finishing, width)
 
     def _in_words(
@@ -1008,7 +1023,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
                 )
             )
         if slot_lead and processor is not None:
-            added.append(WellFormedSlots.from_tokenizer(processor.tokenizer, slot_lead, words=slot_words))
+            added.append(WellFormedSlots.for_processor(processor, slot_lead, words=slot_words))
         if added:
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])

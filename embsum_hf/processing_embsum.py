@@ -290,8 +290,14 @@ class EmbSumProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        # the config is the model's (its config.json), not the processor's: processor_config.json holds the template
-        output = super().to_dict()
+        # the config is the model's (its config.json), not the processor's: processor_config.json holds the template;
+        # the caches of `token_classes` and `WellFormedSlots.for_processor` are not deep-copied only to be dropped
+        cached = [key for key in ("_token_classes", "_well_formed_slots") if key in self.__dict__]
+        caches = {key: self.__dict__.pop(key) for key in cached}
+        try:
+            output = super().to_dict()
+        finally:
+            self.__dict__.update(caches)
         output.pop("config", None)
         return output
 

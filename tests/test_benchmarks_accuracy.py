@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
 GENRES = ["unknown", "Action", "Comedy", "Drama", "Sci-Fi"]
@@ -145,3 +147,46 @@ def test_the_scripts_sharing_the_accuracy_modules_import():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "accuracy.nrms"
+
+
+def test_accuracy_books_merges_seeds_of_a_system_run_under_an_older_name(tmp_path):
+    """`--merge --rename OLD=NEW`: a seed run under an older name joins the table with its late-fusion and cold rows;
+    a rename that matches nothing is one line, exit 1."""
+
+    def run_file(seed: int, system: str, auc: float) -> Path:
+        row = {"auc": auc, "mrr": auc / 2, "ndcg@5": auc / 2, "ndcg@10": auc / 2}
+        names = ["popularity", system, f"{system} + prior (late fusion)", f"{system} (cold start)"]
+        systems = {name: {"mean": row, "std": dict.fromkeys(row, 0.0), "seeds": [row]} for name in names}
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"seeds": [seed], "budget_cpu_s": 1800, "systems": systems}), encoding="utf-8")
+        return path
+
+    first, second = run_file(0, "embsum", 0.80), run_file(1, "embsum+lambda1", 0.78)
+    command = [sys.executable, "accuracy_books.py", "--merge", str(first), str(second), "--json"]
+    merge = subprocess.run(
+        [*command, str(tmp_path / "merged.json"), "--rename", "embsum+lambda1=embsum"],
+        cwd=REPO / "benchmarks",
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert merge.returncode == 0, merge.stderr[-3000:]
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["renamed"] == ["embsum+lambda1=embsum"]
+    for name in ("embsum", "embsum + prior (late fusion)", "embsum (cold start)"):
+        assert merged["systems"][name]["mean"]["auc"] == pytest.approx(0.79), name
+    unrenamed = subprocess.run(
+        [*command, str(tmp_path / "plain.json")], cwd=REPO / "benchmarks", capture_output=True, text=True, env=ENV
+    )
+    assert unrenamed.returncode == 0 and list(json.loads((tmp_path / "plain.json").read_text())["systems"]) == [
+        "popularity"
+    ]
+    wrong = subprocess.run(
+        [*command, str(tmp_path / "wrong.json"), "--rename", "embsum+lr1e-3=embsum"],
+        cwd=REPO / "benchmarks",
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert wrong.returncode == 1 and "no file has a system 'embsum+lr1e-3'" in wrong.stderr
+    assert not (tmp_path / "wrong.json").exists()

@@ -39,7 +39,7 @@ def test_demo_reports_writes_and_serves(tmp_path):
         "text_embedding_init": False,
         "in_batch_negatives": False,
         "logq_correction": False,
-        "summary_loss_weight": 1.0,
+        "summary_warmup_steps": 0,
     }
 
     out = result.stdout

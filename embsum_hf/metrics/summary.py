@@ -26,7 +26,7 @@ import logging
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..configuration_embsum import DEFAULT_SUMMARY_SLOT_LEAD, SLOT_STOPWORDS
 
@@ -97,21 +97,31 @@ def repeated_token_rate(texts: Sequence[str]) -> float:
 SLOT_SEPARATOR = re.compile(r",|\band\b", re.IGNORECASE)
 
 
-def malformed_summary(text: str, lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> bool:
+def summary_slots(text: str, lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> list[list[str]] | None:
     """
-    Whether `text` breaks the template "<...> `lead` A, B, C, D and E.": its interest slots are the pieces after the
-    first `lead` (case-insensitive; default "interested in", the teachers' "The reader/viewer/user is interested in"),
-    up to a closing ".", split at commas and at the word "and". It is malformed when the lead is missing, a slot is
-    empty ("in and love", "A, , B", "A and.") or holds only stop-words ([`SLOT_STOPWORDS`]: "novel, as and
-    thought-provoking"), or a word that is no stop-word occurs twice among the slots ("adventure, adventure",
-    "love and love story"). Words are ROUGE's tokens (lowercased alphanumeric runs).
+    The words of each interest slot of `text` under the template "<...> `lead` A, B, C, D and E.": the pieces after
+    the first `lead` (case-insensitive; default "interested in", the teachers' "The reader/viewer/user is interested
+    in"), up to a closing ".", split at commas and at the word "and"; words are ROUGE's tokens (lowercased
+    alphanumeric runs). None when `text` has no lead.
     """
     found = re.search(rf"\b{re.escape(lead)}\b", text, re.IGNORECASE)
     if found is None:
-        return True
+        return None
     rest = text[found.end() :].strip()
     rest = rest[:-1] if rest.endswith(".") else rest
-    slots = [_tokens([slot])[0] for slot in SLOT_SEPARATOR.split(rest)]
+    return [_tokens([slot])[0] for slot in SLOT_SEPARATOR.split(rest)]
+
+
+def malformed_summary(text: str, lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> bool:
+    """
+    Whether `text` breaks the template "<...> `lead` A, B, C, D and E." ([`summary_slots`]). It is malformed when the
+    lead is missing, a slot is empty ("in and love", "A, , B", "A and.") or holds only stop-words
+    ([`SLOT_STOPWORDS`]: "novel, as and thought-provoking"), or a word that is no stop-word occurs twice among the
+    slots ("adventure, adventure", "love and love story").
+    """
+    slots = summary_slots(text, lead)
+    if slots is None:
+        return True
     if any(all(word in SLOT_STOPWORDS for word in slot) for slot in slots):  # all() of an empty slot is True
         return True
     content = [word for slot in slots for word in slot if word not in SLOT_STOPWORDS]
@@ -121,6 +131,21 @@ def malformed_summary(text: str, lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> bool:
 def malformed_rate(texts: Sequence[str], lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> float:
     """The share of `texts` that are [`malformed_summary`] (NaN when there are none)."""
     return sum(malformed_summary(text, lead) for text in texts) / len(texts) if texts else float("nan")
+
+
+def nonword_rate(texts: Sequence[str], words: Collection[str], lead: str = DEFAULT_SUMMARY_SLOT_LEAD) -> float:
+    """
+    The share of `texts` with a slot word ([`summary_slots`]) that is not among `words` (lower-cased; e.g. the words
+    of the training summaries, `EmbSumProcessor.summary_words`): a word piece run on into a non-word ("selen",
+    "gainesbtractingale"). A text without the lead has none. NaN when there are no texts.
+    """
+    known = {word.lower() for word in words}
+    found = [summary_slots(text, lead) or [] for text in texts]
+    return (
+        sum(any(word not in known for slot in slots for word in slot) for slots in found) / len(texts)
+        if texts
+        else float("nan")
+    )
 
 
 def constant_summary(
@@ -162,12 +187,14 @@ def summary_metrics(
     seed: int = 0,
     use_stemmer: bool = True,
     lead: str = DEFAULT_SUMMARY_SLOT_LEAD,
+    words: Collection[str] | None = None,
 ) -> dict:
     """
     ROUGE of `predictions` against their own `references` (the teacher summaries of the same users, in order) plus
     the metrics it cannot be fooled by (see the module docstring): `constant_rouge1/2/L`, `rougeL_other_user`,
     `specificity_gap`, `distinct_summaries`, `distinct_1`, `distinct_2`, `repeated_token_rate`, `malformed_rate`
-    (against the template lead `lead`), `num_summaries`.
+    (against the template lead `lead`), `num_summaries`, and given `words` (the words a summary may use, e.g. the
+    training summaries') `nonword_rate` ([`nonword_rate`]).
 
     `constant` is the constant-sentence baseline; default [`constant_summary`] of `references` (pass the one of the
     training summaries when you have them). `seed` draws the other users of the specificity gap. Logs a warning when
@@ -197,6 +224,8 @@ def summary_metrics(
     result["distinct_2"] = distinct_ngrams(predictions, 2)
     result["repeated_token_rate"] = repeated_token_rate(predictions)
     result["malformed_rate"] = malformed_rate(predictions, lead)
+    if words is not None:
+        result["nonword_rate"] = nonword_rate(predictions, words, lead)
     result["num_summaries"] = n
     if others and result["specificity_gap"] < COLLAPSE_GAP_THRESHOLD:
         logger.warning(

@@ -14,6 +14,13 @@ from .item_prior import DEFAULT_PRIOR_STD
 # argparse settings of a `bool | None` lever (None: chosen by `embsum train`): a bare `--flag` is `--flag true`, as
 # for a plain bool field (HfArgumentParser passes a field's metadata to `add_argument`)
 TRI_STATE_FLAG = {"nargs": "?", "const": True}
+# the training levers `embsum train` from scratch chooses from the data when unset (`recipe.choose_data_levers`), at
+# their paper values: what an `EmbSumTrainer` used without the recipe trains with
+PAPER_TRAINING_LEVERS: dict[str, bool | int] = {
+    "in_batch_negatives": False,
+    "logq_correction": False,
+    "summary_warmup_steps": 0,
+}
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
 
@@ -54,12 +61,13 @@ class EmbSumTrainingArguments(TrainingArguments):
         }
         | TRI_STATE_FLAG,
     )
-    summary_warmup_steps: int = field(
-        default=0,
+    summary_warmup_steps: int | None = field(
+        default=None,
         metadata={
             "help": "The summary loss joins gradually: its weight rises linearly from 0 to the model's "
             "summary_loss_weight over the first N optimiser steps, so the click objective starts alone. 0: the full "
-            "weight from the first step (the paper's)."
+            "weight from the first step (the paper's). Default (unset): `embsum train` from scratch chooses it from "
+            "the training data (`recipe.choose_data_levers`: 300 on a sparse catalogue), otherwise 0."
         },
     )
     catalogue_negatives: int = field(
@@ -129,7 +137,7 @@ class EmbSumTrainingArguments(TrainingArguments):
             self.logq_correction = self.in_batch_negatives  # unset: as in_batch_negatives
         if self.logq_correction and not self.in_batch_negatives:
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
-        if self.summary_warmup_steps < 0:
+        if self.summary_warmup_steps is not None and self.summary_warmup_steps < 0:
             raise ValueError(f"summary_warmup_steps must be >= 0, got {self.summary_warmup_steps}")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
@@ -148,18 +156,15 @@ class EmbSumTrainingArguments(TrainingArguments):
         return DEFAULT_NUM_NEGATIVES if self.num_negatives is None else self.num_negatives
 
 
-def config_field(name: str, config_class: type = EmbSumConfig, unset: str | None = None) -> Any:
+def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
     """
     A [`ModelArguments`] field whose default and help are `config_class`'s own, written once there: the default is
     the config's class attribute, the help the field's entry in the config's docstring (`Args:`, the lines under
     `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
-    Given `unset` (what happens to an unset value), the default is None instead and `unset` joins the help.
     """
     prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
     entry = docstring_entry(config_class, name)
     text = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
-    if unset is not None:
-        return field(default=None, metadata={"help": f"{text} Default (unset): {unset}"})
     return field(default=getattr(config_class, name), metadata={"help": text})
 
 
@@ -198,11 +203,7 @@ class ModelArguments:
     session_max_items: int | None = config_field("session_max_items")
     item_max_tokens: int = config_field("item_max_tokens")
     summary_max_tokens: int = config_field("summary_max_tokens")
-    summary_loss_weight: float | None = config_field(
-        "summary_loss_weight",
-        unset="the config's, except where `embsum train` from scratch chooses it from the training data "
-        "(`recipe.choose_data_levers`: 0.2 on a sparse catalogue).",
-    )
+    summary_loss_weight: float = config_field("summary_loss_weight")
     summary_mode: str = config_field("summary_mode")
     summary_history_boost: float = config_field("summary_history_boost")
     summary_history_boost_plausibility: float = config_field("summary_history_boost_plausibility")
@@ -221,15 +222,7 @@ class ModelArguments:
 
     def config_overrides(self) -> dict:
         """The `EmbSumConfig` keyword arguments of these arguments."""
-        fields = dataclasses.fields(ModelArguments)
-        # a value left unset (`config_field(..., unset=...)`: None where the config's default is not, chosen by the
-        # recipe or not at all) is the config's
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields
-            if f.name in _EMBSUM_FIELDS
-            and not (getattr(self, f.name) is None and f.default is None and getattr(EmbSumConfig, f.name) is not None)
-        }
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelArguments) if f.name in _EMBSUM_FIELDS}
 
     def t5_overrides(self) -> dict:
         """

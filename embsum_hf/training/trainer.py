@@ -6,6 +6,7 @@ base Trainer's `eval_loss` in `evaluation_loop`.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from transformers import Trainer, TrainerCallback
 
 from ..hub.repo import SavesHubRepo
 from ..modeling_embsum import EmbSumModel, EmbSumOutput
-from .arguments import EmbSumTrainingArguments
+from .arguments import PAPER_TRAINING_LEVERS, EmbSumTrainingArguments
 from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
 from .item_prior import ItemPriorFitCallback
@@ -132,9 +133,11 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
             args = EmbSumTrainingArguments(output_dir="embsum_trainer")
         if not isinstance(args, EmbSumTrainingArguments):
             raise TypeError(f"args must be EmbSumTrainingArguments, got {type(args).__name__}")
-        for name in ("in_batch_negatives", "logq_correction"):  # left unset (no `choose_data_levers`): the paper's
-            if getattr(args, name) is None:
-                setattr(args, name, False)
+        unset = {name: paper for name, paper in PAPER_TRAINING_LEVERS.items() if getattr(args, name) is None}
+        if unset:  # left unset (no `choose_data_levers`): the paper's, on a copy (the caller's args stay as given)
+            args = copy.copy(args)
+            for name, paper in unset.items():
+                setattr(args, name, paper)
         if (train_dataset is not None or eval_dataset is not None) and data_collator is None:
             raise ValueError(
                 "EmbSumTrainer needs data_collator=EmbSumDataCollator(processor, tokenize_item_table(processor, "

@@ -13,6 +13,7 @@ from embsum_hf.metrics.summary import (
     distinct_ngrams,
     malformed_rate,
     malformed_summary,
+    nonword_rate,
     other_user_references,
     repeated_token_rate,
 )
@@ -151,3 +152,20 @@ def test_malformed_rate_in_summary_metrics():
     # another template's lead: the slots after "enjoys"
     assert summary_metrics(["Ann enjoys the and space."] * 2, references, lead="enjoys")["malformed_rate"] == 1.0
     assert malformed_rate(["Ann enjoys food and space.", "Ann enjoys food, space."], lead="enjoys") == 0.0
+
+
+def test_nonword_rate_by_hand():
+    """A summary counts once when any slot word is none of the given words; words before the lead are no slot's."""
+    words = ["the", "user", "is", "interested", "in", "food", "space", "sports"]
+    texts = [
+        "The user is interested in food and space.",  # every slot word known
+        "The user is interested in food and selen.",  # "selen": a run-on word piece
+        "Somebody else is interested in Food, SPACE and sports.",  # letter case aside, known; "somebody" is no slot's
+        "No lead here, gainesbtractingale.",  # no lead: no slots, no non-word
+    ]
+    assert [nonword_rate([text], words) for text in texts] == [0.0, 1.0, 0.0, 0.0]
+    assert nonword_rate(texts, words) == pytest.approx(1 / 4)
+    assert nonword_rate(["Ann enjoys selen."], words, lead="enjoys") == 1.0
+    references = texts[:2]
+    assert summary_metrics(texts[:2], references, words=words)["nonword_rate"] == pytest.approx(1 / 2)
+    assert "nonword_rate" not in summary_metrics(texts[:2], references)

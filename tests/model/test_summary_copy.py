@@ -1,5 +1,6 @@
 """The summary decoder's copy mechanism (`EmbSumConfig.summary_copy`) and well-formed template slots at decoding."""
 
+import json
 import re
 
 import pytest
@@ -185,6 +186,8 @@ def test_well_formed_slots_on_hand_made_tokens():
     assert {" self-", " self"} <= banned(3, 4, 6)  # "self-discovery,": "self" is written
     assert " love" not in banned(3, 4, 6) and " self-" not in banned(8, 6)
     assert {",", " and", "."} & banned(3, 4, 6, 8, 7) == {",", " and", "."}  # "... love and": a slot must follow
+    # after a comma a slot word starts as a word: "discovery" would glue on ("self-discovery,discovery")
+    assert "discovery" in banned(3, 4, 6) and "discovery" not in banned(3)
 
 
 def test_well_formed_slots_keep_to_the_summary_words():
@@ -236,5 +239,12 @@ def test_trained_processors_keep_summaries_to_their_training_words(tmp_path, tok
     kept = slot_words(model.generate_summary(**users, **kwargs))
     assert sum(word not in words for word in free) >= 5, free
     assert kept and all(word in words for word in kept), kept
+    # built once per processor, lead and words (a server's every call would re-read the vocabulary), and not saved
+    built = WellFormedSlots.for_processor(processor, "interested in", words)
+    assert WellFormedSlots.for_processor(processor, "interested in", list(words)) is built
+    assert WellFormedSlots.for_processor(processor, "interested in", None).words is None
+    processor.save_pretrained(tmp_path / "again")
+    saved = json.loads((tmp_path / "again" / "processor_config.json").read_text())
+    assert saved["summary_words"] == words and not any(key.startswith("_") for key in saved)
     with pytest.raises(ValueError, match="summary_words must be a list of words"):
         EmbSumProcessor(tokenizer, config, item_template="mind", summary_words="mystery")

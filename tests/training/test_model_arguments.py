@@ -40,10 +40,7 @@ def test_train_help_lists_every_model_field_with_the_configs_default_and_help():
         default = getattr(config_class(), name)  # what the config itself becomes without the argument
         entry = docstring_entry(config_class, name)
         assert entry, f"{config_class.__name__}'s docstring documents no {name}"
-        if defaults[name] is None and default is not None:  # unset: the recipe chooses it (λ), the help says how
-            assert blocks[name].endswith("(default: None)") and "Default (unset):" in blocks[name], blocks[name]
-        else:
-            assert blocks[name].endswith(f"(default: {default})"), blocks[name]
+        assert blocks[name].endswith(f"(default: {default})"), blocks[name]
         assert f"{config_class.__name__}.{name}: {' '.join(entry.split()[:6])}" in blocks[name]
 
 

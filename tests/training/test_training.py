@@ -347,6 +347,8 @@ def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp
     # levers a trainer used without `embsum train`'s recipe leaves unset train, and are recorded, as the paper's
     recorded = model_card_data(trainer.model).training_args
     assert recorded["in_batch_negatives"] is recorded["logq_correction"] is False
+    assert recorded["summary_warmup_steps"] == 0
+    assert args.in_batch_negatives is args.logq_correction is args.summary_warmup_steps is None  # the caller's
     metrics = trainer.evaluate()
     assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
     during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
@@ -722,7 +724,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert clicks_per_item(sparse) == 30 / 110 and clicks_per_item(dense) == 30 / 14 > SPARSE_CATALOGUE_CLICKS_PER_ITEM
 
     def choose(data, **given):
-        run_keys = {"text_embedding_init", "backbone", "summary_loss_weight"}
+        run_keys = {"text_embedding_init", "backbone"}
         run_args = EmbSumRunArguments(train_data="unused", **{k: v for k, v in given.items() if k in run_keys})
         training_args = EmbSumTrainingArguments(
             output_dir=str(tmp_path),
@@ -737,15 +739,14 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
             "text_embedding_init": run_args.text_embedding_init,
             "in_batch_negatives": training_args.in_batch_negatives,
             "logq_correction": training_args.logq_correction,
-            "summary_loss_weight": run_args.summary_loss_weight,
+            "summary_warmup_steps": training_args.summary_warmup_steps,
         }
-        assert run_args.config_overrides()["summary_loss_weight"] == levers["summary_loss_weight"]  # the model's
         return levers
 
     paper = {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
-    paper["summary_loss_weight"] = EmbSumConfig.summary_loss_weight
+    paper["summary_warmup_steps"] = 0
     sparse_levers = dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
-    assert choose(sparse) == {**sparse_levers, "summary_loss_weight": 0.2} and paper["summary_loss_weight"] == 1.0
+    assert choose(sparse) == {**sparse_levers, "summary_warmup_steps": 300}
     assert "0.27 training clicks per item" in caplog.text and "at AUC 1.000" in caplog.text
     assert "a sparse catalogue" in caplog.text
     assert choose(train) == paper  # the paper's recipe: the non-clicks were shown
@@ -754,11 +755,11 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert "2.14 training clicks per item" in caplog.text and "AUC" not in caplog.text
     assert read_popularity_auc(sparse, max_impressions=5) == 1.0  # a sample of the impressions
     # a lever given is kept; the others are still chosen
-    assert choose(sparse, in_batch_negatives=False, logq_correction=False, summary_loss_weight=2.0) == {
+    assert choose(sparse, in_batch_negatives=False, logq_correction=False, summary_warmup_steps=0) == {
         "text_embedding_init": True,
         "in_batch_negatives": False,
         "logq_correction": False,
-        "summary_loss_weight": 2.0,
+        "summary_warmup_steps": 0,
     }
     # a pretrained backbone keeps the paper's recipe (the LSA start is for token embeddings trained from scratch)
     assert choose(sparse, backbone="t5-small") == paper
