@@ -120,6 +120,8 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "lambda0": ({"summary_loss_weight": 0.0}, {}),
     "summary-warmup-0": ({}, {"summary_warmup_steps": 0}),
     "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),  # `embsum`'s on this data (`choose_data_levers`)
+    # text infilling on the items' text before the joint objective (its CPU time in the budget)
+    "text-pretraining-500": ({}, {"text_pretraining_steps": 500}),
     "dropout0": ({"dropout_rate": 0.0}, {}),
     "vocab-2k": ({"vocab_size": 2000, "tokenizer": None}, {}),
     "vocab-16k": ({"vocab_size": 16000, "tokenizer": None}, {}),

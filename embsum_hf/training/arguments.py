@@ -70,6 +70,15 @@ class EmbSumTrainingArguments(TrainingArguments):
             "the training data (`recipe.choose_data_levers`: 300 on a sparse catalogue), otherwise 0."
         },
     )
+    text_pretraining_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Before the joint objective, train the encoder-decoder this many steps on the items' own text "
+            "(`text_pretraining.pretrain_on_text`: spans of about 15% of an item's tokens each replaced by <unk>, the "
+            "decoder writing the text back; the run's batch size, learning rate and seed). For a model trained from "
+            "scratch; its CPU time is part of the run's. 0: none (the paper's)."
+        },
+    )
     catalogue_negatives: int = field(
         default=0,
         metadata={
@@ -139,6 +148,8 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError("logq_correction corrects in-batch negatives: set in_batch_negatives too")
         if self.summary_warmup_steps is not None and self.summary_warmup_steps < 0:
             raise ValueError(f"summary_warmup_steps must be >= 0, got {self.summary_warmup_steps}")
+        if self.text_pretraining_steps < 0:
+            raise ValueError(f"text_pretraining_steps must be >= 0, got {self.text_pretraining_steps}")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
         if self.item_prior_std <= 0:

@@ -22,6 +22,7 @@ from .arguments import PAPER_TRAINING_LEVERS, EmbSumTrainingArguments
 from .collator import TrainingExamples
 from .evaluation import ImpressionEvaluator
 from .item_prior import ItemPriorFitCallback
+from .text_pretraining import TextPretrainingCallback
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,15 @@ class EmbSumTrainer(SavesHubRepo, Trainer):
                 self.add_callback(fit)
             if prior is not None and args.item_prior_fusion == "late":
                 prior.weight.requires_grad_(False)  # the content model trains alone; the prior joins at the end
+            if args.text_pretraining_steps:
+                texts = list((getattr(data_collator, "item_token_ids", None) or {}).values())
+                tokenizer = getattr(processing_class, "tokenizer", None)
+                if tokenizer is None or tokenizer.unk_token_id is None:
+                    raise ValueError(
+                        "text_pretraining_steps needs processing_class=EmbSumProcessor (its tokenizer's <unk> masks "
+                        "the spans)"
+                    )
+                self.add_callback(TextPretrainingCallback(texts, args.text_pretraining_steps, tokenizer.unk_token_id))
 
     @staticmethod
     def _examples(rows, args: EmbSumTrainingArguments, catalogue: Sequence[str] | None = None):
