@@ -74,9 +74,9 @@ class EmbSumTrainingArguments(TrainingArguments):
         default=0,
         metadata={
             "help": "Before the joint objective, train the encoder-decoder this many steps on the items' own text "
-            "(`text_pretraining.pretrain_on_text`: spans of about 15% of an item's tokens each replaced by <unk>, the "
-            "decoder writing the text back; the run's batch size, learning rate and seed). For a model trained from "
-            "scratch; its CPU time is part of the run's. 0: none (the paper's)."
+            "(`text_pretraining.pretrain_on_text`: spans covering 15 percent of an item's tokens, each replaced by "
+            "<unk>, the decoder writing the text back; the run's batch size, learning rate and seed). For a model "
+            "trained from scratch; its CPU time is part of the run's. 0: none (the paper's)."
         },
     )
     catalogue_negatives: int = field(
