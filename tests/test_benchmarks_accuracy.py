@@ -162,31 +162,25 @@ def test_accuracy_books_merges_seeds_of_a_system_run_under_an_older_name(tmp_pat
         return path
 
     first, second = run_file(0, "embsum", 0.80), run_file(1, "embsum+lambda1", 0.78)
-    command = [sys.executable, "accuracy_books.py", "--merge", str(first), str(second), "--json"]
-    merge = subprocess.run(
-        [*command, str(tmp_path / "merged.json"), "--rename", "embsum+lambda1=embsum"],
-        cwd=REPO / "benchmarks",
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert merge.returncode == 0, merge.stderr[-3000:]
+
+    def merge(output: str, *extra: str) -> subprocess.CompletedProcess:
+        command = ["--merge", str(first), str(second), "--json", str(tmp_path / output), *extra]
+        return subprocess.run(
+            [sys.executable, "accuracy_books.py", *command],
+            cwd=REPO / "benchmarks",
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
+
+    renamed = merge("merged.json", "--rename", "embsum+lambda1=embsum")
+    assert renamed.returncode == 0, renamed.stderr[-3000:]
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["seeds"] == [0, 1] and merged["renamed"] == ["embsum+lambda1=embsum"]
     for name in ("embsum", "embsum + prior (late fusion)", "embsum (cold start)"):
         assert merged["systems"][name]["mean"]["auc"] == pytest.approx(0.79), name
-    unrenamed = subprocess.run(
-        [*command, str(tmp_path / "plain.json")], cwd=REPO / "benchmarks", capture_output=True, text=True, env=ENV
-    )
-    assert unrenamed.returncode == 0 and list(json.loads((tmp_path / "plain.json").read_text())["systems"]) == [
-        "popularity"
-    ]
-    wrong = subprocess.run(
-        [*command, str(tmp_path / "wrong.json"), "--rename", "embsum+lr1e-3=embsum"],
-        cwd=REPO / "benchmarks",
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    assert merge("plain.json").returncode == 0  # without the rename only the systems both files have
+    assert list(json.loads((tmp_path / "plain.json").read_text())["systems"]) == ["popularity"]
+    wrong = merge("wrong.json", "--rename", "embsum+lr1e-3=embsum")
     assert wrong.returncode == 1 and "no file has a system 'embsum+lr1e-3'" in wrong.stderr
     assert not (tmp_path / "wrong.json").exists()
