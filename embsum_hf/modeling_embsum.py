@@ -315,7 +315,8 @@ class WellFormedSlots(LogitsProcessor):
     stop-word is written twice (a word-start token spelling an earlier word is banned). Words written piece by piece
     are checked as they end: a word that would end as an earlier word, as a stop-word opening a slot, or as an "and"
     closing an empty slot must go on. A token that glues a word piece to a comma or full stop is not used in the
-    slots, nor is a word piece right after a comma (every slot word starts as a word: no "finance,especially").
+    slots, nor is a word piece right after a comma (every slot word starts as a word: no "finance,especially"); a
+    lone word-start marker is followed by a word piece, not by another word start or a separator.
     Given `words` (the processor's `summary_words`: the words of the training summaries), every slot word is one of
     them: a word may only be started and continued along the spelling of one, and only ends as a whole one (no
     "selen", no "gainesbtractingale").
@@ -392,6 +393,8 @@ class WellFormedSlots(LogitsProcessor):
                 for word in words[:-1] if lowered[-1:].isalnum() else words:
                     self.starting.setdefault(word, []).append(token_id)
         self.separator, self.mixed, self.stop_start, self.continuing = separator, mixed, stop_start, continuing
+        # tokens that open a word (a word-start marker; the lone marker, sentencepiece's "▁" alone, among them)
+        self.spaced = torch.tensor([text.startswith(" ") for text in self.texts], dtype=torch.bool)
         self.continuing_ids = continuing.nonzero().flatten().tolist()
         if self.prefixes is not None:  # a word-start token must begin a word of `words` (and end whole ones)
             unknown = torch.zeros(size, dtype=torch.bool)
@@ -468,8 +471,11 @@ class WellFormedSlots(LogitsProcessor):
             banned[:width] |= self.separator[:width]
         if not current or partial == "and":  # a slot's first word is no stop-word
             banned[:width] |= self.stop_start[:width]
-        if partial is None and rest[-1:] in (",", " "):  # a word piece would glue on ("finance,especially")
+        if partial is None and rest[-1:] == ",":  # a word piece would glue on ("finance,especially")
             banned[:width] |= self.continuing[:width]
+        elif partial is None and rest[-1:] == " ":  # after a lone marker a word piece starts the word
+            banned[:width] |= self.spaced[:width] | self.separator[:width]
+            return self._in_words(banned, "", None, width)
         return self._in_words(banned, partial, finishing, width)
 
     def _in_words(
@@ -482,7 +488,7 @@ class WellFormedSlots(LogitsProcessor):
         banned[:width] |= self.unknown_start[:width]
         if partial is not None:
             banned[:width] |= self.continuing[:width] & ~self._goes_on(partial, width)
-            if partial not in self.words:
+            if partial not in self.words and finishing is not None:
                 banned |= finishing
         if bool(banned[:width].all()):  # no way on (a word the tokenizer cannot finish): the summary ends
             banned[self.eos_token_id] = False

@@ -188,6 +188,11 @@ def test_well_formed_slots_on_hand_made_tokens():
     assert {",", " and", "."} & banned(3, 4, 6, 8, 7) == {",", " and", "."}  # "... love and": a slot must follow
     # after a comma a slot word starts as a word: "discovery" would glue on ("self-discovery,discovery")
     assert "discovery" in banned(3, 4, 6) and "discovery" not in banned(3)
+    # a lone word-start marker (" ", id 10) is followed by a word piece: no second space, word start or separator
+    lone = WellFormedSlots([*texts, " "], "interested in", eos_token_id=1)
+    scores = lone(torch.tensor([[0, 2, 3, 4, 6, 10]]), torch.zeros(1, len(texts) + 1))
+    after = {([*texts, " "])[i] for i in (scores[0] == float("-inf")).nonzero().flatten().tolist()}
+    assert "discovery" not in after and {" ", " love", " self", ",", " and", "."} <= after
 
 
 def test_well_formed_slots_keep_to_the_summary_words():
@@ -207,6 +212,11 @@ def test_well_formed_slots_keep_to_the_summary_words():
     assert "try" not in banned(3, rule=free) and "," not in banned(3, rule=free)  # without words: "poetry", "poe,"
     written = banned(3, 4)  # "poems" is a word: it may end
     assert {",", " and", " mystery", " poe"}.isdisjoint(written) and {"ms", "try", "axy"} <= written
+    # after a lone marker the word piece must begin a word: "ms" begins none ("mystery" is a word-start token here)
+    spaced = WellFormedSlots([*texts, " "], "interested in", eos_token_id=1, words=["poems", "mystery", "try"])
+    scores = spaced(torch.tensor([[0, 2, len(texts)]]), torch.zeros(1, len(texts) + 1))
+    allowed = {([*texts, " "])[i] for i in (scores[0] != float("-inf")).nonzero().flatten().tolist()}
+    assert allowed - {""} == {"try"} and scores[0, 1] == float("-inf")  # and not </s> (id 1)
     # no way on ("galz" needs a "z" this vocabulary lacks): the summary ends (</s>, id 1) rather than write a non-word
     scores = slots(torch.tensor([[0, 2, 7]]), torch.zeros(1, len(texts)))
     assert (scores[0] == float("-inf")).nonzero().flatten().tolist() == [i for i in range(len(texts)) if i != 1]
