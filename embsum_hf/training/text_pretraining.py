@@ -7,8 +7,9 @@ import random
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import TrainerCallback
+
+from ..utils import tqdm
 
 logger = logging.getLogger(__name__)
 
