@@ -234,7 +234,8 @@ def test_two_accelerate_ranks_match_one_process(tmp_path, data):
 
 def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
     model = tmp_path / "model"
-    trained = embsum(*train_args(data, model, "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"))
+    schedule = ["--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no", "--text_pretraining_steps", "2"]
+    trained = embsum(*train_args(data, model, *schedule))
     metrics = json.loads(embsum("evaluate", "--model", str(model), "--data", str(data / "dev")).stdout)
     results = json.loads((model / "results.json").read_text())
     # stdout is the results JSON alone (the Trainer's log lines go to stderr), and --disable_tqdm true silenced
@@ -244,6 +245,8 @@ def test_evaluate_and_predict_on_an_unlabelled_split(tmp_path, data):
     assert not re.search(r"\[\d+:\d\d[<,]", trained.stderr), trained.stderr[-2000:]
     assert metrics["auc"] == pytest.approx(results["dev"]["dev_auc"], abs=1e-6)
     assert (model / "README.md").read_text().count("model-index") >= 1
+    # the text pretraining ran inside the run (its bar silenced too) and is on the card
+    assert json.loads((model / "embsum_card.json").read_text())["training_args"]["text_pretraining_steps"] == 2
 
     # a MIND-large-test-like copy of dev: impressions without labels
     unlabelled = tmp_path / "test"
