@@ -30,7 +30,8 @@ def infill_example(
         return [mask_token_id]
     span = max(1, min(mean_span, n))
     spans = max(1, round(n * noise_density / span))
-    starts = sorted(rng.sample(range(0, n - span + 1, span), min(spans, len(range(0, n - span + 1, span)))))
+    grid = range(0, n - span + 1, span)  # span-aligned starts: spans never touch
+    starts = sorted(rng.sample(grid, min(spans, len(grid))))
     corrupted, at = [], 0
     for start in starts:
         corrupted += [*token_ids[at:start], mask_token_id]
