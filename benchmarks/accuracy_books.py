@@ -107,6 +107,10 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "no-lsa": ({"text_embedding_init": False}, {}),
     "no-in-batch": ({}, {"in_batch_negatives": False, "logq_correction": False}),
     "no-logq": ({}, {"logq_correction": False}),
+    # each user's most recent history reads as clicks of their own (`--history_clicks N`; 8: every read here)
+    "history-clicks-1": ({}, {"history_clicks": 1}),
+    "history-clicks-2": ({}, {"history_clicks": 2}),
+    "history-clicks-8": ({}, {"history_clicks": 8}),
     "catalogue-4": ({}, {"catalogue_negatives": 4}),
     "catalogue-16": ({}, {"catalogue_negatives": 16}),
     "catalogue-32": ({}, {"catalogue_negatives": 32}),

@@ -12,7 +12,7 @@ import datasets
 from ._io import iter_records, iter_rows, require_columns
 from .schema import UNLABELED, DataFormatError
 
-__all__ = ["TRAINING_FEATURES", "build_training_rows", "load_summaries", "sample_negatives"]
+__all__ = ["TRAINING_FEATURES", "build_training_rows", "history_click_rows", "load_summaries", "sample_negatives"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,45 @@ def build_training_rows(
 
 
 _ROWS_PER_CHUNK = 50_000
+
+
+def history_click_rows(
+    rows: datasets.Dataset, catalogue: list[str], *, per_user: int, seed: int = 42
+) -> datasets.Dataset:
+    """
+    The `per_user` most recent history reads of each row of `rows` (training rows, histories most recent first) as
+    training clicks of their own, each with the reads before it as its history: a user with reads `[c, b, a]` before
+    the click adds the rows `c <- [b, a]` and (`per_user` >= 2) `b <- [a]` (the first read has no history and adds
+    none). Each such row's `negative_pool` holds as many items
+    as its user's row has, drawn uniformly from `catalogue` without the user's reads (seeded by `seed`, the user and
+    the read), as a leave-last-out log draws them; its `summary` is None (the teacher wrote it from later reads).
+    Once per impression. Columns as `build_training_rows`'.
+    """
+    out: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
+    seen: set[tuple[str, str]] = set()
+    columns = zip(rows["user_id"], rows["impression_id"], rows["history"], rows["positive"], rows["negative_pool"])
+    for user, impression, history, positive, pool in columns:
+        if (user, impression) in seen:
+            continue
+        seen.add((user, impression))
+        reads = {*history, positive}
+        for position in range(min(per_user, len(history) - 1)):
+            rng = random.Random(f"{seed}/{user}/{impression}/{position}/history-click")
+            negatives: dict[str, None] = {}
+            for _ in range(20 * max(len(pool), 1)):  # rejection sampling: `reads` is tiny against a catalogue
+                if len(negatives) == len(pool):
+                    break
+                item = catalogue[rng.randrange(len(catalogue))]
+                if item not in reads:
+                    negatives[item] = None
+            out["user_id"].append(user)
+            out["impression_id"].append(f"{impression}/read-{position}")
+            out["history"].append(history[position + 1 :])
+            out["positive"].append(history[position])
+            out["negative_pool"].append(list(negatives))
+            out["summary"].append(None)
+    logger.info("Built %d history-click rows from %d training rows", len(out["positive"]), len(rows))
+    return datasets.Dataset.from_dict(out, features=TRAINING_FEATURES)
 
 
 def _rows_chunk(rows: dict[str, list], stats: Counter) -> datasets.Dataset:

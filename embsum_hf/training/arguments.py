@@ -87,6 +87,15 @@ class EmbSumTrainingArguments(TrainingArguments):
             "uniformly drawn unread items."
         },
     )
+    history_clicks: int = field(
+        default=0,
+        metadata={
+            "help": "Also train on each user's N most recent history reads as clicks of their own, each with the "
+            "reads before it as its history and negatives drawn uniformly from the training items "
+            "(`rows.history_click_rows`): on a leave-last-out log the histories hold most of the reads. 0: the "
+            "paper's rows (one per click)."
+        },
+    )
     logq_correction: bool | None = field(
         default=None,
         metadata={
@@ -150,6 +159,8 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError(f"summary_warmup_steps must be >= 0, got {self.summary_warmup_steps}")
         if self.text_pretraining_steps < 0:
             raise ValueError(f"text_pretraining_steps must be >= 0, got {self.text_pretraining_steps}")
+        if self.history_clicks < 0:
+            raise ValueError(f"history_clicks must be >= 0, got {self.history_clicks}")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")
         if self.item_prior_std <= 0:

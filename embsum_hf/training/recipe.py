@@ -20,7 +20,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 
 from ..configuration_embsum import EmbSumConfig
 from ..data.arguments import DataArguments, Splits, load_splits, save_splits
-from ..data.rows import build_training_rows, load_summaries
+from ..data.rows import build_training_rows, history_click_rows, load_summaries
 from ..data.schema import RecommendationData
 from ..data.sources import SOURCES, get_source
 from ..modeling_embsum import EmbSumModel, WellFormedSlots
@@ -378,6 +378,11 @@ def build_trainer(
         keep_without_negatives=keep or training_args.catalogue_negatives > 0,
     )
     items = splits.train.items
+    if training_args.history_clicks:
+        more = history_click_rows(
+            rows, list(items["item_id"]), per_user=training_args.history_clicks, seed=training_args.seed
+        )
+        rows = datasets.concatenate_datasets([rows, more])
     eval_rows = evaluator = None
     if splits.dev is not None:
         eval_rows = build_training_rows(splits.dev.impressions, summaries=summaries)
