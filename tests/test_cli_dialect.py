@@ -88,7 +88,7 @@ def test_the_training_levers_are_flags(tmp_path):
     run_defaults, defaults = parse(base)
     # the sparse-catalogue levers are left to `embsum train` (chosen from the data); a prior is fitted
     assert defaults.in_batch_negatives is defaults.logq_correction is run_defaults.text_embedding_init is None
-    assert defaults.summary_warmup_steps is None
+    assert defaults.summary_warmup_steps is defaults.history_clicks is None
     assert defaults.fit_item_prior
     _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
     assert given.in_batch_negatives and not given.fit_item_prior

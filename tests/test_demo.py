@@ -40,6 +40,7 @@ def test_demo_reports_writes_and_serves(tmp_path):
         "in_batch_negatives": False,
         "logq_correction": False,
         "summary_warmup_steps": 0,
+        "history_clicks": 0,
     }
 
     out = result.stdout

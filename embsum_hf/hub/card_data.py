@@ -78,7 +78,8 @@ SIGNED_METRICS = {"specificity_gap"}  # differences of two fractions: in [-1, 1]
 CARD_TRAINING_ARGS = (
     "learning_rate", "new_layers_lr_multiplier", "per_device_train_batch_size", "gradient_accumulation_steps",
     "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "seed", "bf16", "fp16",
-    "group_by_impression", "in_batch_negatives", "logq_correction", "summary_warmup_steps", "text_pretraining_steps",
+    "group_by_impression", "in_batch_negatives", "logq_correction", "summary_warmup_steps", "history_clicks",
+    "text_pretraining_steps", "catalogue_negatives",
 )  # fmt: skip
 # the log columns of the card's training-log table
 LOG_COLUMNS = ("epoch", "step", "loss", "ctr_loss", "summary_loss", "learning_rate")

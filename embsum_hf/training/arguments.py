@@ -20,6 +20,7 @@ PAPER_TRAINING_LEVERS: dict[str, bool | int] = {
     "in_batch_negatives": False,
     "logq_correction": False,
     "summary_warmup_steps": 0,
+    "history_clicks": 0,
 }
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
@@ -87,13 +88,14 @@ class EmbSumTrainingArguments(TrainingArguments):
             "uniformly drawn unread items."
         },
     )
-    history_clicks: int = field(
-        default=0,
+    history_clicks: int | None = field(
+        default=None,
         metadata={
             "help": "Also train on each user's N most recent history reads as clicks of their own, each with the "
             "reads before it as its history and negatives drawn uniformly from the training items "
             "(`rows.history_click_rows`): on a leave-last-out log the histories hold most of the reads. 0: the "
-            "paper's rows (one per click)."
+            "paper's rows (one per click). Default (unset): `embsum train` from scratch chooses it from the training "
+            "data (`recipe.choose_data_levers`: 1 on a sparse catalogue), otherwise 0."
         },
     )
     logq_correction: bool | None = field(
@@ -159,7 +161,7 @@ class EmbSumTrainingArguments(TrainingArguments):
             raise ValueError(f"summary_warmup_steps must be >= 0, got {self.summary_warmup_steps}")
         if self.text_pretraining_steps < 0:
             raise ValueError(f"text_pretraining_steps must be >= 0, got {self.text_pretraining_steps}")
-        if self.history_clicks < 0:
+        if self.history_clicks is not None and self.history_clicks < 0:
             raise ValueError(f"history_clicks must be >= 0, got {self.history_clicks}")
         if self.catalogue_negatives < 0:
             raise ValueError(f"catalogue_negatives must be >= 0, got {self.catalogue_negatives}")

@@ -6,6 +6,7 @@ import datasets
 import pytest
 
 from embsum_hf.data import DataFormatError, build_training_rows, load_summaries, sample_negatives
+from embsum_hf.data.rows import history_click_rows
 from embsum_hf.data.schema import impressions_dataset
 
 
@@ -121,3 +122,28 @@ def test_build_training_rows_in_chunks_gives_the_same_rows_and_counts(monkeypatc
     assert len(whole) == 10 and chunked.to_list() == whole.to_list()
     assert chunked.features == whole.features
     assert "'with_summary': 7" in caplog.text  # counted over every chunk, not the last one
+
+
+def test_history_click_rows_train_on_the_most_recent_reads_with_the_older_ones_as_history():
+    # histories most recent first: u1 read a, then b, then c, then clicked d
+    impressions = impressions_dataset(
+        [
+            imp("1", "u1", ["d", "x", "y"], [1, 0, 0], history=("c", "b", "a")),
+            imp("2", "u2", ["e", "f", "z"], [1, 1, 0], history=("g",)),  # one read before: no history-click row
+        ]
+    )
+    rows = build_training_rows(impressions, summaries={"u1": "Likes a."})
+    catalogue = [f"item{i}" for i in range(50)] + ["a", "b", "c", "d", "x", "y"]
+    every = history_click_rows(rows, catalogue, per_user=8, seed=1)
+    assert [(r["impression_id"], r["positive"], r["history"]) for r in every] == [
+        ("1/read-0", "c", ["b", "a"]),
+        ("1/read-1", "b", ["a"]),
+    ]
+    for row in every:
+        assert row["user_id"] == "u1" and row["summary"] is None  # the teacher wrote it from later reads
+        assert len(row["negative_pool"]) == len(set(row["negative_pool"])) == 2  # as many as the user's row has
+        assert not set(row["negative_pool"]) & {"a", "b", "c", "d"}  # never one of the user's reads
+    assert every["negative_pool"] != history_click_rows(rows, catalogue, per_user=8, seed=2)["negative_pool"]
+    assert every.to_list() == history_click_rows(rows, catalogue, per_user=8, seed=1).to_list()
+    assert history_click_rows(rows, catalogue, per_user=1, seed=1).to_list() == every.to_list()[:1]
+    assert len(history_click_rows(rows, catalogue, per_user=0, seed=1)) == 0

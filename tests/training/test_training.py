@@ -347,8 +347,9 @@ def test_evaluators_alone_evaluate_without_eval_rows(splits, data_processor, tmp
     # levers a trainer used without `embsum train`'s recipe leaves unset train, and are recorded, as the paper's
     recorded = model_card_data(trainer.model).training_args
     assert recorded["in_batch_negatives"] is recorded["logq_correction"] is False
-    assert recorded["summary_warmup_steps"] == 0
+    assert recorded["summary_warmup_steps"] == recorded["history_clicks"] == 0
     assert args.in_batch_negatives is args.logq_correction is args.summary_warmup_steps is None  # the caller's
+    assert args.history_clicks is None
     metrics = trainer.evaluate()
     assert "eval_auc" in metrics and "eval_loss" not in metrics  # no rows: no loss, the evaluator's metrics
     during = [entry for entry in trainer.state.log_history if "eval_auc" in entry]
@@ -581,6 +582,36 @@ def test_item_prior_history_draws_count_every_read(splits, tmp_path):
         EmbSumTrainingArguments(output_dir="unused", item_prior_std=0.0)
 
 
+def test_history_clicks_add_each_users_recent_reads_to_the_trainers_rows(splits, data_processor, tmp_path):
+    from embsum_hf.data.arguments import Splits
+    from embsum_hf.training.recipe import build_trainer
+
+    train, _, _ = splits
+    model = EmbSumModel(tiny_config(data_processor.tokenizer))
+
+    def trainer_rows(history_clicks: int) -> datasets.Dataset:
+        args = EmbSumTrainingArguments(
+            output_dir=str(tmp_path), max_steps=1, report_to=[], use_cpu=True, disable_tqdm=True,
+            save_strategy="no", history_clicks=history_clicks,
+        )  # fmt: skip
+        return build_trainer(model, data_processor, args, Splits(train, None, None)).train_dataset.rows
+
+    plain, more = trainer_rows(0), trainer_rows(2)
+    assert more.select(range(len(plain))).to_list() == plain.to_list()  # the click rows first, unchanged
+    added = more.select(range(len(plain), len(more)))
+    impressions = {(u, i): h for u, i, h in zip(plain["user_id"], plain["impression_id"], plain["history"])}
+    expected = sum(min(2, len(history) - 1) for history in impressions.values() if len(history) > 1)
+    assert len(added) == expected > 0
+    items = set(train.items["item_id"])
+    for row in added:
+        impression, _, position = row["impression_id"].rpartition("/read-")
+        history = impressions[(row["user_id"], impression)]
+        assert row["positive"] == history[int(position)] and row["history"] == history[int(position) + 1 :]
+        assert set(row["negative_pool"]) <= items - set(history)
+    with pytest.raises(ValueError, match="history_clicks"):
+        EmbSumTrainingArguments(output_dir="unused", history_clicks=-1)
+
+
 def test_choose_prior_weight_keeps_the_prior_out_when_it_does_not_help():
     from embsum_hf.training.item_prior import choose_prior_weight
 
@@ -740,13 +771,14 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
             "in_batch_negatives": training_args.in_batch_negatives,
             "logq_correction": training_args.logq_correction,
             "summary_warmup_steps": training_args.summary_warmup_steps,
+            "history_clicks": training_args.history_clicks,
         }
         return levers
 
     paper = {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
-    paper["summary_warmup_steps"] = 0
+    paper.update(summary_warmup_steps=0, history_clicks=0)
     sparse_levers = dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
-    assert choose(sparse) == {**sparse_levers, "summary_warmup_steps": 300}
+    assert choose(sparse) == {**sparse_levers, "summary_warmup_steps": 300, "history_clicks": 1}
     assert "0.27 training clicks per item" in caplog.text and "at AUC 1.000" in caplog.text
     assert "a sparse catalogue" in caplog.text
     assert choose(train) == paper  # the paper's recipe: the non-clicks were shown
@@ -755,11 +787,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert "2.14 training clicks per item" in caplog.text and "AUC" not in caplog.text
     assert read_popularity_auc(sparse, max_impressions=5) == 1.0  # a sample of the impressions
     # a lever given is kept; the others are still chosen
-    assert choose(sparse, in_batch_negatives=False, logq_correction=False, summary_warmup_steps=0) == {
-        "text_embedding_init": True,
-        "in_batch_negatives": False,
-        "logq_correction": False,
-        "summary_warmup_steps": 0,
-    }
+    given = dict(in_batch_negatives=False, logq_correction=False, summary_warmup_steps=0, history_clicks=2)
+    assert choose(sparse, **given) == {"text_embedding_init": True, **given}
     # a pretrained backbone keeps the paper's recipe (the LSA start is for token embeddings trained from scratch)
     assert choose(sparse, backbone="t5-small") == paper
