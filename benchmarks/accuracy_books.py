@@ -36,9 +36,9 @@ Systems
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start,
-                      in-batch negatives with logQ and the 300-step summary warm-up); each "+lever" of `LEVERS` in the
-                      name changes one setting (e.g. `embsum+no-in-batch`, `embsum+lambda0.2+summary-warmup-0`,
-                      `embsum+catalogue-4+item-prior`).
+                      in-batch negatives with logQ, the 300-step summary warm-up and one history click per user);
+                      each "+lever" of `LEVERS` in the name changes one setting (e.g. `embsum+no-in-batch`,
+                      `embsum+history-clicks-0`, `embsum+catalogue-4+item-prior`).
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -107,7 +107,9 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "no-lsa": ({"text_embedding_init": False}, {}),
     "no-in-batch": ({}, {"in_batch_negatives": False, "logq_correction": False}),
     "no-logq": ({}, {"logq_correction": False}),
-    # each user's most recent history reads as clicks of their own (`--history_clicks N`; 8: every read here)
+    # each user's most recent history reads as clicks of their own (`--history_clicks N`; 8: every read here; 1 is
+    # `embsum`'s on this data, `choose_data_levers`; 0: the paper's rows)
+    "history-clicks-0": ({}, {"history_clicks": 0}),
     "history-clicks-1": ({}, {"history_clicks": 1}),
     "history-clicks-2": ({}, {"history_clicks": 2}),
     "history-clicks-8": ({}, {"history_clicks": 8}),
