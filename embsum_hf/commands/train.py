@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from embsum_hf.training.recipe import train_embsum
     from embsum_hf.utils import job_folder_lock
 
+    # the package's INFO records (the rows built, the levers the recipe chose from the data) go to stderr with the
+    # Trainer's logs; other libraries keep their WARNING level
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embsum_hf").setLevel(logging.INFO)
     run_args, training_args = parse(args.extra)
     apply_progress(training_args.disable_tqdm)
     # stdout carries the results JSON alone: the Trainer prints its logs (and tqdm writes its bars) to stdout

@@ -3,6 +3,9 @@ Dataset or a DataFrame, and trained and evaluated on exactly those splits."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -102,3 +105,38 @@ def test_train_and_evaluate_on_exactly_the_given_splits(files, tmp_path):
     )
     assert results["dev"]["dev_num_impressions"] + results["dev"]["dev_num_skipped_one_class"] == len(dev)
     assert results["test"]["test_num_impressions"] + results["test"]["test_num_skipped_one_class"] == len(test)
+
+
+def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(files, tmp_path):
+    # a leave-last-out reads log as `embsum train` gets it from a user: each user's read among 4 items drawn from the
+    # unread ones, 1-3 older reads as history (most recent first); about one click per item, popularity ranks it
+    folder, data, _ = files
+    items = list(data.items["item_id"])
+    read, unread = items[:10], items[10:]
+    rows = []
+    for k in range(30):
+        history = [read[(k + j) % 10] for j in range(1, 2 + k % 3)]
+        negatives = [unread[(4 * k + j) % len(unread)] for j in range(4)]
+        candidates = [read[k % 10], *negatives]
+        rows.append(dict(impression_id=str(k), user_id=f"u{k}", history=history, candidates=candidates))
+        rows[-1]["labels"] = [1, 0, 0, 0, 0]
+    (tmp_path / "reads.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "model"
+    shape = ["--vocab_size", "300", "--d_model", "32", "--num_layers", "1", "--num_heads", "2", "--d_ff", "64"]
+    result = subprocess.run(
+        [sys.executable, "-m", "embsum_hf.cli", "train", "--dataset", "impressions", "--items_data",
+         str(folder / "items.parquet"), "--train_data", str(tmp_path / "reads.jsonl"), "--output_dir", str(out),
+         *shape, "--item_max_tokens", "16", "--summary_mode", "start", "--max_steps", "2",
+         "--per_device_train_batch_size", "8", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
+         "--disable_tqdm", "true"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "a sparse catalogue -> " in result.stderr and "history_clicks=1" in result.stderr
+    levers = json.loads((out / "results.json").read_text())["data_levers"]
+    assert levers["history_clicks"] == 1 and levers["in_batch_negatives"] is True
+    # 30 click rows, and one more per user whose history has an older read to be the history of its latest one
+    added = sum(len(row["history"]) > 1 for row in rows)
+    assert f"Built {added} history-click rows from 30 training rows" in result.stderr
+    card = (out / "README.md").read_text()
+    assert "| history_clicks | 1 |" in card and f"| train (clicks) | {30 + added} |" in card
