@@ -83,34 +83,34 @@ def history_click_rows(
     rows: datasets.Dataset, catalogue: list[str], *, per_user: int, seed: int = 42
 ) -> datasets.Dataset:
     """
-    The `per_user` most recent history reads of each row of `rows` (training rows, histories most recent first) as
+    The `per_user` most recent history reads of each user of `rows` (training rows, histories most recent first) as
     training clicks of their own, each with the reads before it as its history: a user with reads `[c, b, a]` before
     the click adds the rows `c <- [b, a]` and (`per_user` >= 2) `b <- [a]` (the first read has no history and adds
-    none). Each such row's `negative_pool` holds as many items
-    as its user's row has, drawn uniformly from `catalogue` without the user's reads (seeded by `seed`, the user and
-    the read), as a leave-last-out log draws them; its `summary` is None (the teacher wrote it from later reads).
-    Once per impression. Columns as `build_training_rows`'.
+    none). Once per user and history (impressions that share a history add their reads once). Each row's
+    `negative_pool` holds as many items as the user's first row has, drawn uniformly from `catalogue` without the
+    user's reads (its history and clicks; seeded by `seed`, the user and the read), as a leave-last-out log draws
+    them; its `summary` is None (the teacher wrote it from later reads). Columns as `build_training_rows`'.
     """
+    users: dict[tuple[str, tuple[str, ...]], dict] = {}  # (user, history) -> its first row and every click
+    for user, impression, history, positive, pool in zip(
+        rows["user_id"], rows["impression_id"], rows["history"], rows["positive"], rows["negative_pool"]
+    ):
+        entry = users.setdefault((user, tuple(history)), {"impression": impression, "size": len(pool), "reads": set()})
+        entry["reads"].update([*history, positive])
     out: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
-    seen: set[tuple[str, str]] = set()
-    columns = zip(rows["user_id"], rows["impression_id"], rows["history"], rows["positive"], rows["negative_pool"])
-    for user, impression, history, positive, pool in columns:
-        if (user, impression) in seen:
-            continue
-        seen.add((user, impression))
-        reads = {*history, positive}
+    for (user, history), entry in users.items():
         for position in range(min(per_user, len(history) - 1)):
-            rng = random.Random(f"{seed}/{user}/{impression}/{position}/history-click")
+            rng = random.Random(f"{seed}/{user}/{entry['impression']}/{position}/history-click")
             negatives: dict[str, None] = {}
-            for _ in range(20 * max(len(pool), 1)):  # rejection sampling: `reads` is tiny against a catalogue
-                if len(negatives) == len(pool):
+            for _ in range(20 * entry["size"]):  # rejection sampling: the reads are few against a catalogue
+                if len(negatives) == entry["size"]:
                     break
                 item = catalogue[rng.randrange(len(catalogue))]
-                if item not in reads:
+                if item not in entry["reads"]:
                     negatives[item] = None
             out["user_id"].append(user)
-            out["impression_id"].append(f"{impression}/read-{position}")
-            out["history"].append(history[position + 1 :])
+            out["impression_id"].append(f"{entry['impression']}/read-{position}")
+            out["history"].append(list(history[position + 1 :]))
             out["positive"].append(history[position])
             out["negative_pool"].append(list(negatives))
             out["summary"].append(None)

@@ -130,20 +130,26 @@ def test_history_click_rows_train_on_the_most_recent_reads_with_the_older_ones_a
         [
             imp("1", "u1", ["d", "x", "y"], [1, 0, 0], history=("c", "b", "a")),
             imp("2", "u2", ["e", "f", "z"], [1, 1, 0], history=("g",)),  # one read before: no history-click row
+            imp("3", "u3", ["e", "f", "z"], [1, 1, 0], history=("g", "h")),  # two clicks, two rows: one g <- [h]
+            imp("4", "u3", ["i", "z"], [1, 0], history=("g", "h")),  # the same history again: g <- [h] once
         ]
     )
     rows = build_training_rows(impressions, summaries={"u1": "Likes a."})
     catalogue = [f"item{i}" for i in range(50)] + ["a", "b", "c", "d", "x", "y"]
+    catalogue += ["e", "f", "g", "h", "i"]
     every = history_click_rows(rows, catalogue, per_user=8, seed=1)
-    assert [(r["impression_id"], r["positive"], r["history"]) for r in every] == [
-        ("1/read-0", "c", ["b", "a"]),
-        ("1/read-1", "b", ["a"]),
+    assert [(r["user_id"], r["impression_id"], r["positive"], r["history"]) for r in every] == [
+        ("u1", "1/read-0", "c", ["b", "a"]),
+        ("u1", "1/read-1", "b", ["a"]),
+        ("u3", "3/read-0", "g", ["h"]),
     ]
+    reads = {"u1": {"a", "b", "c", "d"}, "u3": {"e", "f", "g", "h", "i"}}  # histories and clicks
     for row in every:
-        assert row["user_id"] == "u1" and row["summary"] is None  # the teacher wrote it from later reads
-        assert len(row["negative_pool"]) == len(set(row["negative_pool"])) == 2  # as many as the user's row has
-        assert not set(row["negative_pool"]) & {"a", "b", "c", "d"}  # never one of the user's reads
+        assert row["summary"] is None  # the teacher wrote it from later reads
+        size = {"u1": 2, "u3": 1}[row["user_id"]]  # as many as the user's (first) row has
+        assert len(row["negative_pool"]) == len(set(row["negative_pool"])) == size
+        assert not set(row["negative_pool"]) & reads[row["user_id"]]  # never one of the user's reads
     assert every["negative_pool"] != history_click_rows(rows, catalogue, per_user=8, seed=2)["negative_pool"]
     assert every.to_list() == history_click_rows(rows, catalogue, per_user=8, seed=1).to_list()
-    assert history_click_rows(rows, catalogue, per_user=1, seed=1).to_list() == every.to_list()[:1]
+    assert history_click_rows(rows, catalogue, per_user=1, seed=1).to_list() == every.select([0, 2]).to_list()
     assert len(history_click_rows(rows, catalogue, per_user=0, seed=1)) == 0
