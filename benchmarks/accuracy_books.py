@@ -199,12 +199,22 @@ def load_books(
             train_rows.append(
                 {**row, "history": history, "candidates": [c for c, _ in kept], "labels": [y for _, y in kept]}
             )
+    history_reads = sum(len(row["history"]) for row in rows)
+    clicked = {item for row in rows for item in _clicks(row)}
+    latest = clicked | {row["history"][0] for row in rows if row["history"]}  # + each user's most recent history read
+    logger.info(
+        "books: %.0f%% of the file's reads are in the histories; %d books are a click, %d with each user's most "
+        "recent history read (`--history_clicks 1`)",
+        100 * history_reads / (history_reads + sum(len(_clicks(row)) for row in rows)),
+        len(clicked),
+        len(latest),
+    )
     train_items = items.filter(lambda row: row["item_id"] not in cold) if cold else items
     train = _as_data(train_items, train_rows, f"{folder.name}:train")
     dev = _as_data(items, dev_rows, f"{folder.name}:dev({dev_users} users)") if dev_rows else None
     cold_test = _as_data(items, cold_rows, f"{folder.name}:cold({cold_books:g} of the books)") if cold else None
     logger.info(
-        "books: %d train / %d dev / %d cold-start users; %d of %d books cold; %d training reads of warm books",
+        "books: %d train / %d dev / %d cold-start users; %d of %d books cold; %d warm books",
         len(train_rows),
         len(dev_rows),
         len(cold_rows),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Container, Sequence
 from pathlib import Path
 
 import datasets
@@ -12,7 +13,14 @@ import datasets
 from ._io import iter_records, iter_rows, require_columns
 from .schema import UNLABELED, DataFormatError
 
-__all__ = ["TRAINING_FEATURES", "build_training_rows", "history_click_rows", "load_summaries", "sample_negatives"]
+__all__ = [
+    "TRAINING_FEATURES",
+    "build_training_rows",
+    "history_click_rows",
+    "load_summaries",
+    "sample_negatives",
+    "sample_unread",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +88,7 @@ _ROWS_PER_CHUNK = 50_000
 
 
 def history_click_rows(
-    rows: datasets.Dataset, catalogue: list[str], *, per_user: int, seed: int = 42
+    rows: datasets.Dataset, catalogue: Sequence[str], *, per_user: int, seed: int = 42
 ) -> datasets.Dataset:
     """
     The `per_user` most recent history reads of each user of `rows` (training rows, histories most recent first) as
@@ -91,28 +99,22 @@ def history_click_rows(
     user's reads (its history and clicks; seeded by `seed`, the user and the read), as a leave-last-out log draws
     them; its `summary` is None (the teacher wrote it from later reads). Columns as `build_training_rows`'.
     """
-    users: dict[tuple[str, tuple[str, ...]], dict] = {}  # (user, history) -> its first row and every click
+    by_history: dict[tuple[str, tuple[str, ...]], dict] = {}  # (user, history) -> its first row and every read
     for user, impression, history, positive, pool in zip(
         rows["user_id"], rows["impression_id"], rows["history"], rows["positive"], rows["negative_pool"]
     ):
-        entry = users.setdefault((user, tuple(history)), {"impression": impression, "size": len(pool), "reads": set()})
-        entry["reads"].update([*history, positive])
+        entry = by_history.setdefault((user, tuple(history)), {"impression": impression, "size": len(pool)})
+        entry.setdefault("reads", set()).update([*history, positive])
     out: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
-    for (user, history), entry in users.items():
+    for (user, history), entry in by_history.items():
         for position in range(min(per_user, len(history) - 1)):
-            rng = random.Random(f"{seed}/{user}/{entry['impression']}/{position}/history-click")
-            negatives: dict[str, None] = {}
-            for _ in range(20 * entry["size"]):  # rejection sampling: the reads are few against a catalogue
-                if len(negatives) == entry["size"]:
-                    break
-                item = catalogue[rng.randrange(len(catalogue))]
-                if item not in entry["reads"]:
-                    negatives[item] = None
+            key = f"{seed}/{user}/{entry['impression']}/{position}/history-click"
+            negatives = sample_unread(catalogue, entry["reads"], entry["size"], key=key)
             out["user_id"].append(user)
             out["impression_id"].append(f"{entry['impression']}/read-{position}")
             out["history"].append(list(history[position + 1 :]))
             out["positive"].append(history[position])
-            out["negative_pool"].append(list(negatives))
+            out["negative_pool"].append(negatives)
             out["summary"].append(None)
     logger.info("Built %d history-click rows from %d training rows", len(out["positive"]), len(rows))
     return datasets.Dataset.from_dict(out, features=TRAINING_FEATURES)
@@ -145,6 +147,23 @@ def sample_negatives(pool: list[str], k: int, *, seed: int, epoch: int, index: i
     drawn = list(pool) + rng.choices(pool, k=k - len(pool))
     rng.shuffle(drawn)
     return drawn
+
+
+def sample_unread(catalogue: Sequence[str], exclude: Container[str], k: int, *, key: str) -> list[str]:
+    """
+    `k` distinct items drawn uniformly from `catalogue`, none of them in `exclude` (a user's reads), deterministically
+    in `key` (hashed by `random` with SHA-512: stable across processes); fewer when 20 x `k` draws keep hitting
+    `exclude` (a catalogue hardly larger than it). Rejection sampling: a user's reads are few against a catalogue.
+    """
+    rng = random.Random(key)
+    drawn: dict[str, None] = {}
+    for _ in range(20 * k):
+        if len(drawn) == k:
+            break
+        item = catalogue[rng.randrange(len(catalogue))]
+        if item not in exclude:
+            drawn[item] = None
+    return list(drawn)
 
 
 def load_summaries(path_or_dataset: str | Path | datasets.Dataset) -> dict[str, str]:

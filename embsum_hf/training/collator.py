@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import datasets
 import torch
 
-from ..data.rows import sample_negatives
+from ..data.rows import sample_negatives, sample_unread
 from ..processing_embsum import EmbSumProcessor
 
 
@@ -75,17 +74,7 @@ class TrainingExamples(torch.utils.data.Dataset):
         (the user's history and clicks), deterministically in (seed, epoch, index), without repeats; fewer when the
         draws keep hitting excluded items (a catalogue hardly larger than `exclude`)."""
         k = self.catalogue_negatives if k is None else k
-        if not k:
-            return []
-        rng = random.Random(f"{self.seed}/{epoch}/{index}/catalogue")
-        drawn: dict[str, None] = {}
-        for _ in range(20 * k):  # rejection sampling: `exclude` is a history, tiny against a catalogue
-            item = self.catalogue[rng.randrange(len(self.catalogue))]
-            if item not in exclude:
-                drawn[item] = None
-                if len(drawn) == k:
-                    break
-        return list(drawn)
+        return sample_unread(self.catalogue, exclude, k, key=f"{self.seed}/{epoch}/{index}/catalogue")
 
     def prior_fit_rows(self, history_draws: int = 0) -> datasets.Dataset | dict[str, list]:
         """

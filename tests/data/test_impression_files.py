@@ -3,9 +3,6 @@ Dataset or a DataFrame, and trained and evaluated on exactly those splits."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import datasets
 import pytest
@@ -13,6 +10,8 @@ import pytest
 from embsum_hf.data import DataFormatError, load_impressions, load_mind, make_synthetic_mind
 from embsum_hf.training import EmbSumTrainingArguments
 from embsum_hf.training.recipe import EmbSumRunArguments, train_embsum
+
+from ..training.test_cli_training import embsum
 
 COLUMNS = ("impression_id", "user_id", "history", "candidates", "labels")
 
@@ -123,15 +122,12 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     (tmp_path / "reads.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "model"
     shape = ["--vocab_size", "300", "--d_model", "32", "--num_layers", "1", "--num_heads", "2", "--d_ff", "64"]
-    result = subprocess.run(
-        [sys.executable, "-m", "embsum_hf.cli", "train", "--dataset", "impressions", "--items_data",
-         str(folder / "items.parquet"), "--train_data", str(tmp_path / "reads.jsonl"), "--output_dir", str(out),
-         *shape, "--item_max_tokens", "16", "--summary_mode", "start", "--max_steps", "2",
-         "--per_device_train_batch_size", "8", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
-         "--disable_tqdm", "true"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    result = embsum(
+        "train", "--dataset", "impressions", "--items_data", str(folder / "items.parquet"), "--train_data",
+        str(tmp_path / "reads.jsonl"), "--output_dir", str(out), *shape, "--item_max_tokens", "16", "--summary_mode",
+        "start", "--max_steps", "2", "--per_device_train_batch_size", "8", "--save_strategy", "no", "--report_to",
+        "none", "--use_cpu", "true", "--disable_tqdm", "true",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
     assert "a sparse catalogue -> " in result.stderr and "history_clicks=1" in result.stderr
     levers = json.loads((out / "results.json").read_text())["data_levers"]
     assert levers["history_clicks"] == 1 and levers["in_batch_negatives"] is True

@@ -1,12 +1,13 @@
 """Training rows, negative sampling, teacher summaries."""
 
 import logging
+from collections import Counter
 
 import datasets
 import pytest
 
 from embsum_hf.data import DataFormatError, build_training_rows, load_summaries, sample_negatives
-from embsum_hf.data.rows import history_click_rows
+from embsum_hf.data.rows import history_click_rows, sample_unread
 from embsum_hf.data.schema import impressions_dataset
 
 
@@ -153,3 +154,16 @@ def test_history_click_rows_train_on_the_most_recent_reads_with_the_older_ones_a
     assert every.to_list() == history_click_rows(rows, catalogue, per_user=8, seed=1).to_list()
     assert history_click_rows(rows, catalogue, per_user=1, seed=1).to_list() == every.select([0, 2]).to_list()
     assert len(history_click_rows(rows, catalogue, per_user=0, seed=1)) == 0
+
+
+def test_sample_unread_draws_distinct_unread_items_deterministically():
+    catalogue = [f"i{n}" for n in range(40)]
+    reads = {f"i{n}" for n in range(10)}
+    drawn = sample_unread(catalogue, reads, 12, key="7/u1")
+    assert len(drawn) == len(set(drawn)) == 12 and not set(drawn) & reads
+    assert drawn == sample_unread(catalogue, reads, 12, key="7/u1") != sample_unread(catalogue, reads, 12, key="8/u1")
+    # uniform over the 30 unread items: 300 draws of 12 give each about 120 times
+    counts = Counter(item for n in range(300) for item in sample_unread(catalogue, reads, 12, key=str(n)))
+    assert set(counts) == set(catalogue) - reads and 80 < min(counts.values()) <= max(counts.values()) < 160
+    assert sorted(sample_unread(catalogue[:12], reads, 5, key="x")) == ["i10", "i11"]  # fewer: only 2 are unread
+    assert sample_unread(catalogue, reads, 0, key="x") == []
