@@ -120,6 +120,8 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "logq": ({}, {"logq_correction": True}),
     "negatives-1": ({}, {"num_negatives": 1}),
     "start": ({"summary_mode": "start"}, {}),
+    # the summary recipe of issue 21 (docs/summaries.md): the learned copy mechanism, λ 2, no history boost
+    "copy": ({"summary_copy": True, "summary_loss_weight": 2.0, "summary_history_boost": 0.0}, {}),
     # λ (the config's 1 by default); "lambda0.2+summary-warmup-0" was `embsum`'s recipe on this data before the warm-up
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
     "lambda1": ({"summary_loss_weight": 1.0}, {}),
