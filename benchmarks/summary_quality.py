@@ -41,7 +41,8 @@ read with the package's impressions loader `load_impressions`; this benchmark re
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
 summary fields of `EmbSumConfig`), `--set-training NAME=VALUE` a training argument (`EmbSumTrainingArguments`:
 summary_warmup_steps, ...); `--decodings NAME:K=V,...` also scores other generation settings of the same trained
-models (rows `embsum[NAME]`).
+models (rows `embsum[NAME]`). Seeds trained as separate processes (`--seeds 1`, `--seeds 2`, each with its own `--json`)
+become one report with `--merge A.json B.json ... --json OUT` (no run).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
         [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
@@ -417,6 +418,65 @@ def summarise_runs(runs: list[dict]) -> dict:
     return out
 
 
+# the options every report merged by `--merge` must share (only the seeds differ)
+MERGE_AGREE = (
+    "data", "budget_cpu_s", "heldout", "dev_users", "dev_negatives", "split_seed", "test", "test_summaries", "set",
+    "set_training", "decodings", "batch_size", "learning_rate", "threads", "auc", "load_models",
+)  # fmt: skip
+
+
+def merge_reports(paths: Sequence[Path], output: Path | None) -> None:
+    """
+    `--merge`: one report of the seeds of several `--json` reports of the same run (seeds trained as separate
+    processes), every system's mean and seed-to-seed std over all of them. A report of one seed needs no
+    `baseline_runs` (its baseline rows are that seed's); reports must agree on `MERGE_AGREE` and not repeat a seed.
+    """
+    reports = []
+    for path in paths:
+        try:
+            reports.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            sys.exit(f"--merge: cannot read {path}: {error}")
+    first = reports[0]
+    for path, report in zip(paths[1:], reports[1:]):
+        for name in MERGE_AGREE:
+            if report["options"].get(name) != first["options"].get(name):
+                mine, theirs = report["options"].get(name), first["options"].get(name)
+                sys.exit(f"--merge: {path} has {name}={mine!r} where {paths[0]} has {theirs!r}")
+    seeds = [seed for report in reports for seed in report["options"]["seeds"].split(",")]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"--merge: the reports repeat seeds ({', '.join(seeds)})")
+    baselines: dict[str, list[dict]] = {}
+    for path, report in zip(paths, reports):
+        stored = report.get("baseline_runs")
+        if stored is None:
+            if len(report["options"]["seeds"].split(",")) != 1:
+                sys.exit(f"--merge: {path} has several seeds and no per-seed baseline_runs (an older report)")
+            stored = {
+                name: [{key: value for key, value in row.items() if not key.endswith("_std")}]
+                for name, row in report["systems"].items()
+                if name not in report["embsum_runs"]
+            }
+        for name, values in stored.items():
+            baselines.setdefault(name, []).extend(values)
+    runs = {name: [run for report in reports for run in report["embsum_runs"][name]] for name in first["embsum_runs"]}
+    rows = {name: summarise_runs(values) for name, values in {**baselines, **runs}.items()}
+    print(f"\nmerged {', '.join(Path(path).name for path in paths)}; seeds {', '.join(seeds)}")
+    print_table(rows)
+    if output is not None:
+        merged = {
+            **first,
+            "options": {**first["options"], "seeds": ",".join(seeds)},
+            "systems": rows,
+            "baseline_runs": baselines,
+            "embsum_runs": runs,
+            "embsum_details": [detail for report in reports for detail in report["embsum_details"]],
+            "merged_from": [Path(path).name for path in paths],
+        }
+        output.write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {output}")
+
+
 def print_table(rows: dict[str, dict]) -> None:
     print(f"\n{'system':<22}" + "".join(f"{name:>20}" for name in SHOWN))
     for system, metrics in rows.items():
@@ -465,7 +525,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write every number here")
     parser.add_argument("--save-models", type=Path, default=None, help="save each seed's model to DIR/seed-N")
     parser.add_argument("--load-models", type=Path, default=None, help="score the models saved in DIR (no training)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="no run: merge these --json reports of the same run on other seeds into one (mean +- std over all seeds)",
+    )
     options = parser.parse_args()
+    if options.merge:
+        merge_reports(options.merge, options.json)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hf_logging.set_verbosity_warning()
     torch.set_num_threads(options.threads)
@@ -493,7 +564,8 @@ def main() -> None:
         return summary_metrics(predictions, references, constant=constant, seed=seed, words=words)
 
     baselines = {"teacher": references, "constant": [constant] * len(heldout), "nearest": setup.nearest}
-    rows = {name: summarise_runs([metrics(texts, seed) for seed in seeds]) for name, texts in baselines.items()}
+    baseline_runs = {name: [metrics(texts, seed) for seed in seeds] for name, texts in baselines.items()}
+    rows = {name: summarise_runs(name_runs) for name, name_runs in baseline_runs.items()}
     runs: dict[str, list[dict]] = {name: [] for name in generate}
     details = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -559,6 +631,7 @@ def main() -> None:
             "run_args": dataclasses.asdict(run_args),
             "constant": constant,
             "systems": rows,
+            "baseline_runs": baseline_runs,
             "embsum_runs": runs,
             "embsum_details": details,
         }

@@ -184,3 +184,42 @@ def test_accuracy_books_merges_seeds_of_a_system_run_under_an_older_name(tmp_pat
     wrong = merge("wrong.json", "--rename", "embsum+lr1e-3=embsum")
     assert wrong.returncode == 1 and "no file has a system 'embsum+lr1e-3'" in wrong.stderr
     assert not (tmp_path / "wrong.json").exists()
+
+
+def test_summary_quality_merges_one_seed_reports_into_the_mean_and_std_over_seeds(tmp_path):
+    """`summary_quality.py --merge`: seeds trained as separate processes become one report (mean +- std over every
+    seed, the baselines' per-seed rows kept); reports of another run, or repeating a seed, are one line, exit 1."""
+
+    def report(seed: int, rouge: float, gap: float, settings: str = "['summary_copy=True']") -> Path:
+        options = {name: "None" for name in ("data", "test", "test_summaries", "load_models")}
+        options.update(seeds=str(seed), set=settings, budget_cpu_s="1800.0", dev_users="500")
+        run = {"rougeL": rouge, "specificity_gap": gap, "auc": 0.8 + seed / 100}
+        systems = {
+            "nearest": {"rougeL": 0.6, "rougeL_std": 0.0, "specificity_gap": 0.07 + seed / 100},
+            "embsum": dict(run),
+        }
+        path = tmp_path / f"seed{seed}-{len(settings)}.json"
+        body = {"options": options, "systems": systems, "embsum_runs": {"embsum": [run]}, "embsum_details": [{}]}
+        path.write_text(json.dumps(body), encoding="utf-8")
+        return path
+
+    def merge(*paths: Path) -> subprocess.CompletedProcess:
+        output = ["--json", str(tmp_path / "m.json")]
+        command = [sys.executable, "summary_quality.py", "--merge", *map(str, paths), *output]
+        return subprocess.run(command, cwd=REPO / "benchmarks", capture_output=True, text=True, env=ENV)
+
+    first, second, third = report(0, 0.64, 0.10), report(1, 0.66, 0.12), report(2, 0.65, 0.14)
+    merged_run = merge(first, second, third)
+    assert merged_run.returncode == 0, merged_run.stderr[-3000:]
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["options"]["seeds"] == "0,1,2" and len(merged["embsum_details"]) == 3
+    embsum, nearest = merged["systems"]["embsum"], merged["systems"]["nearest"]
+    assert embsum["rougeL"] == pytest.approx(0.65) and embsum["rougeL_std"] == pytest.approx(0.01)
+    assert embsum["specificity_gap"] == pytest.approx(0.12) and embsum["specificity_gap_std"] == pytest.approx(0.02)
+    assert nearest["specificity_gap"] == pytest.approx(0.08) and len(merged["baseline_runs"]["nearest"]) == 3
+    (tmp_path / "m.json").unlink()
+    other = merge(first, report(1, 0.7, 0.2, settings="['summary_copy=False']"))
+    assert other.returncode == 1 and "has set=\"['summary_copy=False']\"" in other.stderr
+    repeated = merge(first, first)
+    assert repeated.returncode == 1 and "repeat seeds (0, 0)" in repeated.stderr
+    assert not (tmp_path / "m.json").exists()
