@@ -41,7 +41,7 @@ read with the package's impressions loader `load_impressions`; this benchmark re
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
 summary fields of `EmbSumConfig`), `--set-training NAME=VALUE` a training argument (`EmbSumTrainingArguments`:
 summary_warmup_steps, ...); `--decodings NAME:K=V,...` also scores other generation settings of the same trained
-models (rows `embsum[NAME]`). Seeds trained as separate processes (`--seeds 1`, `--seeds 2`, each with its own `--json`)
+models (rows `embsum[NAME]`). Seeds trained as separate processes (`--seeds 1`, `--seeds 2`, each its own `--json`)
 become one report with `--merge A.json B.json ... --json OUT` (no run).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
