@@ -434,9 +434,13 @@ def merge_reports(paths: Sequence[Path], output: Path | None) -> None:
     reports = []
     for path in paths:
         try:
-            reports.append(json.loads(Path(path).read_text(encoding="utf-8")))
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             sys.exit(f"--merge: cannot read {path}: {error}")
+        fields = ("options", "systems", "embsum_runs", "embsum_details")
+        if not isinstance(report, dict) or not all(isinstance(report.get(field), (dict, list)) for field in fields):
+            sys.exit(f"--merge: {path} is no summary_quality.py --json report (it needs {', '.join(fields)})")
+        reports.append(report)
     first = reports[0]
     for path, report in zip(paths[1:], reports[1:]):
         for name in MERGE_AGREE:

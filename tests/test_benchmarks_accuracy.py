@@ -188,7 +188,8 @@ def test_accuracy_books_merges_seeds_of_a_system_run_under_an_older_name(tmp_pat
 
 def test_summary_quality_merges_one_seed_reports_into_the_mean_and_std_over_seeds(tmp_path):
     """`summary_quality.py --merge`: seeds trained as separate processes become one report (mean +- std over every
-    seed, the baselines' per-seed rows kept); reports of another run, or repeating a seed, are one line, exit 1."""
+    seed, the baselines' per-seed rows kept); a report of another run or benchmark, or a repeated seed, is one line,
+    exit 1."""
 
     def report(seed: int, rouge: float, gap: float, settings: str = "['summary_copy=True']") -> Path:
         options = {name: "None" for name in ("data", "test", "test_summaries", "load_models")}
@@ -222,4 +223,7 @@ def test_summary_quality_merges_one_seed_reports_into_the_mean_and_std_over_seed
     assert other.returncode == 1 and "has set=\"['summary_copy=False']\"" in other.stderr
     repeated = merge(first, first)
     assert repeated.returncode == 1 and "repeat seeds (0, 0)" in repeated.stderr
+    (tmp_path / "accuracy.json").write_text(json.dumps({"seeds": [1], "systems": {}}), encoding="utf-8")
+    foreign = merge(first, tmp_path / "accuracy.json")
+    assert foreign.returncode == 1 and "accuracy.json is no summary_quality.py --json report" in foreign.stderr
     assert not (tmp_path / "m.json").exists()
