@@ -103,8 +103,10 @@ def history_click_rows(
     for user, impression, history, positive, pool in zip(
         rows["user_id"], rows["impression_id"], rows["history"], rows["positive"], rows["negative_pool"]
     ):
-        entry = by_history.setdefault((user, tuple(history)), {"impression": impression, "size": len(pool)})
-        entry.setdefault("reads", set()).update([*history, positive])
+        entry = by_history.setdefault(
+            (user, tuple(history)), {"impression": impression, "size": len(pool), "reads": set()}
+        )
+        entry["reads"].update([*history, positive])
     out: dict[str, list] = {name: [] for name in TRAINING_FEATURES}
     for (user, history), entry in by_history.items():
         for position in range(min(per_user, len(history) - 1)):

@@ -203,8 +203,9 @@ def choose_data_levers(
     Fill in the levers of `SPARSE_CATALOGUE_LEVERS` left unset (None) in `args` / `training_args`: their sparse values
     when the model trains from scratch on a sparse catalogue, `read_popularity_auc(train)` at least
     `SPARSE_CATALOGUE_POPULARITY_AUC` and `clicks_per_item(train)` below `SPARSE_CATALOGUE_CLICKS_PER_ITEM` (the LSA
-    start, the catalogue-wide softmax of in-batch negatives with logQ, the summary warm-up), the paper's
-    (`PAPER_LEVERS`) otherwise. A lever given explicitly is kept. Logs the choice and returns every lever's value.
+    start, the catalogue-wide softmax of in-batch negatives with logQ, the summary warm-up, the history clicks), the
+    paper's (`PAPER_LEVERS`) otherwise. A lever given explicitly is kept. Logs the choice and returns every lever's
+    value.
     """
 
     def value(name: str):
