@@ -36,9 +36,11 @@ Systems
   embsum...           EmbSum-tiny through the package recipe (`build_model_and_processor`, `build_trainer`):
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start,
-                      in-batch negatives with logQ, the 300-step summary warm-up and one history click per user);
-                      each "+lever" of `LEVERS` in the name changes one setting (e.g. `embsum+no-in-batch`,
-                      `embsum+history-clicks-0`, `embsum+catalogue-4+item-prior`).
+                      in-batch negatives with logQ, the 300-step summary warm-up, one history click per user and
+                      the summary recipe: the copy mechanism, λ 2, no history boost); each "+lever" of `LEVERS` in
+                      the name changes one setting (e.g. `embsum+no-in-batch`, `embsum+history-clicks-0`,
+                      `embsum+catalogue-4+item-prior`). Reports before the summary recipe was chosen from the data
+                      name today's `embsum+paper-summary` "embsum".
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -78,9 +80,11 @@ from transformers.utils import logging as hf_logging
 from embsum_hf.data import build_training_rows, load_impressions, load_summaries
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.training import TrainingExamples, baseline_scores, impression_metrics
+from embsum_hf.training.arguments import PAPER_MODEL_LEVERS
 from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
 from embsum_hf.training.recipe import (
     FROM_SCRATCH_LEARNING_RATE,
+    SPARSE_CATALOGUE_LEVERS,
     EmbSumRunArguments,
     build_model_and_processor,
     read_counts,
@@ -120,8 +124,10 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "logq": ({}, {"logq_correction": True}),
     "negatives-1": ({}, {"num_negatives": 1}),
     "start": ({"summary_mode": "start"}, {}),
-    # the summary recipe of issue 21 (docs/summaries.md): the learned copy mechanism, λ 2, no history boost
-    "copy": ({"summary_copy": True, "summary_loss_weight": 2.0, "summary_history_boost": 0.0}, {}),
+    # the summary recipe of issue 21 (docs/summaries.md: the learned copy mechanism, λ 2, no history boost), which
+    # `choose_data_levers` turns on for this catalogue, and the paper's summary levers ("embsum" before it did)
+    "copy": ({name: SPARSE_CATALOGUE_LEVERS[name] for name in PAPER_MODEL_LEVERS}, {}),
+    "paper-summary": (dict(PAPER_MODEL_LEVERS), {}),
     # λ (the config's 1 by default); "lambda0.2+summary-warmup-0" was `embsum`'s recipe on this data before the warm-up
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
     "lambda1": ({"summary_loss_weight": 1.0}, {}),

@@ -33,7 +33,9 @@ read with the package's impressions loader `load_impressions`; this benchmark re
   held-out protocol (the positive among `--dev-negatives` books drawn uniformly from those they never read, for
   `--auc`). `--test FILE --test-summaries FILE` scores those other users (same items) against their own profiles
   instead, training on every user of train.jsonl. Shape: the demo's tiny one (d_model 64, 2 + 2 layers, a 2,000-piece
-  tokenizer), `max_history_items` 8 (the longest history), items cut at 64 tokens, summaries at 40.
+  tokenizer), `max_history_items` 8 (the longest history), items cut at 64 tokens, summaries at 40; every lever
+  `embsum train` chooses from the data is chosen the same way (on these books: the sparse-catalogue levers and the
+  summary recipe, `choose_data_levers`).
   nearest       the profile of the training user whose history window is most similar under TF-IDF of the item texts
                 (cosine of the L2-normalised sums of the window's item vectors; ties: the first training user).
   Every system's `malformed_rate` is `summary_metrics`'.
@@ -46,8 +48,8 @@ become one report with `--merge A.json B.json ... --json OUT` (no run).
 
     OMP_NUM_THREADS=1 python benchmarks/summary_quality.py [--data ../shared/data/ml-100k] [--budget-cpu-s 150] \
         [--seeds 0,1] [--json results.json] [--set summary_loss_weight=2] [--decodings beam4:num_beams=4] [--auc]
-    OMP_NUM_THREADS=1 python benchmarks/summary_quality.py --data ../shared/data/goodreads-books --budget-cpu-s 300 \
-        --seeds 0,1,2 --auc --set summary_copy=True --decodings greedy:history_boost=0,slot_lead=None
+    OMP_NUM_THREADS=1 python benchmarks/summary_quality.py --data ../shared/data/goodreads-books --budget-cpu-s 1800 \
+        --seeds 0 --auc --set vocab_size=8000 --decodings greedy:history_boost=0,slot_lead=None
 """
 
 from __future__ import annotations
@@ -273,7 +275,6 @@ def book_setup(options: argparse.Namespace) -> Setup:
         item_max_tokens=64,
         session_max_tokens=80,
         summary_max_tokens=40,
-        summary_loss_weight=1.0,
     )
     run_args = dataclasses.replace(run_args, **parse_assignments(options.set))
     window = run_args.max_history_items

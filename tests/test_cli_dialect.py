@@ -89,13 +89,15 @@ def test_the_training_levers_are_flags(tmp_path):
     # the sparse-catalogue levers are left to `embsum train` (chosen from the data); a prior is fitted
     assert defaults.in_batch_negatives is defaults.logq_correction is run_defaults.text_embedding_init is None
     assert defaults.summary_warmup_steps is defaults.history_clicks is None
+    assert run_defaults.summary_copy is run_defaults.summary_loss_weight is run_defaults.summary_history_boost is None
     assert defaults.fit_item_prior
     _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
     assert given.in_batch_negatives and not given.fit_item_prior
     assert given.logq_correction is True  # unset: as in_batch_negatives
     # a bare flag means true, as for every other switch; "false" turns a lever off, logQ with it
-    run_bare, bare = parse([*base, "--in-batch-negatives", "--text_embedding_init"])
+    run_bare, bare = parse([*base, "--in-batch-negatives", "--text_embedding_init", "--summary-copy"])
     assert bare.in_batch_negatives is bare.logq_correction is run_bare.text_embedding_init is True
+    assert run_bare.summary_copy is True
     _, off = parse([*base, "--in_batch_negatives", "false"])
     assert off.in_batch_negatives is off.logq_correction is False
     _, only = parse([*base, "--in_batch_negatives", "--logq_correction", "false"])

@@ -41,6 +41,9 @@ def test_demo_reports_writes_and_serves(tmp_path):
         "logq_correction": False,
         "summary_warmup_steps": 0,
         "history_clicks": 0,
+        "summary_copy": False,
+        "summary_loss_weight": 1.0,
+        "summary_history_boost": 16.0,
     }
 
     out = result.stdout

@@ -22,6 +22,11 @@ PAPER_TRAINING_LEVERS: dict[str, bool | int] = {
     "summary_warmup_steps": 0,
     "history_clicks": 0,
 }
+# the model levers `embsum train` from scratch chooses from the data when unset, at the config's defaults (the
+# paper's): what a model built from `ModelArguments` without the recipe gets
+PAPER_MODEL_LEVERS: dict[str, bool | float] = {
+    name: getattr(EmbSumConfig, name) for name in ("summary_copy", "summary_loss_weight", "summary_history_boost")
+}
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
 
@@ -185,10 +190,18 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
     A [`ModelArguments`] field whose default and help are `config_class`'s own, written once there: the default is
     the config's class attribute, the help the field's entry in the config's docstring (`Args:`, the lines under
     `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
+    A lever of `PAPER_MODEL_LEVERS` defaults to None instead (unset: chosen from the data by `embsum train`).
     """
     prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
     entry = docstring_entry(config_class, name)
     text = f"{prefix}{config_class.__name__}.{name}" + (f": {entry}" if entry else ".")
+    if name in PAPER_MODEL_LEVERS:  # unset (None): chosen from the data, like the training levers
+        text += (
+            " Default (unset): `embsum train` from scratch chooses it from the training data "
+            "(`recipe.choose_data_levers`: the summary recipe on a sparse catalogue), otherwise the config's "
+            f"{PAPER_MODEL_LEVERS[name]}."
+        )
+        return field(default=None, metadata={"help": text, **(TRI_STATE_FLAG if name == "summary_copy" else {})})
     return field(default=getattr(config_class, name), metadata={"help": text})
 
 
@@ -227,11 +240,11 @@ class ModelArguments:
     session_max_items: int | None = config_field("session_max_items")
     item_max_tokens: int = config_field("item_max_tokens")
     summary_max_tokens: int = config_field("summary_max_tokens")
-    summary_loss_weight: float = config_field("summary_loss_weight")
+    summary_loss_weight: float | None = config_field("summary_loss_weight")
     summary_mode: str = config_field("summary_mode")
-    summary_history_boost: float = config_field("summary_history_boost")
+    summary_history_boost: float | None = config_field("summary_history_boost")
     summary_history_boost_plausibility: float = config_field("summary_history_boost_plausibility")
-    summary_copy: bool = config_field("summary_copy")
+    summary_copy: bool | None = config_field("summary_copy")
     summary_slot_lead: str | None = config_field("summary_slot_lead")
     d_model: int = config_field("d_model", T5Config)
     num_layers: int = config_field("num_layers", T5Config)
@@ -245,8 +258,13 @@ class ModelArguments:
         EmbSumConfig(t5_config=self.t5_overrides(), **self.config_overrides())
 
     def config_overrides(self) -> dict:
-        """The `EmbSumConfig` keyword arguments of these arguments."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelArguments) if f.name in _EMBSUM_FIELDS}
+        """The `EmbSumConfig` keyword arguments of these arguments (a lever left unset: the config's default)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelArguments)}
+        return {
+            name: value
+            for name, value in values.items()
+            if name in _EMBSUM_FIELDS and not (name in PAPER_MODEL_LEVERS and value is None)
+        }
 
     def t5_overrides(self) -> dict:
         """

@@ -129,12 +129,12 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
         str(tmp_path / "reads.jsonl"), "--output_dir", str(out), *shape, "--item_max_tokens", "16", "--summary_mode",
         "start", "--max_steps", "2", "--per_device_train_batch_size", "8", "--save_strategy", "no", "--report_to",
         "none", "--use_cpu", "true", "--disable_tqdm", "true",
-        # the summary recipe of README's "Summaries on real books", as a user pastes it
-        "--summary_copy", "true", "--summary_loss_weight", "2", "--summary_history_boost", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "a sparse catalogue -> " in result.stderr and "history_clicks=1" in result.stderr
-    # the recipe is saved with the folder: it loads with its copy layer and writes summaries with it
+    assert "summary_copy=True, summary_loss_weight=2.0, summary_history_boost=0.0" in result.stderr
+    # the summary recipe, chosen from the data, is saved with the folder: it loads with its copy layer and writes
+    # summaries with it
     model, processor = EmbSumModel.from_pretrained(out), EmbSumProcessor.from_pretrained(out)
     assert model.config.summary_copy and model.config.summary_loss_weight == 2.0
     assert model.config.summary_history_boost == 0.0 and model.summary_copy is not None
@@ -142,7 +142,7 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     (summary,) = generate_summaries(model, processor, [history])
     assert isinstance(summary, str) and summary
     levers = json.loads((out / "results.json").read_text())["data_levers"]
-    assert levers["history_clicks"] == 1 and levers["in_batch_negatives"] is True
+    assert levers["history_clicks"] == 1 and levers["in_batch_negatives"] is True and levers["summary_copy"] is True
     # 30 click rows, and one more per user whose history has an older read to be the history of its latest one
     added = sum(len(row["history"]) > 1 for row in rows)
     assert f"Built {added} history-click rows from 30 training rows" in result.stderr

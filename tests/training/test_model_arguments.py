@@ -15,7 +15,7 @@ from transformers import T5Config
 from embsum_hf import EmbSumConfig
 from embsum_hf.cli import main
 from embsum_hf.training import ModelArguments
-from embsum_hf.training.arguments import docstring_entry
+from embsum_hf.training.arguments import PAPER_MODEL_LEVERS, docstring_entry
 
 EMBSUM_FIELDS = {f.name for f in dataclasses.fields(EmbSumConfig)}
 
@@ -40,7 +40,10 @@ def test_train_help_lists_every_model_field_with_the_configs_default_and_help():
         default = getattr(config_class(), name)  # what the config itself becomes without the argument
         entry = docstring_entry(config_class, name)
         assert entry, f"{config_class.__name__}'s docstring documents no {name}"
-        assert blocks[name].endswith(f"(default: {default})"), blocks[name]
+        if name in PAPER_MODEL_LEVERS:  # unset: `embsum train` chooses it from the data, else the config's default
+            assert blocks[name].endswith(f"otherwise the config's {default}. (default: None)"), blocks[name]
+        else:
+            assert blocks[name].endswith(f"(default: {default})"), blocks[name]
         assert f"{config_class.__name__}.{name}: {' '.join(entry.split()[:6])}" in blocks[name]
 
 
@@ -52,6 +55,11 @@ def test_model_arguments_are_config_fields_and_build_the_default_model():
     assert config.to_dict() == EmbSumConfig().to_dict()  # every default is the configs' own
     assert set(args.t5_overrides()) == {"d_model", "num_layers", "num_heads", "d_ff", "dropout_rate", "d_kv"}
     assert "d_model" not in args.config_overrides() and "num_user_codes" in args.config_overrides()
+    # the summary levers left unset are the config's (the paper's) unless `embsum train` chooses them; given, they stay
+    assert not set(PAPER_MODEL_LEVERS) & set(args.config_overrides())
+    given = ModelArguments(summary_copy=False, summary_loss_weight=0.0, summary_history_boost=0.0)
+    chosen = {name: given.config_overrides()[name] for name in PAPER_MODEL_LEVERS}
+    assert chosen == dict.fromkeys(PAPER_MODEL_LEVERS, 0)
 
 
 @pytest.mark.parametrize(

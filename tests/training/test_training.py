@@ -25,6 +25,7 @@ from embsum_hf.training import (
     TrainingExamples,
     tokenize_item_table,
 )
+from embsum_hf.training.arguments import PAPER_MODEL_LEVERS
 
 from ..conftest import tiny_config
 
@@ -760,7 +761,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert clicks_per_item(sparse) == 30 / 110 and clicks_per_item(dense) == 30 / 14 > SPARSE_CATALOGUE_CLICKS_PER_ITEM
 
     def choose(data, **given):
-        run_keys = {"text_embedding_init", "backbone"}
+        run_keys = {"text_embedding_init", "backbone", "summary_copy", "summary_loss_weight", "summary_history_boost"}
         run_args = EmbSumRunArguments(train_data="unused", **{k: v for k, v in given.items() if k in run_keys})
         training_args = EmbSumTrainingArguments(
             output_dir=str(tmp_path),
@@ -777,13 +778,23 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
             "logq_correction": training_args.logq_correction,
             "summary_warmup_steps": training_args.summary_warmup_steps,
             "history_clicks": training_args.history_clicks,
+            "summary_copy": run_args.summary_copy,
+            "summary_loss_weight": run_args.summary_loss_weight,
+            "summary_history_boost": run_args.summary_history_boost,
         }
+        # and the model is built with it
+        config = EmbSumConfig(**run_args.config_overrides())
+        assert all(getattr(config, name) == levers[name] for name in PAPER_MODEL_LEVERS)
         return levers
 
     paper = {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
     paper.update(summary_warmup_steps=0, history_clicks=0)
+    paper.update(summary_copy=False, summary_loss_weight=1.0, summary_history_boost=16.0)  # the config's defaults
     sparse_levers = dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
-    assert choose(sparse) == {**sparse_levers, "summary_warmup_steps": 300, "history_clicks": 1}
+    sparse_levers.update(summary_warmup_steps=300, history_clicks=1)
+    # the summary recipe: the learned copy mechanism, λ 2, no history boost
+    sparse_levers.update(summary_copy=True, summary_loss_weight=2.0, summary_history_boost=0.0)
+    assert choose(sparse) == sparse_levers
     assert "0.27 training clicks per item" in caplog.text and "at AUC 1.000" in caplog.text
     assert "a sparse catalogue" in caplog.text
     assert choose(train) == paper  # the paper's recipe: the non-clicks were shown
@@ -793,6 +804,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert read_popularity_auc(sparse, max_impressions=5) == 1.0  # a sample of the impressions
     # a lever given is kept; the others are still chosen
     given = dict(in_batch_negatives=False, logq_correction=False, summary_warmup_steps=0, history_clicks=2)
-    assert choose(sparse, **given) == {"text_embedding_init": True, **given}
+    given.update(summary_copy=False, summary_loss_weight=0.5)
+    assert choose(sparse, **given) == {"text_embedding_init": True, **given, "summary_history_boost": 0.0}
     # a pretrained backbone keeps the paper's recipe (the LSA start is for token embeddings trained from scratch)
     assert choose(sparse, backbone="t5-small") == paper
