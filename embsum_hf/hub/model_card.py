@@ -140,6 +140,7 @@ def _folder_details(folder: Path) -> dict[str, Any]:
             "summary_max_tokens",
             "summary_mode",
             "summary_loss_weight",
+            "summary_copy",
         )
     }
     details.update(

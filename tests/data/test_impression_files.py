@@ -148,3 +148,4 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     assert f"Built {added} history-click rows from 30 training rows" in result.stderr
     card = (out / "README.md").read_text()
     assert "| history_clicks | 1 |" in card and f"| train (clicks) | {30 + added} |" in card
+    assert "`h_sum` read in `start` mode; a learned copy mechanism over the history tokens |" in card
