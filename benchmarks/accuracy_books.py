@@ -39,8 +39,9 @@ Systems
                       in-batch negatives with logQ, the 300-step summary warm-up, one history click per user and
                       the summary recipe: the copy mechanism, λ 2, no history boost); each "+lever" of `LEVERS` in
                       the name changes one setting (e.g. `embsum+no-in-batch`, `embsum+history-clicks-0`,
-                      `embsum+catalogue-4+item-prior`). Reports before the summary recipe was chosen from the data
-                      name today's `embsum+paper-summary` "embsum".
+                      `embsum+catalogue-4+item-prior`), and it trains without dropout (`embsum train` from
+                      scratch). Reports before these two defaults name today's `embsum+dropout0.1+paper-summary`
+                      "embsum".
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -83,6 +84,7 @@ from embsum_hf.training import TrainingExamples, baseline_scores, impression_met
 from embsum_hf.training.arguments import PAPER_MODEL_LEVERS
 from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
 from embsum_hf.training.recipe import (
+    FROM_SCRATCH_DROPOUT_RATE,
     FROM_SCRATCH_LEARNING_RATE,
     SPARSE_CATALOGUE_LEVERS,
     EmbSumRunArguments,
@@ -99,6 +101,7 @@ BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0
 # `embsum train --dataset impressions` with the issue's tiny shape; everything else is the recipe's default
 BOOKS_RUN = dict(
     d_model=64, num_layers=2, num_heads=4, d_ff=256, vocab_size=8000, max_history_items=16, item_max_tokens=64,
+    dropout_rate=FROM_SCRATCH_DROPOUT_RATE,
 )  # fmt: skip
 
 # "+lever" -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides); a system name chains them
@@ -136,7 +139,10 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "summary-warmup-300": ({}, {"summary_warmup_steps": 300}),  # `embsum`'s on this data (`choose_data_levers`)
     # text infilling on the items' text before the joint objective (its CPU time in the budget)
     "text-pretraining-500": ({}, {"text_pretraining_steps": 500}),
+    # no dropout: `embsum`'s since the run of this name made it `embsum train`'s from scratch
+    # (FROM_SCRATCH_DROPOUT_RATE); T5's 0.1 was `embsum`'s before
     "dropout0": ({"dropout_rate": 0.0}, {}),
+    "dropout0.1": ({"dropout_rate": 0.1}, {}),
     "vocab-2k": ({"vocab_size": 2000, "tokenizer": None}, {}),
     "vocab-16k": ({"vocab_size": 16000, "tokenizer": None}, {}),
     "wide": ({"d_model": 128, "d_ff": 512}, {}),

@@ -69,12 +69,15 @@ def test_a_recipe_file_then_flags_that_override_it(tmp_path):
 
 
 def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
-    from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE
+    from embsum_hf.training.recipe import FROM_SCRATCH_DROPOUT_RATE, FROM_SCRATCH_LEARNING_RATE
 
     base = ["--train_data", "t", "--output_dir", str(tmp_path)]
-    _, scratch = parse(base)
-    _, pretrained = parse([*base, "--backbone", "google-t5/t5-small"])
+    run_scratch, scratch = parse(base)
+    run_pretrained, pretrained = parse([*base, "--backbone", "google-t5/t5-small"])
     assert scratch.learning_rate == FROM_SCRATCH_LEARNING_RATE != pretrained.learning_rate  # fine-tuning keeps 5e-5
+    # and without dropout; a backbone keeps T5's, a rate given is kept (dashes or underscores)
+    assert run_scratch.dropout_rate == FROM_SCRATCH_DROPOUT_RATE != run_pretrained.dropout_rate == 0.1
+    assert parse([*base, "--dropout-rate", "0.1"])[0].dropout_rate == 0.1
     for given in (["--learning_rate", "5e-5"], ["--learning-rate=5e-5"]):  # a rate given is kept, even the default
         assert parse([*base, *given])[1].learning_rate == 5e-5
     (tmp_path / "run.yaml").write_text("train_data: t\nlearning_rate: 5.0e-5\n")

@@ -202,6 +202,8 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
             f"{PAPER_MODEL_LEVERS[name]}."
         )
         return field(default=None, metadata={"help": text, **(TRI_STATE_FLAG if name == "summary_copy" else {})})
+    if name == "dropout_rate":
+        text += " `embsum train` from scratch, unless given: `recipe.FROM_SCRATCH_DROPOUT_RATE`."
     return field(default=getattr(config_class, name), metadata={"help": text})
 
 
