@@ -39,9 +39,9 @@ Systems
                       in-batch negatives with logQ, the 300-step summary warm-up, one history click per user and
                       the summary recipe: the copy mechanism, λ 2, no history boost); each "+lever" of `LEVERS` in
                       the name changes one setting (e.g. `embsum+no-in-batch`, `embsum+history-clicks-0`,
-                      `embsum+catalogue-4+item-prior`), and it trains without dropout (`embsum train` from
-                      scratch). Reports before these two defaults name today's `embsum+dropout0.1+paper-summary`
-                      "embsum".
+                      `embsum+catalogue-4+item-prior`), and it trains without dropout (the recipe's
+                      `FROM_SCRATCH_DROPOUT_RATE`). Reports before these two defaults name today's
+                      `embsum+dropout0.1+paper-summary` "embsum".
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -84,7 +84,6 @@ from embsum_hf.training import TrainingExamples, baseline_scores, impression_met
 from embsum_hf.training.arguments import PAPER_MODEL_LEVERS
 from embsum_hf.training.item_prior import choose_prior_weight, fit_item_prior
 from embsum_hf.training.recipe import (
-    FROM_SCRATCH_DROPOUT_RATE,
     FROM_SCRATCH_LEARNING_RATE,
     SPARSE_CATALOGUE_LEVERS,
     EmbSumRunArguments,
@@ -101,7 +100,6 @@ BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0
 # `embsum train --dataset impressions` with the tiny shape; everything else is the recipe's default
 BOOKS_RUN = dict(
     d_model=64, num_layers=2, num_heads=4, d_ff=256, vocab_size=8000, max_history_items=16, item_max_tokens=64,
-    dropout_rate=FROM_SCRATCH_DROPOUT_RATE,
 )  # fmt: skip
 
 # "+lever" -> (EmbSumRunArguments overrides, EmbSumTrainingArguments overrides); a system name chains them

@@ -69,15 +69,14 @@ def test_a_recipe_file_then_flags_that_override_it(tmp_path):
 
 
 def test_from_scratch_runs_default_to_the_recipe_learning_rate(tmp_path):
-    from embsum_hf.training.recipe import FROM_SCRATCH_DROPOUT_RATE, FROM_SCRATCH_LEARNING_RATE
+    from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE
 
     base = ["--train_data", "t", "--output_dir", str(tmp_path)]
     run_scratch, scratch = parse(base)
-    run_pretrained, pretrained = parse([*base, "--backbone", "google-t5/t5-small"])
+    _, pretrained = parse([*base, "--backbone", "google-t5/t5-small"])
     assert scratch.learning_rate == FROM_SCRATCH_LEARNING_RATE != pretrained.learning_rate  # fine-tuning keeps 5e-5
-    # and without dropout; a backbone keeps T5's, a rate given is kept (dashes or underscores)
-    assert run_scratch.dropout_rate == FROM_SCRATCH_DROPOUT_RATE != run_pretrained.dropout_rate == 0.1
-    assert parse([*base, "--dropout-rate", "0.1"])[0].dropout_rate == 0.1
+    # dropout is left to the recipe (`build_model_and_processor`: none from scratch) unless given
+    assert run_scratch.dropout_rate is None and parse([*base, "--dropout-rate", "0.1"])[0].dropout_rate == 0.1
     for given in (["--learning_rate", "5e-5"], ["--learning-rate=5e-5"]):  # a rate given is kept, even the default
         assert parse([*base, *given])[1].learning_rate == 5e-5
     (tmp_path / "run.yaml").write_text("train_data: t\nlearning_rate: 5.0e-5\n")
@@ -101,6 +100,9 @@ def test_the_training_levers_are_flags(tmp_path):
     run_bare, bare = parse([*base, "--in-batch-negatives", "--text_embedding_init", "--summary-copy"])
     assert bare.in_batch_negatives is bare.logq_correction is run_bare.text_embedding_init is True
     assert run_bare.summary_copy is True
+    # the README's flags for the paper's summaries on a sparse catalogue, as pasted
+    paper, _ = parse([*base, "--summary_copy", "false", "--summary_loss_weight", "1", "--summary_history_boost", "16"])
+    assert (paper.summary_copy, paper.summary_loss_weight, paper.summary_history_boost) == (False, 1.0, 16.0)
     _, off = parse([*base, "--in_batch_negatives", "false"])
     assert off.in_batch_negatives is off.logq_correction is False
     _, only = parse([*base, "--in_batch_negatives", "--logq_correction", "false"])

@@ -5,8 +5,7 @@ flags after a YAML/JSON file override it (`embsum train recipe.yaml --learning_r
 only output on stdout; logs and progress go to stderr (`--no-progress`, as every command takes it, or
 `--disable_tqdm true` silences every bar).
 `--resume_from_checkpoint true` continues from the last checkpoint in `--output_dir` after a crash. Without
-`--backbone` (from scratch) the learning rate defaults to the recipe's `FROM_SCRATCH_LEARNING_RATE` (2e-3) and dropout
-to its `FROM_SCRATCH_DROPOUT_RATE` (0).
+`--backbone` (from scratch) the learning rate defaults to the recipe's `FROM_SCRATCH_LEARNING_RATE` (2e-3).
 Multi-process: `accelerate launch -m embsum_hf.cli train ...`.
 """
 
@@ -34,25 +33,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse(options: list[str]):
-    """The run's arguments; without a backbone, a run from scratch trains at `FROM_SCRATCH_LEARNING_RATE` instead of
-    `TrainingArguments`' fine-tuning default and at `FROM_SCRATCH_DROPOUT_RATE` instead of T5's, unless given.
-    `--no-progress` (the flag of every command) sets `disable_tqdm`."""
+    """The run's arguments; without a backbone and without a learning rate of its own, a run from scratch trains at
+    `FROM_SCRATCH_LEARNING_RATE` instead of `TrainingArguments`' fine-tuning default. `--no-progress` (the flag of
+    every command) sets `disable_tqdm`."""
     from embsum_hf.commands import ProgressArguments, given_fields, parse_config
     from embsum_hf.training import EmbSumTrainingArguments
-    from embsum_hf.training.recipe import FROM_SCRATCH_DROPOUT_RATE, FROM_SCRATCH_LEARNING_RATE, EmbSumRunArguments
+    from embsum_hf.training.recipe import FROM_SCRATCH_LEARNING_RATE, EmbSumRunArguments
 
     run_args, training_args, progress = parse_config(
         options, (EmbSumRunArguments, EmbSumTrainingArguments, ProgressArguments), "embsum train"
     )
     if progress.no_progress:
         training_args.disable_tqdm = True
-    given = given_fields(options)
-    if run_args.backbone is None and "learning_rate" not in given:
+    if run_args.backbone is None and "learning_rate" not in given_fields(options):
         training_args.learning_rate = FROM_SCRATCH_LEARNING_RATE
         logger.info("from scratch: learning_rate %g (pass --learning_rate to change it)", FROM_SCRATCH_LEARNING_RATE)
-    if run_args.backbone is None and "dropout_rate" not in given:
-        run_args.dropout_rate = FROM_SCRATCH_DROPOUT_RATE
-        logger.info("from scratch: dropout_rate %g (pass --dropout_rate to change it)", FROM_SCRATCH_DROPOUT_RATE)
     return run_args, training_args
 
 

@@ -27,6 +27,9 @@ PAPER_TRAINING_LEVERS: dict[str, bool | int] = {
 PAPER_MODEL_LEVERS: dict[str, bool | float] = {
     name: getattr(EmbSumConfig, name) for name in ("summary_copy", "summary_loss_weight", "summary_history_boost")
 }
+# the `ModelArguments` fields that are unset (None) by default and resolved by the recipe: the model levers chosen from
+# the data, and the dropout of a backbone trained from scratch (`recipe.FROM_SCRATCH_DROPOUT_RATE`)
+RECIPE_RESOLVED_FIELDS = frozenset({*PAPER_MODEL_LEVERS, "dropout_rate"})
 DEFAULT_NUM_NEGATIVES = 4  # EmbSum's MIND setting, for data without a paper setting of its own
 
 
@@ -190,7 +193,7 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
     A [`ModelArguments`] field whose default and help are `config_class`'s own, written once there: the default is
     the config's class attribute, the help the field's entry in the config's docstring (`Args:`, the lines under
     `name (`type`, ...):`). `config_class` is `EmbSumConfig`, or `T5Config` for the shape of a from-scratch backbone.
-    A lever of `PAPER_MODEL_LEVERS` defaults to None instead (unset: chosen from the data by `embsum train`).
+    A field of `RECIPE_RESOLVED_FIELDS` defaults to None instead (unset: resolved by the recipe).
     """
     prefix = "" if config_class is EmbSumConfig else "From-scratch backbone: "
     entry = docstring_entry(config_class, name)
@@ -203,7 +206,11 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
         )
         return field(default=None, metadata={"help": text, **(TRI_STATE_FLAG if name == "summary_copy" else {})})
     if name == "dropout_rate":
-        text += " `embsum train` from scratch, unless given: `recipe.FROM_SCRATCH_DROPOUT_RATE`."
+        text += (
+            " Default (unset): the recipe's `FROM_SCRATCH_DROPOUT_RATE` (no dropout), not T5's "
+            f"{getattr(config_class, name)}."
+        )
+        return field(default=None, metadata={"help": text})
     return field(default=getattr(config_class, name), metadata={"help": text})
 
 
@@ -252,7 +259,7 @@ class ModelArguments:
     num_layers: int = config_field("num_layers", T5Config)
     num_heads: int = config_field("num_heads", T5Config)
     d_ff: int = config_field("d_ff", T5Config)
-    dropout_rate: float = config_field("dropout_rate", T5Config)
+    dropout_rate: float | None = config_field("dropout_rate", T5Config)
 
     def __post_init__(self):
         # the one validation of these fields is the configs' own: building the config now fails as the arguments
@@ -261,18 +268,19 @@ class ModelArguments:
 
     def config_overrides(self) -> dict:
         """The `EmbSumConfig` keyword arguments of these arguments (a lever left unset: the config's default)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelArguments)}
-        return {
-            name: value
-            for name, value in values.items()
-            if name in _EMBSUM_FIELDS and not (name in PAPER_MODEL_LEVERS and value is None)
-        }
+        return {name: value for name, value in self._given().items() if name in _EMBSUM_FIELDS}
+
+    def _given(self) -> dict:
+        """Every field's value, less those of `RECIPE_RESOLVED_FIELDS` left unset."""
+        fields = (f.name for f in dataclasses.fields(ModelArguments))
+        values = {name: getattr(self, name) for name in fields}
+        return {name: v for name, v in values.items() if v is not None or name not in RECIPE_RESOLVED_FIELDS}
 
     def t5_overrides(self) -> dict:
         """
-        The `T5Config` keyword arguments of a backbone trained from scratch: the fields that are not `EmbSumConfig`'s,
-        and `d_kv` = `d_model / num_heads` (a `num_heads` below 1 is left for the config to name).
+        The `T5Config` keyword arguments of a backbone trained from scratch: the fields that are not `EmbSumConfig`'s
+        (an unset dropout left out: the recipe's), and `d_kv` = `d_model / num_heads` (a `num_heads` below 1 is left
+        for the config to name).
         """
-        fields = dataclasses.fields(ModelArguments)
-        overrides = {f.name: getattr(self, f.name) for f in fields if f.name not in _EMBSUM_FIELDS}
+        overrides = {name: value for name, value in self._given().items() if name not in _EMBSUM_FIELDS}
         return {**overrides, "d_kv": self.d_model // max(self.num_heads, 1)}

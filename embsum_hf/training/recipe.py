@@ -51,9 +51,10 @@ FROM_SCRATCH_SESSION_MAX_ITEMS = 1
 # fine-tuning rate: a T5 trained from scratch barely moves at it). Every from-scratch number in the README (the demo,
 # the MovieLens and summary benchmarks) was measured at this rate.
 FROM_SCRATCH_LEARNING_RATE = 2e-3
-# `embsum train` without a backbone and without --dropout_rate trains without dropout, not T5's 0.1 (a pretrained
-# backbone keeps its own). Within a CPU budget dropout costs steps and accuracy: books, 3 seeds, 82.31 +- 0.37 -> 84.30
-# +- 0.20 dev AUC with it off (docs/accuracy-books.md); MovieLens, 3 seeds, 0.7 AUC (docs/benchmarks.md).
+# A backbone trained from scratch without a `dropout_rate` of its own (`build_model_and_processor`, so `embsum train`
+# and `make demo`) trains without dropout, not T5's 0.1 (a pretrained backbone keeps its own). Within a CPU budget
+# dropout costs steps and accuracy: books, 3 seeds, 82.31 +- 0.37 -> 84.30 +- 0.20 dev AUC with it off
+# (docs/accuracy-books.md); MovieLens, 3 seeds, 0.7 AUC (docs/benchmarks.md).
 FROM_SCRATCH_DROPOUT_RATE = 0.0
 
 
@@ -299,7 +300,7 @@ def build_model_and_processor(
             except Exception as error:  # the tokenizers library raises a bare Exception, e.g. for a tiny vocabulary
                 raise ValueError(f"vocab_size {args.vocab_size}: cannot train the tokenizer ({error})") from None
         config = EmbSumConfig(
-            t5_config=dict(vocab_size=len(tokenizer), **args.t5_overrides()),
+            t5_config={"vocab_size": len(tokenizer), "dropout_rate": FROM_SCRATCH_DROPOUT_RATE, **args.t5_overrides()},
             item_start_token_id=tokenizer.convert_tokens_to_ids("<sos>"),
             **overrides,
         )
@@ -529,7 +530,6 @@ def demo_run_arguments(data_dir: str | Path, **overrides) -> EmbSumRunArguments:
         num_layers=2,
         num_heads=4,
         d_ff=256,
-        dropout_rate=FROM_SCRATCH_DROPOUT_RATE,
         max_history_items=16,
         session_max_tokens=160,
         item_max_tokens=40,  # the synthetic items' full text, category included (about 35 tokens)

@@ -138,6 +138,7 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     model, processor = EmbSumModel.from_pretrained(out), EmbSumProcessor.from_pretrained(out)
     assert model.config.summary_copy and model.config.summary_loss_weight == 2.0
     assert model.config.summary_history_boost == 0.0 and model.summary_copy is not None
+    assert model.config.t5_config.dropout_rate == 0.0  # from scratch: no dropout (FROM_SCRATCH_DROPOUT_RATE)
     history = [data.items[0], data.items[1]]
     (summary,) = generate_summaries(model, processor, [history])
     assert isinstance(summary, str) and summary

@@ -42,6 +42,8 @@ def test_train_help_lists_every_model_field_with_the_configs_default_and_help():
         assert entry, f"{config_class.__name__}'s docstring documents no {name}"
         if name in PAPER_MODEL_LEVERS:  # unset: `embsum train` chooses it from the data, else the config's default
             assert blocks[name].endswith(f"otherwise the config's {default}. (default: None)"), blocks[name]
+        elif name == "dropout_rate":  # unset: the recipe's from-scratch dropout, not T5's
+            assert blocks[name].endswith(f"not T5's {default}. (default: None)"), blocks[name]
         else:
             assert blocks[name].endswith(f"(default: {default})"), blocks[name]
         assert f"{config_class.__name__}.{name}: {' '.join(entry.split()[:6])}" in blocks[name]
@@ -53,7 +55,8 @@ def test_model_arguments_are_config_fields_and_build_the_default_model():
     args = ModelArguments()
     config = EmbSumConfig(t5_config=args.t5_overrides(), **args.config_overrides())
     assert config.to_dict() == EmbSumConfig().to_dict()  # every default is the configs' own
-    assert set(args.t5_overrides()) == {"d_model", "num_layers", "num_heads", "d_ff", "dropout_rate", "d_kv"}
+    assert set(args.t5_overrides()) == {"d_model", "num_layers", "num_heads", "d_ff", "d_kv"}  # dropout: the recipe's
+    assert ModelArguments(dropout_rate=0.2).t5_overrides()["dropout_rate"] == 0.2
     assert "d_model" not in args.config_overrides() and "num_user_codes" in args.config_overrides()
     # the summary levers left unset are the config's (the paper's) unless `embsum train` chooses them; given, they stay
     assert not set(PAPER_MODEL_LEVERS) & set(args.config_overrides())

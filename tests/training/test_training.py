@@ -402,7 +402,7 @@ def test_hyperparameter_search_tunes_on_dev_auc(splits, data_processor, tmp_path
 
 
 def test_recipe_item_prior_reaches_config_save_and_evaluation(splits, tmp_path):
-    from embsum_hf.training.recipe import EmbSumRunArguments, build_model_and_processor
+    from embsum_hf.training.recipe import FROM_SCRATCH_DROPOUT_RATE, EmbSumRunArguments, build_model_and_processor
 
     train, dev, _ = splits
     shape = RECIPE_SHAPE
@@ -412,6 +412,11 @@ def test_recipe_item_prior_reaches_config_save_and_evaluation(splits, tmp_path):
     assert model.config.item_prior_ids == seen and model.config.session_max_items == 1  # from scratch: one-item
     plain, _ = build_model_and_processor(EmbSumRunArguments(train_data="unused", **shape), train, {})
     assert plain.item_prior is None and plain.config.item_prior_ids is None  # off by default: the paper's model
+    # from scratch without dropout unless a rate is given (RECIPE_SHAPE gives 0)
+    unset = {name: value for name, value in shape.items() if name != "dropout_rate"}
+    for given, expected in (({}, FROM_SCRATCH_DROPOUT_RATE), ({"dropout_rate": 0.2}, 0.2)):
+        built, _ = build_model_and_processor(EmbSumRunArguments(train_data="unused", **unset, **given), train, {})
+        assert built.config.t5_config.dropout_rate == expected
     model.save_pretrained(tmp_path)
     assert EmbSumModel.from_pretrained(tmp_path).config.item_prior_ids == seen
     # evaluation adds each candidate's prior to the content score (0 for items never seen in training)
@@ -761,7 +766,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     assert clicks_per_item(sparse) == 30 / 110 and clicks_per_item(dense) == 30 / 14 > SPARSE_CATALOGUE_CLICKS_PER_ITEM
 
     def choose(data, **given):
-        run_keys = {"text_embedding_init", "backbone", "summary_copy", "summary_loss_weight", "summary_history_boost"}
+        run_keys = {"text_embedding_init", "backbone", *PAPER_MODEL_LEVERS}
         run_args = EmbSumRunArguments(train_data="unused", **{k: v for k, v in given.items() if k in run_keys})
         training_args = EmbSumTrainingArguments(
             output_dir=str(tmp_path),
