@@ -37,11 +37,13 @@ Systems
                       "embsum" is `embsum train --dataset impressions` with the issue's tiny shape and every other
                       setting the recipe's default (on this catalogue `choose_data_levers` turns on the LSA start,
                       in-batch negatives with logQ, the 300-step summary warm-up, one history click per user and
-                      the summary recipe: the copy mechanism, λ 2, no history boost); each "+lever" of `LEVERS` in
+                      the summary recipe: the copy mechanism, λ 2, no history boost, the sessions' order for the
+                      decoder); each "+lever" of `LEVERS` in
                       the name changes one setting (e.g. `embsum+no-in-batch`, `embsum+history-clicks-0`,
                       `embsum+catalogue-4+item-prior`), and it trains without dropout (the recipe's
                       `FROM_SCRATCH_DROPOUT_RATE`). Reports before these two defaults name today's
-                      `embsum+dropout0.1+paper-summary` "embsum".
+                      `embsum+dropout0.1+paper-summary` "embsum"; reports before the sessions' order, today's
+                      `embsum+no-session-positions`.
 
 Fairness
   Same splits, same tokenizer (trained once on the training items and summaries, its CPU time charged to every
@@ -129,6 +131,9 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     # `choose_data_levers` turns on for this catalogue, and the paper's summary levers ("embsum" before it did)
     "copy": ({name: SPARSE_CATALOGUE_LEVERS[name] for name in PAPER_MODEL_LEVERS}, {}),
     "paper-summary": (dict(PAPER_MODEL_LEVERS), {}),
+    # the summary decoder without the sessions' order (`summary_session_positions`, part of the summary recipe since
+    # docs/summaries.md measured it): "embsum" of the reports before it
+    "no-session-positions": ({"summary_session_positions": False}, {}),
     # λ (the config's 1 by default); "lambda0.2+summary-warmup-0" was `embsum`'s recipe on this data before the warm-up
     "lambda0.2": ({"summary_loss_weight": 0.2}, {}),
     "lambda1": ({"summary_loss_weight": 1.0}, {}),

@@ -38,6 +38,12 @@ read with the package's impressions loader `load_impressions`; this benchmark re
   summary recipe, `choose_data_levers`).
   nearest       the profile of the training user whose history window is most similar under TF-IDF of the item texts
                 (cosine of the L2-normalised sums of the window's item vectors; ties: the first training user).
+  keywords      a keyword extractor a person could write in twenty lines: every word of the window's item texts
+                (ROUGE's tokens, no stop-word) is scored by how often the training users whose window holds it have it
+                in their profile's slots ((picked + 1) / (held + 5)); the five best are written in the template of the
+                training profiles, in the order of the books they first occur in, oldest first (the profiles list
+                their interests in reading order more often than not).
+  keywords (best first)  the same five words, best first.
   Every system's `malformed_rate` is `summary_metrics`'.
 
 Levers: `--set NAME=VALUE` overrides a run argument (`EmbSumRunArguments`: summary_loss_weight, d_model, ... and the
@@ -81,10 +87,12 @@ from sklearn.preprocessing import normalize
 from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
+from embsum_hf.configuration_embsum import DEFAULT_SUMMARY_SLOT_LEAD, SLOT_STOPWORDS
 from embsum_hf.data import load_impressions, load_movielens, split_by_time
 from embsum_hf.data.schema import RecommendationData
 from embsum_hf.data.users import user_histories
 from embsum_hf.metrics import constant_summary, summary_metrics
+from embsum_hf.metrics.summary import summary_slots
 from embsum_hf.modeling_embsum import EmbSumModel
 from embsum_hf.processing_embsum import EmbSumProcessor
 from embsum_hf.serving.explain import generate_summaries
@@ -100,6 +108,7 @@ from embsum_hf.training.recipe import (
 logger = logging.getLogger("summary_quality")
 
 TITLE_WORD = re.compile(r"[a-z][a-z0-9']+")
+WORD = re.compile(r"[A-Za-z0-9]+")  # ROUGE's tokens, before lower-casing
 SHOWN = (
     "rougeL",
     "constant_rougeL",
@@ -176,6 +185,7 @@ class Setup:
     references: list[str]
     nearest: list[str]
     test: RecommendationData | None  # impressions to rank for --auc
+    keywords: dict[str, list[str]] | None = None  # book data: the keyword extractor's summaries, by name
 
 
 def read_summaries(path: Path) -> dict[str, str]:
@@ -238,6 +248,49 @@ def tfidf_nearest_summaries(
     return nearest
 
 
+def keyword_summaries(
+    items: datasets.Dataset,
+    heldout_windows: Sequence[Sequence[Mapping]],
+    training_windows: Sequence[Sequence[Mapping]],
+    training_summaries: Sequence[str],
+    words: int = 5,
+    oldest_first: bool = True,
+) -> list[str]:
+    """
+    The keyword extractor (see the docstring): the `words` history words that training profiles pick most often,
+    written in the template of the training summaries, from the oldest book to the newest (or best first).
+    """
+    texts = {row["item_id"]: f"{row.get('title') or ''} {row.get('description') or ''}" for row in items}
+    lead = DEFAULT_SUMMARY_SLOT_LEAD
+    template = training_summaries[0]
+    opening = template[: re.search(rf"\b{re.escape(lead)}\b", template, re.IGNORECASE).end()]
+
+    def window_words(window: Sequence[Mapping]) -> dict[str, tuple[int, str]]:
+        # every content word of the window -> (its first book, oldest first; its first spelling)
+        found: dict[str, tuple[int, str]] = {}
+        for book, item in enumerate(reversed(window)):  # windows are most recent first
+            for spelling in WORD.findall(texts[item["item_id"]]):
+                word = spelling.lower()  # a name keeps its capital; a word seen lower-case anywhere is written so
+                if word not in SLOT_STOPWORDS:
+                    first_book, first = found.get(word, (book, spelling))
+                    found[word] = (first_book, word if spelling == word else first)
+        return found
+
+    held, picked = Counter(), Counter()
+    for window, summary in zip(training_windows, training_summaries):
+        present = set(window_words(window))
+        held.update(present)
+        picked.update(present & {word for slot in summary_slots(summary, lead) or [] for word in slot})
+    summaries = []
+    for window in heldout_windows:
+        found = window_words(window)
+        best = sorted(found, key=lambda word: -(picked[word] + 1) / (held[word] + 5))[:words]
+        chosen = [found[word][1] for word in (sorted(best, key=lambda word: found[word][0]) if oldest_first else best)]
+        slots = ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + (chosen[-1] if chosen else "")
+        summaries.append(f"{opening} {slots}.")
+    return summaries
+
+
 def book_setup(options: argparse.Namespace) -> Setup:
     """The book data: training users, the dev (or `--test`) users, their profiles, the nearest-neighbour baseline."""
     folder = options.data
@@ -293,6 +346,16 @@ def book_setup(options: argparse.Namespace) -> Setup:
         [training_windows[user] for user in trained],
         [train_summaries[user] for user in trained],
     )
+    keywords = {
+        name: keyword_summaries(
+            train.items,
+            [heldout_windows[user] for user in heldout],
+            [training_windows[user] for user in trained],
+            [train_summaries[user] for user in trained],
+            oldest_first=oldest_first,
+        )
+        for name, oldest_first in (("keywords", True), ("keywords (best first)", False))
+    }
     return Setup(
         title=f"Goodreads books: {len(heldout)} {name}, {len(trained)} training users",
         run_args=run_args,
@@ -302,6 +365,7 @@ def book_setup(options: argparse.Namespace) -> Setup:
         windows=[heldout_windows[user] for user in heldout],
         references=[test_summaries[user] for user in heldout],
         nearest=nearest,
+        keywords=keywords,
         test=test,
     )
 
@@ -569,6 +633,7 @@ def main() -> None:
         return summary_metrics(predictions, references, constant=constant, seed=seed, words=words)
 
     baselines = {"teacher": references, "constant": [constant] * len(heldout), "nearest": setup.nearest}
+    baselines.update(setup.keywords or {})
     baseline_runs = {name: [metrics(texts, seed) for seed in seeds] for name, texts in baselines.items()}
     rows = {name: summarise_runs(name_runs) for name, name_runs in baseline_runs.items()}
     runs: dict[str, list[dict]] = {name: [] for name in generate}

@@ -101,6 +101,12 @@ class EmbSumConfig(PreTrainedConfig):
             whenever the decoder writes (`generate_summary`, and the `"generate"` summary mode's `h_sum`); `h_sum`
             itself is unchanged (the decoder state). Its layers are new (a `d x d` query and a `3d -> 1` gate) and
             train at the new layers' learning rate.
+        summary_session_positions (`bool`, defaults to `False`):
+            The decoder reads where each session stands in the history (our choice; see `SessionPositions`): a learned
+            embedding per session index, oldest first, is added to the session states the summary decoder and its
+            copy attention read. T5's cross-attention has no position bias, so without it the decoder reads the
+            history as an unordered bag of tokens. The ranking's history rows (the `<sos>` states) are unchanged.
+            A new layer (`max_history_items x d`, zero at initialisation: the model starts as the one without it).
         summary_slot_lead (`str`, *optional*, defaults to `"interested in"`):
             Well-formed template summaries at generation: after these words, the interest slots of "A, B, C, D and
             E." are never empty or only stop-words, start with no stop-word and repeat no word (see
@@ -131,6 +137,7 @@ class EmbSumConfig(PreTrainedConfig):
     summary_history_boost: float | int = 16.0
     summary_history_boost_plausibility: float | int = 0.01
     summary_copy: bool = False
+    summary_session_positions: bool = False
     summary_slot_lead: str | None = DEFAULT_SUMMARY_SLOT_LEAD
     item_start_token_id: int = 32100
     tie_word_embeddings: bool = True
@@ -199,8 +206,9 @@ class EmbSumConfig(PreTrainedConfig):
                 "EmbSumConfig.summary_history_boost_plausibility must be in [0, 1], got "
                 f"{self.summary_history_boost_plausibility!r}"
             )
-        if not isinstance(self.summary_copy, bool):
-            raise ValueError(f"EmbSumConfig.summary_copy must be True or False, got {self.summary_copy!r}")
+        for name in ("summary_copy", "summary_session_positions"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"EmbSumConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.summary_slot_lead is not None and not isinstance(self.summary_slot_lead, str):
             raise ValueError(
                 f"EmbSumConfig.summary_slot_lead must be a string or None, got {self.summary_slot_lead!r}"

@@ -118,6 +118,23 @@ class ItemPrior(nn.Embedding):
     """The optional per-item bias (`EmbSumConfig.item_prior_ids`): row 0 is every item without one and stays 0."""
 
 
+class SessionPositions(nn.Module):
+    """
+    Where each session stands in the history, for the summary decoder (`EmbSumConfig.summary_session_positions`): a
+    learned `(max_sessions, d)` embedding per session index, oldest first, added to every token state of that session.
+    Sessions past `max_sessions` share its last row. Zero at initialisation.
+    """
+
+    def __init__(self, max_sessions: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(max_sessions, hidden_size))
+
+    def forward(self, session_states: torch.Tensor) -> torch.Tensor:
+        """`(B, G, L, d)` session states -> the same plus their session's row."""
+        index = torch.arange(session_states.shape[1], device=session_states.device).clamp(max=len(self.weight) - 1)
+        return session_states + self.weight[index][None, :, None, :].to(session_states.dtype)
+
+
 def poly_relevance(
     user_embeddings: torch.Tensor, item_embeddings: torch.Tensor, item_keys: torch.Tensor
 ) -> torch.Tensor:
@@ -524,6 +541,8 @@ class EmbSumPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, ItemPrior):
             nn.init.zeros_(module.weight)  # no preference before training
+        elif isinstance(module, SessionPositions):
+            nn.init.zeros_(module.weight)  # the model starts as the one without them
         elif isinstance(module, PolyAttention):
             # unit-variance logits at initialisation for unit-scale keys
             nn.init.normal_(module.codes, std=module.codes.shape[-1] ** -0.5)
@@ -547,7 +566,14 @@ class EmbSumModel(EmbSumPreTrainedModel):
     """
 
     # the new layers on top of T5 (they get a higher learning rate in training)
-    new_layer_prefixes = ("user_poly", "item_poly", "score_projection", "item_prior", "summary_copy")
+    new_layer_prefixes = (
+        "user_poly",
+        "item_poly",
+        "score_projection",
+        "item_prior",
+        "summary_copy",
+        "session_positions",
+    )
 
     def __init__(self, config: EmbSumConfig):
         super().__init__(config)
@@ -565,6 +591,10 @@ class EmbSumModel(EmbSumPreTrainedModel):
         self._item_prior_rows = {item: row for row, item in enumerate(config.item_prior_ids or (), start=1)}
         # optional copy mechanism of the summary decoder (config.summary_copy)
         self.summary_copy = SummaryCopy(d) if config.summary_copy else None
+        # optional session order for the summary decoder (config.summary_session_positions)
+        self.session_positions = (
+            SessionPositions(config.max_history_items, d) if config.summary_session_positions else None
+        )
         self.post_init()
 
     @classmethod
@@ -757,6 +787,19 @@ class EmbSumModel(EmbSumPreTrainedModel):
         states = self.encode_rows(session_input_ids.reshape(-1, length), mask.reshape(-1, length).long())
         return states.reshape(batch, sessions, length, -1), mask  # (B, G, L, d), (B, G, L)
 
+    def _decoder_memory(
+        self, session_states: torch.Tensor, session_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        What the summary decoder reads: the session states `(B, G, L, d)` (plus their [`SessionPositions`] when the
+        config has them) concatenated, the positions it attends to gathered to the front `(B, S, d)`, `(B, S)` bool
+        (cross-attention has no position bias, so gathering changes no value and skips the padding of every session).
+        """
+        if self.session_positions is not None:
+            session_states = self.session_positions(session_states)
+        batch, sessions, length, d = session_states.shape
+        return gather_to_front(session_states.reshape(batch, -1, d), session_mask.reshape(batch, -1))
+
     def _copy_source(
         self, session_input_ids: torch.Tensor, read: torch.Tensor, memory_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
@@ -806,9 +849,7 @@ class EmbSumModel(EmbSumPreTrainedModel):
         batch, sessions, length, d = session_states.shape
         memory = session_states.reshape(batch, sessions * length, d)  # fusion-in-decoder: [H_1; ...; H_g]
         memory_mask = session_mask.reshape(batch, sessions * length)
-        # the decoder reads the positions it attends to, gathered to the front (cross-attention has no position
-        # bias, so this changes no value and skips the padding of every session)
-        read_states, read = gather_to_front(memory, memory_mask)
+        read_states, read = self._decoder_memory(session_states, session_mask)
         read = read.long()
         copyable, read_ids = self._copy_source(session_input_ids, read, memory_mask)
         targets = self._summary_targets(read_states, read, summary_labels, copyable, read_ids)
@@ -1034,9 +1075,8 @@ class EmbSumModel(EmbSumPreTrainedModel):
             processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *added])
         states, mask = self._encode_sessions(session_input_ids, session_attention_mask)
-        batch, sessions, length, d = states.shape
-        memory, read = gather_to_front(states.reshape(batch, -1, d), mask.reshape(batch, -1))
-        copyable, memory_ids = self._copy_source(session_input_ids, read, mask.reshape(batch, -1))
+        memory, read = self._decoder_memory(states, mask)
+        copyable, memory_ids = self._copy_source(session_input_ids, read, mask.reshape(mask.shape[0], -1))
         ids = self._generate(memory, read.long(), copyable, memory_ids, **generate_kwargs)
         return processor.decode_summaries(ids) if processor is not None else ids
 
@@ -1055,6 +1095,7 @@ __all__ = [
     "EmbSumOutput",
     "EmbSumUserOutput",
     "PolyAttention",
+    "SessionPositions",
     "SummaryCopy",
     "WellFormedSlots",
     "poly_relevance",

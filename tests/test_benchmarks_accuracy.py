@@ -227,3 +227,31 @@ def test_summary_quality_merges_one_seed_reports_into_the_mean_and_std_over_seed
     foreign = merge(first, tmp_path / "accuracy.json")
     assert foreign.returncode == 1 and "accuracy.json is no summary_quality.py --json report" in foreign.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_summary_quality_keyword_baseline_writes_the_words_profiles_pick_oldest_book_first(monkeypatch):
+    """The book baseline `keywords`: history words scored by how often training profiles pick them when held."""
+    import datasets
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from summary_quality import keyword_summaries
+
+    texts = {
+        "d": ("Dragons", "dragons guard the castle"),
+        "b": ("Baking", "baking bread at home"),
+        "m": ("Mystery", ""),
+    }
+    items = datasets.Dataset.from_list([dict(item_id=i, title=t, description=d) for i, (t, d) in texts.items()])
+    book = {item: {"item_id": item} for item in texts}
+    training = [[book["d"]], [book["b"]], [book["b"]], [book["m"]], [book["d"], book["b"]]]
+    profiles = ["dragons", "baking and bread", "baking", "mystery", "baking and dragons"]
+    profiles = [f"The reader is interested in {interests}." for interests in profiles]
+    window = [book["b"], book["d"]]  # most recent first: the dragons book was read first
+    # picked / held: baking 3/3, dragons 2/2, bread 1/2, castle and guard 0/2 ("the", "at": stop-words)
+    (oldest_first,) = keyword_summaries(items, [window], training, profiles, words=3)
+    assert oldest_first == "The reader is interested in dragons, baking and bread."
+    (best_first,) = keyword_summaries(items, [window], training, profiles, words=3, oldest_first=False)
+    assert best_first == "The reader is interested in baking, dragons and bread."
+    # fewer words than slots: one slot; a word only ever written with a capital keeps it ("Dragons" did not)
+    (one,) = keyword_summaries(items, [[book["m"]]], training, profiles)
+    assert one == "The reader is interested in Mystery."

@@ -1,9 +1,15 @@
 """One CLI dialect: dashes and underscores alike, shared --model/--data/--split, a YAML recipe plus overrides."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from embsum_hf.cli import COMMANDS, build_parser
 from embsum_hf.commands.train import parse
+from embsum_hf.training.arguments import PAPER_MODEL_LEVERS
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 def test_every_long_option_takes_dashes_and_underscores():
@@ -91,18 +97,20 @@ def test_the_training_levers_are_flags(tmp_path):
     # the sparse-catalogue levers are left to `embsum train` (chosen from the data); a prior is fitted
     assert defaults.in_batch_negatives is defaults.logq_correction is run_defaults.text_embedding_init is None
     assert defaults.summary_warmup_steps is defaults.history_clicks is None
-    assert run_defaults.summary_copy is run_defaults.summary_loss_weight is run_defaults.summary_history_boost is None
+    assert all(getattr(run_defaults, name) is None for name in PAPER_MODEL_LEVERS)
     assert defaults.fit_item_prior
     _, given = parse([*base, "--in_batch_negatives", "true", "--fit_item_prior", "false"])
     assert given.in_batch_negatives and not given.fit_item_prior
     assert given.logq_correction is True  # unset: as in_batch_negatives
     # a bare flag means true, as for every other switch; "false" turns a lever off, logQ with it
-    run_bare, bare = parse([*base, "--in-batch-negatives", "--text_embedding_init", "--summary-copy"])
+    flags = ["--in-batch-negatives", "--text_embedding_init", "--summary-copy", "--summary_session_positions"]
+    run_bare, bare = parse([*base, *flags])
     assert bare.in_batch_negatives is bare.logq_correction is run_bare.text_embedding_init is True
-    assert run_bare.summary_copy is True
+    assert run_bare.summary_copy is run_bare.summary_session_positions is True
     # the README's flags for the paper's summaries on a sparse catalogue, as pasted
-    paper, _ = parse([*base, "--summary_copy", "false", "--summary_loss_weight", "1", "--summary_history_boost", "16"])
-    assert (paper.summary_copy, paper.summary_loss_weight, paper.summary_history_boost) == (False, 1.0, 16.0)
+    pasted = re.search(r"`(--summary_copy false[^`]*)`", README.read_text()).group(1)
+    paper, _ = parse([*base, *pasted.split()])
+    assert {name: getattr(paper, name) for name in PAPER_MODEL_LEVERS} == PAPER_MODEL_LEVERS
     _, off = parse([*base, "--in_batch_negatives", "false"])
     assert off.in_batch_negatives is off.logq_correction is False
     _, only = parse([*base, "--in_batch_negatives", "--logq_correction", "false"])

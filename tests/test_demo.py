@@ -44,6 +44,7 @@ def test_demo_reports_writes_and_serves(tmp_path):
         "summary_copy": False,
         "summary_loss_weight": 1.0,
         "summary_history_boost": 16.0,
+        "summary_session_positions": False,
     }
 
     out = result.stdout

@@ -141,6 +141,7 @@ def _folder_details(folder: Path) -> dict[str, Any]:
             "summary_mode",
             "summary_loss_weight",
             "summary_copy",
+            "summary_session_positions",
         )
     }
     details.update(

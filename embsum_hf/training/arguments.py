@@ -25,7 +25,8 @@ PAPER_TRAINING_LEVERS: dict[str, bool | int] = {
 # the model levers `embsum train` from scratch chooses from the data when unset, at the config's defaults (the
 # paper's): what a model built from `ModelArguments` without the recipe gets
 PAPER_MODEL_LEVERS: dict[str, bool | float] = {
-    name: getattr(EmbSumConfig, name) for name in ("summary_copy", "summary_loss_weight", "summary_history_boost")
+    name: getattr(EmbSumConfig, name)
+    for name in ("summary_copy", "summary_loss_weight", "summary_history_boost", "summary_session_positions")
 }
 # the `ModelArguments` fields that are unset (None) by default and resolved by the recipe: the model levers chosen from
 # the data, and the dropout of a backbone trained from scratch (`recipe.FROM_SCRATCH_DROPOUT_RATE`)
@@ -204,7 +205,8 @@ def config_field(name: str, config_class: type = EmbSumConfig) -> Any:
             "(`recipe.choose_data_levers`: the summary recipe on a sparse catalogue), otherwise the config's "
             f"{PAPER_MODEL_LEVERS[name]}."
         )
-        return field(default=None, metadata={"help": text, **(TRI_STATE_FLAG if name == "summary_copy" else {})})
+        flag = TRI_STATE_FLAG if isinstance(PAPER_MODEL_LEVERS[name], bool) else {}
+        return field(default=None, metadata={"help": text, **flag})
     if name == "dropout_rate":
         text += (
             " Default (unset): the recipe's `FROM_SCRATCH_DROPOUT_RATE` (no dropout), not T5's "
@@ -254,6 +256,7 @@ class ModelArguments:
     summary_history_boost: float | None = config_field("summary_history_boost")
     summary_history_boost_plausibility: float = config_field("summary_history_boost_plausibility")
     summary_copy: bool | None = config_field("summary_copy")
+    summary_session_positions: bool | None = config_field("summary_session_positions")
     summary_slot_lead: str | None = config_field("summary_slot_lead")
     d_model: int = config_field("d_model", T5Config)
     num_layers: int = config_field("num_layers", T5Config)

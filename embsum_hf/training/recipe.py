@@ -170,6 +170,7 @@ SPARSE_CATALOGUE_LEVERS: dict[str, bool | int | float] = {
     "summary_copy": True,
     "summary_loss_weight": 2.0,
     "summary_history_boost": 0.0,
+    "summary_session_positions": True,
 }
 PAPER_LEVERS: dict[str, bool | int | float] = {
     "text_embedding_init": False,

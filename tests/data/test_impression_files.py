@@ -133,11 +133,13 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "a sparse catalogue -> " in result.stderr and "history_clicks=1" in result.stderr
     assert "summary_copy=True, summary_loss_weight=2.0, summary_history_boost=0.0" in result.stderr
+    assert "summary_session_positions=True" in result.stderr
     # the summary recipe, chosen from the data, is saved with the folder: it loads with its copy layer and writes
     # summaries with it
     model, processor = EmbSumModel.from_pretrained(out), EmbSumProcessor.from_pretrained(out)
     assert model.config.summary_copy and model.config.summary_loss_weight == 2.0
     assert model.config.summary_history_boost == 0.0 and model.summary_copy is not None
+    assert model.config.summary_session_positions and model.session_positions is not None
     assert model.config.t5_config.dropout_rate == 0.0  # from scratch: no dropout (FROM_SCRATCH_DROPOUT_RATE)
     history = [data.items[0], data.items[1]]
     (summary,) = generate_summaries(model, processor, [history])
@@ -149,4 +151,7 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
     assert f"Built {added} history-click rows from 30 training rows" in result.stderr
     card = (out / "README.md").read_text()
     assert "| history_clicks | 1 |" in card and f"| train (clicks) | {30 + added} |" in card
-    assert "`h_sum` read in `start` mode; a learned copy mechanism over the history tokens |" in card
+    read = (
+        "`h_sum` read in `start` mode; a learned copy mechanism over the history tokens; the decoder reads the order"
+    )
+    assert f"{read} of the history's sessions |" in card

@@ -60,7 +60,8 @@ def test_model_arguments_are_config_fields_and_build_the_default_model():
     assert "d_model" not in args.config_overrides() and "num_user_codes" in args.config_overrides()
     # the summary levers left unset are the config's (the paper's) unless `embsum train` chooses them; given, they stay
     assert not set(PAPER_MODEL_LEVERS) & set(args.config_overrides())
-    given = ModelArguments(summary_copy=False, summary_loss_weight=0.0, summary_history_boost=0.0)
+    given = ModelArguments(**{name: type(paper)(0) for name, paper in PAPER_MODEL_LEVERS.items()})
+    assert given.summary_copy is not None and not given.summary_session_positions
     chosen = {name: given.config_overrides()[name] for name in PAPER_MODEL_LEVERS}
     assert chosen == dict.fromkeys(PAPER_MODEL_LEVERS, 0)
 
@@ -113,4 +114,6 @@ def test_a_config_saved_by_the_previous_release_loads(tmp_path):
     assert (config.num_user_codes, config.session_max_items, config.t5_config.d_model) == (4, 1, 16)
     config.save_pretrained(tmp_path / "again")
     saved = json.loads((tmp_path / "again" / "config.json").read_text())
-    assert saved == previous  # nothing added, dropped or changed
+    assert {name: saved[name] for name in previous} == previous  # nothing dropped or changed
+    added = set(saved) - set(previous)  # fields added since, at the defaults: the model that folder holds
+    assert added == {"summary_session_positions"} and all(saved[name] == getattr(EmbSumConfig, name) for name in added)

@@ -786,6 +786,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
             "summary_copy": run_args.summary_copy,
             "summary_loss_weight": run_args.summary_loss_weight,
             "summary_history_boost": run_args.summary_history_boost,
+            "summary_session_positions": run_args.summary_session_positions,
         }
         # and the model is built with it
         config = EmbSumConfig(**run_args.config_overrides())
@@ -794,11 +795,14 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
 
     paper = {"text_embedding_init": False, "in_batch_negatives": False, "logq_correction": False}
     paper.update(summary_warmup_steps=0, history_clicks=0)
-    paper.update(summary_copy=False, summary_loss_weight=1.0, summary_history_boost=16.0)  # the config's defaults
+    paper.update(
+        summary_copy=False, summary_loss_weight=1.0, summary_history_boost=16.0, summary_session_positions=False
+    )
     sparse_levers = dict.fromkeys(("text_embedding_init", "in_batch_negatives", "logq_correction"), True)
     sparse_levers.update(summary_warmup_steps=300, history_clicks=1)
-    # the summary recipe: the learned copy mechanism, λ 2, no history boost
+    # the summary recipe: the learned copy mechanism, λ 2, no history boost, the decoder reading the sessions' order
     sparse_levers.update(summary_copy=True, summary_loss_weight=2.0, summary_history_boost=0.0)
+    sparse_levers.update(summary_session_positions=True)
     assert choose(sparse) == sparse_levers
     assert "0.27 training clicks per item" in caplog.text and "at AUC 1.000" in caplog.text
     assert "a sparse catalogue" in caplog.text
@@ -810,6 +814,7 @@ def test_recipe_chooses_the_sparse_catalogue_levers_from_the_training_data(split
     # a lever given is kept; the others are still chosen
     given = dict(in_batch_negatives=False, logq_correction=False, summary_warmup_steps=0, history_clicks=2)
     given.update(summary_copy=False, summary_loss_weight=0.5)
-    assert choose(sparse, **given) == {"text_embedding_init": True, **given, "summary_history_boost": 0.0}
+    chosen = {"text_embedding_init": True, **given, "summary_history_boost": 0.0, "summary_session_positions": True}
+    assert choose(sparse, **given) == chosen
     # a pretrained backbone keeps the paper's recipe (the LSA start is for token embeddings trained from scratch)
     assert choose(sparse, backbone="t5-small") == paper
