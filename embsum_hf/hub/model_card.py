@@ -136,6 +136,7 @@ def _folder_details(folder: Path) -> dict[str, Any]:
             "num_item_codes",
             "max_history_items",
             "session_max_tokens",
+            "session_max_items",
             "item_max_tokens",
             "summary_max_tokens",
             "summary_mode",

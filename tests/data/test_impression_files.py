@@ -155,3 +155,4 @@ def test_embsum_train_on_a_sparse_reads_log_adds_each_users_latest_history_read(
         "`h_sum` read in `start` mode; a learned copy mechanism over the history tokens; the decoder reads the order"
     )
     assert f"{read} of the history's sessions |" in card
+    assert "| History | latest 60 items, each item its own session (the decoder reads them all) |" in card
