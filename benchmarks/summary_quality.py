@@ -38,7 +38,7 @@ read with the package's impressions loader `load_impressions`; this benchmark re
   summary recipe, `choose_data_levers`).
   nearest       the profile of the training user whose history window is most similar under TF-IDF of the item texts
                 (cosine of the L2-normalised sums of the window's item vectors; ties: the first training user).
-  keywords      a keyword extractor a person could write in twenty lines: every word of the window's item texts
+  keywords      a keyword extractor a person could write in an afternoon: every word of the window's item texts
                 (ROUGE's tokens, no stop-word) is scored by how often the training users whose window holds it have it
                 in their profile's slots ((picked + 1) / (held + 5)); the five best are written in the template of the
                 training profiles, in the order of the books they first occur in, oldest first (the profiles list
