@@ -41,8 +41,8 @@ read with the package's impressions loader `load_impressions`; this benchmark re
   keywords      a keyword extractor a person could write in an afternoon: every word of the window's item texts
                 (ROUGE's tokens, no stop-word) is scored by how often the training users whose window holds it have it
                 in their profile's slots ((picked + 1) / (held + 5)); the five best are written in the template of the
-                training profiles, in the order of the books they first occur in, oldest first (the profiles list
-                their interests in reading order more often than not).
+                training profiles, in the order of the books they first occur in, oldest first (the profiles tend to
+                list their interests in reading order).
   keywords (best first)  the same five words, best first.
   Every system's `malformed_rate` is `summary_metrics`'.
 
@@ -254,11 +254,11 @@ def keyword_summaries(
     training_windows: Sequence[Sequence[Mapping]],
     training_summaries: Sequence[str],
     words: int = 5,
-    oldest_first: bool = True,
-) -> list[str]:
+) -> dict[str, list[str]]:
     """
     The keyword extractor (see the docstring): the `words` history words that training profiles pick most often,
-    written in the template of the training summaries, from the oldest book to the newest (or best first).
+    written in the template of the training summaries; `{"keywords": ..., "keywords (best first)": ...}`, the words
+    from the oldest book to the newest and best first.
     """
     texts = {row["item_id"]: f"{row.get('title') or ''} {row.get('description') or ''}" for row in items}
     lead = DEFAULT_SUMMARY_SLOT_LEAD
@@ -276,18 +276,20 @@ def keyword_summaries(
                     found[word] = (first_book, word if spelling == word else first)
         return found
 
+    def summary(chosen: list[str]) -> str:  # "A, B and C"; a window without a content word leaves the slot empty
+        return f"{opening} {' and '.join([', '.join(chosen[:-1]), chosen[-1]] if len(chosen) > 1 else chosen)}."
+
     held, picked = Counter(), Counter()
-    for window, summary in zip(training_windows, training_summaries):
+    for window, profile in zip(training_windows, training_summaries):
         present = set(window_words(window))
         held.update(present)
-        picked.update(present & {word for slot in summary_slots(summary, lead) or [] for word in slot})
-    summaries = []
+        picked.update(present & {word for slot in summary_slots(profile, lead) or [] for word in slot})
+    summaries: dict[str, list[str]] = {"keywords": [], "keywords (best first)": []}
     for window in heldout_windows:
         found = window_words(window)
         best = sorted(found, key=lambda word: -(picked[word] + 1) / (held[word] + 5))[:words]
-        chosen = [found[word][1] for word in (sorted(best, key=lambda word: found[word][0]) if oldest_first else best)]
-        slots = ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + (chosen[-1] if chosen else "")
-        summaries.append(f"{opening} {slots}.")
+        summaries["keywords"].append(summary([found[word][1] for word in sorted(best, key=lambda w: found[w][0])]))
+        summaries["keywords (best first)"].append(summary([found[word][1] for word in best]))
     return summaries
 
 
@@ -346,16 +348,12 @@ def book_setup(options: argparse.Namespace) -> Setup:
         [training_windows[user] for user in trained],
         [train_summaries[user] for user in trained],
     )
-    keywords = {
-        name: keyword_summaries(
-            train.items,
-            [heldout_windows[user] for user in heldout],
-            [training_windows[user] for user in trained],
-            [train_summaries[user] for user in trained],
-            oldest_first=oldest_first,
-        )
-        for name, oldest_first in (("keywords", True), ("keywords (best first)", False))
-    }
+    keywords = keyword_summaries(
+        train.items,
+        [heldout_windows[user] for user in heldout],
+        [training_windows[user] for user in trained],
+        [train_summaries[user] for user in trained],
+    )
     return Setup(
         title=f"Goodreads books: {len(heldout)} {name}, {len(trained)} training users",
         run_args=run_args,

@@ -248,10 +248,10 @@ def test_summary_quality_keyword_baseline_writes_the_words_profiles_pick_oldest_
     profiles = [f"The reader is interested in {interests}." for interests in profiles]
     window = [book["b"], book["d"]]  # most recent first: the dragons book was read first
     # picked / held: baking 3/3, dragons 2/2, bread 1/2, castle and guard 0/2 ("the", "at": stop-words)
-    (oldest_first,) = keyword_summaries(items, [window], training, profiles, words=3)
-    assert oldest_first == "The reader is interested in dragons, baking and bread."
-    (best_first,) = keyword_summaries(items, [window], training, profiles, words=3, oldest_first=False)
-    assert best_first == "The reader is interested in baking, dragons and bread."
+    written = keyword_summaries(items, [window], training, profiles, words=3)
+    assert written["keywords"] == ["The reader is interested in dragons, baking and bread."]  # oldest book first
+    assert written["keywords (best first)"] == ["The reader is interested in baking, dragons and bread."]
     # fewer words than slots: one slot; a word only ever written with a capital keeps it ("Dragons" did not)
-    (one,) = keyword_summaries(items, [[book["m"]]], training, profiles)
-    assert one == "The reader is interested in Mystery."
+    assert keyword_summaries(items, [[book["m"]]], training, profiles)["keywords"] == [
+        "The reader is interested in Mystery."
+    ]

@@ -161,8 +161,8 @@ class EmbSumRunArguments(ModelArguments, DataArguments):
 # learned copy mechanism, λ 2, no history boost) writes summaries that read the history (books, 3 seeds: ROUGE-L 0.651
 # against 0.627, and AUC 82.31 +- 0.37 against 81.86 +- 0.10; docs/summaries.md); on MovieLens at 150 CPU-s the copy
 # does not learn to copy yet and the summaries collapse, so a dense catalogue keeps the paper's boost. With the
-# sessions' order for the decoder (the teacher lists interests in reading order) the summaries' specificity gap rises
-# from 0.114 to 0.169 +- 0.011 and ROUGE-L from 0.655 to 0.710 (books, 3 seeds; docs/summaries.md)
+# sessions' order for the decoder (the teacher tends to list interests in reading order) the summaries' specificity
+# gap rises from 0.114 to 0.169 +- 0.011 and ROUGE-L from 0.655 to 0.710 (books, 3 seeds; docs/summaries.md)
 SPARSE_CATALOGUE_LEVERS: dict[str, bool | int | float] = {
     "text_embedding_init": True,
     "in_batch_negatives": True,

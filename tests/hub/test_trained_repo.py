@@ -105,6 +105,15 @@ def run(tmp_path_factory, tokenizer) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="module")
+def recipe_run(run) -> Path:
+    """The same run with the summary recipe `embsum train` chooses on a sparse catalogue (the learned copy mechanism
+    and the sessions' order, whose layers live in the repo's own modeling code), given as flags."""
+    recipe = ["--summary_copy", "--summary_session_positions", "--summary_history_boost", "0", "--max_steps", "2"]
+    assert main(train_args(run.parent, run.parent / "recipe", *recipe)) == 0
+    return run.parent / "recipe"
+
+
 PAYLOAD = {
     "inputs": {
         "history": [
@@ -121,9 +130,9 @@ PAYLOAD = {
 }
 
 
-@pytest.mark.parametrize("name", ["", "checkpoint-2"])
-def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
-    folder = run / name
+@pytest.mark.parametrize("name", ["", "checkpoint-2", "summary recipe"])
+def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name, request):
+    folder = request.getfixturevalue("recipe_run") if name == "summary recipe" else run / name
     assert missing_repo_files(folder) == []
     config = json.loads((folder / "config.json").read_text())
     pipelines = config["custom_pipelines"]
@@ -145,6 +154,8 @@ def test_saved_folders_serve_without_embsum_hf(tmp_path, run, name):
     assert not answers["embsum_hf_imported"]
 
     model, processor = EmbSumModel.from_pretrained(folder).eval(), EmbSumProcessor.from_pretrained(folder)
+    recipe = name == "summary recipe"
+    assert (model.summary_copy is not None, model.session_positions is not None) == (recipe, recipe)
     inputs = PAYLOAD["inputs"]
     with torch.no_grad():
         user = model.encode_user(**processor.encode_users([inputs["history"]])).user_embeddings
